@@ -1,0 +1,473 @@
+//! Configuration: a TOML file, overridden by `GATEWAY__SECTION__KEY` environment variables,
+//! checked whole (every unknown or invalid key reported at once), then shared as `Arc<Config>`.
+//!
+//! `config/gateway.toml` documents every key with its default. Secrets can be given inline (for
+//! demos), or by naming an environment variable (`*_env`) or a file (`*_file`) to read them from.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variables with this prefix override file keys: `GATEWAY__SERVER__LISTEN`.
+pub const ENV_PREFIX: &str = "GATEWAY__";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub server: Server,
+    pub database: Database,
+    pub embedded: Embedded,
+    pub settlement: Settlement,
+    pub log: Log,
+    pub demo: Demo,
+    pub providers: Vec<Provider>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub body_bytes_max: usize,
+    pub header_read_timeout_ms: u64,
+    /// Whole request (headers + body) must arrive within this time.
+    pub request_timeout_ms: u64,
+    pub shutdown_grace_ms: u64,
+    pub connections_max: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_bytes_max: 64 * 1024,
+            header_read_timeout_ms: 5_000,
+            request_timeout_ms: 10_000,
+            shutdown_grace_ms: 10_000,
+            connections_max: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Database {
+    /// Empty: start the embedded cluster. `DATABASE_URL` in the environment wins over this.
+    pub url: String,
+    pub url_env: String,
+    pub url_file: String,
+    /// Pool for health checks, seeding and (later) the REST module; settlement lanes hold
+    /// connections of their own.
+    pub pool_size_max: usize,
+    pub connect_timeout_ms: u64,
+    /// Database name inside the embedded cluster.
+    pub embedded_dbname: String,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            url: String::new(),
+            url_env: "DATABASE_URL".into(),
+            url_file: String::new(),
+            pool_size_max: 8,
+            connect_timeout_ms: 5_000,
+            embedded_dbname: "wallet".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Embedded {
+    /// Overridden by `--data-dir`.
+    pub data_dir: PathBuf,
+    /// The unprivileged user the server runs as when the gateway runs as root.
+    pub run_as_user: String,
+    /// Extra `postgresql.conf` settings (`name = "value"`).
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Embedded {
+    fn default() -> Self {
+        Embedded {
+            data_dir: PathBuf::from("./data"),
+            run_as_user: "postgres".into(),
+            settings: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settlement {
+    /// Settlement lanes (each one writer connection); players are partitioned over them.
+    pub lanes: usize,
+    pub batch_len_max: usize,
+    pub batch_wait_max_us: u64,
+    /// Commands waiting per lane before callbacks get a retryable answer.
+    pub queue_len_max: usize,
+    /// A callback not settled within this time gets a retryable answer.
+    pub callback_deadline_ms: u64,
+}
+
+impl Default for Settlement {
+    fn default() -> Self {
+        Settlement {
+            lanes: 2,
+            batch_len_max: 512,
+            batch_wait_max_us: 1_000,
+            queue_len_max: 8_192,
+            callback_deadline_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Log {
+    /// `tracing` filter directives, e.g. `info` or `gateway=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Demo {
+    /// Seed demo players at start (idempotent: existing players are left alone).
+    pub enabled: bool,
+    pub players: u32,
+    pub player_prefix: String,
+    pub currency: String,
+    pub opening_balance: String,
+}
+
+impl Default for Demo {
+    fn default() -> Self {
+        Demo {
+            enabled: false,
+            players: 1000,
+            player_prefix: "player-".into(),
+            currency: "EUR".into(),
+            opening_balance: "1000.00".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Provider {
+    pub code: String,
+    pub dialect: String,
+    pub enabled: bool,
+    pub secret: String,
+    pub secret_env: String,
+    pub secret_file: String,
+    /// Accepted too while providers move to a rotated secret.
+    pub previous_secret: String,
+    pub previous_secret_env: String,
+    pub previous_secret_file: String,
+    /// Source addresses allowed to call; empty allows any.
+    pub allow_ips: Vec<IpAddr>,
+    /// Signed timestamps older or newer than this are refused (native dialect).
+    pub signature_window_s: u64,
+    pub policy: Policy,
+}
+
+impl Default for Provider {
+    fn default() -> Self {
+        Provider {
+            code: String::new(),
+            dialect: String::new(),
+            enabled: true,
+            secret: String::new(),
+            secret_env: String::new(),
+            secret_file: String::new(),
+            previous_secret: String::new(),
+            previous_secret_env: String::new(),
+            previous_secret_file: String::new(),
+            allow_ips: Vec::new(),
+            signature_window_s: 300,
+            policy: Policy::default(),
+        }
+    }
+}
+
+/// Per-provider money rules (design §4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Policy {
+    /// Bets need a live game session token.
+    pub session_required: bool,
+    /// Answer to a rollback of an unknown transaction: `ok` or `not_found` (both tombstone it).
+    pub tombstone_answer: String,
+    pub win_rollback_allowed: bool,
+    /// A rolled-back win may take the balance below zero (the wallet is flagged).
+    pub negative_balance_allowed: bool,
+    /// Wins that name no bet, or a bet never seen, are credited (promotions, jackpots).
+    pub wins_without_bet_allowed: bool,
+    /// Bets spend bonus money before real money.
+    pub bonus_first: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            session_required: false,
+            tombstone_answer: "ok".into(),
+            win_rollback_allowed: false,
+            negative_balance_allowed: false,
+            wins_without_bet_allowed: true,
+            bonus_first: false,
+        }
+    }
+}
+
+pub const DIALECTS: &[&str] = &["native"];
+
+/// Everything wrong with a configuration, reported together.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration {}:\n  - {}", .path.display(), .problems.join("\n  - "))]
+pub struct Invalid {
+    pub path: PathBuf,
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Reads `path`, applies environment overrides, refuses unknown keys and validates.
+    pub fn load(path: &Path) -> Result<Config, Invalid> {
+        let invalid = |problems: Vec<String>| Invalid {
+            path: path.to_path_buf(),
+            problems,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(vec![format!("cannot read the file: {e}")]))?;
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::from_toml(&text, &env).map_err(invalid)
+    }
+
+    /// Parses `text` with `env` overrides; the whole check without touching the process.
+    pub fn from_toml(text: &str, env: &[(String, String)]) -> Result<Config, Vec<String>> {
+        let mut root: toml::Table = text.parse().map_err(|e| vec![format!("{e}")])?;
+        let mut problems = Vec::new();
+        for (name, raw) in env {
+            if let Some(path) = name.strip_prefix(ENV_PREFIX) {
+                if let Err(p) = override_key(&mut root, path, raw) {
+                    problems.push(format!("{name}: {p}"));
+                }
+            }
+        }
+        let mut unknown = BTreeSet::new();
+        let config: Result<Config, _> =
+            serde_ignored::deserialize(toml::Value::Table(root), |key| {
+                unknown.insert(key.to_string());
+            });
+        problems.extend(unknown.into_iter().map(|k| format!("unknown key `{k}`")));
+        match config {
+            Err(e) => {
+                problems.push(e.to_string());
+                Err(problems)
+            }
+            Ok(config) => {
+                problems.extend(config.problems());
+                if problems.is_empty() {
+                    Ok(config)
+                } else {
+                    Err(problems)
+                }
+            }
+        }
+    }
+
+    /// Semantic checks; each problem names its key.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let s = &self.server;
+        if s.body_bytes_max == 0 || s.body_bytes_max > 16 * 1024 * 1024 {
+            p.push("server.body_bytes_max must be between 1 and 16777216".into());
+        }
+        if s.header_read_timeout_ms == 0 {
+            p.push("server.header_read_timeout_ms must be > 0".into());
+        }
+        if s.request_timeout_ms == 0 {
+            p.push("server.request_timeout_ms must be > 0".into());
+        }
+        if s.connections_max == 0 {
+            p.push("server.connections_max must be > 0".into());
+        }
+        if self.database.pool_size_max == 0 {
+            p.push("database.pool_size_max must be > 0".into());
+        }
+        let st = &self.settlement;
+        if !(1..=64).contains(&st.lanes) {
+            p.push("settlement.lanes must be between 1 and 64".into());
+        }
+        if !(1..=settlement_batch_len_limit()).contains(&st.batch_len_max) {
+            p.push(format!(
+                "settlement.batch_len_max must be between 1 and {}",
+                settlement_batch_len_limit()
+            ));
+        }
+        if st.queue_len_max == 0 {
+            p.push("settlement.queue_len_max must be > 0".into());
+        }
+        if st.callback_deadline_ms == 0 {
+            p.push("settlement.callback_deadline_ms must be > 0".into());
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            p.push("log.format must be `text` or `json`".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            p.push(format!("log.level: {e}"));
+        }
+        if self.demo.enabled {
+            match settlement::money::Currency::from_code(&self.demo.currency) {
+                None => p.push(format!("demo.currency: unknown currency {:?}", self.demo.currency)),
+                Some(c) => {
+                    if let Err(e) = settlement::money::parse_minor(&self.demo.opening_balance, c.exponent) {
+                        p.push(format!("demo.opening_balance: {e}"));
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.database.resolve_url() {
+            p.push(e);
+        }
+        let mut codes = BTreeSet::new();
+        for (i, provider) in self.providers.iter().enumerate() {
+            let at = format!("providers[{i}]");
+            if !valid_code(&provider.code) {
+                p.push(format!("{at}.code must match [a-z0-9][a-z0-9_-]{{0,31}}"));
+            } else if !codes.insert(provider.code.clone()) {
+                p.push(format!("{at}.code {:?} is used twice", provider.code));
+            }
+            if !DIALECTS.contains(&provider.dialect.as_str()) {
+                p.push(format!(
+                    "{at}.dialect {:?} is not one of {}",
+                    provider.dialect,
+                    DIALECTS.join(", ")
+                ));
+            }
+            match provider.secrets() {
+                Ok(secrets) if secrets.is_empty() => {
+                    p.push(format!("{at}: one of secret, secret_env, secret_file is required"))
+                }
+                Ok(_) => {}
+                Err(e) => p.push(format!("{at}.{e}")),
+            }
+            if provider.signature_window_s == 0 {
+                p.push(format!("{at}.signature_window_s must be > 0"));
+            }
+            if !["ok", "not_found"].contains(&provider.policy.tombstone_answer.as_str()) {
+                p.push(format!("{at}.policy.tombstone_answer must be `ok` or `not_found`"));
+            }
+        }
+        p
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.header_read_timeout_ms)
+    }
+}
+
+fn settlement_batch_len_limit() -> usize {
+    4096
+}
+
+fn valid_code(code: &str) -> bool {
+    let b = code.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+impl Database {
+    /// The external database URL, if any: environment variable, then file, then inline.
+    pub fn resolve_url(&self) -> Result<Option<String>, String> {
+        let url = resolve_secret(&self.url, &self.url_env, &self.url_file)
+            .map_err(|e| format!("database.url{e}"))?;
+        if let Some(url) = &url {
+            if url.parse::<tokio_postgres::Config>().is_err() {
+                return Err("database.url is not a PostgreSQL connection string".into());
+            }
+        }
+        Ok(url)
+    }
+}
+
+impl Provider {
+    /// Current secret first, then the previous one (rotation).
+    pub fn secrets(&self) -> Result<Vec<Vec<u8>>, String> {
+        let current = resolve_secret(&self.secret, &self.secret_env, &self.secret_file)
+            .map_err(|e| format!("secret{e}"))?;
+        let previous = resolve_secret(
+            &self.previous_secret,
+            &self.previous_secret_env,
+            &self.previous_secret_file,
+        )
+        .map_err(|e| format!("previous_secret{e}"))?;
+        Ok(current.into_iter().chain(previous).map(String::into_bytes).collect())
+    }
+}
+
+/// The first of: the named environment variable (if set and non-empty), the named file, the
+/// inline value. The error text continues the key name (`_env: ...`).
+fn resolve_secret(inline: &str, env: &str, file: &str) -> Result<Option<String>, String> {
+    if !env.is_empty() {
+        if let Ok(value) = std::env::var(env) {
+            if !value.is_empty() {
+                return Ok(Some(value));
+            }
+        }
+    }
+    if !file.is_empty() {
+        return std::fs::read_to_string(file)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| format!("_file: cannot read {file}: {e}"));
+    }
+    Ok((!inline.is_empty()).then(|| inline.to_string()))
+}
+
+/// Sets `a__b__c` (lower-cased) in the table tree; the value is read as TOML when it parses
+/// (numbers, booleans, arrays), else as a string.
+fn override_key(root: &mut toml::Table, path: &str, raw: &str) -> Result<(), String> {
+    let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err("empty key segment".into());
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (last, parents) = keys.split_last().ok_or("empty key")?;
+    let mut table = root;
+    for key in parents {
+        let entry = table
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{key}` is not a table"))?;
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,117 @@
+//! Loading, overriding and refusing configurations.
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+const PROVIDER: &str = r#"
+[[providers]]
+code = "demo"
+dialect = "native"
+secret = "s3cret"
+"#;
+
+#[test]
+fn shipped_configs_load() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
+    for name in ["gateway.toml", "demo.toml"] {
+        let text = std::fs::read_to_string(format!("{root}/{name}")).unwrap();
+        if let Err(problems) = Config::from_toml(&text, &[]) {
+            panic!("{name}: {problems:?}");
+        }
+    }
+}
+
+#[test]
+fn empty_file_gives_the_defaults() {
+    let config = Config::from_toml("", &[]).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.settlement.lanes, 2);
+    assert!(config.providers.is_empty());
+}
+
+#[test]
+fn environment_overrides_file_keys() {
+    let text = format!("[server]\nlisten = \"127.0.0.1:9000\"\n{PROVIDER}");
+    let config = Config::from_toml(
+        &text,
+        &env(&[
+            ("GATEWAY__SERVER__LISTEN", "0.0.0.0:7000"),
+            ("GATEWAY__SETTLEMENT__LANES", "4"),
+            ("GATEWAY__LOG__LEVEL", "debug"),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.server.listen.to_string(), "0.0.0.0:7000");
+    assert_eq!(config.settlement.lanes, 4);
+    assert_eq!(config.log.level, "debug");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+[server]
+listen = "127.0.0.1:1"
+bogus = 1
+[settlement]
+lanes = 0
+batch_len_max = 100000
+[log]
+format = "xml"
+[nonsense]
+x = 1
+
+[[providers]]
+code = "Bad Code"
+dialect = "klingon"
+extra = true
+
+[[providers]]
+code = "ok"
+dialect = "native"
+"#;
+    let problems = Config::from_toml(text, &[]).unwrap_err();
+    let all = problems.join("\n");
+    for expected in [
+        "unknown key `server.bogus`",
+        "unknown key `nonsense`",
+        "unknown key `providers.0.extra`",
+        "settlement.lanes",
+        "settlement.batch_len_max",
+        "log.format",
+        "providers[0].code",
+        "providers[0].dialect",
+        "providers[1]: one of secret",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn secrets_come_from_env_or_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "from-file\n").unwrap();
+    let text = format!(
+        "[[providers]]\ncode = \"p\"\ndialect = \"native\"\nsecret_file = \"{}\"\nprevious_secret = \"old\"\n",
+        file.display()
+    );
+    let config = Config::from_toml(&text, &[]).unwrap();
+    assert_eq!(
+        config.providers[0].secrets().unwrap(),
+        vec![b"from-file".to_vec(), b"old".to_vec()]
+    );
+    let missing = text.replace("secret\"", "nope\"");
+    let problems = Config::from_toml(&missing, &[]).unwrap_err();
+    assert!(problems.join("\n").contains("secret_file: cannot read"), "{problems:?}");
+}
+
+#[test]
+fn duplicate_provider_codes_are_refused() {
+    let text = format!("{PROVIDER}{PROVIDER}");
+    let problems = Config::from_toml(&text, &[]).unwrap_err();
+    assert!(problems.join("\n").contains("used twice"), "{problems:?}");
+}

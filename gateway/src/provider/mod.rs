@@ -1,0 +1,94 @@
+//! Provider registry and dialect dispatch: `/api/provider-callback/{provider}/...` finds the
+//! provider by code and hands the rest of the path to its dialect.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::config::Config;
+
+/// One configured provider, ready for the hot path.
+#[derive(Debug)]
+pub struct Provider {
+    pub id: i32,
+    pub code: String,
+    pub dialect: String,
+    pub enabled: bool,
+    /// Current secret first, then the previous one.
+    pub secrets: Vec<Vec<u8>>,
+    pub allow_ips: Vec<IpAddr>,
+    pub signature_window_s: u64,
+}
+
+impl Provider {
+    /// An empty allowlist allows every source address.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allow_ips.is_empty() || self.allow_ips.iter().any(|a| same_ip(*a, ip))
+    }
+}
+
+/// IPv4 addresses may arrive mapped into IPv6 (`::ffff:a.b.c.d`) on dual-stack listeners.
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    by_code: HashMap<String, Arc<Provider>>,
+}
+
+impl Registry {
+    /// Providers from configuration, with the database ids they were registered under.
+    pub fn build(config: &Config, ids: &HashMap<String, i32>) -> Result<Registry, String> {
+        let mut by_code = HashMap::new();
+        for p in &config.providers {
+            let id = *ids
+                .get(&p.code)
+                .ok_or_else(|| format!("provider {} has no database id", p.code))?;
+            let provider = Provider {
+                id,
+                code: p.code.clone(),
+                dialect: p.dialect.clone(),
+                enabled: p.enabled,
+                secrets: p.secrets()?,
+                allow_ips: p.allow_ips.clone(),
+                signature_window_s: p.signature_window_s,
+            };
+            by_code.insert(p.code.clone(), Arc::new(provider));
+        }
+        Ok(Registry { by_code })
+    }
+
+    pub fn get(&self, code: &str) -> Option<&Arc<Provider>> {
+        self.by_code.get(code)
+    }
+}
+
+/// Every provider callback path starts with this, followed by the provider code.
+pub const CALLBACK_PREFIX: &str = "/api/provider-callback/";
+
+/// Finds the provider named in the path and lets its dialect answer.
+pub async fn handle(
+    state: &Arc<crate::state::State>,
+    peer: std::net::SocketAddr,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<crate::server::Body> {
+    let rest = &request.uri().path()[CALLBACK_PREFIX.len()..];
+    let code = rest.split('/').next().unwrap_or_default();
+    let Some(provider) = state.providers.get(code).cloned() else {
+        return crate::server::json(
+            http::StatusCode::NOT_FOUND,
+            &serde_json::json!({"status": "UNKNOWN_PROVIDER", "message": "no such provider"}),
+        );
+    };
+    if !provider.enabled || !provider.allows(peer.ip()) {
+        return crate::server::json(
+            http::StatusCode::FORBIDDEN,
+            &serde_json::json!({"status": "FORBIDDEN", "message": "provider disabled or source address not allowed"}),
+        );
+    }
+    crate::server::json(
+        http::StatusCode::NOT_IMPLEMENTED,
+        &serde_json::json!({"status": "TEMPORARY_ERROR", "message": format!("dialect {} not available yet", provider.dialect)}),
+    )
+}

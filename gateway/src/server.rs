@@ -1,0 +1,200 @@
+//! The HTTP server on hyper: accept with a connection limit, HTTP/1.1 keep-alive with header and
+//! body timeouts, routing, and graceful shutdown (stop accepting, let open requests finish).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::state::State;
+
+pub type Body = Full<Bytes>;
+
+const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// Serves until `shutdown` turns true, then waits (up to the grace period) for open requests.
+pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let server = &state.config.server;
+    let connections = Arc::new(Semaphore::new(server.connections_max));
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving");
+    }
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(state, peer, request).await) }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    state.draining();
+    let grace = Duration::from_millis(server.shutdown_grace_ms);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing open connections"),
+    }
+}
+
+/// One request: correlation id in and out, then routing.
+async fn handle(state: Arc<State>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+    let correlation = correlation_id(&request);
+    let mut response = route(&state, peer, request).await;
+    response
+        .headers_mut()
+        .insert(CORRELATION_HEADER, correlation);
+    response
+}
+
+async fn route(state: &Arc<State>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path();
+    match (request.method(), path) {
+        (&Method::GET, "/health") => health(state).await,
+        (&Method::GET, "/ready") => {
+            if state.is_ready() {
+                json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+            } else {
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "draining"}),
+                )
+            }
+        }
+        (_, p) if p.starts_with(crate::provider::CALLBACK_PREFIX) => {
+            crate::provider::handle(state, peer, request).await
+        }
+        (_, "/health" | "/ready") => method_not_allowed(),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"success": false, "status": 404, "message": "no such route", "code": "NOT_FOUND"}),
+        ),
+    }
+}
+
+async fn health(state: &State) -> Response<Body> {
+    let database_up = state.database_up().await;
+    let status = if database_up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(
+        status,
+        &serde_json::json!({
+            "status": if database_up { "ok" } else { "degraded" },
+            "database": if database_up { "up" } else { "down" },
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    )
+}
+
+fn method_not_allowed() -> Response<Body> {
+    json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &serde_json::json!({"success": false, "status": 405, "message": "method not allowed", "code": "METHOD_NOT_ALLOWED"}),
+    )
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge,
+    Timeout,
+    Broken,
+}
+
+/// Reads the whole body, refusing more than `body_bytes_max` (early, from Content-Length, when
+/// the client announces it) and bodies slower than `request_timeout_ms`.
+pub async fn read_body(state: &State, request: Request<Incoming>) -> Result<Bytes, BodyError> {
+    let server = &state.config.server;
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > server.body_bytes_max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let limited = Limited::new(request.into_body(), server.body_bytes_max);
+    let timeout = Duration::from_millis(server.request_timeout_ms);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => Err(BodyError::Timeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Ok(Err(_)) => Err(BodyError::Broken),
+    }
+}
+
+/// The caller's `X-Correlation-ID` when it is sane, else a new one.
+fn correlation_id<B>(request: &Request<B>) -> HeaderValue {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    if let Some(given) = request.headers().get(CORRELATION_HEADER) {
+        let sane = given.len() <= 128
+            && given
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
+        if sane && !given.is_empty() {
+            return given.clone();
+        }
+    }
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("gw-{}-{n}", std::process::id()))
+        .unwrap_or_else(|_| HeaderValue::from_static("gw"))
+}

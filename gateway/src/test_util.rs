@@ -1,0 +1,119 @@
+//! Test harness: the real gateway, in-process, listening on 127.0.0.1:0 against a fresh
+//! database of the per-process throwaway cluster, and a small HTTP client to talk to it.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::app::{self, Overrides, Running};
+use crate::config::Config;
+pub use settlement::test_util::{fresh_database, TestDb};
+
+/// Providers every test gateway knows, on top of the test's own configuration.
+pub const TEST_PROVIDERS: &str = r#"
+[[providers]]
+code = "demo"
+dialect = "native"
+secret = "demo-secret"
+previous_secret = "old-demo-secret"
+
+[[providers]]
+code = "strict"
+dialect = "native"
+secret = "strict-secret"
+[providers.policy]
+session_required = true
+tombstone_answer = "not_found"
+win_rollback_allowed = true
+negative_balance_allowed = true
+wins_without_bet_allowed = false
+"#;
+
+/// A running gateway and the database behind it.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    running: Option<Running>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+/// An answer as the test sees it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Starts a gateway with `extra_toml` (on top of [`TEST_PROVIDERS`] and defaults) on a fresh
+/// database.
+pub async fn start_gateway(extra_toml: &str) -> TestGateway {
+    let db = fresh_database().await;
+    let text = format!("{extra_toml}\n{TEST_PROVIDERS}");
+    let mut config = Config::from_toml(&text, &[])
+        .unwrap_or_else(|problems| panic!("test config: {problems:?}"));
+    config.database.url = db.url();
+    config.database.url_env = String::new();
+    let overrides = Overrides {
+        listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        data_dir: None,
+    };
+    let running = app::start(config, overrides).await.expect("start gateway");
+    TestGateway {
+        addr: running.addr,
+        db,
+        running: Some(running),
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends one request and reads the whole answer.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        let mut builder = Request::builder().method(method).uri(self.url(path));
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        let request = builder.body(Full::new(body.into())).expect("request");
+        let response = self.client.request(request).await.expect("send request");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("read body").to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.request(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    /// Graceful shutdown; waits until the gateway has stopped.
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await.expect("gateway stops cleanly");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The foundation: health, routing, the binary's life cycle with its embedded cluster,
+//! concurrent migrations, configuration refusal.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gateway::app::{self, Overrides};
+use gateway::config::Config;
+use gateway::test_util::{start_gateway, TEST_PROVIDERS};
+use http::StatusCode;
+use settlement::test_util::{connect, empty_database};
+
+#[tokio::test]
+async fn health_reports_the_database() {
+    let gw = start_gateway("").await;
+    let health = gw.get("/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json()["database"], "up");
+    assert!(health.headers.contains_key("x-correlation-id"));
+    assert_eq!(gw.get("/ready").await.status, StatusCode::OK);
+    assert_eq!(gw.get("/nowhere").await.status, StatusCode::NOT_FOUND);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn correlation_id_is_echoed() {
+    let gw = start_gateway("").await;
+    let answer = gw
+        .request(
+            http::Method::GET,
+            "/health",
+            &[("X-Correlation-ID", "abc-123".to_string())],
+            "",
+        )
+        .await;
+    assert_eq!(answer.headers["x-correlation-id"], "abc-123");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_provider_is_404_and_disallowed_ip_is_403() {
+    let gw = start_gateway(
+        r#"
+[[providers]]
+code = "fenced"
+dialect = "native"
+secret = "x"
+allow_ips = ["10.9.8.7"]
+"#,
+    )
+    .await;
+    let answer = gw
+        .request(http::Method::POST, "/api/provider-callback/nobody/bet", &[], "{}")
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let answer = gw
+        .request(http::Method::POST, "/api/provider-callback/fenced/bet", &[], "{}")
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn two_gateways_starting_at_once_migrate_once() {
+    let db = empty_database().await;
+    let config = || {
+        let mut c = Config::from_toml(TEST_PROVIDERS, &[]).unwrap();
+        c.database.url = db.url();
+        c.database.url_env = String::new();
+        c
+    };
+    let overrides = || Overrides {
+        listen: Some(([127, 0, 0, 1], 0).into()),
+        data_dir: None,
+    };
+    let (a, b) = tokio::join!(
+        app::start(config(), overrides()),
+        app::start(config(), overrides())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let client = db.connect().await;
+    let rows = client
+        .query("SELECT name, count(*) FROM schema_migrations GROUP BY name", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), settlement::schema::MIGRATIONS.len());
+    for row in rows {
+        assert_eq!(row.get::<_, i64>(1), 1, "migration {} recorded once", row.get::<_, String>(0));
+    }
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn demo_seeding_is_idempotent() {
+    let db = empty_database().await;
+    let mut config = Config::from_toml(
+        &format!("[demo]\nenabled = true\nplayers = 25\n{TEST_PROVIDERS}"),
+        &[],
+    )
+    .unwrap();
+    config.database.url = db.url();
+    config.database.url_env = String::new();
+    for _ in 0..2 {
+        let running = app::start(config.clone(), Overrides::default_listen()).await.unwrap();
+        running.stop().await.unwrap();
+    }
+    let client = db.connect().await;
+    let row = client
+        .query_one(
+            "SELECT count(*), sum(balance)::bigint FROM wallets WHERE currency = 'EUR'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 25);
+    assert_eq!(row.get::<_, i64>(1), 25 * 100_000);
+    let deposits: i64 = client
+        .query_one("SELECT count(*) FROM transactions WHERE kind = 'deposit'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deposits, 25, "one seed deposit per player, not one per start");
+    assert!(settlement::store::ledger_mismatches(&client).await.unwrap().is_empty());
+}
+
+trait DefaultListen {
+    fn default_listen() -> Self;
+}
+
+impl DefaultListen for Overrides {
+    fn default_listen() -> Self {
+        Overrides {
+            listen: Some(([127, 0, 0, 1], 0).into()),
+            data_dir: None,
+        }
+    }
+}
+
+/// The binary as an operator runs it.
+struct Binary {
+    child: Child,
+    addr: String,
+}
+
+fn workspace_file(path: &str) -> String {
+    format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn start_binary(data_dir: &Path) -> Binary {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--config", &workspace_file("config/demo.toml")])
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn gateway binary");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .next()
+        .expect("gateway printed nothing")
+        .expect("read stdout");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Binary { child, addr }
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(data_dir.join("pg/postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn process_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sigterm(child: &Child) {
+    nix_kill(child.id() as i32, "TERM");
+}
+
+fn nix_kill(pid: i32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn binary_runs_stops_restarts_and_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path();
+
+    // First start: initialises the cluster, migrates, seeds.
+    let mut gw = start_binary(data_dir);
+    let (status, body) = http_get(&gw.addr, "/health");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"database\":\"up\""), "{body}");
+    let pg_pid = postmaster_pid(data_dir).expect("embedded postgres is running");
+    assert!(process_alive(pg_pid));
+
+    // SIGTERM: the gateway exits 0 and its PostgreSQL is gone.
+    sigterm(&gw.child);
+    let exit = gw.child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    wait_until("postgres stops", || !process_alive(pg_pid));
+    assert!(postmaster_pid(data_dir).is_none(), "clean shutdown removes postmaster.pid");
+
+    // Second start reuses the data folder.
+    let mut gw = start_binary(data_dir);
+    assert_eq!(http_get(&gw.addr, "/health").0, 200);
+    let pg_pid = postmaster_pid(data_dir).unwrap();
+
+    // kill -9: no chance to clean up. The next start must still work.
+    nix_kill(gw.child.id() as i32, "KILL");
+    gw.child.wait().unwrap();
+    let mut gw = start_binary(data_dir);
+    assert_eq!(http_get(&gw.addr, "/health").0, 200);
+    assert!(!process_alive(pg_pid), "the old server was replaced");
+    let players: i64 = {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let config: tokio_postgres::Config = format!(
+                "host={} port=5432 user=wallet dbname=wallet",
+                data_dir.join("run").display()
+            )
+            .parse()
+            .unwrap();
+            let client = connect(&config).await;
+            client
+                .query_one("SELECT count(*) FROM players", &[])
+                .await
+                .unwrap()
+                .get(0)
+        })
+    };
+    assert_eq!(players, 1000, "demo players seeded once across three starts");
+    let pg_pid = postmaster_pid(data_dir).unwrap();
+    sigterm(&gw.child);
+    assert!(gw.child.wait().unwrap().success());
+    wait_until("postgres stops", || !process_alive(pg_pid));
+}
+
+#[test]
+fn invalid_configuration_exits_64_listing_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nwhat = 1\n[settlement]\nlanes = 0\n[[providers]]\ncode = \"x\"\ndialect = \"nope\"\nsecret = \"s\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in ["server.what", "settlement.lanes", "providers[0].dialect"] {
+        assert!(stderr.contains(expected), "{expected} missing from:\n{stderr}");
+    }
+}

@@ -1,0 +1,103 @@
+//! Forward-only migrations from `migrations/`, applied in order at start and recorded in
+//! `schema_migrations`; an advisory lock makes concurrent starts apply each one exactly once.
+
+use tokio_postgres::Client;
+
+/// Every migration, in order. `migrations_dir_matches_this_list` keeps this true.
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_create_wallets",
+    include_str!("../../migrations/0001_create_wallets.sql"),
+)];
+
+/// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.
+const MIGRATION_LOCK_KEY: i64 = 0x7761_6c6c_6574; // "wallet"
+
+/// Applies the migrations not yet recorded; returns the names it applied.
+pub async fn migrate(client: &mut Client) -> Result<Vec<&'static str>, tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 name text PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .or_else(ignore_concurrent_create)?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    let applied: Vec<String> = tx
+        .query("SELECT name FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut newly = Vec::new();
+    for (name, sql) in MIGRATIONS {
+        if applied.iter().any(|a| a == name) {
+            continue;
+        }
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO schema_migrations (name) VALUES ($1)", &[name])
+            .await?;
+        tracing::info!(migration = name, "applied");
+        newly.push(*name);
+    }
+    tx.commit().await?;
+    Ok(newly)
+}
+
+/// `CREATE TABLE IF NOT EXISTS` can still fail with a unique violation on the catalog when two
+/// sessions run it at the same instant; the table then exists, which is all we wanted.
+fn ignore_concurrent_create(e: tokio_postgres::Error) -> Result<(), tokio_postgres::Error> {
+    match e.code() {
+        Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => Ok(()),
+        _ => Err(e),
+    }
+}
+
+/// Creates database `name` if it does not exist (embedded clusters start with none).
+pub async fn ensure_database(admin: &Client, name: &str) -> Result<(), tokio_postgres::Error> {
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let sql = format!("CREATE DATABASE {}", quote_ident(name));
+        match admin.batch_execute(&sql).await {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Quotes an SQL identifier (doubling embedded quotes).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_dir_matches_this_list() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .map(|n| n.trim_end_matches(".sql").to_string())
+            .collect();
+        on_disk.sort();
+        let listed: Vec<String> = MIGRATIONS.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(on_disk, listed, "every file in migrations/ is listed, in order");
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("wallet"), "\"wallet\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
