@@ -51,8 +51,7 @@ impl Database {
         let cluster = tokio::task::spawn_blocking(move || pgembed::Cluster::start(&options))
             .await
             .context("embedded PostgreSQL start-up task")??;
-        let admin_config: tokio_postgres::Config =
-            cluster.connection_string("postgres").parse()?;
+        let admin_config: tokio_postgres::Config = cluster.connection_string("postgres").parse()?;
         let (admin, connection) = admin_config.connect(tokio_postgres::NoTls).await?;
         let driver = tokio::spawn(connection);
         settlement::schema::ensure_database(&admin, &config.database.embedded_dbname).await?;

@@ -334,9 +334,14 @@ impl Config {
         }
         if self.demo.enabled {
             match settlement::money::Currency::from_code(&self.demo.currency) {
-                None => p.push(format!("demo.currency: unknown currency {:?}", self.demo.currency)),
+                None => p.push(format!(
+                    "demo.currency: unknown currency {:?}",
+                    self.demo.currency
+                )),
                 Some(c) => {
-                    if let Err(e) = settlement::money::parse_minor(&self.demo.opening_balance, c.exponent) {
+                    if let Err(e) =
+                        settlement::money::parse_minor(&self.demo.opening_balance, c.exponent)
+                    {
                         p.push(format!("demo.opening_balance: {e}"));
                     }
                 }
@@ -361,9 +366,9 @@ impl Config {
                 ));
             }
             match provider.secrets() {
-                Ok(secrets) if secrets.is_empty() => {
-                    p.push(format!("{at}: one of secret, secret_env, secret_file is required"))
-                }
+                Ok(secrets) if secrets.is_empty() => p.push(format!(
+                    "{at}: one of secret, secret_env, secret_file is required"
+                )),
                 Ok(_) => {}
                 Err(e) => p.push(format!("{at}.{e}")),
             }
@@ -371,7 +376,9 @@ impl Config {
                 p.push(format!("{at}.signature_window_s must be > 0"));
             }
             if !["ok", "not_found"].contains(&provider.policy.tombstone_answer.as_str()) {
-                p.push(format!("{at}.policy.tombstone_answer must be `ok` or `not_found`"));
+                p.push(format!(
+                    "{at}.policy.tombstone_answer must be `ok` or `not_found`"
+                ));
             }
         }
         p
@@ -391,8 +398,7 @@ fn valid_code(code: &str) -> bool {
     !b.is_empty()
         && b.len() <= 32
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
 }
 
@@ -421,7 +427,11 @@ impl Provider {
             &self.previous_secret_file,
         )
         .map_err(|e| format!("previous_secret{e}"))?;
-        Ok(current.into_iter().chain(previous).map(String::into_bytes).collect())
+        Ok(current
+            .into_iter()
+            .chain(previous)
+            .map(String::into_bytes)
+            .collect())
     }
 }
 

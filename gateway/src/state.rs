@@ -33,8 +33,12 @@ impl State {
         );
         let pool = Pool::builder(manager)
             .max_size(config.database.pool_size_max)
-            .wait_timeout(Some(Duration::from_millis(config.database.connect_timeout_ms)))
-            .create_timeout(Some(Duration::from_millis(config.database.connect_timeout_ms)))
+            .wait_timeout(Some(Duration::from_millis(
+                config.database.connect_timeout_ms,
+            )))
+            .create_timeout(Some(Duration::from_millis(
+                config.database.connect_timeout_ms,
+            )))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .context("database pool")?;
@@ -63,8 +67,8 @@ impl State {
 
         let demo = &config.demo;
         if demo.enabled {
-            let currency = settlement::money::Currency::from_code(&demo.currency)
-                .context("demo.currency")?;
+            let currency =
+                settlement::money::Currency::from_code(&demo.currency).context("demo.currency")?;
             let opening = settlement::money::parse_minor(&demo.opening_balance, currency.exponent)?;
             let created = settlement::store::seed_demo_players(
                 &**client,

@@ -161,8 +161,7 @@ impl Cluster {
         fs::create_dir_all(&dir).map_err(io_error(format!("create {}", dir.display())))?;
         let socket_dir = socket_dir_for(&dir);
         for folder in [&pgdata, &socket_dir] {
-            fs::create_dir_all(folder)
-                .map_err(io_error(format!("create {}", folder.display())))?;
+            fs::create_dir_all(folder).map_err(io_error(format!("create {}", folder.display())))?;
             fs::set_permissions(folder, fs::Permissions::from_mode(0o700))
                 .map_err(io_error(format!("chmod {}", folder.display())))?;
         }
@@ -173,7 +172,13 @@ impl Cluster {
         }
 
         if !pgdata.join("PG_VERSION").is_file() {
-            init(&binaries, &pgdata, owner.as_ref(), options.throwaway, &log_path)?;
+            init(
+                &binaries,
+                &pgdata,
+                owner.as_ref(),
+                options.throwaway,
+                &log_path,
+            )?;
         }
         stop_leftover_server(&pgdata)?;
 
@@ -273,10 +278,7 @@ impl Cluster {
         let guard = self.exited.lock().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
             None => true,
-            Some(rx) => !matches!(
-                rx.recv_timeout(wait),
-                Err(mpsc::RecvTimeoutError::Timeout)
-            ),
+            Some(rx) => !matches!(rx.recv_timeout(wait), Err(mpsc::RecvTimeoutError::Timeout)),
         }
     }
 
@@ -349,8 +351,7 @@ fn die_with_parent(command: &mut Command) {
     // getppid(2), both async-signal-safe; it allocates nothing.
     unsafe {
         command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGINT))
-                .map_err(std::io::Error::from)?;
+            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGINT)).map_err(std::io::Error::from)?;
             // The parent may have died between fork and prctl: then nobody would signal us.
             if nix::unistd::getppid() == Pid::from_raw(1) {
                 return Err(std::io::Error::other("supervisor exited"));
@@ -371,7 +372,13 @@ fn init(
     command
         .arg("-D")
         .arg(pgdata)
-        .args(["--username", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C"])
+        .args([
+            "--username",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        ])
         .current_dir("/");
     if throwaway {
         command.arg("--no-sync");
@@ -381,7 +388,10 @@ fn init(
     if !out.status.success() {
         let _ = fs::write(log_path, [&out.stdout[..], &out.stderr[..]].concat());
         return Err(Error::Server(
-            format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
             log_path.to_path_buf(),
         ));
     }
@@ -398,7 +408,10 @@ fn stop_leftover_server(pgdata: &Path) -> Result<(), Error> {
         // A stale pid file of a dead server: PostgreSQL removes it itself at start.
         return Ok(());
     }
-    tracing::warn!(pid = pid.as_raw(), "stopping a PostgreSQL server left from an earlier run");
+    tracing::warn!(
+        pid = pid.as_raw(),
+        "stopping a PostgreSQL server left from an earlier run"
+    );
     let _ = kill(pid, Signal::SIGINT);
     let deadline = Instant::now() + STOP_TIMEOUT;
     while is_postgres_process(pid) {

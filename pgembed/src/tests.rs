@@ -21,10 +21,19 @@ fn starts_stops_and_restarts_on_the_same_data() {
     assert!(!cluster.pgdata.join("postmaster.pid").exists());
     drop(cluster);
 
-    let version_before = fs::metadata(dir.path().join("pg/PG_VERSION")).unwrap().modified().unwrap();
+    let version_before = fs::metadata(dir.path().join("pg/PG_VERSION"))
+        .unwrap()
+        .modified()
+        .unwrap();
     let again = Cluster::start(&throwaway(dir.path())).unwrap();
-    let version_after = fs::metadata(dir.path().join("pg/PG_VERSION")).unwrap().modified().unwrap();
-    assert_eq!(version_before, version_after, "second start must reuse the data, not initdb");
+    let version_after = fs::metadata(dir.path().join("pg/PG_VERSION"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        version_before, version_after,
+        "second start must reuse the data, not initdb"
+    );
     drop(again);
 }
 
@@ -38,7 +47,10 @@ fn a_server_left_running_is_stopped_and_replaced() {
     assert!(is_postgres_process(old_pid));
     let second = Cluster::start(&throwaway(dir.path())).unwrap();
     assert_ne!(second.pid, old_pid);
-    assert!(!is_postgres_process(old_pid), "the leftover server must be stopped");
+    assert!(
+        !is_postgres_process(old_pid),
+        "the leftover server must be stopped"
+    );
     drop(second);
 }
 
@@ -49,7 +61,11 @@ fn long_folders_get_a_short_socket_folder() {
     let deep = PathBuf::from(format!("/{}", "x".repeat(120)));
     let chosen = socket_dir_for(&deep);
     assert!(chosen.as_os_str().len() <= SOCKET_DIR_LEN_MAX, "{chosen:?}");
-    assert_eq!(chosen, socket_dir_for(&deep), "the same folder maps to the same socket folder");
+    assert_eq!(
+        chosen,
+        socket_dir_for(&deep),
+        "the same folder maps to the same socket folder"
+    );
 }
 
 #[test]

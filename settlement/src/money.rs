@@ -13,14 +13,58 @@ pub struct Currency {
 
 /// Currencies we settle, with their ISO 4217 (or customary, for crypto) exponents.
 const KNOWN: &[(&str, u8)] = &[
-    ("EUR", 2), ("USD", 2), ("GBP", 2), ("CAD", 2), ("AUD", 2), ("NZD", 2), ("CHF", 2),
-    ("SEK", 2), ("NOK", 2), ("DKK", 2), ("PLN", 2), ("CZK", 2), ("HUF", 2), ("RON", 2),
-    ("BGN", 2), ("TRY", 2), ("BRL", 2), ("MXN", 2), ("ARS", 2), ("CLP", 0), ("COP", 2),
-    ("PEN", 2), ("INR", 2), ("CNY", 2), ("HKD", 2), ("SGD", 2), ("THB", 2), ("PHP", 2),
-    ("MYR", 2), ("IDR", 2), ("ZAR", 2), ("NGN", 2), ("KES", 2), ("UAH", 2), ("KZT", 2),
-    ("JPY", 0), ("KRW", 0), ("VND", 0), ("ISK", 0), ("UGX", 0),
-    ("KWD", 3), ("BHD", 3), ("OMR", 3), ("JOD", 3), ("TND", 3),
-    ("BTC", 8), ("LTC", 8), ("BCH", 8), ("DOGE", 8), ("ETH", 8), ("USDT", 6), ("USDC", 6),
+    ("EUR", 2),
+    ("USD", 2),
+    ("GBP", 2),
+    ("CAD", 2),
+    ("AUD", 2),
+    ("NZD", 2),
+    ("CHF", 2),
+    ("SEK", 2),
+    ("NOK", 2),
+    ("DKK", 2),
+    ("PLN", 2),
+    ("CZK", 2),
+    ("HUF", 2),
+    ("RON", 2),
+    ("BGN", 2),
+    ("TRY", 2),
+    ("BRL", 2),
+    ("MXN", 2),
+    ("ARS", 2),
+    ("CLP", 0),
+    ("COP", 2),
+    ("PEN", 2),
+    ("INR", 2),
+    ("CNY", 2),
+    ("HKD", 2),
+    ("SGD", 2),
+    ("THB", 2),
+    ("PHP", 2),
+    ("MYR", 2),
+    ("IDR", 2),
+    ("ZAR", 2),
+    ("NGN", 2),
+    ("KES", 2),
+    ("UAH", 2),
+    ("KZT", 2),
+    ("JPY", 0),
+    ("KRW", 0),
+    ("VND", 0),
+    ("ISK", 0),
+    ("UGX", 0),
+    ("KWD", 3),
+    ("BHD", 3),
+    ("OMR", 3),
+    ("JOD", 3),
+    ("TND", 3),
+    ("BTC", 8),
+    ("LTC", 8),
+    ("BCH", 8),
+    ("DOGE", 8),
+    ("ETH", 8),
+    ("USDT", 6),
+    ("USDC", 6),
 ];
 
 /// The exponents we can represent: 10^18 still fits an i64 scale factor.
@@ -36,7 +80,9 @@ impl Currency {
     /// Any 3-5 character upper-case alphanumeric code with an explicit exponent.
     pub fn new(code: &str, exponent: u8) -> Option<Currency> {
         let valid = (3..=5).contains(&code.len())
-            && code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
             && exponent <= EXPONENT_MAX;
         if !valid {
             return None;
@@ -99,7 +145,9 @@ pub fn parse_minor(text: &str, exponent: u8) -> Result<i64, AmountError> {
     if fraction.len() > usize::from(exponent) {
         return Err(AmountError::TooPrecise(exponent));
     }
-    let scale = 10i64.checked_pow(u32::from(exponent)).ok_or(AmountError::Overflow)?;
+    let scale = 10i64
+        .checked_pow(u32::from(exponent))
+        .ok_or(AmountError::Overflow)?;
     let whole: i64 = whole.parse().map_err(|_| AmountError::Overflow)?;
     let mut fraction_minor: i64 = 0;
     for (i, b) in fraction.bytes().enumerate() {

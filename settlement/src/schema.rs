@@ -92,7 +92,10 @@ mod tests {
             .collect();
         on_disk.sort();
         let listed: Vec<String> = MIGRATIONS.iter().map(|(n, _)| n.to_string()).collect();
-        assert_eq!(on_disk, listed, "every file in migrations/ is listed, in order");
+        assert_eq!(
+            on_disk, listed,
+            "every file in migrations/ is listed, in order"
+        );
     }
 
     #[test]

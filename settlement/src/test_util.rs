@@ -45,7 +45,9 @@ pub async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client 
 
 fn admin_config() -> tokio_postgres::Config {
     if let Ok(url) = std::env::var("WALLET_TEST_DATABASE_URL") {
-        return url.parse().expect("WALLET_TEST_DATABASE_URL is a connection string");
+        return url
+            .parse()
+            .expect("WALLET_TEST_DATABASE_URL is a connection string");
     }
     let cluster = CLUSTER.get_or_init(start_cluster);
     cluster
@@ -101,7 +103,9 @@ pub async fn fresh_database() -> TestDb {
             let mut config = admin_config.clone();
             config.dbname(TEMPLATE);
             let mut client = connect(&config).await;
-            schema::migrate(&mut client).await.expect("migrate template");
+            schema::migrate(&mut client)
+                .await
+                .expect("migrate template");
         })
         .await;
     let name = format!(
@@ -126,7 +130,9 @@ impl TestDb {
         if let Some(host) = self.config.get_hosts().first() {
             match host {
                 tokio_postgres::config::Host::Tcp(h) => parts.push(format!("host={h}")),
-                tokio_postgres::config::Host::Unix(p) => parts.push(format!("host={}", p.display())),
+                tokio_postgres::config::Host::Unix(p) => {
+                    parts.push(format!("host={}", p.display()))
+                }
             }
         }
         if let Some(port) = self.config.get_ports().first() {

@@ -3,7 +3,10 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 const PROVIDER: &str = r#"
@@ -106,7 +109,10 @@ fn secrets_come_from_env_or_file() {
     );
     let missing = text.replace("secret\"", "nope\"");
     let problems = Config::from_toml(&missing, &[]).unwrap_err();
-    assert!(problems.join("\n").contains("secret_file: cannot read"), "{problems:?}");
+    assert!(
+        problems.join("\n").contains("secret_file: cannot read"),
+        "{problems:?}"
+    );
 }
 
 #[test]

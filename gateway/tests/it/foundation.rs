@@ -52,11 +52,21 @@ allow_ips = ["10.9.8.7"]
     )
     .await;
     let answer = gw
-        .request(http::Method::POST, "/api/provider-callback/nobody/bet", &[], "{}")
+        .request(
+            http::Method::POST,
+            "/api/provider-callback/nobody/bet",
+            &[],
+            "{}",
+        )
         .await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     let answer = gw
-        .request(http::Method::POST, "/api/provider-callback/fenced/bet", &[], "{}")
+        .request(
+            http::Method::POST,
+            "/api/provider-callback/fenced/bet",
+            &[],
+            "{}",
+        )
         .await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     gw.stop().await;
@@ -82,12 +92,20 @@ async fn two_gateways_starting_at_once_migrate_once() {
     let (a, b) = (a.unwrap(), b.unwrap());
     let client = db.connect().await;
     let rows = client
-        .query("SELECT name, count(*) FROM schema_migrations GROUP BY name", &[])
+        .query(
+            "SELECT name, count(*) FROM schema_migrations GROUP BY name",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), settlement::schema::MIGRATIONS.len());
     for row in rows {
-        assert_eq!(row.get::<_, i64>(1), 1, "migration {} recorded once", row.get::<_, String>(0));
+        assert_eq!(
+            row.get::<_, i64>(1),
+            1,
+            "migration {} recorded once",
+            row.get::<_, String>(0)
+        );
     }
     a.stop().await.unwrap();
     b.stop().await.unwrap();
@@ -104,7 +122,9 @@ async fn demo_seeding_is_idempotent() {
     config.database.url = db.url();
     config.database.url_env = String::new();
     for _ in 0..2 {
-        let running = app::start(config.clone(), Overrides::default_listen()).await.unwrap();
+        let running = app::start(config.clone(), Overrides::default_listen())
+            .await
+            .unwrap();
         running.stop().await.unwrap();
     }
     let client = db.connect().await;
@@ -118,12 +138,21 @@ async fn demo_seeding_is_idempotent() {
     assert_eq!(row.get::<_, i64>(0), 25);
     assert_eq!(row.get::<_, i64>(1), 25 * 100_000);
     let deposits: i64 = client
-        .query_one("SELECT count(*) FROM transactions WHERE kind = 'deposit'", &[])
+        .query_one(
+            "SELECT count(*) FROM transactions WHERE kind = 'deposit'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(deposits, 25, "one seed deposit per player, not one per start");
-    assert!(settlement::store::ledger_mismatches(&client).await.unwrap().is_empty());
+    assert_eq!(
+        deposits, 25,
+        "one seed deposit per player, not one per start"
+    );
+    assert!(settlement::store::ledger_mismatches(&client)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 trait DefaultListen {
@@ -177,12 +206,22 @@ fn start_binary(data_dir: &Path) -> Binary {
 fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
     let status = text[9..12].parse().unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     (status, body)
 }
 
@@ -241,7 +280,10 @@ fn binary_runs_stops_restarts_and_survives_kill_9() {
     let exit = gw.child.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     wait_until("postgres stops", || !process_alive(pg_pid));
-    assert!(postmaster_pid(data_dir).is_none(), "clean shutdown removes postmaster.pid");
+    assert!(
+        postmaster_pid(data_dir).is_none(),
+        "clean shutdown removes postmaster.pid"
+    );
 
     // Second start reuses the data folder.
     let mut gw = start_binary(data_dir);
@@ -255,7 +297,10 @@ fn binary_runs_stops_restarts_and_survives_kill_9() {
     assert_eq!(http_get(&gw.addr, "/health").0, 200);
     assert!(!process_alive(pg_pid), "the old server was replaced");
     let players: i64 = {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let config: tokio_postgres::Config = format!(
                 "host={} port=5432 user=wallet dbname=wallet",
@@ -271,7 +316,10 @@ fn binary_runs_stops_restarts_and_survives_kill_9() {
                 .get(0)
         })
     };
-    assert_eq!(players, 1000, "demo players seeded once across three starts");
+    assert_eq!(
+        players, 1000,
+        "demo players seeded once across three starts"
+    );
     let pg_pid = postmaster_pid(data_dir).unwrap();
     sigterm(&gw.child);
     assert!(gw.child.wait().unwrap().success());
@@ -295,6 +343,9 @@ fn invalid_configuration_exits_64_listing_every_problem() {
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in ["server.what", "settlement.lanes", "providers[0].dialect"] {
-        assert!(stderr.contains(expected), "{expected} missing from:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{expected} missing from:\n{stderr}"
+        );
     }
 }

@@ -3,7 +3,11 @@
 use super::*;
 
 fn check(text: &str, exponent: u8, expect: Result<i64, AmountError>) {
-    assert_eq!(parse_minor(text, exponent), expect, "parse {text:?} with exponent {exponent}");
+    assert_eq!(
+        parse_minor(text, exponent),
+        expect,
+        "parse {text:?} with exponent {exponent}"
+    );
 }
 
 #[test]
@@ -57,7 +61,10 @@ fn formats_with_the_currency_exponent() {
 fn format_then_parse_round_trips() {
     for exponent in [0u8, 2, 3, 8] {
         for minor in [0i64, 1, 9, 10, 99, 100, 12345, 1_000_000_007, i64::MAX] {
-            assert_eq!(parse_minor(&format_minor(minor, exponent), exponent), Ok(minor));
+            assert_eq!(
+                parse_minor(&format_minor(minor, exponent), exponent),
+                Ok(minor)
+            );
         }
     }
 }
