@@ -45,8 +45,7 @@ CREATE TABLE game_sessions (
 
 -- The ledger and the idempotency record in one: every provider callback that reached a
 -- player's wallet leaves one row (applied or refused, with the answer that was sent), and every
--- balance change is one row. Money columns never change after insert; only `state` of a bet
--- (open -> settled | rolled_back) does.
+-- balance change is one row. Money columns never change after insert; only `state` does.
 CREATE TABLE transactions (
     id               bigint PRIMARY KEY,
     provider_id      integer REFERENCES providers (id),
@@ -55,6 +54,7 @@ CREATE TABLE transactions (
                      CHECK (kind IN ('bet', 'win', 'rollback', 'deposit', 'adjustment')),
     -- The answer code given (OK or a final business refusal).
     outcome          text NOT NULL,
+    -- bet: open -> settled (a win) | rolled_back; win: NULL -> rolled_back (policy permitting).
     state            text CHECK (state IN ('open', 'settled', 'rolled_back')),
     player_id        bigint NOT NULL REFERENCES players (id),
     currency         text NOT NULL,
@@ -81,21 +81,23 @@ CREATE SEQUENCE transactions_id_seq AS bigint OWNED BY transactions.id;
 ALTER TABLE transactions ALTER COLUMN id SET DEFAULT nextval('transactions_id_seq');
 
 CREATE INDEX transactions_player_time ON transactions (player_id, created_at);
-CREATE INDEX transactions_round ON transactions (provider_id, round_id) WHERE round_id IS NOT NULL;
+CREATE INDEX transactions_round ON transactions (provider_id, player_id, round_id)
+    WHERE round_id IS NOT NULL;
 -- A rollback names the transaction it reverses: a rollback seen before its bet is a tombstone.
 CREATE INDEX transactions_reference ON transactions (provider_id, reference_tx_id)
     WHERE reference_tx_id IS NOT NULL;
 CREATE INDEX transactions_time ON transactions (created_at);
 
+-- A round is one player's: live tables share round ids across players.
 CREATE TABLE rounds (
     provider_id  integer NOT NULL REFERENCES providers (id),
-    round_id     text NOT NULL CHECK (octet_length(round_id) BETWEEN 1 AND 128),
     player_id    bigint NOT NULL REFERENCES players (id),
+    round_id     text NOT NULL CHECK (octet_length(round_id) BETWEEN 1 AND 128),
     game_id      text,
     closed       boolean NOT NULL DEFAULT false,
     created_at   timestamptz NOT NULL DEFAULT now(),
     closed_at    timestamptz,
-    PRIMARY KEY (provider_id, round_id)
+    PRIMARY KEY (provider_id, player_id, round_id)
 );
 
 -- Responsible-gaming limits the wallet path enforces on bets.

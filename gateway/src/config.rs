@@ -390,7 +390,7 @@ impl Config {
 }
 
 fn settlement_batch_len_limit() -> usize {
-    4096
+    settlement::apply::BATCH_LEN_MAX
 }
 
 fn valid_code(code: &str) -> bool {

@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod provider;
 pub mod server;
+pub mod signature;
 pub mod state;
 
 #[cfg(any(test, feature = "test-util"))]

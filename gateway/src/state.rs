@@ -12,11 +12,13 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use crate::app::Database;
 use crate::config::Config;
 use crate::provider::Registry;
+use settlement::batch::{self, Settler};
 
 pub struct State {
     pub config: Arc<Config>,
     pub pool: Pool,
     pub providers: Registry,
+    pub settler: Settler,
     ready: AtomicBool,
 }
 
@@ -83,10 +85,25 @@ impl State {
         }
         drop(client);
 
+        let st = &config.settlement;
+        let settler = Settler::start(
+            database.config.clone(),
+            batch::Options {
+                lanes: st.lanes,
+                batch_len_max: st.batch_len_max,
+                batch_wait_max: Duration::from_micros(st.batch_wait_max_us),
+                queue_len_max: st.queue_len_max,
+                deadline: Duration::from_millis(st.callback_deadline_ms),
+            },
+        )
+        .await
+        .context("open settlement connections")?;
+
         Ok(Arc::new(State {
             config,
             pool,
             providers,
+            settler,
             ready: AtomicBool::new(true),
         }))
     }
@@ -95,9 +112,11 @@ impl State {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Called once the listener has closed and open requests are done.
+    /// Called once the listener has closed and open requests are done: settles what is still
+    /// queued through a last commit, then closes the pool.
     pub async fn shutdown(&self) {
         self.ready.store(false, Ordering::Release);
+        self.settler.drain().await;
         self.pool.close();
     }
 

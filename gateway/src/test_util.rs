@@ -117,3 +117,101 @@ impl TestGateway {
         }
     }
 }
+
+/// Unix seconds now.
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+impl TestGateway {
+    /// A native callback signed with `secret` at time `t`.
+    pub async fn native_signed(
+        &self,
+        provider: &str,
+        action: &str,
+        body: &[u8],
+        signature: Option<String>,
+    ) -> Answer {
+        let headers: Vec<(&str, String)> = signature
+            .into_iter()
+            .map(|s| ("X-Signature", s))
+            .chain([("Content-Type", "application/json".to_string())])
+            .collect();
+        self.request(
+            Method::POST,
+            &format!("/api/provider-callback/{provider}/{action}"),
+            &headers,
+            Bytes::copy_from_slice(body),
+        )
+        .await
+    }
+
+    /// A native callback to provider `demo`, correctly signed now.
+    pub async fn demo(&self, action: &str, body: serde_json::Value) -> Answer {
+        self.native("demo", "demo-secret", action, body).await
+    }
+
+    /// A native callback correctly signed now with `secret`.
+    pub async fn native(
+        &self,
+        provider: &str,
+        secret: &str,
+        action: &str,
+        body: serde_json::Value,
+    ) -> Answer {
+        let body = serde_json::to_vec(&body).expect("json");
+        let signature = crate::signature::sign_native(secret.as_bytes(), now_s(), &body);
+        self.native_signed(provider, action, &body, Some(signature))
+            .await
+    }
+
+    /// The player's EUR balance (real money) in minor units.
+    pub async fn balance(&self, player: &str) -> i64 {
+        let client = self.db.connect().await;
+        client
+            .query_one(
+                "SELECT w.balance FROM wallets w JOIN players p ON p.id = w.player_id
+                 WHERE p.external_id = $1 AND w.currency = 'EUR'",
+                &[&player],
+            )
+            .await
+            .expect("wallet exists")
+            .get(0)
+    }
+
+    /// Ledger rows for the player (seed deposit included).
+    pub async fn ledger_len(&self, player: &str) -> i64 {
+        let client = self.db.connect().await;
+        client
+            .query_one(
+                "SELECT count(*) FROM transactions t JOIN players p ON p.id = t.player_id
+                 WHERE p.external_id = $1",
+                &[&player],
+            )
+            .await
+            .expect("count")
+            .get(0)
+    }
+
+    /// Runs SQL against the gateway's database (test set-up: sessions, statuses, limits).
+    pub async fn sql(&self, statement: &str) {
+        let client = self.db.connect().await;
+        client.batch_execute(statement).await.expect("test SQL");
+    }
+
+    /// Asserts every wallet equals the sum of its ledger rows, then stops the gateway.
+    pub async fn finish(self) {
+        let client = self.db.connect().await;
+        let mismatches = settlement::store::ledger_mismatches(&client)
+            .await
+            .expect("ledger check");
+        assert!(
+            mismatches.is_empty(),
+            "wallets off their ledger: {mismatches:?}"
+        );
+        self.stop().await;
+    }
+}

@@ -5,5 +5,10 @@ pub mod money;
 pub mod schema;
 pub mod store;
 
+pub mod apply;
+pub mod batch;
+pub mod command;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
+
+pub use command::{Action, Answer, Code, Command, Policy};

@@ -1,7 +1,22 @@
-//! The SQL of the wallet path and of the set-up it needs (providers, demo players). Nothing
-//! outside this module writes wallets or the ledger.
+//! The only SQL of the wallet path, and of the set-up it needs (providers, demo players).
+//! Nothing outside this module writes wallets or the ledger.
+//!
+//! One batch is one transaction: prefetch (locking the batch's wallets in player-id order) ->
+//! pure `apply` -> bulk writes with `unnest` arrays -> commit. Statements are prepared once per
+//! connection and pipelined.
 
-use tokio_postgres::GenericClient;
+use std::collections::{BTreeSet, HashMap};
+
+use tokio_postgres::{Client, GenericClient, Row, Statement};
+
+use crate::apply::{
+    self, Limit, LimitKind, Player, Round, Session, Tx, TxKind, TxState, Wallet, World,
+};
+use crate::command::{
+    Action, Answer, Code, Command, Fingerprint, GameId, PlayerRef, ProviderTxId, RoundId,
+    SessionToken,
+};
+use crate::money::Currency;
 
 /// Creates or updates a provider row from configuration; returns its id.
 pub async fn upsert_provider(
@@ -73,4 +88,631 @@ pub async fn ledger_mismatches(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect())
+}
+
+/// Failures of a batch; the batch's transaction was rolled back, nothing was acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("batch of {n_commands} commands: {source}")]
+    Database {
+        n_commands: usize,
+        source: tokio_postgres::Error,
+    },
+    #[error("invariant violated: {0}")]
+    Invariant(String),
+}
+
+impl Error {
+    pub(crate) fn database(n_commands: usize) -> impl FnOnce(tokio_postgres::Error) -> Error {
+        move |source| Error::Database { n_commands, source }
+    }
+
+    /// Worth running the same batch again at once: a race with another writer (a unique key
+    /// taken meanwhile by another lane or gateway instance), a serialization failure or a
+    /// deadlock. The retry's prefetch sees the winner's row.
+    pub fn could_retry(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        match self {
+            Error::Database { source, .. } => matches!(
+                source.code(),
+                Some(c) if *c == SqlState::UNIQUE_VIOLATION
+                    || *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+            ),
+            Error::Invariant(_) => false,
+        }
+    }
+
+    /// A short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Database { source, .. } if source.is_closed() => "connection_closed",
+            Error::Database { .. } if self.could_retry() => "conflict",
+            Error::Database { .. } => "database",
+            Error::Invariant(_) => "invariant",
+        }
+    }
+}
+
+const TX_COLUMNS: &str = "t.provider_id, t.provider_tx_id, t.id, t.kind, t.outcome, t.state, \
+     t.player_id, t.currency, t.round_id, t.game_id, t.amount, t.real_delta, t.bonus_delta, \
+     t.balance_after, t.bonus_after, t.reference_tx_id, t.fingerprint";
+
+/// The wallet path's statements, prepared once per connection.
+pub struct Statements {
+    ids: Statement,
+    players: Statement,
+    wallets: Statement,
+    txs: Statement,
+    tombstones: Statement,
+    rounds: Statement,
+    open_bets: Statement,
+    sessions: Statement,
+    limits: Statement,
+    insert_txs: Statement,
+    update_wallets: Statement,
+    update_states: Statement,
+    upsert_rounds: Statement,
+}
+
+impl Statements {
+    pub async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
+        let txs = format!(
+            "SELECT {TX_COLUMNS} FROM unnest($1::int[], $2::text[]) AS k(p, x)
+             JOIN transactions t ON t.provider_id = k.p AND t.provider_tx_id = k.x"
+        );
+        let open_bets = format!(
+            "SELECT {TX_COLUMNS} FROM unnest($1::int[], $2::text[], $3::text[]) AS k(p, pl, r)
+             JOIN players p ON p.external_id = k.pl
+             JOIN transactions t ON t.provider_id = k.p AND t.player_id = p.id AND t.round_id = k.r
+             WHERE t.kind = 'bet' AND t.state = 'open'
+             ORDER BY t.id"
+        );
+        let (ids, players, wallets, txs, tombstones, rounds, open_bets, sessions, limits) = tokio::try_join!(
+            client.prepare(
+                "SELECT coalesce(array_agg(nextval('transactions_id_seq')), '{}')
+                 FROM generate_series(1, $1::int)"
+            ),
+            client.prepare(
+                "SELECT id, external_id,
+                        status <> 'active' OR coalesce(self_excluded_until > now(), false)
+                 FROM players WHERE external_id = ANY($1::text[])"
+            ),
+            // The lock: every writer of a wallet locks its rows in (player_id, currency) order,
+            // so batches never deadlock each other or the REST module.
+            client.prepare(
+                "SELECT w.player_id, w.currency, w.balance, w.bonus, w.needs_reconciliation
+                 FROM wallets w
+                 WHERE w.player_id IN (SELECT id FROM players WHERE external_id = ANY($1::text[]))
+                 ORDER BY w.player_id, w.currency
+                 FOR UPDATE OF w"
+            ),
+            client.prepare(&txs),
+            client.prepare(
+                "SELECT DISTINCT t.provider_id, t.reference_tx_id
+                 FROM unnest($1::int[], $2::text[]) AS k(p, x)
+                 JOIN transactions t ON t.provider_id = k.p AND t.reference_tx_id = k.x
+                 WHERE t.kind = 'rollback'"
+            ),
+            client.prepare(
+                "SELECT r.provider_id, k.pl, r.round_id, r.closed, r.game_id
+                 FROM unnest($1::int[], $2::text[], $3::text[]) AS k(p, pl, r)
+                 JOIN players p ON p.external_id = k.pl
+                 JOIN rounds r ON r.provider_id = k.p AND r.player_id = p.id AND r.round_id = k.r"
+            ),
+            client.prepare(&open_bets),
+            client.prepare(
+                "SELECT token, player_id, currency, game_id, expires_at > now()
+                 FROM game_sessions WHERE token = ANY($1::text[])"
+            ),
+            client.prepare(
+                "SELECT p.external_id, l.currency, l.kind, l.amount,
+                        CASE WHEN l.kind = 'max_bet' THEN 0 ELSE coalesce((
+                            SELECT sum(CASE
+                                WHEN l.kind = 'wager' AND t.kind = 'bet' THEN t.amount
+                                WHEN l.kind = 'wager' AND t.kind = 'rollback'
+                                     AND t.real_delta + t.bonus_delta > 0 THEN -t.amount
+                                WHEN l.kind = 'loss' THEN -(t.real_delta + t.bonus_delta)
+                                ELSE 0 END)
+                            FROM transactions t
+                            WHERE t.player_id = l.player_id AND t.currency = l.currency
+                              AND t.kind IN ('bet', 'win', 'rollback') AND t.outcome = 'OK'
+                              AND t.created_at >= date_trunc(l.period, now() AT TIME ZONE 'UTC')
+                                                  AT TIME ZONE 'UTC'
+                        ), 0) END::bigint
+                 FROM rg_limits l JOIN players p ON p.id = l.player_id
+                 WHERE p.external_id = ANY($1::text[])"
+            ),
+        )?;
+        let (insert_txs, update_wallets, update_states, upsert_rounds) = tokio::try_join!(
+            client.prepare(
+                "INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state,
+                     player_id, currency, round_id, game_id, amount, real_delta, bonus_delta,
+                     balance_before, balance_after, bonus_before, bonus_after, reference_tx_id,
+                     fingerprint)
+                 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[],
+                     $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::bigint[],
+                     $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[],
+                     $17::bigint[], $18::text[], $19::bytea[])"
+            ),
+            client.prepare(
+                "UPDATE wallets w SET balance = u.b, bonus = u.bo, needs_reconciliation = u.f
+                 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bool[])
+                      AS u(p, c, b, bo, f)
+                 WHERE w.player_id = u.p AND w.currency = u.c"
+            ),
+            client.prepare(
+                "UPDATE transactions t SET state = u.s
+                 FROM unnest($1::bigint[], $2::text[]) AS u(id, s) WHERE t.id = u.id"
+            ),
+            client.prepare(
+                "INSERT INTO rounds AS r (provider_id, player_id, round_id, game_id, closed, closed_at)
+                 SELECT p, pl, rid, g, c, CASE WHEN c THEN now() END
+                 FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::bool[])
+                      AS u(p, pl, rid, g, c)
+                 ON CONFLICT (provider_id, player_id, round_id) DO UPDATE
+                 SET closed = r.closed OR EXCLUDED.closed,
+                     closed_at = coalesce(r.closed_at, EXCLUDED.closed_at)"
+            ),
+        )?;
+        Ok(Statements {
+            ids,
+            players,
+            wallets,
+            txs,
+            tombstones,
+            rounds,
+            open_bets,
+            sessions,
+            limits,
+            insert_txs,
+            update_wallets,
+            update_states,
+            upsert_rounds,
+        })
+    }
+}
+
+/// Runs one batch as one transaction; the answers are valid only because this returned `Ok`
+/// after the commit.
+pub async fn settle(
+    client: &mut Client,
+    statements: &Statements,
+    commands: &[Command],
+) -> Result<Vec<Answer>, Error> {
+    let n = commands.len();
+    let db = Error::database(n);
+    let tx = client.transaction().await.map_err(db)?;
+    let mut world = prefetch(&tx, statements, commands).await?;
+    let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        apply::apply(&mut world, commands)
+    }))
+    .map_err(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Error::Invariant(what)
+    })?;
+    write(&tx, statements, &world)
+        .await
+        .map_err(Error::database(n))?;
+    tx.commit().await.map_err(Error::database(n))?;
+    Ok(answers)
+}
+
+/// Keys the prefetch needs, gathered from the batch.
+#[derive(Default)]
+struct Wanted {
+    players: BTreeSet<String>,
+    txs: BTreeSet<(i32, String)>,
+    tombstones: BTreeSet<(i32, String)>,
+    rounds: BTreeSet<(i32, String, String)>,
+    open_bet_rounds: BTreeSet<(i32, String, String)>,
+    sessions: BTreeSet<String>,
+}
+
+fn wanted(commands: &[Command]) -> Wanted {
+    let mut w = Wanted::default();
+    for c in commands {
+        let p = c.provider.0;
+        let player = c.player.as_str().to_string();
+        w.players.insert(player.clone());
+        if let Some(tx) = c.tx() {
+            w.txs.insert((p, tx.as_str().to_string()));
+        }
+        match &c.action {
+            Action::Bet { money, session } => {
+                w.tombstones.insert((p, money.tx.as_str().to_string()));
+                w.rounds
+                    .insert((p, player.clone(), money.round.as_str().to_string()));
+                if let Some(s) = session {
+                    w.sessions.insert(s.as_str().to_string());
+                }
+            }
+            Action::Win { money, bet_tx } => {
+                let round = (p, player.clone(), money.round.as_str().to_string());
+                match bet_tx {
+                    Some(bet) => {
+                        w.txs.insert((p, bet.as_str().to_string()));
+                        w.tombstones.insert((p, bet.as_str().to_string()));
+                    }
+                    None => {
+                        w.open_bet_rounds.insert(round.clone());
+                    }
+                }
+                w.rounds.insert(round);
+            }
+            Action::Rollback { reference, .. } => {
+                w.txs.insert((p, reference.as_str().to_string()));
+            }
+            Action::EndRound { round, .. } => {
+                w.rounds
+                    .insert((p, player.clone(), round.as_str().to_string()));
+            }
+            Action::Balance { .. } => {}
+        }
+    }
+    // A rollback of a bet must be able to take it off its round's open list.
+    w
+}
+
+fn split2(keys: &BTreeSet<(i32, String)>) -> (Vec<i32>, Vec<&str>) {
+    keys.iter().map(|(p, x)| (*p, x.as_str())).unzip()
+}
+
+fn split3(keys: &BTreeSet<(i32, String, String)>) -> (Vec<i32>, Vec<&str>, Vec<&str>) {
+    let mut a = Vec::with_capacity(keys.len());
+    let mut b = Vec::with_capacity(keys.len());
+    let mut c = Vec::with_capacity(keys.len());
+    for (p, x, y) in keys {
+        a.push(*p);
+        b.push(x.as_str());
+        c.push(y.as_str());
+    }
+    (a, b, c)
+}
+
+async fn prefetch(
+    tx: &tokio_postgres::Transaction<'_>,
+    s: &Statements,
+    commands: &[Command],
+) -> Result<World, Error> {
+    let n = commands.len();
+    let want = wanted(commands);
+    let players: Vec<&str> = want.players.iter().map(String::as_str).collect();
+    let ids_needed = i32::try_from(apply::ids_needed(commands)).unwrap_or(i32::MAX);
+    let (tx_p, tx_x) = split2(&want.txs);
+    let (tomb_p, tomb_x) = split2(&want.tombstones);
+    let (round_p, round_pl, round_r) = split3(&want.rounds);
+    let (open_p, open_pl, open_r) = split3(&want.open_bet_rounds);
+    let sessions: Vec<&str> = want.sessions.iter().map(String::as_str).collect();
+
+    type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
+    let by_players: Params = vec![&players];
+    let by_count: Params = vec![&ids_needed];
+    let by_txs: Params = vec![&tx_p, &tx_x];
+    let by_tombs: Params = vec![&tomb_p, &tomb_x];
+    let by_rounds: Params = vec![&round_p, &round_pl, &round_r];
+    let by_open: Params = vec![&open_p, &open_pl, &open_r];
+    let by_sessions: Params = vec![&sessions];
+
+    // Lock first: everything read after the lock is what the lock's previous holder committed.
+    let (player_rows, wallet_rows, id_row) = tokio::try_join!(
+        tx.query(&s.players, &by_players),
+        tx.query(&s.wallets, &by_players),
+        tx.query_one(&s.ids, &by_count),
+    )
+    .map_err(Error::database(n))?;
+    let (tx_rows, tomb_rows, round_rows, open_rows, session_rows, limit_rows) = tokio::try_join!(
+        tx.query(&s.txs, &by_txs),
+        tx.query(&s.tombstones, &by_tombs),
+        tx.query(&s.rounds, &by_rounds),
+        tx.query(&s.open_bets, &by_open),
+        tx.query(&s.sessions, &by_sessions),
+        tx.query(&s.limits, &by_players),
+    )
+    .map_err(Error::database(n))?;
+
+    let mut world = World::default();
+    let mut id_to_ref: HashMap<i64, PlayerRef> = HashMap::new();
+    for row in &player_rows {
+        let id: i64 = row.get(0);
+        let external: String = row.get(1);
+        let player_ref = PlayerRef::new(external).ok_or_else(|| invariant("player id"))?;
+        id_to_ref.insert(id, player_ref.clone());
+        world.players.insert(
+            player_ref,
+            Player {
+                id,
+                blocked: row.get(2),
+                wallets: Vec::new(),
+                limits: Vec::new(),
+            },
+        );
+    }
+    for row in &wallet_rows {
+        let player_id: i64 = row.get(0);
+        let player = id_to_ref
+            .get(&player_id)
+            .and_then(|r| world.players.get_mut(r))
+            .ok_or_else(|| invariant("wallet without player"))?;
+        player.wallets.push(Wallet {
+            currency: currency(row.get(1))?,
+            balance_minor: row.get(2),
+            bonus_minor: row.get(3),
+            needs_reconciliation: row.get(4),
+            changed: false,
+        });
+    }
+    for row in &limit_rows {
+        let external: String = row.get(0);
+        let Some(player) = PlayerRef::new(external).and_then(|r| world.players.get_mut(&r)) else {
+            continue;
+        };
+        let kind = match row.get::<_, &str>(2) {
+            "max_bet" => LimitKind::MaxBet,
+            "wager" => LimitKind::Wager,
+            _ => LimitKind::Loss,
+        };
+        player.limits.push(Limit {
+            currency: currency(row.get(1))?,
+            kind,
+            amount_minor: row.get(3),
+            used_minor: row.get(4),
+        });
+    }
+    world.ids = id_row.get::<_, Vec<i64>>(0);
+    world.ids.reverse();
+    for row in tx_rows.iter().chain(&open_rows) {
+        let (key, tx) = tx_from_row(row)?;
+        world.txs.insert(key, tx);
+    }
+    for row in &tomb_rows {
+        let p: i32 = row.get(0);
+        let x: String = row.get(1);
+        if let Some(x) = ProviderTxId::new(x) {
+            world.tombstones.insert((crate::command::ProviderId(p), x));
+        }
+    }
+    for row in &round_rows {
+        let p: i32 = row.get(0);
+        let external: &str = row.get(1);
+        let player_id = PlayerRef::new(external)
+            .and_then(|r| world.players.get(&r))
+            .map(|pl| pl.id)
+            .ok_or_else(|| invariant("round without player"))?;
+        let round_id =
+            RoundId::new(row.get::<_, String>(2)).ok_or_else(|| invariant("round id"))?;
+        world.rounds.insert(
+            (crate::command::ProviderId(p), player_id, round_id),
+            Round {
+                closed: row.get(3),
+                game: row.get::<_, Option<String>>(4).and_then(GameId::new),
+                open_bets: Vec::new(),
+                is_new: false,
+                changed: false,
+            },
+        );
+    }
+    // Open bets, in id order, onto their rounds (rows without a round row cannot exist: the
+    // bet that opened the round created it).
+    for row in &open_rows {
+        let (key, tx) = tx_from_row(row)?;
+        if let Some(round_id) = &tx.round {
+            if let Some(round) = world
+                .rounds
+                .get_mut(&(key.0, tx.player_id, round_id.clone()))
+            {
+                round.open_bets.push(key.1.clone());
+            }
+        }
+    }
+    for row in &session_rows {
+        let token: String = row.get(0);
+        let Some(token) = SessionToken::new(token) else {
+            continue;
+        };
+        world.sessions.insert(
+            token,
+            Session {
+                player_id: row.get(1),
+                currency: currency(row.get(2))?,
+                game: row.get::<_, Option<String>>(3).and_then(GameId::new),
+                live: row.get(4),
+            },
+        );
+    }
+    Ok(world)
+}
+
+fn invariant(what: &str) -> Error {
+    Error::Invariant(format!("prefetch: {what}"))
+}
+
+fn currency(code: &str) -> Result<Currency, Error> {
+    Currency::from_code(code)
+        .ok_or_else(|| Error::Invariant(format!("unknown currency {code} in the database")))
+}
+
+fn tx_from_row(row: &Row) -> Result<(apply::TxKey, Tx), Error> {
+    let provider = crate::command::ProviderId(row.get(0));
+    let provider_tx =
+        ProviderTxId::new(row.get::<_, String>(1)).ok_or_else(|| invariant("tx id"))?;
+    let outcome: &str = row.get(4);
+    let fingerprint = row
+        .get::<_, Option<&[u8]>>(16)
+        .and_then(|b| <[u8; 16]>::try_from(b).ok().map(Fingerprint));
+    let tx = Tx {
+        id: row.get(2),
+        kind: TxKind::parse(row.get(3)),
+        outcome: Code::parse(outcome).ok_or_else(|| invariant("outcome code"))?,
+        state: row.get::<_, Option<&str>>(5).and_then(TxState::parse),
+        player_id: row.get(6),
+        currency: currency(row.get(7))?,
+        round: row.get::<_, Option<String>>(8).and_then(RoundId::new),
+        game: row.get::<_, Option<String>>(9).and_then(GameId::new),
+        amount_minor: row.get(10),
+        real_delta: row.get(11),
+        bonus_delta: row.get(12),
+        balance_after: row.get(13),
+        bonus_after: row.get(14),
+        reference: row.get::<_, Option<String>>(15).and_then(ProviderTxId::new),
+        fingerprint,
+        is_new: false,
+        state_changed: false,
+    };
+    Ok(((provider, provider_tx), tx))
+}
+
+async fn write(
+    tx: &tokio_postgres::Transaction<'_>,
+    s: &Statements,
+    world: &World,
+) -> Result<(), tokio_postgres::Error> {
+    // New ledger rows, in creation order.
+    let created: Vec<(&apply::TxKey, &Tx)> = world
+        .created
+        .iter()
+        .map(|key| (key, &world.txs[key]))
+        .collect();
+    let ids: Vec<i64> = created.iter().map(|(_, t)| t.id).collect();
+    let providers: Vec<i32> = created.iter().map(|(k, _)| k.0 .0).collect();
+    let provider_txs: Vec<&str> = created.iter().map(|(k, _)| k.1.as_str()).collect();
+    let kinds: Vec<&str> = created.iter().map(|(_, t)| t.kind.as_str()).collect();
+    let outcomes: Vec<&str> = created.iter().map(|(_, t)| t.outcome.as_str()).collect();
+    let states: Vec<Option<&str>> = created
+        .iter()
+        .map(|(_, t)| t.state.map(TxState::as_str))
+        .collect();
+    let player_ids: Vec<i64> = created.iter().map(|(_, t)| t.player_id).collect();
+    let currencies: Vec<&str> = created.iter().map(|(_, t)| t.currency.code()).collect();
+    let rounds: Vec<Option<&str>> = created
+        .iter()
+        .map(|(_, t)| t.round.as_ref().map(RoundId::as_str))
+        .collect();
+    let games: Vec<Option<&str>> = created
+        .iter()
+        .map(|(_, t)| t.game.as_ref().map(GameId::as_str))
+        .collect();
+    let amounts: Vec<i64> = created.iter().map(|(_, t)| t.amount_minor).collect();
+    let real: Vec<i64> = created.iter().map(|(_, t)| t.real_delta).collect();
+    let bonus: Vec<i64> = created.iter().map(|(_, t)| t.bonus_delta).collect();
+    let balance_before: Vec<i64> = created
+        .iter()
+        .map(|(_, t)| t.balance_after - t.real_delta)
+        .collect();
+    let balance_after: Vec<i64> = created.iter().map(|(_, t)| t.balance_after).collect();
+    let bonus_before: Vec<i64> = created
+        .iter()
+        .map(|(_, t)| t.bonus_after - t.bonus_delta)
+        .collect();
+    let bonus_after: Vec<i64> = created.iter().map(|(_, t)| t.bonus_after).collect();
+    let references: Vec<Option<&str>> = created
+        .iter()
+        .map(|(_, t)| t.reference.as_ref().map(ProviderTxId::as_str))
+        .collect();
+    let fingerprints: Vec<Option<&[u8]>> = created
+        .iter()
+        .map(|(_, t)| t.fingerprint.as_ref().map(|f| &f.0[..]))
+        .collect();
+
+    // Changed wallets.
+    let mut w_player = Vec::new();
+    let mut w_currency = Vec::new();
+    let mut w_balance = Vec::new();
+    let mut w_bonus = Vec::new();
+    let mut w_flag = Vec::new();
+    for player in world.players.values() {
+        for wallet in player.wallets.iter().filter(|w| w.changed) {
+            w_player.push(player.id);
+            w_currency.push(wallet.currency.code());
+            w_balance.push(wallet.balance_minor);
+            w_bonus.push(wallet.bonus_minor);
+            w_flag.push(wallet.needs_reconciliation);
+        }
+    }
+
+    // State changes of rows that existed before the batch.
+    let (state_ids, state_values): (Vec<i64>, Vec<&str>) = world
+        .txs
+        .values()
+        .filter(|t| t.state_changed)
+        .filter_map(|t| Some((t.id, t.state?.as_str())))
+        .unzip();
+
+    // New or changed rounds.
+    let mut r_provider = Vec::new();
+    let mut r_player = Vec::new();
+    let mut r_round = Vec::new();
+    let mut r_game = Vec::new();
+    let mut r_closed = Vec::new();
+    for ((provider, player_id, round_id), round) in world.rounds.iter().filter(|(_, r)| r.changed) {
+        r_provider.push(provider.0);
+        r_player.push(*player_id);
+        r_round.push(round_id.as_str());
+        r_game.push(round.game.as_ref().map(GameId::as_str));
+        r_closed.push(round.closed);
+    }
+
+    let insert = async {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(
+            &s.insert_txs,
+            &[
+                &ids,
+                &providers,
+                &provider_txs,
+                &kinds,
+                &outcomes,
+                &states,
+                &player_ids,
+                &currencies,
+                &rounds,
+                &games,
+                &amounts,
+                &real,
+                &bonus,
+                &balance_before,
+                &balance_after,
+                &bonus_before,
+                &bonus_after,
+                &references,
+                &fingerprints,
+            ],
+        )
+        .await
+    };
+    let wallets = async {
+        if w_player.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(
+            &s.update_wallets,
+            &[&w_player, &w_currency, &w_balance, &w_bonus, &w_flag],
+        )
+        .await
+    };
+    let states = async {
+        if state_ids.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(&s.update_states, &[&state_ids, &state_values])
+            .await
+    };
+    let rounds_write = async {
+        if r_provider.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(
+            &s.upsert_rounds,
+            &[&r_provider, &r_player, &r_round, &r_game, &r_closed],
+        )
+        .await
+    };
+    tokio::try_join!(insert, wallets, states, rounds_write)?;
+    Ok(())
 }

@@ -5,12 +5,17 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use settlement::command::{Policy, ProviderId};
+
 use crate::config::Config;
+
+pub mod native;
+pub mod wire;
 
 /// One configured provider, ready for the hot path.
 #[derive(Debug)]
 pub struct Provider {
-    pub id: i32,
+    pub id: ProviderId,
     pub code: String,
     pub dialect: String,
     pub enabled: bool,
@@ -18,6 +23,7 @@ pub struct Provider {
     pub secrets: Vec<Vec<u8>>,
     pub allow_ips: Vec<IpAddr>,
     pub signature_window_s: u64,
+    pub policy: Policy,
 }
 
 impl Provider {
@@ -45,8 +51,17 @@ impl Registry {
             let id = *ids
                 .get(&p.code)
                 .ok_or_else(|| format!("provider {} has no database id", p.code))?;
+            let policy = Policy {
+                session_required: p.policy.session_required,
+                tombstone_not_found: p.policy.tombstone_answer == "not_found",
+                win_rollback_allowed: p.policy.win_rollback_allowed,
+                negative_balance_allowed: p.policy.negative_balance_allowed,
+                wins_without_bet_allowed: p.policy.wins_without_bet_allowed,
+                bonus_first: p.policy.bonus_first,
+            };
             let provider = Provider {
-                id,
+                id: ProviderId(id),
+                policy,
                 code: p.code.clone(),
                 dialect: p.dialect.clone(),
                 enabled: p.enabled,
@@ -87,8 +102,12 @@ pub async fn handle(
             &serde_json::json!({"status": "FORBIDDEN", "message": "provider disabled or source address not allowed"}),
         );
     }
-    crate::server::json(
-        http::StatusCode::NOT_IMPLEMENTED,
-        &serde_json::json!({"status": "TEMPORARY_ERROR", "message": format!("dialect {} not available yet", provider.dialect)}),
-    )
+    let action = rest[code.len()..].trim_start_matches('/').to_string();
+    match provider.dialect.as_str() {
+        "native" => native::handle(state, &provider, &action, request).await,
+        other => crate::server::json(
+            http::StatusCode::NOT_IMPLEMENTED,
+            &serde_json::json!({"status": "TEMPORARY_ERROR", "message": format!("dialect {other} not available")}),
+        ),
+    }
 }

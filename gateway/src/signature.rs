@@ -1,0 +1,175 @@
+//! Callback signatures, checked on the raw bytes as received, before anything is parsed.
+//!
+//! Native dialect: `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+//! The timestamp must lie within the provider's window of now (both ways), so a captured
+//! request cannot be replayed later; every configured secret (current, then previous) is tried,
+//! and every comparison is constant-time.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("signature header missing")]
+    Missing,
+    #[error("signature header malformed")]
+    Malformed,
+    #[error("signature timestamp outside the allowed window")]
+    Stale,
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Missing => "missing",
+            Refusal::Malformed => "malformed",
+            Refusal::Stale => "stale",
+            Refusal::Mismatch => "mismatch",
+        }
+    }
+}
+
+/// Checks a native `X-Signature` header against `body`.
+pub fn verify_native(
+    header: Option<&[u8]>,
+    body: &[u8],
+    secrets: &[Vec<u8>],
+    now_s: i64,
+    window_s: u64,
+) -> Result<(), Refusal> {
+    let header = header.ok_or(Refusal::Missing)?;
+    let header = std::str::from_utf8(header).map_err(|_| Refusal::Malformed)?;
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        let (key, value) = part.trim().split_once('=').ok_or(Refusal::Malformed)?;
+        match key {
+            "t" if timestamp.is_none() => timestamp = Some(value),
+            "t" => return Err(Refusal::Malformed),
+            "v1" => signatures.push(hex::decode(value).map_err(|_| Refusal::Malformed)?),
+            // Unknown schemes are skipped, so providers can add stronger ones later.
+            _ => {}
+        }
+    }
+    let timestamp_text = timestamp.ok_or(Refusal::Malformed)?;
+    if timestamp_text.is_empty() || !timestamp_text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Refusal::Malformed);
+    }
+    let t: i64 = timestamp_text.parse().map_err(|_| Refusal::Malformed)?;
+    if signatures.is_empty() {
+        return Err(Refusal::Malformed);
+    }
+    if now_s.abs_diff(t) > window_s {
+        return Err(Refusal::Stale);
+    }
+    for secret in secrets {
+        let mac = native_mac(secret, timestamp_text, body);
+        for signature in &signatures {
+            if mac.clone().verify_slice(signature).is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    Err(Refusal::Mismatch)
+}
+
+fn native_mac(secret: &[u8], timestamp: &str, body: &[u8]) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// The native `X-Signature` value for `body` at time `t` (what providers, tests and the
+/// simulator send).
+pub fn sign_native(secret: &[u8], t: i64, body: &[u8]) -> String {
+    let mac = native_mac(secret, &t.to_string(), body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn check(header: Option<&str>, body: &[u8], expect: Result<(), Refusal>) {
+        let secrets = [b"current".to_vec(), b"previous".to_vec()];
+        let got = verify_native(header.map(str::as_bytes), body, &secrets, NOW, 300);
+        assert_eq!(got, expect, "header {header:?}");
+    }
+
+    #[test]
+    fn accepts_current_and_previous_secrets() {
+        let body = br#"{"a":1}"#;
+        check(Some(&sign_native(b"current", NOW, body)), body, Ok(()));
+        check(
+            Some(&sign_native(b"previous", NOW - 299, body)),
+            body,
+            Ok(()),
+        );
+        check(
+            Some(&sign_native(b"current", NOW + 300, body)),
+            body,
+            Ok(()),
+        );
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        let body = br#"{"a":1}"#;
+        let good = sign_native(b"current", NOW, body);
+        check(None, body, Err(Refusal::Missing));
+        check(Some(""), body, Err(Refusal::Malformed));
+        check(Some("garbage"), body, Err(Refusal::Malformed));
+        check(Some("t=abc,v1=00"), body, Err(Refusal::Malformed));
+        check(Some("t=-5,v1=00"), body, Err(Refusal::Malformed));
+        check(Some(&format!("t={NOW}")), body, Err(Refusal::Malformed));
+        check(
+            Some(&format!("t={NOW},v1=zz")),
+            body,
+            Err(Refusal::Malformed),
+        );
+        check(
+            Some(&format!("t={NOW},t={NOW},v1=00")),
+            body,
+            Err(Refusal::Malformed),
+        );
+        check(Some(&good), br#"{"a":2}"#, Err(Refusal::Mismatch));
+        check(
+            Some(&sign_native(b"wrong", NOW, body)),
+            body,
+            Err(Refusal::Mismatch),
+        );
+        check(
+            Some(&sign_native(b"current", NOW - 301, body)),
+            body,
+            Err(Refusal::Stale),
+        );
+        check(
+            Some(&sign_native(b"current", NOW + 301, body)),
+            body,
+            Err(Refusal::Stale),
+        );
+        // The timestamp is part of what is signed: moving it breaks the signature.
+        let moved = good.replace(&format!("t={NOW}"), &format!("t={}", NOW + 1));
+        check(Some(&moved), body, Err(Refusal::Mismatch));
+    }
+
+    #[test]
+    fn extra_schemes_and_several_signatures_are_tolerated() {
+        let body = b"x";
+        let good = sign_native(b"current", NOW, body);
+        let v1 = good.split(",v1=").nth(1).unwrap();
+        check(
+            Some(&format!("t={NOW},v0=abcd,v1=00ff,v1={v1}")),
+            body,
+            Ok(()),
+        );
+    }
+}

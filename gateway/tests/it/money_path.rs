@@ -1,0 +1,567 @@
+//! Every row of the callback state machine (design §4) through the real gateway and database:
+//! each test asserts the answer, the balance and the ledger, and ends with the ledger check
+//! (each wallet equals the sum of its rows).
+
+use gateway::test_util::{start_gateway, TestGateway};
+use http::StatusCode;
+use serde_json::{json, Value};
+
+/// 20 demo players with EUR 1000.00 each.
+pub async fn gateway() -> TestGateway {
+    start_gateway("[demo]\nenabled = true\nplayers = 20\n").await
+}
+
+pub fn bet(player: &str, tx: &str, amount: &str, round: &str) -> Value {
+    json!({"player_id": player, "currency": "EUR", "amount": amount, "transaction_id": tx,
+           "round_id": round, "game_id": "slot-1"})
+}
+
+pub fn win(player: &str, tx: &str, amount: &str, round: &str) -> Value {
+    bet(player, tx, amount, round)
+}
+
+pub fn rollback(player: &str, tx: &str, reference: &str) -> Value {
+    json!({"player_id": player, "transaction_id": tx, "reference_transaction_id": reference})
+}
+
+fn ok(answer: &gateway::test_util::Answer) -> Value {
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json());
+    answer.json()
+}
+
+const START: i64 = 100_000;
+
+#[tokio::test]
+async fn bet_debits_and_answers_the_new_balance() {
+    let gw = gateway().await;
+    let a = ok(&gw.demo("bet", bet("player-1", "b1", "12.34", "r1")).await);
+    assert_eq!(a["status"], "OK");
+    assert_eq!(a["balance"], "987.66");
+    assert_eq!(a["currency"], "EUR");
+    assert_eq!(a["transaction_id"], "b1");
+    assert_eq!(a["duplicate"], false);
+    assert!(a["operator_transaction_id"]
+        .as_str()
+        .unwrap()
+        .parse::<i64>()
+        .is_ok());
+    assert_eq!(gw.balance("player-1").await, START - 1234);
+    assert_eq!(gw.ledger_len("player-1").await, 2);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn duplicate_with_same_payload_replays_the_stored_answer() {
+    let gw = gateway().await;
+    let first = ok(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await);
+    // Another bet moves the balance; the retry must still answer the original balance.
+    ok(&gw.demo("bet", bet("player-1", "b2", "5.00", "r1")).await);
+    let retry = ok(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await);
+    assert_eq!(retry["status"], "OK");
+    assert_eq!(retry["duplicate"], true);
+    assert_eq!(retry["balance"], first["balance"]);
+    assert_eq!(
+        retry["operator_transaction_id"],
+        first["operator_transaction_id"]
+    );
+    assert_eq!(gw.balance("player-1").await, START - 1500);
+    assert_eq!(gw.ledger_len("player-1").await, 3);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn duplicate_with_other_payload_is_a_final_mismatch() {
+    let gw = gateway().await;
+    ok(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await);
+    let a = ok(&gw.demo("bet", bet("player-1", "b1", "11.00", "r1")).await);
+    assert_eq!(a["status"], "DUPLICATE_MISMATCH");
+    // Same id as a win: also a mismatch, and no credit.
+    let a = ok(&gw.demo("win", win("player-1", "b1", "10.00", "r1")).await);
+    assert_eq!(a["status"], "DUPLICATE_MISMATCH");
+    assert_eq!(gw.balance("player-1").await, START - 1000);
+    assert_eq!(gw.ledger_len("player-1").await, 2);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn bet_for_unknown_player_or_currency_moves_nothing() {
+    let gw = gateway().await;
+    let a = ok(&gw.demo("bet", bet("nobody", "b1", "1.00", "r1")).await);
+    assert_eq!(a["status"], "UNKNOWN_PLAYER");
+    let mut usd = bet("player-1", "b2", "1.00", "r1");
+    usd["currency"] = json!("USD");
+    let a = ok(&gw.demo("bet", usd.clone()).await);
+    assert_eq!(a["status"], "CURRENCY_MISMATCH");
+    // Final and stored: the retry gets the same answer.
+    let again = ok(&gw.demo("bet", usd).await);
+    assert_eq!(again["status"], "CURRENCY_MISMATCH");
+    assert_eq!(again["duplicate"], true);
+    let mut odd = bet("player-1", "b3", "1.00", "r1");
+    odd["currency"] = json!("XYZ");
+    assert_eq!(
+        ok(&gw.demo("bet", odd).await)["status"],
+        "CURRENCY_MISMATCH"
+    );
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn bet_needs_a_live_session_when_the_provider_says_so() {
+    let gw = gateway().await;
+    gw.sql(
+        "INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
+         SELECT 'live', id, 'EUR', 'slot-1', now() + interval '1 hour' FROM players WHERE external_id = 'player-1';
+         INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
+         SELECT 'expired', id, 'EUR', 'slot-1', now() - interval '1 second' FROM players WHERE external_id = 'player-1';
+         INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
+         SELECT 'other', id, 'EUR', NULL, now() + interval '1 hour' FROM players WHERE external_id = 'player-2';",
+    )
+    .await;
+    let strict = |body| gw.native("strict", "strict-secret", "bet", body);
+    let a = ok(&strict(bet("player-1", "s1", "1.00", "r1")).await);
+    assert_eq!(a["status"], "INVALID_SESSION", "no token");
+    for (i, token) in ["expired", "other", "unknown"].iter().enumerate() {
+        let mut body = bet("player-1", &format!("s{}", i + 2), "1.00", "r1");
+        body["session_token"] = json!(token);
+        let a = ok(&strict(body).await);
+        assert_eq!(a["status"], "INVALID_SESSION", "token {token}");
+    }
+    let mut body = bet("player-1", "s9", "1.00", "r1");
+    body["session_token"] = json!("live");
+    assert_eq!(ok(&strict(body).await)["status"], "OK");
+    // Wins never need a session.
+    let a = ok(&gw
+        .native(
+            "strict",
+            "strict-secret",
+            "win",
+            win("player-1", "w1", "2.00", "r1"),
+        )
+        .await);
+    assert_eq!(a["status"], "OK");
+    assert_eq!(gw.balance("player-1").await, START - 100 + 200);
+    // The demo provider does not require sessions at all.
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-1", "d1", "1.00", "r2")).await)["status"],
+        "OK"
+    );
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn blocked_players_cannot_bet_but_still_win_and_get_rollbacks() {
+    let gw = gateway().await;
+    ok(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await);
+    ok(&gw.demo("bet", bet("player-2", "b2", "10.00", "r2")).await);
+    ok(&gw.demo("bet", bet("player-3", "b3", "10.00", "r3")).await);
+    gw.sql(
+        "UPDATE players SET status = 'suspended' WHERE external_id = 'player-1';
+         UPDATE players SET status = 'banned' WHERE external_id = 'player-2';
+         UPDATE players SET self_excluded_until = now() + interval '30 days' WHERE external_id = 'player-3';",
+    )
+    .await;
+    for p in ["player-1", "player-2", "player-3"] {
+        let a = ok(&gw
+            .demo("bet", bet(p, &format!("x-{p}"), "1.00", "r9"))
+            .await);
+        assert_eq!(a["status"], "PLAYER_BLOCKED", "{p}");
+    }
+    // Wins and rollbacks are never blocked.
+    assert_eq!(
+        ok(&gw.demo("win", win("player-1", "w1", "3.00", "r1")).await)["status"],
+        "OK"
+    );
+    assert_eq!(
+        ok(&gw.demo("rollback", rollback("player-2", "rb2", "b2")).await)["status"],
+        "OK"
+    );
+    // Balance is never blocked.
+    let a = ok(&gw
+        .demo(
+            "balance",
+            json!({"player_id": "player-3", "currency": "EUR"}),
+        )
+        .await);
+    assert_eq!(a["status"], "OK");
+    assert_eq!(a["balance"], "990.00");
+    assert_eq!(gw.balance("player-1").await, START - 1000 + 300);
+    assert_eq!(gw.balance("player-2").await, START);
+    assert_eq!(gw.balance("player-3").await, START - 1000);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn bets_over_a_responsible_gaming_limit_are_refused_and_stored() {
+    let gw = gateway().await;
+    gw.sql(
+        "INSERT INTO rg_limits (player_id, currency, kind, period, amount)
+         SELECT id, 'EUR', 'max_bet', 'bet', 5000 FROM players WHERE external_id = 'player-1';
+         INSERT INTO rg_limits (player_id, currency, kind, period, amount)
+         SELECT id, 'EUR', 'wager', 'day', 10000 FROM players WHERE external_id = 'player-2';
+         INSERT INTO rg_limits (player_id, currency, kind, period, amount)
+         SELECT id, 'EUR', 'loss', 'week', 3000 FROM players WHERE external_id = 'player-3';",
+    )
+    .await;
+    // Max single bet 50.00.
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-1", "a1", "50.00", "r1")).await)["status"],
+        "OK"
+    );
+    let a = ok(&gw.demo("bet", bet("player-1", "a2", "50.01", "r1")).await);
+    assert_eq!(a["status"], "LIMIT_EXCEEDED");
+    assert_eq!(a["balance"], "950.00");
+    let retry = ok(&gw.demo("bet", bet("player-1", "a2", "50.01", "r1")).await);
+    assert_eq!(
+        (retry["status"].clone(), retry["duplicate"].clone()),
+        (json!("LIMIT_EXCEEDED"), json!(true))
+    );
+    // Daily wager 100.00: 60 + 40 fits, one cent more does not.
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-2", "c1", "60.00", "r2")).await)["status"],
+        "OK"
+    );
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-2", "c2", "40.00", "r2")).await)["status"],
+        "OK"
+    );
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-2", "c3", "0.01", "r2")).await)["status"],
+        "LIMIT_EXCEEDED"
+    );
+    // Weekly loss 30.00: a win gives room back.
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-3", "d1", "30.00", "r3")).await)["status"],
+        "OK"
+    );
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-3", "d2", "1.00", "r3")).await)["status"],
+        "LIMIT_EXCEEDED"
+    );
+    assert_eq!(
+        ok(&gw.demo("win", win("player-3", "d3", "10.00", "r3")).await)["status"],
+        "OK"
+    );
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-3", "d4", "10.00", "r4")).await)["status"],
+        "OK"
+    );
+    assert_eq!(gw.balance("player-1").await, START - 5000);
+    assert_eq!(gw.balance("player-2").await, START - 10000);
+    assert_eq!(gw.balance("player-3").await, START - 3000 + 1000 - 1000);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn bet_over_the_balance_is_insufficient_funds_with_the_balance() {
+    let gw = gateway().await;
+    let a = ok(&gw.demo("bet", bet("player-1", "b1", "1000.01", "r1")).await);
+    assert_eq!(a["status"], "INSUFFICIENT_FUNDS");
+    assert_eq!(a["balance"], "1000.00");
+    let retry = ok(&gw.demo("bet", bet("player-1", "b1", "1000.01", "r1")).await);
+    assert_eq!(retry["status"], "INSUFFICIENT_FUNDS");
+    assert_eq!(retry["duplicate"], true);
+    // The whole balance can be bet.
+    let a = ok(&gw.demo("bet", bet("player-1", "b2", "1000.00", "r1")).await);
+    assert_eq!(
+        (a["status"].clone(), a["balance"].clone()),
+        (json!("OK"), json!("0.00"))
+    );
+    assert_eq!(gw.balance("player-1").await, 0);
+    assert_eq!(
+        gw.ledger_len("player-1").await,
+        3,
+        "deposit, stored refusal, bet"
+    );
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn rollback_before_its_bet_tombstones_the_bet() {
+    let gw = gateway().await;
+    let a = ok(&gw.demo("rollback", rollback("player-1", "rb1", "b1")).await);
+    assert_eq!(a["status"], "OK");
+    assert_eq!(a["balance"], "1000.00");
+    let late = ok(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await);
+    assert_eq!(late["status"], "TRANSACTION_ROLLED_BACK");
+    let retry = ok(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await);
+    assert_eq!(retry["status"], "TRANSACTION_ROLLED_BACK");
+    assert_eq!(retry["duplicate"], true);
+    // A win for the tombstoned bet is refused too.
+    let mut w = win("player-1", "w1", "20.00", "r1");
+    w["bet_transaction_id"] = json!("b1");
+    assert_eq!(
+        ok(&gw.demo("win", w).await)["status"],
+        "TRANSACTION_ROLLED_BACK"
+    );
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn rollback_of_an_unknown_transaction_may_answer_not_found_and_still_tombstones() {
+    let gw = gateway().await;
+    let strict = |action, body| gw.native("strict", "strict-secret", action, body);
+    let a = ok(&strict("rollback", rollback("player-1", "rb1", "b1")).await);
+    assert_eq!(a["status"], "TRANSACTION_NOT_FOUND");
+    let retry = ok(&strict("rollback", rollback("player-1", "rb1", "b1")).await);
+    assert_eq!(retry["status"], "TRANSACTION_NOT_FOUND");
+    assert_eq!(retry["duplicate"], true);
+    gw.sql(
+        "INSERT INTO game_sessions (token, player_id, currency, expires_at)
+         SELECT 'live', id, 'EUR', now() + interval '1 hour' FROM players WHERE external_id = 'player-1';",
+    )
+    .await;
+    let mut late = bet("player-1", "b1", "10.00", "r1");
+    late["session_token"] = json!("live");
+    assert_eq!(
+        ok(&strict("bet", late).await)["status"],
+        "TRANSACTION_ROLLED_BACK"
+    );
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn bet_in_a_closed_round_is_refused() {
+    let gw = gateway().await;
+    ok(&gw.demo("bet", bet("player-1", "b1", "1.00", "r1")).await);
+    let end = ok(&gw
+        .demo(
+            "end-round",
+            json!({"player_id": "player-1", "round_id": "r1", "game_id": "slot-1"}),
+        )
+        .await);
+    assert_eq!(end["status"], "OK");
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-1", "b2", "1.00", "r1")).await)["status"],
+        "ROUND_CLOSED"
+    );
+    // A bet flagged round_closed closes its round too.
+    let mut last = bet("player-1", "b3", "1.00", "r2");
+    last["round_closed"] = json!(true);
+    assert_eq!(ok(&gw.demo("bet", last).await)["status"], "OK");
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-1", "b4", "1.00", "r2")).await)["status"],
+        "ROUND_CLOSED"
+    );
+    // Another player's round with the same id is a different round.
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-2", "b5", "1.00", "r1")).await)["status"],
+        "OK"
+    );
+    // A win in a closed round is still credited.
+    assert_eq!(
+        ok(&gw.demo("win", win("player-1", "w1", "5.00", "r1")).await)["status"],
+        "OK"
+    );
+    assert_eq!(gw.balance("player-1").await, START - 200 + 500);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn win_credits_even_without_a_bet() {
+    let gw = gateway().await;
+    ok(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await);
+    let a = ok(&gw.demo("win", win("player-1", "w1", "25.50", "r1")).await);
+    assert_eq!(
+        (a["status"].clone(), a["balance"].clone()),
+        (json!("OK"), json!("1015.50"))
+    );
+    // Zero win, and a promo win with no bet at all.
+    assert_eq!(
+        ok(&gw.demo("win", win("player-1", "w2", "0", "r1")).await)["status"],
+        "OK"
+    );
+    assert_eq!(
+        ok(&gw
+            .demo("win", win("player-2", "promo", "5.00", "jackpot"))
+            .await)["status"],
+        "OK"
+    );
+    assert_eq!(gw.balance("player-1").await, START - 1000 + 2550);
+    assert_eq!(gw.balance("player-2").await, START + 500);
+    // A provider that refuses wins without a bet answers TRANSACTION_NOT_FOUND.
+    let a = ok(&gw
+        .native(
+            "strict",
+            "strict-secret",
+            "win",
+            win("player-3", "promo", "5.00", "zz"),
+        )
+        .await);
+    assert_eq!(a["status"], "TRANSACTION_NOT_FOUND");
+    assert_eq!(gw.balance("player-3").await, START);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn win_for_a_rolled_back_bet_is_refused() {
+    let gw = gateway().await;
+    ok(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await);
+    ok(&gw.demo("rollback", rollback("player-1", "rb1", "b1")).await);
+    let mut w = win("player-1", "w1", "20.00", "r1");
+    w["bet_transaction_id"] = json!("b1");
+    let a = ok(&gw.demo("win", w.clone()).await);
+    assert_eq!(a["status"], "TRANSACTION_ROLLED_BACK");
+    let retry = ok(&gw.demo("win", w).await);
+    assert_eq!(
+        (retry["status"].clone(), retry["duplicate"].clone()),
+        (json!("TRANSACTION_ROLLED_BACK"), json!(true))
+    );
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn rollback_credits_back_an_open_bet_once() {
+    let gw = gateway().await;
+    ok(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await);
+    let a = ok(&gw.demo("rollback", rollback("player-1", "rb1", "b1")).await);
+    assert_eq!(
+        (a["status"].clone(), a["balance"].clone()),
+        (json!("OK"), json!("1000.00"))
+    );
+    // The same rollback again: replayed. Another rollback of the same bet: OK, no money.
+    assert_eq!(
+        ok(&gw.demo("rollback", rollback("player-1", "rb1", "b1")).await)["duplicate"],
+        true
+    );
+    let a = ok(&gw.demo("rollback", rollback("player-1", "rb2", "b1")).await);
+    assert_eq!(
+        (a["status"].clone(), a["duplicate"].clone()),
+        (json!("OK"), json!(false))
+    );
+    assert_eq!(gw.balance("player-1").await, START);
+    assert_eq!(gw.ledger_len("player-1").await, 4);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn rollback_of_a_failed_bet_is_ok_and_moves_nothing() {
+    let gw = gateway().await;
+    assert_eq!(
+        ok(&gw.demo("bet", bet("player-1", "b1", "5000.00", "r1")).await)["status"],
+        "INSUFFICIENT_FUNDS"
+    );
+    let a = ok(&gw.demo("rollback", rollback("player-1", "rb1", "b1")).await);
+    assert_eq!(
+        (a["status"].clone(), a["balance"].clone()),
+        (json!("OK"), json!("1000.00"))
+    );
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn rollback_of_a_settled_bet_or_a_win_is_not_permitted() {
+    let gw = gateway().await;
+    ok(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await);
+    ok(&gw.demo("win", win("player-1", "w1", "30.00", "r1")).await);
+    assert_eq!(
+        ok(&gw.demo("rollback", rollback("player-1", "rb1", "b1")).await)["status"],
+        "ROLLBACK_NOT_PERMITTED"
+    );
+    assert_eq!(
+        ok(&gw.demo("rollback", rollback("player-1", "rb2", "w1")).await)["status"],
+        "ROLLBACK_NOT_PERMITTED"
+    );
+    // A win naming its bet settles exactly that bet.
+    ok(&gw.demo("bet", bet("player-1", "b2", "1.00", "r2")).await);
+    ok(&gw.demo("bet", bet("player-1", "b3", "1.00", "r2")).await);
+    let mut w = win("player-1", "w2", "0", "r2");
+    w["bet_transaction_id"] = json!("b2");
+    ok(&gw.demo("win", w).await);
+    assert_eq!(
+        ok(&gw.demo("rollback", rollback("player-1", "rb3", "b2")).await)["status"],
+        "ROLLBACK_NOT_PERMITTED"
+    );
+    assert_eq!(
+        ok(&gw.demo("rollback", rollback("player-1", "rb4", "b3")).await)["status"],
+        "OK"
+    );
+    assert_eq!(gw.balance("player-1").await, START - 1000 + 3000 - 100);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn win_rollback_where_policy_allows_may_go_negative_and_flags_the_wallet() {
+    let gw = gateway().await;
+    let strict = |action, body| gw.native("strict", "strict-secret", action, body);
+    gw.sql(
+        "INSERT INTO game_sessions (token, player_id, currency, expires_at)
+         SELECT 'live', id, 'EUR', now() + interval '1 hour' FROM players WHERE external_id = 'player-1';",
+    )
+    .await;
+    let mut b = bet("player-1", "b1", "1000.00", "r1");
+    b["session_token"] = json!("live");
+    assert_eq!(ok(&strict("bet", b).await)["status"], "OK");
+    let mut w = win("player-1", "w1", "500.00", "r1");
+    w["bet_transaction_id"] = json!("b1");
+    assert_eq!(ok(&strict("win", w).await)["status"], "OK");
+    // Spend some of the win, then the provider reverses the win.
+    let mut b = bet("player-1", "b2", "400.00", "r2");
+    b["session_token"] = json!("live");
+    assert_eq!(ok(&strict("bet", b).await)["status"], "OK");
+    let a = ok(&strict("rollback", rollback("player-1", "rb1", "w1")).await);
+    assert_eq!(
+        (a["status"].clone(), a["balance"].clone()),
+        (json!("OK"), json!("-400.00"))
+    );
+    assert_eq!(gw.balance("player-1").await, -40_000);
+    let client = gw.db.connect().await;
+    let flagged: bool = client
+        .query_one("SELECT needs_reconciliation FROM wallets w JOIN players p ON p.id = w.player_id WHERE p.external_id = 'player-1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(flagged);
+    // Rolling the same win back again moves nothing.
+    assert_eq!(
+        ok(&strict("rollback", rollback("player-1", "rb2", "w1")).await)["status"],
+        "OK"
+    );
+    assert_eq!(gw.balance("player-1").await, -40_000);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn end_round_closes_idempotently_and_balance_answers() {
+    let gw = gateway().await;
+    ok(&gw.demo("bet", bet("player-1", "b1", "2.50", "r1")).await);
+    let body = json!({"player_id": "player-1", "round_id": "r1", "game_id": "slot-1"});
+    for _ in 0..2 {
+        let a = ok(&gw.demo("end-round", body.clone()).await);
+        assert_eq!(
+            (a["status"].clone(), a["balance"].clone()),
+            (json!("OK"), json!("997.50"))
+        );
+    }
+    let client = gw.db.connect().await;
+    let closed: bool = client
+        .query_one("SELECT closed FROM rounds WHERE round_id = 'r1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(closed);
+    let a = ok(&gw.demo("balance", json!({"player_id": "player-1"})).await);
+    assert_eq!(
+        (
+            a["status"].clone(),
+            a["balance"].clone(),
+            a["currency"].clone()
+        ),
+        (json!("OK"), json!("997.50"), json!("EUR"))
+    );
+    let a = ok(&gw
+        .demo(
+            "balance",
+            json!({"player_id": "player-1", "currency": "USD"}),
+        )
+        .await);
+    assert_eq!(a["status"], "CURRENCY_MISMATCH");
+    let a = ok(&gw.demo("balance", json!({"player_id": "ghost"})).await);
+    assert_eq!(a["status"], "UNKNOWN_PLAYER");
+    assert_eq!(gw.balance("player-1").await, START - 250);
+    gw.finish().await;
+}

@@ -1,0 +1,739 @@
+//! The callback state machine (design §4), pure: no IO, no clock. A batch's prefetched state
+//! (`World`) goes in with the batch's commands; answers come out and the world records what to
+//! write (new ledger rows, changed wallets, bet states and rounds). Everything a later command
+//! in the batch must see, an earlier one has already changed in the world, so one batch behaves
+//! exactly like the same commands one by one.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::command::{
+    Action, Answer, Code, Command, Fingerprint, GameId, Money, PlayerRef, ProviderId, ProviderTxId,
+    RoundId, SessionToken,
+};
+use crate::money::Currency;
+
+/// Most commands in one batch (and one transaction).
+pub const BATCH_LEN_MAX: usize = 4_096;
+const _: () = assert!(
+    BATCH_LEN_MAX <= 65_535,
+    "batch positions fit the write arrays"
+);
+
+pub type TxKey = (ProviderId, ProviderTxId);
+pub type RoundKey = (ProviderId, i64, RoundId);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxKind {
+    Bet,
+    Win,
+    Rollback,
+    /// Non-provider movements (seed deposits, adjustments) never enter a batch's world.
+    Other,
+}
+
+impl TxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxKind::Bet => "bet",
+            TxKind::Win => "win",
+            TxKind::Rollback => "rollback",
+            TxKind::Other => "other",
+        }
+    }
+
+    pub fn parse(text: &str) -> TxKind {
+        match text {
+            "bet" => TxKind::Bet,
+            "win" => TxKind::Win,
+            "rollback" => TxKind::Rollback,
+            _ => TxKind::Other,
+        }
+    }
+}
+
+/// Life of a bet (`Open` -> `Settled` | `RolledBack`) or of a win (`None` -> `RolledBack`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxState {
+    Open,
+    Settled,
+    RolledBack,
+}
+
+impl TxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxState::Open => "open",
+            TxState::Settled => "settled",
+            TxState::RolledBack => "rolled_back",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TxState> {
+        match text {
+            "open" => Some(TxState::Open),
+            "settled" => Some(TxState::Settled),
+            "rolled_back" => Some(TxState::RolledBack),
+            _ => None,
+        }
+    }
+}
+
+/// A ledger row with a provider transaction id: loaded by the prefetch or created by `apply`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tx {
+    pub id: i64,
+    pub kind: TxKind,
+    pub outcome: Code,
+    pub state: Option<TxState>,
+    pub player_id: i64,
+    pub currency: Currency,
+    pub round: Option<RoundId>,
+    pub game: Option<GameId>,
+    pub amount_minor: i64,
+    pub real_delta: i64,
+    pub bonus_delta: i64,
+    pub balance_after: i64,
+    pub bonus_after: i64,
+    pub reference: Option<ProviderTxId>,
+    pub fingerprint: Option<Fingerprint>,
+    /// Created by this batch: to insert.
+    pub is_new: bool,
+    /// An existing row whose `state` this batch changed: to update.
+    pub state_changed: bool,
+}
+
+impl Tx {
+    /// The answer originally given for this transaction id, replayed for a retry.
+    fn stored_answer(&self) -> Answer {
+        Answer {
+            code: self.outcome,
+            currency: Some(self.currency),
+            balance_minor: self.balance_after,
+            bonus_minor: self.bonus_after,
+            operator_tx_id: Some(self.id),
+            duplicate: true,
+        }
+    }
+
+    fn set_state(&mut self, state: TxState) {
+        if self.state != Some(state) {
+            self.state = Some(state);
+            self.state_changed |= !self.is_new;
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wallet {
+    pub currency: Currency,
+    pub balance_minor: i64,
+    pub bonus_minor: i64,
+    pub needs_reconciliation: bool,
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    MaxBet,
+    Wager,
+    Loss,
+}
+
+/// A responsible-gaming limit with its use in the current period (from the prefetch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub currency: Currency,
+    pub kind: LimitKind,
+    pub amount_minor: i64,
+    pub used_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Player {
+    pub id: i64,
+    /// Suspended, banned or self-excluded at the batch's time.
+    pub blocked: bool,
+    /// In creation order: the first is the default for calls that name no currency.
+    pub wallets: Vec<Wallet>,
+    pub limits: Vec<Limit>,
+}
+
+impl Player {
+    fn wallet(&self, currency: Currency) -> Option<&Wallet> {
+        self.wallets.iter().find(|w| w.currency == currency)
+    }
+
+    fn wallet_mut(&mut self, currency: Currency) -> Option<&mut Wallet> {
+        self.wallets.iter_mut().find(|w| w.currency == currency)
+    }
+
+    fn limit_refuses(&self, currency: Currency, amount: i64) -> bool {
+        self.limits
+            .iter()
+            .filter(|l| l.currency == currency)
+            .any(|l| match l.kind {
+                LimitKind::MaxBet => amount > l.amount_minor,
+                LimitKind::Wager | LimitKind::Loss => {
+                    l.used_minor.saturating_add(amount) > l.amount_minor
+                }
+            })
+    }
+
+    /// Counts money staked (`wagered`) and lost (`lost`, negative for money won back).
+    fn use_limits(&mut self, currency: Currency, wagered: i64, lost: i64) {
+        for limit in self.limits.iter_mut().filter(|l| l.currency == currency) {
+            match limit.kind {
+                LimitKind::MaxBet => {}
+                LimitKind::Wager => limit.used_minor = limit.used_minor.saturating_add(wagered),
+                LimitKind::Loss => limit.used_minor = limit.used_minor.saturating_add(lost),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Round {
+    pub closed: bool,
+    pub game: Option<GameId>,
+    /// Bets of this round not yet settled or rolled back, in arrival order.
+    pub open_bets: Vec<ProviderTxId>,
+    pub is_new: bool,
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub player_id: i64,
+    pub currency: Currency,
+    pub game: Option<GameId>,
+    /// Not expired at the batch's time.
+    pub live: bool,
+}
+
+/// Everything a batch reads, prefetched (and locked) in one transaction, then changed by `apply`.
+#[derive(Debug, Default, Clone)]
+pub struct World {
+    pub players: HashMap<PlayerRef, Player>,
+    pub txs: HashMap<TxKey, Tx>,
+    /// Ids named by a rollback that arrived before them.
+    pub tombstones: HashSet<TxKey>,
+    pub rounds: HashMap<RoundKey, Round>,
+    pub sessions: HashMap<SessionToken, Session>,
+    /// Ledger row ids reserved for this batch, used from the back.
+    pub ids: Vec<i64>,
+    /// Keys of the rows this batch created, in creation order.
+    pub created: Vec<TxKey>,
+}
+
+/// Applies `commands` in order; returns one answer each.
+pub fn apply(world: &mut World, commands: &[Command]) -> Vec<Answer> {
+    assert!(commands.len() <= BATCH_LEN_MAX, "batch too long");
+    let total_before = world.total_minor();
+    let created_before = world.created.len();
+    let answers: Vec<Answer> = commands.iter().map(|c| world.apply_one(c)).collect();
+    let moved: i128 = world.created[created_before..]
+        .iter()
+        .map(|key| {
+            let tx = &world.txs[key];
+            i128::from(tx.real_delta) + i128::from(tx.bonus_delta)
+        })
+        .sum();
+    assert_eq!(
+        world.total_minor(),
+        total_before + moved,
+        "money is conserved: wallets moved exactly by the new ledger rows"
+    );
+    answers
+}
+
+/// The rows a money command would create, before the wallet is touched.
+struct Row {
+    kind: TxKind,
+    outcome: Code,
+    currency: Currency,
+    amount_minor: i64,
+    real_delta: i64,
+    bonus_delta: i64,
+    round: Option<RoundId>,
+    game: Option<GameId>,
+    reference: Option<ProviderTxId>,
+    state: Option<TxState>,
+}
+
+impl Row {
+    fn refusal(kind: TxKind, outcome: Code, currency: Currency, amount_minor: i64) -> Row {
+        Row {
+            kind,
+            outcome,
+            currency,
+            amount_minor,
+            real_delta: 0,
+            bonus_delta: 0,
+            round: None,
+            game: None,
+            reference: None,
+            state: None,
+        }
+    }
+
+    fn of_money(mut self, money: &Money) -> Row {
+        self.round = Some(money.round.clone());
+        self.game = Some(money.game.clone());
+        self
+    }
+}
+
+impl World {
+    fn total_minor(&self) -> i128 {
+        self.players
+            .values()
+            .flat_map(|p| &p.wallets)
+            .map(|w| i128::from(w.balance_minor) + i128::from(w.bonus_minor))
+            .sum()
+    }
+
+    fn apply_one(&mut self, c: &Command) -> Answer {
+        if let Some(tx) = c.tx() {
+            if let Some(existing) = self.txs.get(&(c.provider, tx.clone())) {
+                if existing.fingerprint == Some(c.fingerprint()) {
+                    return existing.stored_answer();
+                }
+                let currency = match &c.action {
+                    Action::Bet { money, .. } | Action::Win { money, .. } => Some(money.currency),
+                    _ => None,
+                };
+                return self.current(&c.player, currency, Code::DuplicateMismatch);
+            }
+        }
+        let Some(player) = self.players.get(&c.player) else {
+            return unknown_player();
+        };
+        let player_id = player.id;
+        match &c.action {
+            Action::Bet { money, session } => self.bet(c, player_id, money, session.as_ref()),
+            Action::Win { money, bet_tx } => self.win(c, player_id, money, bet_tx.as_ref()),
+            Action::Rollback {
+                tx,
+                reference,
+                round,
+                game,
+            } => self.rollback(c, player_id, tx, reference, round, game),
+            Action::EndRound { round, game } => {
+                let key = (c.provider, player_id, round.clone());
+                let round = self.round_mut(key, game.as_ref());
+                if !round.closed {
+                    round.closed = true;
+                    round.changed = true;
+                }
+                self.current(&c.player, None, Code::Ok)
+            }
+            Action::Balance { currency } => {
+                if let Some(currency) = currency {
+                    if self.players[&c.player].wallet(*currency).is_none() {
+                        return self.current(&c.player, None, Code::CurrencyMismatch);
+                    }
+                }
+                self.current(&c.player, *currency, Code::Ok)
+            }
+        }
+    }
+
+    fn bet(
+        &mut self,
+        c: &Command,
+        player_id: i64,
+        money: &Money,
+        session: Option<&SessionToken>,
+    ) -> Answer {
+        let refuse = |outcome| {
+            Row::refusal(TxKind::Bet, outcome, money.currency, money.amount_minor).of_money(money)
+        };
+        let player = &self.players[&c.player];
+        let Some(wallet) = player.wallet(money.currency) else {
+            return self.record(c, &money.tx, refuse(Code::CurrencyMismatch));
+        };
+        let round_key = (c.provider, player_id, money.round.clone());
+        let refusal = if self.tombstones.contains(&(c.provider, money.tx.clone())) {
+            Some(Code::TransactionRolledBack)
+        } else if c.policy.session_required && !self.session_fits(session, player_id, money) {
+            Some(Code::InvalidSession)
+        } else if player.blocked {
+            Some(Code::PlayerBlocked)
+        } else if self.rounds.get(&round_key).is_some_and(|r| r.closed) {
+            Some(Code::RoundClosed)
+        } else if player.limit_refuses(money.currency, money.amount_minor) {
+            Some(Code::LimitExceeded)
+        } else if i128::from(money.amount_minor)
+            > i128::from(wallet.balance_minor) + i128::from(wallet.bonus_minor)
+        {
+            Some(Code::InsufficientFunds)
+        } else {
+            None
+        };
+        if let Some(code) = refusal {
+            return self.record(c, &money.tx, refuse(code));
+        }
+        // Split the stake between real and bonus money, in the order the policy says.
+        let amount = money.amount_minor;
+        let (from_bonus, from_real) = if c.policy.bonus_first {
+            let b = amount.min(wallet.bonus_minor);
+            (b, amount - b)
+        } else {
+            let r = amount.min(wallet.balance_minor.max(0));
+            (amount - r, r)
+        };
+        let row = Row {
+            real_delta: -from_real,
+            bonus_delta: -from_bonus,
+            state: Some(TxState::Open),
+            ..refuse(Code::Ok)
+        };
+        let answer = self.record(c, &money.tx, row);
+        let player = self.players.get_mut(&c.player).expect("player present");
+        player.use_limits(money.currency, amount, amount);
+        let round = self.round_mut(round_key, Some(&money.game));
+        round.open_bets.push(money.tx.clone());
+        if money.round_closed {
+            round.closed = true;
+        }
+        round.changed = true;
+        answer
+    }
+
+    fn session_fits(&self, token: Option<&SessionToken>, player_id: i64, money: &Money) -> bool {
+        let Some(session) = token.and_then(|t| self.sessions.get(t)) else {
+            return false;
+        };
+        session.live
+            && session.player_id == player_id
+            && session.currency == money.currency
+            && session.game.as_ref().is_none_or(|g| *g == money.game)
+    }
+
+    fn win(
+        &mut self,
+        c: &Command,
+        player_id: i64,
+        money: &Money,
+        bet_tx: Option<&ProviderTxId>,
+    ) -> Answer {
+        let refuse = |outcome| {
+            Row::refusal(TxKind::Win, outcome, money.currency, money.amount_minor).of_money(money)
+        };
+        let wallet = self.players[&c.player].wallet(money.currency);
+        let Some(wallet) = wallet else {
+            return self.record(c, &money.tx, refuse(Code::CurrencyMismatch));
+        };
+        let round_key = (c.provider, player_id, money.round.clone());
+        // Which bets this win settles: the one it names, else its round's open bets.
+        let settles: Vec<ProviderTxId> = match bet_tx {
+            Some(bet_tx) => {
+                let key = (c.provider, bet_tx.clone());
+                match self.txs.get(&key) {
+                    Some(bet) if bet.player_id == player_id && bet.kind == TxKind::Bet => {
+                        let rolled_back = bet.state == Some(TxState::RolledBack)
+                            || bet.outcome == Code::TransactionRolledBack;
+                        if rolled_back {
+                            return self.record(c, &money.tx, refuse(Code::TransactionRolledBack));
+                        }
+                        if bet.outcome == Code::Ok {
+                            vec![bet_tx.clone()]
+                        } else {
+                            Vec::new()
+                        }
+                    }
+                    _ if self.tombstones.contains(&key) => {
+                        return self.record(c, &money.tx, refuse(Code::TransactionRolledBack));
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            None => self
+                .rounds
+                .get(&round_key)
+                .map(|r| r.open_bets.clone())
+                .unwrap_or_default(),
+        };
+        // "No bet seen": the named bet is unknown (or failed), or a win naming no bet comes for
+        // a round nothing has touched.
+        let bet_seen = match bet_tx {
+            Some(_) => !settles.is_empty(),
+            None => self.rounds.contains_key(&round_key),
+        };
+        if !bet_seen && !c.policy.wins_without_bet_allowed {
+            return self.record(c, &money.tx, refuse(Code::TransactionNotFound));
+        }
+        if wallet
+            .balance_minor
+            .checked_add(money.amount_minor)
+            .is_none()
+        {
+            // A credit past i64::MAX minor units: refuse rather than wrap.
+            return self.record(c, &money.tx, refuse(Code::LimitExceeded));
+        }
+        let row = Row {
+            real_delta: money.amount_minor,
+            ..refuse(Code::Ok)
+        };
+        let answer = self.record(c, &money.tx, row);
+        let player = self.players.get_mut(&c.player).expect("player present");
+        player.use_limits(money.currency, 0, -money.amount_minor);
+        for bet in &settles {
+            if let Some(tx) = self.txs.get_mut(&(c.provider, bet.clone())) {
+                if tx.state == Some(TxState::Open) {
+                    tx.set_state(TxState::Settled);
+                }
+            }
+        }
+        let round = self.round_mut(round_key, Some(&money.game));
+        round.open_bets.retain(|b| !settles.contains(b));
+        if money.round_closed {
+            round.closed = true;
+        }
+        round.changed = true;
+        answer
+    }
+
+    fn rollback(
+        &mut self,
+        c: &Command,
+        player_id: i64,
+        tx: &ProviderTxId,
+        reference: &ProviderTxId,
+        round: &Option<RoundId>,
+        game: &Option<GameId>,
+    ) -> Answer {
+        let ref_key = (c.provider, reference.clone());
+        let target = self
+            .txs
+            .get(&ref_key)
+            .filter(|t| t.player_id == player_id)
+            .cloned();
+        let currency = match &target {
+            Some(t) => t.currency,
+            None => match self.players[&c.player].wallets.first() {
+                Some(w) => w.currency,
+                None => return self.current(&c.player, None, Code::CurrencyMismatch),
+            },
+        };
+        let base = Row {
+            round: round
+                .clone()
+                .or_else(|| target.as_ref().and_then(|t| t.round.clone())),
+            game: game
+                .clone()
+                .or_else(|| target.as_ref().and_then(|t| t.game.clone())),
+            reference: Some(reference.clone()),
+            ..Row::refusal(TxKind::Rollback, Code::Ok, currency, 0)
+        };
+        let Some(target) = target else {
+            if self.txs.contains_key(&ref_key) {
+                // Another player's transaction: not this player's to reverse.
+                return self.record(
+                    c,
+                    tx,
+                    Row {
+                        outcome: Code::TransactionNotFound,
+                        ..base
+                    },
+                );
+            }
+            // Rolled back before it arrived: tombstone it, so the late bet is refused.
+            self.tombstones.insert(ref_key);
+            let outcome = if c.policy.tombstone_not_found {
+                Code::TransactionNotFound
+            } else {
+                Code::Ok
+            };
+            return self.record(c, tx, Row { outcome, ..base });
+        };
+        match (target.kind, target.state) {
+            // A failed bet or a reversed one: nothing (more) to give back.
+            (TxKind::Bet, _) if target.outcome != Code::Ok => self.record(c, tx, base),
+            (TxKind::Bet | TxKind::Win, Some(TxState::RolledBack)) => self.record(c, tx, base),
+            (TxKind::Bet, Some(TxState::Settled)) => self.record(
+                c,
+                tx,
+                Row {
+                    outcome: Code::RollbackNotPermitted,
+                    ..base
+                },
+            ),
+            (TxKind::Bet, _) => {
+                let row = Row {
+                    amount_minor: target.amount_minor,
+                    real_delta: -target.real_delta,
+                    bonus_delta: -target.bonus_delta,
+                    ..base
+                };
+                let answer = self.record(c, tx, row);
+                let refund = -(target.real_delta + target.bonus_delta);
+                let player = self.players.get_mut(&c.player).expect("player present");
+                player.use_limits(currency, -target.amount_minor, -refund);
+                self.txs
+                    .get_mut(&ref_key)
+                    .expect("target present")
+                    .set_state(TxState::RolledBack);
+                if let Some(round_id) = &target.round {
+                    if let Some(round) =
+                        self.rounds
+                            .get_mut(&(c.provider, player_id, round_id.clone()))
+                    {
+                        round.open_bets.retain(|b| b != reference);
+                        round.changed = true;
+                    }
+                }
+                answer
+            }
+            (TxKind::Win, _) if c.policy.win_rollback_allowed && target.outcome == Code::Ok => {
+                let wallet = self.players[&c.player].wallet(currency);
+                let balance = wallet.map_or(0, |w| w.balance_minor);
+                if balance < target.real_delta && !c.policy.negative_balance_allowed {
+                    return self.record(
+                        c,
+                        tx,
+                        Row {
+                            outcome: Code::RollbackNotPermitted,
+                            ..base
+                        },
+                    );
+                }
+                let row = Row {
+                    amount_minor: target.amount_minor,
+                    real_delta: -target.real_delta,
+                    ..base
+                };
+                let answer = self.record(c, tx, row);
+                let player = self.players.get_mut(&c.player).expect("player present");
+                player.use_limits(currency, 0, target.real_delta);
+                self.txs
+                    .get_mut(&ref_key)
+                    .expect("target present")
+                    .set_state(TxState::RolledBack);
+                answer
+            }
+            _ => self.record(
+                c,
+                tx,
+                Row {
+                    outcome: Code::RollbackNotPermitted,
+                    ..base
+                },
+            ),
+        }
+    }
+
+    fn round_mut(&mut self, key: RoundKey, game: Option<&GameId>) -> &mut Round {
+        self.rounds.entry(key).or_insert_with(|| Round {
+            closed: false,
+            game: game.cloned(),
+            open_bets: Vec::new(),
+            is_new: true,
+            changed: true,
+        })
+    }
+
+    /// The player's current balance in `currency` (or the first wallet) with `code`; no row.
+    fn current(&self, player: &PlayerRef, currency: Option<Currency>, code: Code) -> Answer {
+        let Some(player) = self.players.get(player) else {
+            return unknown_player();
+        };
+        let wallet = match currency {
+            Some(c) => player.wallet(c),
+            None => player.wallets.first(),
+        };
+        Answer {
+            code,
+            currency: wallet.map(|w| w.currency).or(currency),
+            balance_minor: wallet.map_or(0, |w| w.balance_minor),
+            bonus_minor: wallet.map_or(0, |w| w.bonus_minor),
+            operator_tx_id: None,
+            duplicate: false,
+        }
+    }
+
+    /// Appends the ledger row for `tx`, moves the wallet by its deltas, answers.
+    fn record(&mut self, c: &Command, tx: &ProviderTxId, row: Row) -> Answer {
+        let id = self
+            .ids
+            .pop()
+            .expect("ids reserved for every command of the batch");
+        let player = self.players.get_mut(&c.player).expect("player present");
+        let player_id = player.id;
+        let (balance_after, bonus_after) = match player.wallet_mut(row.currency) {
+            Some(wallet) => {
+                wallet.balance_minor = wallet
+                    .balance_minor
+                    .checked_add(row.real_delta)
+                    .expect("credits are checked for overflow before recording");
+                wallet.bonus_minor += row.bonus_delta;
+                assert!(wallet.bonus_minor >= 0, "bonus never goes negative");
+                if wallet.balance_minor < 0 {
+                    assert!(
+                        c.policy.negative_balance_allowed,
+                        "negative balance without policy"
+                    );
+                    wallet.needs_reconciliation = true;
+                }
+                wallet.changed |= row.real_delta != 0 || row.bonus_delta != 0;
+                (wallet.balance_minor, wallet.bonus_minor)
+            }
+            None => {
+                assert!(
+                    row.real_delta == 0 && row.bonus_delta == 0,
+                    "money moved without a wallet"
+                );
+                (0, 0)
+            }
+        };
+        let record = Tx {
+            id,
+            kind: row.kind,
+            outcome: row.outcome,
+            state: row.state,
+            player_id,
+            currency: row.currency,
+            round: row.round,
+            game: row.game,
+            amount_minor: row.amount_minor,
+            real_delta: row.real_delta,
+            bonus_delta: row.bonus_delta,
+            balance_after,
+            bonus_after,
+            reference: row.reference,
+            fingerprint: Some(c.fingerprint()),
+            is_new: true,
+            state_changed: false,
+        };
+        let key = (c.provider, tx.clone());
+        self.txs.insert(key.clone(), record);
+        self.created.push(key);
+        Answer {
+            code: row.outcome,
+            currency: Some(row.currency),
+            balance_minor: balance_after,
+            bonus_minor: bonus_after,
+            operator_tx_id: Some(id),
+            duplicate: false,
+        }
+    }
+}
+
+fn unknown_player() -> Answer {
+    Answer {
+        code: Code::UnknownPlayer,
+        currency: None,
+        balance_minor: 0,
+        bonus_minor: 0,
+        operator_tx_id: None,
+        duplicate: false,
+    }
+}
+
+/// How many ledger ids a batch may consume: one per command that carries a transaction id.
+pub fn ids_needed(commands: &[Command]) -> usize {
+    commands.iter().filter(|c| c.tx().is_some()).count()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,303 @@
+//! Group commit: settlement lanes, each a bounded queue and one database connection. Players
+//! are partitioned over lanes (a wallet is only ever written by its lane, in arrival order);
+//! a lane takes what has queued up while its previous batch committed (up to `batch_len_max`),
+//! settles it in one transaction, and only then answers every waiting caller.
+//!
+//! Under light load a lone command is settled at once; under heavy load batches grow by
+//! themselves because commands queue while a commit is in flight. `batch_wait_max` adds a short
+//! linger only when the previous batch was at least half full (the load is high, so waiting a
+//! little fills the next batch instead of paying another commit).
+
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::apply::BATCH_LEN_MAX;
+use crate::command::{Answer, Command};
+use crate::store::{self, Statements};
+
+/// Lane settings (from the gateway's `[settlement]` configuration).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub lanes: usize,
+    pub batch_len_max: usize,
+    pub batch_wait_max: Duration,
+    pub queue_len_max: usize,
+    /// How long a caller waits for its answer before giving up with a retryable answer.
+    pub deadline: Duration,
+}
+
+/// Why a command got no business answer; every case is retryable for the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    #[error("settlement queue full")]
+    Overloaded,
+    #[error("deadline passed before the command was settled")]
+    Deadline,
+    #[error("storage failed; nothing was committed")]
+    Storage,
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl Unavailable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unavailable::Overloaded => "overloaded",
+            Unavailable::Deadline => "deadline",
+            Unavailable::Storage => "storage",
+            Unavailable::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Answer, Unavailable>>;
+
+struct Job {
+    command: Command,
+    deadline: Instant,
+    reply: Reply,
+}
+
+enum Message {
+    Job(Job),
+    /// Settle everything queued before this, then stop.
+    Drain(oneshot::Sender<()>),
+}
+
+/// The handle callers settle through.
+pub struct Settler {
+    lanes: Vec<mpsc::Sender<Message>>,
+    hasher: std::collections::hash_map::RandomState,
+    deadline: Duration,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Settler {
+    /// Connects one writer per lane (failing fast when the database is unreachable) and starts
+    /// the lanes.
+    pub async fn start(
+        pg: tokio_postgres::Config,
+        options: Options,
+    ) -> Result<Settler, tokio_postgres::Error> {
+        assert!(options.lanes >= 1, "at least one lane");
+        assert!(
+            (1..=BATCH_LEN_MAX).contains(&options.batch_len_max),
+            "batch_len_max in range"
+        );
+        let mut lanes = Vec::with_capacity(options.lanes);
+        let mut tasks = Vec::with_capacity(options.lanes);
+        for index in 0..options.lanes {
+            let connection = Connection::open(&pg).await?;
+            let (tx, rx) = mpsc::channel(options.queue_len_max);
+            let lane = Lane {
+                index,
+                pg: pg.clone(),
+                connection: Some(connection),
+                batch_len_max: options.batch_len_max,
+                batch_wait_max: options.batch_wait_max,
+            };
+            tasks.push(tokio::spawn(lane.run(rx)));
+            lanes.push(tx);
+        }
+        Ok(Settler {
+            lanes,
+            hasher: Default::default(),
+            deadline: options.deadline,
+            tasks: std::sync::Mutex::new(tasks),
+        })
+    }
+
+    /// Settles one command: the answer is returned only after the batch holding it committed.
+    pub async fn settle(&self, command: Command) -> Result<Answer, Unavailable> {
+        let deadline = Instant::now() + self.deadline;
+        let lane = self.lane_of(&command);
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            command,
+            deadline,
+            reply,
+        };
+        self.lanes[lane]
+            .try_send(Message::Job(job))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Unavailable::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => Unavailable::ShuttingDown,
+            })?;
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(result)) => result,
+            // The lane dropped the reply: it is stopping; nothing was acknowledged.
+            Ok(Err(_)) => Err(Unavailable::ShuttingDown),
+            // The batch may still commit; the provider's retry then gets the stored answer.
+            Err(_) => Err(Unavailable::Deadline),
+        }
+    }
+
+    /// Commands queued per lane right now.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.lanes
+            .iter()
+            .map(|l| l.max_capacity() - l.capacity())
+            .collect()
+    }
+
+    fn lane_of(&self, command: &Command) -> usize {
+        let mut h = self.hasher.build_hasher();
+        command.player.hash(&mut h);
+        (std::hash::Hasher::finish(&h) % self.lanes.len() as u64) as usize
+    }
+
+    /// Settles everything already queued, then stops the lanes; later calls get
+    /// `ShuttingDown`.
+    pub async fn drain(&self) {
+        let mut done = Vec::new();
+        for lane in &self.lanes {
+            let (tx, rx) = oneshot::channel();
+            if lane.send(Message::Drain(tx)).await.is_ok() {
+                done.push(rx);
+            }
+        }
+        for rx in done {
+            let _ = rx.await;
+        }
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+struct Connection {
+    client: tokio_postgres::Client,
+    statements: Statements,
+}
+
+impl Connection {
+    async fn open(pg: &tokio_postgres::Config) -> Result<Connection, tokio_postgres::Error> {
+        let (client, driver) = pg.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = driver.await {
+                tracing::warn!(error = %e, "settlement connection ended");
+            }
+        });
+        let statements = Statements::prepare(&client).await?;
+        Ok(Connection { client, statements })
+    }
+}
+
+struct Lane {
+    index: usize,
+    pg: tokio_postgres::Config,
+    connection: Option<Connection>,
+    batch_len_max: usize,
+    batch_wait_max: Duration,
+}
+
+impl Lane {
+    async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
+        let mut last_len = 0;
+        'lanes: loop {
+            let Some(first) = rx.recv().await else { break };
+            let mut jobs = Vec::with_capacity(self.batch_len_max);
+            let mut drain = None;
+            match first {
+                Message::Job(job) => jobs.push(job),
+                Message::Drain(done) => {
+                    let _ = done.send(());
+                    break;
+                }
+            }
+            let linger = last_len * 2 >= self.batch_len_max && !self.batch_wait_max.is_zero();
+            let linger_until = Instant::now() + self.batch_wait_max;
+            while jobs.len() < self.batch_len_max {
+                let next = match rx.try_recv() {
+                    Ok(message) => message,
+                    Err(_) if linger => {
+                        match tokio::time::timeout_at(linger_until, rx.recv()).await {
+                            Ok(Some(message)) => message,
+                            _ => break,
+                        }
+                    }
+                    Err(_) => break,
+                };
+                match next {
+                    Message::Job(job) => jobs.push(job),
+                    Message::Drain(done) => {
+                        drain = Some(done);
+                        break;
+                    }
+                }
+            }
+            last_len = jobs.len();
+            self.settle(jobs).await;
+            if let Some(done) = drain {
+                let _ = done.send(());
+                break 'lanes;
+            }
+        }
+        tracing::debug!(lane = self.index, "settlement lane stopped");
+    }
+
+    /// Settles `jobs`, answering each; callers whose deadline already passed are answered
+    /// `Deadline` without being applied.
+    async fn settle(&mut self, jobs: Vec<Job>) {
+        let now = Instant::now();
+        let (live, expired): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|j| j.deadline > now);
+        for job in expired {
+            let _ = job.reply.send(Err(Unavailable::Deadline));
+        }
+        if live.is_empty() {
+            return;
+        }
+        let (commands, replies): (Vec<Command>, Vec<Reply>) =
+            live.into_iter().map(|j| (j.command, j.reply)).unzip();
+        let results = self.settle_or_split(&commands).await;
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// One transaction for the batch; on a conflict, once more; on another failure, halves,
+    /// so one poisoned command fails alone and never changes its neighbours' outcomes.
+    async fn settle_or_split(&mut self, commands: &[Command]) -> Vec<Result<Answer, Unavailable>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.settle_once(commands).await {
+                Ok(answers) => return answers.into_iter().map(Ok).collect(),
+                Err(e) if e.could_retry() && attempt < 3 => {
+                    tracing::debug!(lane = self.index, error = %e, "batch conflict; retrying");
+                }
+                Err(e) => {
+                    tracing::warn!(lane = self.index, kind = e.kind(), error = %e, "batch failed");
+                    if commands.len() == 1 {
+                        return vec![Err(Unavailable::Storage)];
+                    }
+                    let (left, right) = commands.split_at(commands.len() / 2);
+                    let mut results = Box::pin(self.settle_or_split(left)).await;
+                    results.extend(Box::pin(self.settle_or_split(right)).await);
+                    return results;
+                }
+            }
+        }
+    }
+
+    async fn settle_once(&mut self, commands: &[Command]) -> Result<Vec<Answer>, store::Error> {
+        if self
+            .connection
+            .as_ref()
+            .is_none_or(|c| c.client.is_closed())
+        {
+            self.connection = None;
+            let connection = Connection::open(&self.pg)
+                .await
+                .map_err(store::Error::database(commands.len()))?;
+            self.connection = Some(connection);
+        }
+        let connection = self.connection.as_mut().expect("connected above");
+        store::settle(&mut connection.client, &connection.statements, commands).await
+    }
+}

@@ -1,0 +1,276 @@
+//! The core command every dialect decodes into, the answer every dialect encodes from, the
+//! stable business codes, and the per-provider policy. One vocabulary for the whole money path.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::money::Currency;
+
+/// Longest id (transaction, round, game, player, session token) accepted from a provider.
+pub const ID_BYTES_MAX: usize = 128;
+
+/// The database id of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProviderId(pub i32);
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// `None` when empty or longer than [`ID_BYTES_MAX`] bytes.
+            pub fn new(id: impl Into<String>) -> Option<$name> {
+                let id = id.into();
+                (!id.is_empty() && id.len() <= ID_BYTES_MAX).then_some($name(id))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A provider's transaction id: with the provider, the idempotency key.
+    ProviderTxId
+);
+string_id!(
+    /// The id a provider knows a player by (`players.external_id`).
+    PlayerRef
+);
+string_id!(
+    /// A provider's round id (one player's round).
+    RoundId
+);
+string_id!(
+    /// A provider's game id.
+    GameId
+);
+string_id!(
+    /// A game-launch session token.
+    SessionToken
+);
+
+/// A money movement's wire data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    pub tx: ProviderTxId,
+    pub currency: Currency,
+    pub amount_minor: i64,
+    pub round: RoundId,
+    pub game: GameId,
+    /// The round ends with this action.
+    pub round_closed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Bet {
+        money: Money,
+        session: Option<SessionToken>,
+    },
+    Win {
+        money: Money,
+        /// The bet this win settles; without it, the win settles its round's open bets.
+        bet_tx: Option<ProviderTxId>,
+    },
+    Rollback {
+        tx: ProviderTxId,
+        /// The transaction reversed (a bet, or a win where policy allows).
+        reference: ProviderTxId,
+        round: Option<RoundId>,
+        game: Option<GameId>,
+    },
+    EndRound {
+        round: RoundId,
+        game: Option<GameId>,
+    },
+    Balance {
+        currency: Option<Currency>,
+    },
+}
+
+/// What a provider asked for, decoded from its dialect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub provider: ProviderId,
+    pub policy: Policy,
+    pub player: PlayerRef,
+    pub action: Action,
+}
+
+impl Command {
+    /// The idempotency key's transaction id, for actions that have one.
+    pub fn tx(&self) -> Option<&ProviderTxId> {
+        match &self.action {
+            Action::Bet { money, .. } | Action::Win { money, .. } => Some(&money.tx),
+            Action::Rollback { tx, .. } => Some(tx),
+            Action::EndRound { .. } | Action::Balance { .. } => None,
+        }
+    }
+
+    /// Hash of the semantic payload (kind, player, currency, amount, round, game, referenced
+    /// transaction): a retry must carry the same one, else it is a mismatched duplicate.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u32).to_le_bytes());
+            h.update(bytes);
+        };
+        field(self.player.as_str().as_bytes());
+        match &self.action {
+            Action::Bet { money, .. } => {
+                field(b"bet");
+                money_fields(&mut field, money);
+            }
+            Action::Win { money, bet_tx } => {
+                field(b"win");
+                money_fields(&mut field, money);
+                field(bet_tx.as_ref().map_or(&b""[..], |t| t.as_str().as_bytes()));
+            }
+            Action::Rollback {
+                reference,
+                round,
+                game,
+                ..
+            } => {
+                field(b"rollback");
+                field(reference.as_str().as_bytes());
+                field(round.as_ref().map_or(&b""[..], |r| r.as_str().as_bytes()));
+                field(game.as_ref().map_or(&b""[..], |g| g.as_str().as_bytes()));
+            }
+            Action::EndRound { .. } | Action::Balance { .. } => field(b"-"),
+        }
+        let digest = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        Fingerprint(out)
+    }
+}
+
+fn money_fields(field: &mut impl FnMut(&[u8]), money: &Money) {
+    field(money.currency.code().as_bytes());
+    field(&money.amount_minor.to_le_bytes());
+    field(money.round.as_str().as_bytes());
+    field(money.game.as_str().as_bytes());
+}
+
+/// 128 bits of SHA-256 over the semantic payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 16]);
+
+/// Business answers: all final (providers stop retrying). Stable strings, stored in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    Ok,
+    InsufficientFunds,
+    UnknownPlayer,
+    CurrencyMismatch,
+    InvalidSession,
+    PlayerBlocked,
+    LimitExceeded,
+    TransactionRolledBack,
+    RoundClosed,
+    RollbackNotPermitted,
+    DuplicateMismatch,
+    TransactionNotFound,
+}
+
+impl Code {
+    pub const ALL: [Code; 12] = [
+        Code::Ok,
+        Code::InsufficientFunds,
+        Code::UnknownPlayer,
+        Code::CurrencyMismatch,
+        Code::InvalidSession,
+        Code::PlayerBlocked,
+        Code::LimitExceeded,
+        Code::TransactionRolledBack,
+        Code::RoundClosed,
+        Code::RollbackNotPermitted,
+        Code::DuplicateMismatch,
+        Code::TransactionNotFound,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            Code::UnknownPlayer => "UNKNOWN_PLAYER",
+            Code::CurrencyMismatch => "CURRENCY_MISMATCH",
+            Code::InvalidSession => "INVALID_SESSION",
+            Code::PlayerBlocked => "PLAYER_BLOCKED",
+            Code::LimitExceeded => "LIMIT_EXCEEDED",
+            Code::TransactionRolledBack => "TRANSACTION_ROLLED_BACK",
+            Code::RoundClosed => "ROUND_CLOSED",
+            Code::RollbackNotPermitted => "ROLLBACK_NOT_PERMITTED",
+            Code::DuplicateMismatch => "DUPLICATE_MISMATCH",
+            Code::TransactionNotFound => "TRANSACTION_NOT_FOUND",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+/// The answer to one command: what every dialect renders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub code: Code,
+    /// The wallet the answer speaks of; `None` when the player has none (or is unknown).
+    pub currency: Option<Currency>,
+    pub balance_minor: i64,
+    pub bonus_minor: i64,
+    /// The ledger row recorded for this transaction id, if any.
+    pub operator_tx_id: Option<i64>,
+    /// The original answer, replayed for a retry.
+    pub duplicate: bool,
+}
+
+impl Answer {
+    /// Real plus bonus money: what the player can bet.
+    pub fn playable_minor(&self) -> i64 {
+        self.balance_minor.saturating_add(self.bonus_minor)
+    }
+}
+
+/// Per-provider money rules (design §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Bets need a live game session bound to the player (and currency, and game).
+    pub session_required: bool,
+    /// A rollback of an unknown transaction answers TRANSACTION_NOT_FOUND instead of OK (it is
+    /// tombstoned either way).
+    pub tombstone_not_found: bool,
+    pub win_rollback_allowed: bool,
+    /// A rolled-back win may take the balance below zero (the wallet gets flagged).
+    pub negative_balance_allowed: bool,
+    /// Wins naming no bet, or a bet never seen, are credited (promotions, jackpots).
+    pub wins_without_bet_allowed: bool,
+    /// Bets spend bonus money before real money.
+    pub bonus_first: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            session_required: false,
+            tombstone_not_found: false,
+            win_rollback_allowed: false,
+            negative_balance_allowed: false,
+            wins_without_bet_allowed: true,
+            bonus_first: false,
+        }
+    }
+}
