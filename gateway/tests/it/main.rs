@@ -1,4 +1,6 @@
 //! Integration tests of the gateway: the real server over real HTTP against a real PostgreSQL.
 
+mod concurrency;
 mod foundation;
 mod money_path;
+mod native_input;

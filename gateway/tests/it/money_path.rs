@@ -29,7 +29,7 @@ fn ok(answer: &gateway::test_util::Answer) -> Value {
     answer.json()
 }
 
-const START: i64 = 100_000;
+pub const START: i64 = 100_000;
 
 #[tokio::test]
 async fn bet_debits_and_answers_the_new_balance() {

@@ -1,0 +1,224 @@
+//! The native dialect's front door: signatures, malformed and oversized input. Every refusal
+//! gets its status and code, and moves no money.
+
+use gateway::provider::wire::sign_native;
+use gateway::test_util::{now_s, TestGateway};
+use http::StatusCode;
+use serde_json::json;
+
+use crate::money_path::{bet, gateway, START};
+
+async fn assert_untouched(gw: &TestGateway) {
+    assert_eq!(gw.balance("player-1").await, START);
+    assert_eq!(gw.ledger_len("player-1").await, 1, "only the seed deposit");
+}
+
+#[tokio::test]
+async fn signatures_are_checked_on_the_raw_bytes() {
+    let gw = gateway().await;
+    let body = serde_json::to_vec(&bet("player-1", "b1", "1.00", "r1")).unwrap();
+    let other = serde_json::to_vec(&bet("player-1", "b1", "100.00", "r1")).unwrap();
+    let now = now_s();
+    let cases: Vec<(&str, Option<String>, &[u8])> = vec![
+        ("missing", None, &body),
+        ("garbage", Some("nonsense".into()), &body),
+        (
+            "wrong secret",
+            Some(sign_native(b"guess", now, &body)),
+            &body,
+        ),
+        (
+            "other bytes",
+            Some(sign_native(b"demo-secret", now, &other)),
+            &body,
+        ),
+        (
+            "stale",
+            Some(sign_native(b"demo-secret", now - 301, &body)),
+            &body,
+        ),
+        (
+            "future",
+            Some(sign_native(b"demo-secret", now + 301, &body)),
+            &body,
+        ),
+        (
+            "other provider's secret",
+            Some(sign_native(b"strict-secret", now, &body)),
+            &body,
+        ),
+    ];
+    for (what, signature, sent) in cases {
+        let a = gw.native_signed("demo", "bet", sent, signature).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(a.json()["status"], "INVALID_SIGNATURE", "{what}");
+    }
+    // Whitespace added after signing changes the bytes: refused.
+    let mut padded = body.clone();
+    padded.push(b' ');
+    let a = gw
+        .native_signed(
+            "demo",
+            "bet",
+            &padded,
+            Some(sign_native(b"demo-secret", now, &body)),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_untouched(&gw).await;
+
+    // Rotation: the previous secret is still accepted, and the current one of course.
+    let a = gw
+        .native_signed(
+            "demo",
+            "bet",
+            &body,
+            Some(sign_native(b"old-demo-secret", now, &body)),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["status"], "OK");
+    let body2 = serde_json::to_vec(&bet("player-1", "b2", "1.00", "r1")).unwrap();
+    let a = gw
+        .native_signed(
+            "demo",
+            "bet",
+            &body2,
+            Some(sign_native(b"demo-secret", now - 299, &body2)),
+        )
+        .await;
+    assert_eq!(a.json()["status"], "OK");
+    assert_eq!(gw.balance("player-1").await, START - 200);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_refused_with_400() {
+    let gw = gateway().await;
+    let mut cases: Vec<(String, Vec<u8>)> = vec![
+        ("broken json".into(), b"{\"player_id\": ".to_vec()),
+        ("not an object".into(), b"[1,2,3]".to_vec()),
+        ("empty".into(), Vec::new()),
+        ("not utf-8".into(), vec![0xff, 0xfe, b'{']),
+    ];
+    for field in [
+        "player_id",
+        "currency",
+        "amount",
+        "transaction_id",
+        "round_id",
+        "game_id",
+    ] {
+        let mut body = bet("player-1", "b1", "1.00", "r1");
+        body.as_object_mut().unwrap().remove(field);
+        cases.push((
+            format!("missing {field}"),
+            serde_json::to_vec(&body).unwrap(),
+        ));
+    }
+    for amount in [
+        "1.001",
+        "-1.00",
+        "1e2",
+        "1E2",
+        "NaN",
+        "Infinity",
+        "",
+        " 1",
+        "1.",
+        ".5",
+        "0x10",
+        "92233720368547758.08",
+        "99999999999999999999999",
+    ] {
+        let body = bet("player-1", "b1", amount, "r1");
+        cases.push((
+            format!("amount {amount:?}"),
+            serde_json::to_vec(&body).unwrap(),
+        ));
+    }
+    let mut number = bet("player-1", "b1", "1.00", "r1");
+    number["amount"] = json!(1.0);
+    cases.push((
+        "amount as a JSON number".into(),
+        serde_json::to_vec(&number).unwrap(),
+    ));
+    let mut long = bet("player-1", "b1", "1.00", "r1");
+    long["transaction_id"] = json!("x".repeat(129));
+    cases.push(("129-byte id".into(), serde_json::to_vec(&long).unwrap()));
+    let mut empty = bet("player-1", "b1", "1.00", "r1");
+    empty["round_id"] = json!("");
+    cases.push(("empty round id".into(), serde_json::to_vec(&empty).unwrap()));
+    let mut lower = bet("player-1", "b1", "1.00", "r1");
+    lower["currency"] = json!("eur");
+    cases.push((
+        "lower-case currency".into(),
+        serde_json::to_vec(&lower).unwrap(),
+    ));
+    cases.push((
+        "duplicate key".into(),
+        br#"{"player_id":"player-1","player_id":"player-2","currency":"EUR","amount":"1.00","transaction_id":"b1","round_id":"r1","game_id":"g"}"#.to_vec(),
+    ));
+    let mut bet_ref = bet("player-1", "b1", "1.00", "r1");
+    bet_ref["bet_transaction_id"] = json!("b0");
+    cases.push((
+        "bet naming a bet".into(),
+        serde_json::to_vec(&bet_ref).unwrap(),
+    ));
+
+    let n = cases.len();
+    for (what, body) in cases {
+        let signature = sign_native(b"demo-secret", now_s(), &body);
+        let a = gw
+            .native_signed("demo", "bet", &body, Some(signature))
+            .await;
+        assert_eq!(
+            a.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {:?}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(a.json()["status"], "MALFORMED_REQUEST", "{what}");
+    }
+    assert!(n >= 29, "{n} cases");
+    assert_untouched(&gw).await;
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_and_unknown_actions_404() {
+    let gw = gateway().await;
+    let mut big = bet("player-1", "b1", "1.00", "r1");
+    big["padding"] = json!("x".repeat(70 * 1024));
+    let body = serde_json::to_vec(&big).unwrap();
+    let a = gw
+        .native_signed(
+            "demo",
+            "bet",
+            &body,
+            Some(sign_native(b"demo-secret", now_s(), &body)),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let body = serde_json::to_vec(&bet("player-1", "b1", "1.00", "r1")).unwrap();
+    let a = gw
+        .native_signed(
+            "demo",
+            "deposit",
+            &body,
+            Some(sign_native(b"demo-secret", now_s(), &body)),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = gw
+        .request(
+            http::Method::GET,
+            "/api/provider-callback/demo/bet",
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_untouched(&gw).await;
+    gw.finish().await;
+}
