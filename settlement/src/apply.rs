@@ -636,7 +636,10 @@ impl World {
     /// The player's current balance in `currency` (or the first wallet) with `code`; no row.
     fn current(&self, player: &PlayerRef, currency: Option<Currency>, code: Code) -> Answer {
         let Some(player) = self.players.get(player) else {
-            return unknown_player();
+            return Answer {
+                code,
+                ..unknown_player()
+            };
         };
         let wallet = match currency {
             Some(c) => player.wallet(c),
