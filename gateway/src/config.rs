@@ -21,6 +21,7 @@ pub struct Config {
     pub database: Database,
     pub embedded: Embedded,
     pub settlement: Settlement,
+    pub dedup: Dedup,
     pub log: Log,
     pub demo: Demo,
     pub providers: Vec<Provider>,
@@ -121,6 +122,24 @@ impl Default for Settlement {
             batch_wait_max_us: 1_000,
             queue_len_max: 8_192,
             callback_deadline_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Dedup {
+    /// Committed answers kept in memory for retries; the oldest go first.
+    pub entries_max: usize,
+    /// Memory the index may use (an estimate per entry).
+    pub bytes_max: usize,
+}
+
+impl Default for Dedup {
+    fn default() -> Self {
+        Dedup {
+            entries_max: 1_000_000,
+            bytes_max: 256 * 1024 * 1024,
         }
     }
 }
@@ -325,6 +344,9 @@ impl Config {
         }
         if st.callback_deadline_ms == 0 {
             p.push("settlement.callback_deadline_ms must be > 0".into());
+        }
+        if self.dedup.entries_max == 0 || self.dedup.bytes_max == 0 {
+            p.push("dedup.entries_max and dedup.bytes_max must be > 0".into());
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push("log.format must be `text` or `json`".into());

@@ -3,6 +3,8 @@
 
 pub mod app;
 pub mod config;
+pub mod dedup;
+pub mod metrics;
 pub mod provider;
 pub mod server;
 pub mod signature;

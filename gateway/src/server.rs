@@ -94,6 +94,14 @@ async fn route(state: &Arc<State>, peer: SocketAddr, request: Request<Incoming>)
     let path = request.uri().path();
     match (request.method(), path) {
         (&Method::GET, "/health") => health(state).await,
+        (&Method::GET, "/metrics") => {
+            let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render(state))));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            response
+        }
         (&Method::GET, "/ready") => {
             if state.is_ready() {
                 json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
@@ -107,7 +115,7 @@ async fn route(state: &Arc<State>, peer: SocketAddr, request: Request<Incoming>)
         (_, p) if p.starts_with(crate::provider::CALLBACK_PREFIX) => {
             crate::provider::handle(state, peer, request).await
         }
-        (_, "/health" | "/ready") => method_not_allowed(),
+        (_, "/health" | "/ready" | "/metrics") => method_not_allowed(),
         _ => json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"success": false, "status": 404, "message": "no such route", "code": "NOT_FOUND"}),

@@ -19,6 +19,8 @@ pub struct State {
     pub pool: Pool,
     pub providers: Registry,
     pub settler: Settler,
+    pub dedup: crate::dedup::Index,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     ready: AtomicBool,
 }
 
@@ -100,10 +102,12 @@ impl State {
         .context("open settlement connections")?;
 
         Ok(Arc::new(State {
-            config,
+            config: config.clone(),
             pool,
             providers,
             settler,
+            dedup: crate::dedup::Index::new(config.dedup.entries_max, config.dedup.bytes_max),
+            metrics: crate::metrics::install(),
             ready: AtomicBool::new(true),
         }))
     }

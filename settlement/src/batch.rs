@@ -8,7 +8,7 @@
 //! linger only when the previous batch was at least half full (the load is high, so waiting a
 //! little fills the next batch instead of paying another commit).
 
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -57,6 +57,7 @@ type Reply = oneshot::Sender<Result<Answer, Unavailable>>;
 
 struct Job {
     command: Command,
+    queued_at: Instant,
     deadline: Instant,
     reply: Reply,
 }
@@ -112,11 +113,13 @@ impl Settler {
 
     /// Settles one command: the answer is returned only after the batch holding it committed.
     pub async fn settle(&self, command: Command) -> Result<Answer, Unavailable> {
-        let deadline = Instant::now() + self.deadline;
+        let queued_at = Instant::now();
+        let deadline = queued_at + self.deadline;
         let lane = self.lane_of(&command);
         let (reply, answer) = oneshot::channel();
         let job = Job {
             command,
+            queued_at,
             deadline,
             reply,
         };
@@ -144,9 +147,7 @@ impl Settler {
     }
 
     fn lane_of(&self, command: &Command) -> usize {
-        let mut h = self.hasher.build_hasher();
-        command.player.hash(&mut h);
-        (std::hash::Hasher::finish(&h) % self.lanes.len() as u64) as usize
+        (self.hasher.hash_one(&command.player) % self.lanes.len() as u64) as usize
     }
 
     /// Settles everything already queued, then stops the lanes; later calls get
@@ -244,8 +245,15 @@ impl Lane {
     /// `Deadline` without being applied.
     async fn settle(&mut self, jobs: Vec<Job>) {
         let now = Instant::now();
+        for job in &jobs {
+            metrics::histogram!("wallet_queue_wait_seconds")
+                .record(now.duration_since(job.queued_at).as_secs_f64());
+        }
         let (live, expired): (Vec<Job>, Vec<Job>) =
             jobs.into_iter().partition(|j| j.deadline > now);
+        if !expired.is_empty() {
+            metrics::counter!("wallet_deadline_expired_total").increment(expired.len() as u64);
+        }
         for job in expired {
             let _ = job.reply.send(Err(Unavailable::Deadline));
         }
@@ -298,6 +306,18 @@ impl Lane {
             self.connection = Some(connection);
         }
         let connection = self.connection.as_mut().expect("connected above");
-        store::settle(&mut connection.client, &connection.statements, commands).await
+        let started = Instant::now();
+        let result = store::settle(&mut connection.client, &connection.statements, commands).await;
+        match &result {
+            Ok(_) => {
+                metrics::histogram!("wallet_batch_size").record(commands.len() as f64);
+                metrics::histogram!("wallet_batch_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }
+            Err(e) => {
+                metrics::counter!("wallet_batch_failures_total", "kind" => e.kind()).increment(1)
+            }
+        }
+        result
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use settlement::batch::Unavailable;
 use settlement::command::{
     Action, Answer, Command, GameId, Money, PlayerRef, ProviderTxId, RoundId, SessionToken,
 };
@@ -18,6 +19,7 @@ use settlement::Code;
 
 use super::wire::{self, BalanceRequest, EndRoundRequest, MoneyRequest, Response, RollbackRequest};
 use super::Provider;
+use crate::dedup::{self, Lookup};
 use crate::server::{self, Body, BodyError};
 use crate::signature;
 use crate::state::State;
@@ -35,15 +37,40 @@ pub async fn handle(
     action: &str,
     request: http::Request<hyper::body::Incoming>,
 ) -> http::Response<Body> {
+    let started = std::time::Instant::now();
+    let (status, response) = answer(state, provider, action, request).await;
+    let action_label = if wire::ACTIONS.contains(&action) {
+        action.to_string()
+    } else {
+        "unknown".to_string()
+    };
+    metrics::counter!(
+        "wallet_callbacks_total",
+        "provider" => provider.code.clone(),
+        "action" => action_label.clone(),
+        "outcome" => response.status.clone(),
+    )
+    .increment(1);
+    metrics::histogram!("wallet_callback_seconds", "provider" => provider.code.clone(), "action" => action_label)
+        .record(started.elapsed().as_secs_f64());
+    render(status, response)
+}
+
+async fn answer(
+    state: &Arc<State>,
+    provider: &Provider,
+    action: &str,
+    request: http::Request<hyper::body::Incoming>,
+) -> (StatusCode, Response) {
     if request.method() != Method::POST {
-        return render_refusal(Refused(
+        return refusal(Refused(
             StatusCode::METHOD_NOT_ALLOWED,
             "MALFORMED_REQUEST",
             "callbacks are POST".into(),
         ));
     }
     if !wire::ACTIONS.contains(&action) {
-        return render_refusal(Refused(
+        return refusal(Refused(
             StatusCode::NOT_FOUND,
             "MALFORMED_REQUEST",
             format!("unknown action {action:?}"),
@@ -56,39 +83,45 @@ pub async fn handle(
     let body = match server::read_body(state, request).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
-            return render_refusal(Refused(
+            return refusal(Refused(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "MALFORMED_REQUEST",
                 "body too large".into(),
             ))
         }
         Err(BodyError::Timeout) => {
-            return render_refusal(Refused(
+            return refusal(Refused(
                 StatusCode::REQUEST_TIMEOUT,
                 "MALFORMED_REQUEST",
                 "body not received in time".into(),
             ))
         }
-        Err(BodyError::Broken) => return render_refusal(malformed("body could not be read")),
+        Err(BodyError::Broken) => return refusal(malformed("body could not be read")),
     };
-    if let Err(refusal) = signature::verify_native(
+    if let Err(refused) = signature::verify_native(
         signature.as_deref(),
         &body,
         &provider.secrets,
         now_s(),
         provider.signature_window_s,
     ) {
-        tracing::info!(provider = %provider.code, reason = refusal.as_str(), "signature refused");
-        return render_refusal(Refused(
+        tracing::info!(provider = %provider.code, reason = refused.as_str(), "signature refused");
+        metrics::counter!(
+            "wallet_signature_failures_total",
+            "provider" => provider.code.clone(),
+            "reason" => refused.as_str(),
+        )
+        .increment(1);
+        return refusal(Refused(
             StatusCode::UNAUTHORIZED,
             "INVALID_SIGNATURE",
-            refusal.to_string(),
+            refused.to_string(),
         ));
     }
     let (command, echo_tx) = match decode(provider, action, &body) {
         Ok(Decoded::Command(command, echo_tx)) => (command, echo_tx),
         Ok(Decoded::UnsupportedCurrency(code)) => {
-            return render(
+            return (
                 StatusCode::OK,
                 Response {
                     status: Code::CurrencyMismatch.as_str().into(),
@@ -98,15 +131,35 @@ pub async fn handle(
                 },
             )
         }
-        Err(refused) => return render_refusal(refused),
+        Err(refused) => return refusal(refused),
     };
-    match state.settler.settle(command).await {
-        Ok(answer) => render(StatusCode::OK, answer_to_wire(&answer, echo_tx)),
-        Err(unavailable) => render_refusal(Refused(
+    match settle(state, command).await {
+        Ok(answer) => (StatusCode::OK, answer_to_wire(&answer, echo_tx)),
+        Err(unavailable) => refusal(Refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "TEMPORARY_ERROR",
             unavailable.to_string(),
         )),
+    }
+}
+
+/// Through the dedup index for calls with a transaction id: a known answer is replayed, a
+/// concurrent twin is awaited, anything else is settled (and its answer remembered).
+async fn settle(state: &State, command: Command) -> Result<Answer, Unavailable> {
+    let Some(tx) = command.tx() else {
+        return state.settler.settle(command).await;
+    };
+    match state
+        .dedup
+        .begin(command.provider, tx.as_str(), command.fingerprint())
+    {
+        Lookup::Answered(answer) => Ok(answer),
+        Lookup::Wait(outcome) => dedup::wait(outcome).await,
+        Lookup::Settle(claim) => {
+            let outcome = state.settler.settle(command).await;
+            claim.finish(&outcome);
+            outcome
+        }
     }
 }
 
@@ -260,8 +313,8 @@ fn empty() -> Response {
     }
 }
 
-fn render_refusal(Refused(status, code, message): Refused) -> http::Response<Body> {
-    render(
+fn refusal(Refused(status, code, message): Refused) -> (StatusCode, Response) {
+    (
         status,
         Response {
             status: code.into(),

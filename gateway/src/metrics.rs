@@ -1,0 +1,55 @@
+//! Prometheus metrics: the recorder (one per process), bucket choices, and the `/metrics`
+//! rendering, which also samples gauges (queue depths, pool, dedup index) at scrape time.
+
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::state::State;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later gateways in the same process (tests) share it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let seconds = [
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let sizes = [
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), &sizes))
+                .expect("bucket lists are non-empty");
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder is installed (an embedding program's): render our own.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+/// The text exposition, with gauges sampled now.
+pub fn render(state: &State) -> String {
+    for (lane, depth) in state.settler.queue_depths().into_iter().enumerate() {
+        metrics::gauge!("wallet_settlement_queue_depth", "lane" => lane.to_string())
+            .set(depth as f64);
+    }
+    let pool = state.pool.status();
+    metrics::gauge!("wallet_db_pool_size").set(pool.size as f64);
+    metrics::gauge!("wallet_db_pool_available").set(pool.available as f64);
+    let c = &state.dedup.counters;
+    metrics::counter!("wallet_dedup_total", "result" => "hit")
+        .absolute(c.hits.load(Ordering::Relaxed));
+    metrics::counter!("wallet_dedup_total", "result" => "miss")
+        .absolute(c.misses.load(Ordering::Relaxed));
+    metrics::counter!("wallet_dedup_total", "result" => "coalesced")
+        .absolute(c.coalesced.load(Ordering::Relaxed));
+    metrics::counter!("wallet_dedup_evicted_total").absolute(c.evicted.load(Ordering::Relaxed));
+    metrics::gauge!("wallet_dedup_entries").set(state.dedup.len() as f64);
+    state.metrics.render()
+}
