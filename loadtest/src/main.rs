@@ -1,9 +1,584 @@
-//! Open-loop load generator (design §10). Not built yet: it arrives with the throughput issue;
-//! until then the binary says so and fails.
+//! Open-loop load generator: signed native callbacks at a constant arrival rate, latencies in
+//! an HDR histogram measured from each request's *intended* send time (so a stalled server
+//! cannot hide its stall: coordinated omission safe), a summary of statuses and percentiles.
+//!
+//! Targets loopback only and stops by itself. Without `--target` it starts the `gateway` binary
+//! built next to it on a throwaway data folder with enough demo players.
+#![allow(clippy::float_arithmetic)] // rates and percentiles, never money
 
-use std::process::ExitCode;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn main() -> ExitCode {
-    eprintln!("loadtest: not implemented yet (see the throughput issue); nothing was run");
-    ExitCode::from(2)
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use gateway::provider::wire::{sign_native, SIGNATURE_HEADER};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, Mutex};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// The realistic mix of signed money callbacks.
+    Callbacks,
+    /// `GET /ready`: the HTTP ceiling (no signature, no database).
+    Ping,
+}
+
+/// Open-loop load of signed provider callbacks against a gateway on this machine.
+#[derive(Debug, Parser)]
+struct Args {
+    /// A running gateway (loopback only). Without it, one is started from `--gateway-bin`.
+    #[arg(long)]
+    target: Option<String>,
+    /// Requests per second offered (constant arrival rate).
+    #[arg(long, default_value_t = 5_000)]
+    rate: u64,
+    /// Seconds measured, after the warm-up.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Seconds of load before measuring starts.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Players addressed (player-1 ... player-N must exist: the demo seeds them).
+    #[arg(long, default_value_t = 100_000)]
+    players: u32,
+    /// HTTP/1.1 keep-alive connections.
+    #[arg(long, default_value_t = 128)]
+    connections: usize,
+    /// Runtime threads of the generator.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    #[arg(long, value_enum, default_value_t = Mode::Callbacks)]
+    mode: Mode,
+    #[arg(long, default_value = "demo")]
+    provider: String,
+    #[arg(long, default_value = "demo-secret")]
+    secret: String,
+    /// Share of requests that repeat an earlier request (a provider retry), in percent.
+    #[arg(long, default_value_t = 10)]
+    duplicate_percent: u32,
+    /// Gateway binary to start when no `--target` is given (default: next to this binary).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// Extra `KEY=VALUE` environment for the started gateway (e.g.
+    /// GATEWAY__SETTLEMENT__BATCH_LEN_MAX=1).
+    #[arg(long = "gateway-env")]
+    gateway_env: Vec<String>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.rate == 0 || args.duration == 0 || args.connections == 0 {
+        bail!("--rate, --duration and --connections must be > 0");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut started = None;
+    let addr = match &args.target {
+        Some(target) => loopback_addr(target)?,
+        None => {
+            let gateway = StartedGateway::start(&args)?;
+            let addr = gateway.addr;
+            started = Some(gateway);
+            addr
+        }
+    };
+    let result = drive(&args, addr).await;
+    if let Some(gateway) = started {
+        gateway.stop()?;
+    }
+    let summary = result?;
+    if args.json {
+        println!("{}", summary.to_json(&args));
+    } else {
+        summary.print(&args);
+    }
+    Ok(())
+}
+
+/// Only 127.0.0.0/8 and ::1: this tool never sends load anywhere else.
+fn loopback_addr(target: &str) -> anyhow::Result<SocketAddr> {
+    let rest = target
+        .strip_prefix("http://")
+        .context("--target must be an http:// URL")?;
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let addr = host_port
+        .to_socket_addrs()
+        .with_context(|| format!("resolve {host_port}"))?
+        .next()
+        .context("no address")?;
+    let loopback = match addr.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => ip.is_loopback(),
+    };
+    if !loopback {
+        bail!("refusing to load {addr}: only loopback targets (127.0.0.0/8, ::1) are allowed");
+    }
+    Ok(addr)
+}
+
+/// A gateway process started for this run, on a throwaway data folder.
+struct StartedGateway {
+    child: Child,
+    addr: SocketAddr,
+    _data: tempfile::TempDir,
+}
+
+impl StartedGateway {
+    fn start(args: &Args) -> anyhow::Result<StartedGateway> {
+        let bin = match &args.gateway_bin {
+            Some(bin) => bin.clone(),
+            None => std::env::current_exe()?.with_file_name("gateway"),
+        };
+        let data = tempfile::Builder::new()
+            .prefix("loadtest-")
+            .tempdir_in(std::env::temp_dir())?;
+        let config = workspace_file("config/demo.toml");
+        let mut command = Command::new(&bin);
+        command
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("GATEWAY__DEMO__PLAYERS", args.players.to_string())
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "warn");
+        }
+        for pair in &args.gateway_env {
+            let (k, v) = pair
+                .split_once('=')
+                .context("--gateway-env takes KEY=VALUE")?;
+            command.env(k, v);
+        }
+        let mut child = command.spawn().with_context(|| {
+            format!(
+                "start {} (build it with cargo build --release)",
+                bin.display()
+            )
+        })?;
+        let stdout = child.stdout.take().context("gateway stdout")?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .with_context(|| format!("gateway did not start: {line:?}"))?
+            .parse()?;
+        eprintln!("loadtest: started gateway {} at {addr}", bin.display());
+        Ok(StartedGateway {
+            child,
+            addr,
+            _data: data,
+        })
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("gateway exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+fn workspace_file(path: &str) -> PathBuf {
+    let here = PathBuf::from(path);
+    if here.exists() {
+        return here;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Kind {
+    Bet,
+    Win,
+    Rollback,
+    Duplicate,
+    Balance,
+    Ping,
+}
+
+struct Job {
+    intended: Instant,
+    kind: Kind,
+    path: Arc<str>,
+    body: Bytes,
+    /// Measured (past the warm-up)?
+    measured: bool,
+}
+
+/// Makes the request mix: bets on fresh rounds, wins and rollbacks of recent bets, balance
+/// calls, and exact repeats of recent requests (re-signed, as providers do).
+struct Mix {
+    provider: String,
+    players: u32,
+    duplicate_percent: u32,
+    rng: u64,
+    next_id: u64,
+    recent_bets: Vec<(u32, u64)>,
+    recent_requests: Vec<(Kind, Arc<str>, Bytes)>,
+    run: u64,
+}
+
+const RECENT: usize = 4_096;
+
+impl Mix {
+    fn next_u32(&mut self, below: u32) -> u32 {
+        // xorshift64*: deterministic, fast, good enough to pick players and amounts.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        ((self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) % u64::from(below.max(1))) as u32
+    }
+
+    fn recent_bet(&mut self) -> (u32, u64) {
+        let i = self.next_u32(self.recent_bets.len() as u32) as usize;
+        self.recent_bets[i]
+    }
+
+    fn path(&self, action: &str) -> Arc<str> {
+        format!("/api/provider-callback/{}/{action}", self.provider).into()
+    }
+
+    fn next(&mut self) -> (Kind, Arc<str>, Bytes) {
+        let roll = self.next_u32(100);
+        if roll < self.duplicate_percent && !self.recent_requests.is_empty() {
+            let i = self.next_u32(self.recent_requests.len() as u32) as usize;
+            let (_, path, body) = self.recent_requests[i].clone();
+            return (Kind::Duplicate, path, body);
+        }
+        let roll = self.next_u32(100);
+        let (kind, action, body) = if roll < 50 || self.recent_bets.is_empty() {
+            let player = 1 + self.next_u32(self.players);
+            self.next_id += 1;
+            let id = self.next_id;
+            let cents = 1 + self.next_u32(200);
+            if self.recent_bets.len() < RECENT {
+                self.recent_bets.push((player, id));
+            } else {
+                let slot = (id as usize) % RECENT;
+                self.recent_bets[slot] = (player, id);
+            }
+            let body = format!(
+                r#"{{"player_id":"player-{player}","currency":"EUR","amount":"{}.{:02}","transaction_id":"lt{}-b{id}","round_id":"lt{}-r{id}","game_id":"slot-1"}}"#,
+                cents / 100,
+                cents % 100,
+                self.run,
+                self.run
+            );
+            (Kind::Bet, "bet", body)
+        } else if roll < 85 {
+            let (player, bet) = self.recent_bet();
+            self.next_id += 1;
+            let cents = self.next_u32(400);
+            let body = format!(
+                r#"{{"player_id":"player-{player}","currency":"EUR","amount":"{}.{:02}","transaction_id":"lt{}-w{}","round_id":"lt{}-r{bet}","game_id":"slot-1","bet_transaction_id":"lt{}-b{bet}"}}"#,
+                cents / 100,
+                cents % 100,
+                self.run,
+                self.next_id,
+                self.run,
+                self.run
+            );
+            (Kind::Win, "win", body)
+        } else if roll < 90 {
+            let (player, bet) = self.recent_bet();
+            self.next_id += 1;
+            let body = format!(
+                r#"{{"player_id":"player-{player}","transaction_id":"lt{}-x{}","reference_transaction_id":"lt{}-b{bet}"}}"#,
+                self.run, self.next_id, self.run
+            );
+            (Kind::Rollback, "rollback", body)
+        } else {
+            let player = 1 + self.next_u32(self.players);
+            let body = format!(r#"{{"player_id":"player-{player}","currency":"EUR"}}"#);
+            (Kind::Balance, "balance", body)
+        };
+        let path = self.path(action);
+        let body = Bytes::from(body);
+        if kind != Kind::Balance {
+            let entry = (kind, path.clone(), body.clone());
+            if self.recent_requests.len() < RECENT {
+                self.recent_requests.push(entry);
+            } else {
+                let slot = self.next_u32(RECENT as u32) as usize;
+                self.recent_requests[slot] = entry;
+            }
+        }
+        (kind, path, body)
+    }
+}
+
+/// What one worker saw.
+struct Tally {
+    all: Histogram<u64>,
+    duplicates: Histogram<u64>,
+    statuses: std::collections::BTreeMap<String, u64>,
+    transport_errors: u64,
+    completed: u64,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            all: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+            duplicates: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+            statuses: Default::default(),
+            transport_errors: 0,
+            completed: 0,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        let _ = self.all.add(&other.all);
+        let _ = self.duplicates.add(&other.duplicates);
+        for (k, v) in other.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+        self.transport_errors += other.transport_errors;
+        self.completed += other.completed;
+    }
+}
+
+struct Summary {
+    tally: Tally,
+    measured_s: f64,
+    sent: u64,
+}
+
+async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
+    let capacity = (args.rate as usize * 10).max(1_000);
+    let (tx, rx) = mpsc::channel::<Job>(capacity);
+    let rx = Arc::new(Mutex::new(rx));
+    let mut workers = Vec::new();
+    for _ in 0..args.connections {
+        let rx = rx.clone();
+        let secret = args.secret.clone().into_bytes();
+        workers.push(tokio::spawn(worker(addr, rx, secret)));
+    }
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64 | 1;
+    let mut mix = Mix {
+        provider: args.provider.clone(),
+        players: args.players,
+        duplicate_percent: args.duplicate_percent,
+        rng: seed,
+        next_id: 0,
+        recent_bets: Vec::new(),
+        recent_requests: Vec::new(),
+        run: seed % 1_000_000_007,
+    };
+    let start = Instant::now() + Duration::from_millis(200);
+    let measure_from = start + Duration::from_secs(args.warmup);
+    let total = args.rate * (args.warmup + args.duration);
+    let ping: Arc<str> = "/ready".into();
+    let mut sent = 0u64;
+    for i in 0..total {
+        let intended = start + Duration::from_nanos(i * 1_000_000_000 / args.rate);
+        if intended > Instant::now() {
+            tokio::time::sleep_until(intended).await;
+        }
+        let (kind, path, body) = match args.mode {
+            Mode::Ping => (Kind::Ping, ping.clone(), Bytes::new()),
+            Mode::Callbacks => mix.next(),
+        };
+        let job = Job {
+            intended,
+            kind,
+            path,
+            body,
+            measured: intended >= measure_from,
+        };
+        if tx.try_send(job).is_err() {
+            bail!("the generator fell more than 10 s behind: the target is not keeping up at all");
+        }
+        sent += u64::from(intended >= measure_from);
+    }
+    drop(tx);
+    let mut tally = Tally::new();
+    let hard_stop = Instant::now() + Duration::from_secs(30);
+    for w in workers {
+        match tokio::time::timeout_at(hard_stop, w).await {
+            Ok(Ok(t)) => tally.merge(t),
+            Ok(Err(e)) => bail!("worker failed: {e}"),
+            Err(_) => bail!("requests still open 30 s after the schedule ended"),
+        }
+    }
+    Ok(Summary {
+        tally,
+        measured_s: args.duration as f64,
+        sent,
+    })
+}
+
+async fn worker(addr: SocketAddr, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, secret: Vec<u8>) -> Tally {
+    let mut tally = Tally::new();
+    let mut sender = None;
+    loop {
+        let job = {
+            let mut rx = jobs.lock().await;
+            rx.recv().await
+        };
+        let Some(job) = job else { break };
+        let result = send(&mut sender, addr, &secret, &job).await;
+        if !job.measured {
+            continue;
+        }
+        let micros = job.intended.elapsed().as_micros().max(1) as u64;
+        let _ = tally.all.record(micros.min(120_000_000));
+        if job.kind == Kind::Duplicate {
+            let _ = tally.duplicates.record(micros.min(120_000_000));
+        }
+        tally.completed += 1;
+        match result {
+            Ok(status) => *tally.statuses.entry(status).or_default() += 1,
+            Err(_) => {
+                tally.transport_errors += 1;
+                sender = None;
+            }
+        }
+    }
+    tally
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn send(
+    sender: &mut Option<Sender>,
+    addr: SocketAddr,
+    secret: &[u8],
+    job: &Job,
+) -> anyhow::Result<String> {
+    if sender.as_ref().is_none_or(|s| s.is_closed()) {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (s, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        *sender = Some(s);
+    }
+    let s = sender.as_mut().expect("connected");
+    s.ready().await?;
+    let request = if job.kind == Kind::Ping {
+        http::Request::get(&*job.path)
+            .header(http::header::HOST, "loadtest")
+            .body(Full::new(Bytes::new()))?
+    } else {
+        let t = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+        http::Request::post(&*job.path)
+            .header(http::header::HOST, "loadtest")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, sign_native(secret, t, &job.body))
+            .body(Full::new(job.body.clone()))?
+    };
+    let response = s.send_request(request).await?;
+    let code = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(status_label(code, &body))
+}
+
+/// `HTTP/200 OK`, `HTTP/503 TEMPORARY_ERROR`, ...: the HTTP status and the answer's status.
+fn status_label(code: u16, body: &[u8]) -> String {
+    let text = std::str::from_utf8(body).unwrap_or("");
+    let status = text
+        .split_once(r#""status":""#)
+        .and_then(|(_, rest)| rest.split('"').next())
+        .unwrap_or("-");
+    format!("{code} {status}")
+}
+
+impl Summary {
+    fn percentiles_ms(h: &Histogram<u64>) -> [(String, f64); 6] {
+        let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+        [
+            ("p50".into(), q(0.50)),
+            ("p90".into(), q(0.90)),
+            ("p99".into(), q(0.99)),
+            ("p99.9".into(), q(0.999)),
+            ("max".into(), h.max() as f64 / 1000.0),
+            ("mean".into(), h.mean() / 1000.0),
+        ]
+    }
+
+    fn achieved(&self) -> f64 {
+        self.tally.completed as f64 / self.measured_s
+    }
+
+    fn to_json(&self, args: &Args) -> serde_json::Value {
+        let pct = |h: &Histogram<u64>| -> serde_json::Value {
+            Self::percentiles_ms(h)
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::json!(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        serde_json::json!({
+            "mode": format!("{:?}", args.mode).to_lowercase(),
+            "offered_rate": args.rate,
+            "duration_s": args.duration,
+            "sent": self.sent,
+            "completed": self.tally.completed,
+            "achieved_rate": self.achieved(),
+            "latency_ms": pct(&self.tally.all),
+            "duplicates": self.tally.duplicates.len(),
+            "duplicate_latency_ms": pct(&self.tally.duplicates),
+            "statuses": self.tally.statuses,
+            "transport_errors": self.tally.transport_errors,
+        })
+    }
+
+    fn print(&self, args: &Args) {
+        println!(
+            "offered {}/s for {} s ({:?}); sent {}, completed {}, achieved {:.0}/s",
+            args.rate,
+            args.duration,
+            args.mode,
+            self.sent,
+            self.tally.completed,
+            self.achieved()
+        );
+        let line = |name: &str, h: &Histogram<u64>| {
+            let p: Vec<String> = Self::percentiles_ms(h)
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.2}"))
+                .collect();
+            println!(
+                "{name:<11} latency ms (from intended send): {}",
+                p.join("  ")
+            );
+        };
+        line("all", &self.tally.all);
+        if !self.tally.duplicates.is_empty() {
+            line("duplicates", &self.tally.duplicates);
+        }
+        for (status, n) in &self.tally.statuses {
+            println!("  {status:<32} {n}");
+        }
+        println!(
+            "  transport errors                 {}",
+            self.tally.transport_errors
+        );
+    }
 }

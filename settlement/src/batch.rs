@@ -183,6 +183,18 @@ impl Connection {
                 tracing::warn!(error = %e, "settlement connection ended");
             }
         });
+        // Every wallet-path statement looks rows up by the batch's keys: index-driven nested
+        // loops are the right plan for any batch, and planning per execution would cost more
+        // than running. Generic plans are built on first use, when tables may still be empty,
+        // so steer the planner away from scans and hash joins that only look cheap then.
+        client
+            .batch_execute(
+                "SET plan_cache_mode = force_generic_plan;
+                 SET enable_seqscan = off;
+                 SET enable_hashjoin = off;
+                 SET enable_mergejoin = off;",
+            )
+            .await?;
         let statements = Statements::prepare(&client).await?;
         Ok(Connection { client, statements })
     }

@@ -182,8 +182,9 @@ impl Statements {
             // so batches never deadlock each other or the REST module.
             client.prepare(
                 "SELECT w.player_id, w.currency, w.balance, w.bonus, w.needs_reconciliation
-                 FROM wallets w
-                 WHERE w.player_id IN (SELECT id FROM players WHERE external_id = ANY($1::text[]))
+                 FROM unnest($1::text[]) AS k(external_id)
+                 JOIN players p ON p.external_id = k.external_id
+                 JOIN LATERAL (SELECT * FROM wallets w WHERE w.player_id = p.id) w ON true
                  ORDER BY w.player_id, w.currency
                  FOR UPDATE OF w"
             ),
@@ -195,10 +196,11 @@ impl Statements {
                  WHERE t.kind = 'rollback'"
             ),
             client.prepare(
-                "SELECT r.provider_id, k.pl, r.round_id, r.closed, r.game_id
-                 FROM unnest($1::int[], $2::text[], $3::text[]) AS k(p, pl, r)
-                 JOIN players p ON p.external_id = k.pl
-                 JOIN rounds r ON r.provider_id = k.p AND r.player_id = p.id AND r.round_id = k.r"
+                "WITH k AS MATERIALIZED (
+                     SELECT k.p, k.pl, k.r, p.id FROM unnest($1::int[], $2::text[], $3::text[]) AS k(p, pl, r)
+                     JOIN players p ON p.external_id = k.pl)
+                 SELECT r.provider_id, k.pl, r.round_id, r.closed, r.game_id
+                 FROM k JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.id AND r.round_id = k.r"
             ),
             client.prepare(&open_bets),
             client.prepare(
@@ -281,9 +283,33 @@ pub async fn settle(
     commands: &[Command],
 ) -> Result<Vec<Answer>, Error> {
     let n = commands.len();
-    let db = Error::database(n);
-    let tx = client.transaction().await.map_err(db)?;
-    let mut world = prefetch(&tx, statements, commands).await?;
+    let result = settle_in_transaction(client, statements, commands).await;
+    if result.is_err() && !client.is_closed() {
+        // Ends the failed transaction (a no-op if COMMIT already turned into a rollback).
+        client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(Error::database(n))?;
+    }
+    result
+}
+
+/// BEGIN travels with the prefetch and COMMIT with the writes: two round trips per batch.
+/// Statements pipelined on one connection run in order, so every read after the lock sees
+/// what the lock's previous holder committed; an error in any write aborts the transaction
+/// and the COMMIT behind it becomes a rollback, so nothing is acknowledged.
+async fn settle_in_transaction(
+    client: &Client,
+    statements: &Statements,
+    commands: &[Command],
+) -> Result<Vec<Answer>, Error> {
+    let n = commands.len();
+    let (begun, world) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        prefetch(client, statements, commands)
+    );
+    begun.map_err(Error::database(n))?;
+    let mut world = world?;
     let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         apply::apply(&mut world, commands)
     }))
@@ -295,10 +321,12 @@ pub async fn settle(
             .unwrap_or_default();
         Error::Invariant(what)
     })?;
-    write(&tx, statements, &world)
-        .await
-        .map_err(Error::database(n))?;
-    tx.commit().await.map_err(Error::database(n))?;
+    let (written, committed) = tokio::join!(
+        write(client, statements, &world),
+        client.batch_execute("COMMIT")
+    );
+    written.map_err(Error::database(n))?;
+    committed.map_err(Error::database(n))?;
     Ok(answers)
 }
 
@@ -374,11 +402,7 @@ fn split3(keys: &BTreeSet<(i32, String, String)>) -> (Vec<i32>, Vec<&str>, Vec<&
     (a, b, c)
 }
 
-async fn prefetch(
-    tx: &tokio_postgres::Transaction<'_>,
-    s: &Statements,
-    commands: &[Command],
-) -> Result<World, Error> {
+async fn prefetch(tx: &Client, s: &Statements, commands: &[Command]) -> Result<World, Error> {
     let n = commands.len();
     let want = wanted(commands);
     let players: Vec<&str> = want.players.iter().map(String::as_str).collect();
@@ -398,19 +422,27 @@ async fn prefetch(
     let by_open: Params = vec![&open_p, &open_pl, &open_r];
     let by_sessions: Params = vec![&sessions];
 
-    // Lock first: everything read after the lock is what the lock's previous holder committed.
-    let (player_rows, wallet_rows, id_row) = tokio::try_join!(
-        tx.query(&s.players, &by_players),
+    // One pipeline; the lock comes first, so every read after it sees what the lock's previous
+    // holder committed. Queries with nothing to look up are not sent.
+    let (
+        wallet_rows,
+        player_rows,
+        id_row,
+        tx_rows,
+        tomb_rows,
+        round_rows,
+        open_rows,
+        session_rows,
+        limit_rows,
+    ) = tokio::try_join!(
         tx.query(&s.wallets, &by_players),
+        tx.query(&s.players, &by_players),
         tx.query_one(&s.ids, &by_count),
-    )
-    .map_err(Error::database(n))?;
-    let (tx_rows, tomb_rows, round_rows, open_rows, session_rows, limit_rows) = tokio::try_join!(
-        tx.query(&s.txs, &by_txs),
-        tx.query(&s.tombstones, &by_tombs),
-        tx.query(&s.rounds, &by_rounds),
-        tx.query(&s.open_bets, &by_open),
-        tx.query(&s.sessions, &by_sessions),
+        query_unless(tx, tx_p.is_empty(), &s.txs, &by_txs),
+        query_unless(tx, tomb_p.is_empty(), &s.tombstones, &by_tombs),
+        query_unless(tx, round_p.is_empty(), &s.rounds, &by_rounds),
+        query_unless(tx, open_p.is_empty(), &s.open_bets, &by_open),
+        query_unless(tx, sessions.is_empty(), &s.sessions, &by_sessions),
         tx.query(&s.limits, &by_players),
     )
     .map_err(Error::database(n))?;
@@ -527,6 +559,19 @@ async fn prefetch(
     Ok(world)
 }
 
+/// Runs `statement` unless there is nothing to look up.
+async fn query_unless(
+    client: &Client,
+    empty: bool,
+    statement: &Statement,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    if empty {
+        return Ok(Vec::new());
+    }
+    client.query(statement, params).await
+}
+
 fn invariant(what: &str) -> Error {
     Error::Invariant(format!("prefetch: {what}"))
 }
@@ -566,11 +611,7 @@ fn tx_from_row(row: &Row) -> Result<(apply::TxKey, Tx), Error> {
     Ok(((provider, provider_tx), tx))
 }
 
-async fn write(
-    tx: &tokio_postgres::Transaction<'_>,
-    s: &Statements,
-    world: &World,
-) -> Result<(), tokio_postgres::Error> {
+async fn write(tx: &Client, s: &Statements, world: &World) -> Result<(), tokio_postgres::Error> {
     // New ledger rows, in creation order.
     let created: Vec<(&apply::TxKey, &Tx)> = world
         .created

@@ -89,7 +89,10 @@ async fn two_gateways_starting_at_once_migrate_once() {
         app::start(config(), overrides()),
         app::start(config(), overrides())
     );
-    let (a, b) = (a.expect("first gateway starts"), b.expect("second gateway starts"));
+    let (a, b) = (
+        a.expect("first gateway starts"),
+        b.expect("second gateway starts"),
+    );
     let client = db.connect().await;
     let rows = client
         .query(
