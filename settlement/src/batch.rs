@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::apply::BATCH_LEN_MAX;
 use crate::command::{Answer, Command};
-use crate::store::{self, Statements};
+use crate::store::{self, PlayerIds, Statements};
 
 /// Lane settings (from the gateway's `[settlement]` configuration).
 #[derive(Debug, Clone)]
@@ -173,6 +173,7 @@ impl Settler {
 struct Connection {
     client: tokio_postgres::Client,
     statements: Statements,
+    player_ids: PlayerIds,
 }
 
 impl Connection {
@@ -196,7 +197,11 @@ impl Connection {
             )
             .await?;
         let statements = Statements::prepare(&client).await?;
-        Ok(Connection { client, statements })
+        Ok(Connection {
+            client,
+            statements,
+            player_ids: PlayerIds::default(),
+        })
     }
 }
 
@@ -319,7 +324,13 @@ impl Lane {
         }
         let connection = self.connection.as_mut().expect("connected above");
         let started = Instant::now();
-        let result = store::settle(&mut connection.client, &connection.statements, commands).await;
+        let result = store::settle(
+            &mut connection.client,
+            &connection.statements,
+            &mut connection.player_ids,
+            commands,
+        )
+        .await;
         match &result {
             Ok(_) => {
                 metrics::histogram!("wallet_batch_size").record(commands.len() as f64);

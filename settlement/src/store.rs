@@ -140,6 +140,7 @@ const TX_COLUMNS: &str = "t.provider_id, t.provider_tx_id, t.id, t.kind, t.outco
 
 /// The wallet path's statements, prepared once per connection.
 pub struct Statements {
+    resolve: Statement,
     ids: Statement,
     players: Statement,
     wallets: Statement,
@@ -162,31 +163,30 @@ impl Statements {
              JOIN transactions t ON t.provider_id = k.p AND t.provider_tx_id = k.x"
         );
         let open_bets = format!(
-            "SELECT {TX_COLUMNS} FROM unnest($1::int[], $2::text[], $3::text[]) AS k(p, pl, r)
-             JOIN players p ON p.external_id = k.pl
-             JOIN transactions t ON t.provider_id = k.p AND t.player_id = p.id AND t.round_id = k.r
+            "SELECT {TX_COLUMNS} FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
+             JOIN transactions t ON t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
              WHERE t.kind = 'bet' AND t.state = 'open'
              ORDER BY t.id"
         );
+        let resolve = client
+            .prepare("SELECT id, external_id FROM players WHERE external_id = ANY($1::text[])")
+            .await?;
         let (ids, players, wallets, txs, tombstones, rounds, open_bets, sessions, limits) = tokio::try_join!(
             client.prepare(
                 "SELECT coalesce(array_agg(nextval('transactions_id_seq')), '{}')
                  FROM generate_series(1, $1::int)"
             ),
             client.prepare(
-                "SELECT id, external_id,
-                        status <> 'active' OR coalesce(self_excluded_until > now(), false)
-                 FROM players WHERE external_id = ANY($1::text[])"
+                "SELECT id, status <> 'active' OR coalesce(self_excluded_until > now(), false)
+                 FROM players WHERE id = ANY($1::bigint[])"
             ),
             // The lock: every writer of a wallet locks its rows in (player_id, currency) order,
             // so batches never deadlock each other or the REST module.
             client.prepare(
-                "SELECT w.player_id, w.currency, w.balance, w.bonus, w.needs_reconciliation
-                 FROM unnest($1::text[]) AS k(external_id)
-                 JOIN players p ON p.external_id = k.external_id
-                 JOIN LATERAL (SELECT * FROM wallets w WHERE w.player_id = p.id) w ON true
-                 ORDER BY w.player_id, w.currency
-                 FOR UPDATE OF w"
+                "SELECT player_id, currency, balance, bonus, needs_reconciliation
+                 FROM wallets WHERE player_id = ANY($1::bigint[])
+                 ORDER BY player_id, currency
+                 FOR UPDATE"
             ),
             client.prepare(&txs),
             client.prepare(
@@ -196,11 +196,9 @@ impl Statements {
                  WHERE t.kind = 'rollback'"
             ),
             client.prepare(
-                "WITH k AS MATERIALIZED (
-                     SELECT k.p, k.pl, k.r, p.id FROM unnest($1::int[], $2::text[], $3::text[]) AS k(p, pl, r)
-                     JOIN players p ON p.external_id = k.pl)
-                 SELECT r.provider_id, k.pl, r.round_id, r.closed, r.game_id
-                 FROM k JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.id AND r.round_id = k.r"
+                "SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id
+                 FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
+                 JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r"
             ),
             client.prepare(&open_bets),
             client.prepare(
@@ -208,7 +206,7 @@ impl Statements {
                  FROM game_sessions WHERE token = ANY($1::text[])"
             ),
             client.prepare(
-                "SELECT p.external_id, l.currency, l.kind, l.amount,
+                "SELECT l.player_id, l.currency, l.kind, l.amount,
                         CASE WHEN l.kind = 'max_bet' THEN 0 ELSE coalesce((
                             SELECT sum(CASE
                                 WHEN l.kind = 'wager' AND t.kind = 'bet' THEN t.amount
@@ -222,8 +220,7 @@ impl Statements {
                               AND t.created_at >= date_trunc(l.period, now() AT TIME ZONE 'UTC')
                                                   AT TIME ZONE 'UTC'
                         ), 0) END::bigint
-                 FROM rg_limits l JOIN players p ON p.id = l.player_id
-                 WHERE p.external_id = ANY($1::text[])"
+                 FROM rg_limits l WHERE l.player_id = ANY($1::bigint[])"
             ),
         )?;
         let (insert_txs, update_wallets, update_states, upsert_rounds) = tokio::try_join!(
@@ -258,6 +255,7 @@ impl Statements {
             ),
         )?;
         Ok(Statements {
+            resolve,
             ids,
             players,
             wallets,
@@ -280,10 +278,15 @@ impl Statements {
 pub async fn settle(
     client: &mut Client,
     statements: &Statements,
+    player_ids: &mut PlayerIds,
     commands: &[Command],
 ) -> Result<Vec<Answer>, Error> {
     let n = commands.len();
-    let result = settle_in_transaction(client, statements, commands).await;
+    player_ids
+        .resolve(client, statements, commands)
+        .await
+        .map_err(Error::database(n))?;
+    let result = settle_in_transaction(client, statements, player_ids, commands).await;
     if result.is_err() && !client.is_closed() {
         // Ends the failed transaction (a no-op if COMMIT already turned into a rollback).
         client
@@ -301,12 +304,13 @@ pub async fn settle(
 async fn settle_in_transaction(
     client: &Client,
     statements: &Statements,
+    player_ids: &PlayerIds,
     commands: &[Command],
 ) -> Result<Vec<Answer>, Error> {
     let n = commands.len();
     let (begun, world) = tokio::join!(
         client.batch_execute("BEGIN"),
-        prefetch(client, statements, commands)
+        prefetch(client, statements, player_ids, commands)
     );
     begun.map_err(Error::database(n))?;
     let mut world = world?;
@@ -390,27 +394,81 @@ fn split2(keys: &BTreeSet<(i32, String)>) -> (Vec<i32>, Vec<&str>) {
     keys.iter().map(|(p, x)| (*p, x.as_str())).unzip()
 }
 
-fn split3(keys: &BTreeSet<(i32, String, String)>) -> (Vec<i32>, Vec<&str>, Vec<&str>) {
-    let mut a = Vec::with_capacity(keys.len());
-    let mut b = Vec::with_capacity(keys.len());
-    let mut c = Vec::with_capacity(keys.len());
-    for (p, x, y) in keys {
-        a.push(*p);
-        b.push(x.as_str());
-        c.push(y.as_str());
-    }
-    (a, b, c)
+/// Player ids by external id, cached per lane: an external id never changes hands, so only
+/// players not seen before cost a lookup (one query before the batch's transaction).
+#[derive(Debug, Default)]
+pub struct PlayerIds {
+    by_ref: HashMap<String, i64>,
 }
 
-async fn prefetch(tx: &Client, s: &Statements, commands: &[Command]) -> Result<World, Error> {
+/// Cached player ids per lane before the cache starts over.
+const PLAYER_IDS_MAX: usize = 4_000_000;
+
+impl PlayerIds {
+    async fn resolve(
+        &mut self,
+        client: &Client,
+        s: &Statements,
+        commands: &[Command],
+    ) -> Result<(), tokio_postgres::Error> {
+        let missing: BTreeSet<&str> = commands
+            .iter()
+            .map(|c| c.player.as_str())
+            .filter(|p| !self.by_ref.contains_key(*p))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if self.by_ref.len() + missing.len() > PLAYER_IDS_MAX {
+            self.by_ref.clear();
+        }
+        let missing: Vec<&str> = missing.into_iter().collect();
+        for row in client.query(&s.resolve, &[&missing]).await? {
+            self.by_ref.insert(row.get(1), row.get(0));
+        }
+        Ok(())
+    }
+
+    fn get(&self, player: &str) -> Option<i64> {
+        self.by_ref.get(player).copied()
+    }
+}
+
+async fn prefetch(
+    tx: &Client,
+    s: &Statements,
+    player_ids: &PlayerIds,
+    commands: &[Command],
+) -> Result<World, Error> {
     let n = commands.len();
     let want = wanted(commands);
-    let players: Vec<&str> = want.players.iter().map(String::as_str).collect();
+    // Players that exist, by id; unknown ones stay out of the world (UNKNOWN_PLAYER).
+    let mut id_to_ref: HashMap<i64, PlayerRef> = HashMap::new();
+    for external in &want.players {
+        if let (Some(id), Some(r)) = (player_ids.get(external), PlayerRef::new(external.clone())) {
+            id_to_ref.insert(id, r);
+        }
+    }
+    let mut players: Vec<i64> = id_to_ref.keys().copied().collect();
+    players.sort_unstable();
     let ids_needed = i32::try_from(apply::ids_needed(commands)).unwrap_or(i32::MAX);
     let (tx_p, tx_x) = split2(&want.txs);
     let (tomb_p, tomb_x) = split2(&want.tombstones);
-    let (round_p, round_pl, round_r) = split3(&want.rounds);
-    let (open_p, open_pl, open_r) = split3(&want.open_bet_rounds);
+    let by_id = |keys: &BTreeSet<(i32, String, String)>| {
+        let mut p = Vec::new();
+        let mut pl = Vec::new();
+        let mut r = Vec::new();
+        for (provider, external, round) in keys {
+            if let Some(id) = player_ids.get(external) {
+                p.push(*provider);
+                pl.push(id);
+                r.push(round.clone());
+            }
+        }
+        (p, pl, r)
+    };
+    let (round_p, round_pl, round_r) = by_id(&want.rounds);
+    let (open_p, open_pl, open_r) = by_id(&want.open_bet_rounds);
     let sessions: Vec<&str> = want.sessions.iter().map(String::as_str).collect();
 
     type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
@@ -435,30 +493,27 @@ async fn prefetch(tx: &Client, s: &Statements, commands: &[Command]) -> Result<W
         session_rows,
         limit_rows,
     ) = tokio::try_join!(
-        tx.query(&s.wallets, &by_players),
-        tx.query(&s.players, &by_players),
+        query_unless(tx, players.is_empty(), &s.wallets, &by_players),
+        query_unless(tx, players.is_empty(), &s.players, &by_players),
         tx.query_one(&s.ids, &by_count),
         query_unless(tx, tx_p.is_empty(), &s.txs, &by_txs),
         query_unless(tx, tomb_p.is_empty(), &s.tombstones, &by_tombs),
         query_unless(tx, round_p.is_empty(), &s.rounds, &by_rounds),
         query_unless(tx, open_p.is_empty(), &s.open_bets, &by_open),
         query_unless(tx, sessions.is_empty(), &s.sessions, &by_sessions),
-        tx.query(&s.limits, &by_players),
+        query_unless(tx, players.is_empty(), &s.limits, &by_players),
     )
     .map_err(Error::database(n))?;
 
     let mut world = World::default();
-    let mut id_to_ref: HashMap<i64, PlayerRef> = HashMap::new();
     for row in &player_rows {
         let id: i64 = row.get(0);
-        let external: String = row.get(1);
-        let player_ref = PlayerRef::new(external).ok_or_else(|| invariant("player id"))?;
-        id_to_ref.insert(id, player_ref.clone());
+        let player_ref = id_to_ref.get(&id).ok_or_else(|| invariant("player id"))?;
         world.players.insert(
-            player_ref,
+            player_ref.clone(),
             Player {
                 id,
-                blocked: row.get(2),
+                blocked: row.get(1),
                 wallets: Vec::new(),
                 limits: Vec::new(),
             },
@@ -479,8 +534,11 @@ async fn prefetch(tx: &Client, s: &Statements, commands: &[Command]) -> Result<W
         });
     }
     for row in &limit_rows {
-        let external: String = row.get(0);
-        let Some(player) = PlayerRef::new(external).and_then(|r| world.players.get_mut(&r)) else {
+        let player_id: i64 = row.get(0);
+        let Some(player) = id_to_ref
+            .get(&player_id)
+            .and_then(|r| world.players.get_mut(r))
+        else {
             continue;
         };
         let kind = match row.get::<_, &str>(2) {
@@ -510,11 +568,7 @@ async fn prefetch(tx: &Client, s: &Statements, commands: &[Command]) -> Result<W
     }
     for row in &round_rows {
         let p: i32 = row.get(0);
-        let external: &str = row.get(1);
-        let player_id = PlayerRef::new(external)
-            .and_then(|r| world.players.get(&r))
-            .map(|pl| pl.id)
-            .ok_or_else(|| invariant("round without player"))?;
+        let player_id: i64 = row.get(1);
         let round_id =
             RoundId::new(row.get::<_, String>(2)).ok_or_else(|| invariant("round id"))?;
         world.rounds.insert(
