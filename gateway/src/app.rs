@@ -42,12 +42,21 @@ impl Database {
         }
         let mut options = pgembed::Options::new(data_dir);
         options.run_as_user = config.embedded.run_as_user.clone();
-        options.settings = config
-            .embedded
-            .settings
+        // Defaults sized for a write-heavy ledger on one machine; `[embedded.settings]` wins.
+        // Durability settings (fsync, synchronous_commit, full_page_writes) stay PostgreSQL's.
+        let defaults = [
+            ("shared_buffers", "512MB"),
+            ("wal_buffers", "64MB"),
+            ("max_wal_size", "8GB"),
+            ("checkpoint_timeout", "15min"),
+            ("max_connections", "200"),
+        ];
+        let mut settings: std::collections::BTreeMap<String, String> = defaults
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        settings.extend(config.embedded.settings.clone());
+        options.settings = settings.into_iter().collect();
         let cluster = tokio::task::spawn_blocking(move || pgembed::Cluster::start(&options))
             .await
             .context("embedded PostgreSQL start-up task")??;

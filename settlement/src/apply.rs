@@ -393,10 +393,11 @@ impl World {
         player.use_limits(money.currency, amount, amount);
         let round = self.round_mut(round_key, Some(&money.game));
         round.open_bets.push(money.tx.clone());
-        if money.round_closed {
+        // Only a new round or a closing one is written; open bets are derived from the ledger.
+        if money.round_closed && !round.closed {
             round.closed = true;
+            round.changed = true;
         }
-        round.changed = true;
         answer
     }
 
@@ -487,10 +488,11 @@ impl World {
         }
         let round = self.round_mut(round_key, Some(&money.game));
         round.open_bets.retain(|b| !settles.contains(b));
-        if money.round_closed {
+        // Only a new round or a closing one is written; open bets are derived from the ledger.
+        if money.round_closed && !round.closed {
             round.closed = true;
+            round.changed = true;
         }
-        round.changed = true;
         answer
     }
 
@@ -580,7 +582,6 @@ impl World {
                             .get_mut(&(c.provider, player_id, round_id.clone()))
                     {
                         round.open_bets.retain(|b| b != reference);
-                        round.changed = true;
                     }
                 }
                 answer
