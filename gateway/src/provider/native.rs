@@ -163,6 +163,15 @@ async fn settle(state: &State, command: Command) -> Result<Answer, Unavailable> 
     }
 }
 
+/// Decodes a native body into the core command (`None` when refused): what every callback
+/// does after its signature checked out. Public for benchmarks and tools.
+pub fn decode_command(provider: &Provider, action: &str, body: &Bytes) -> Option<Command> {
+    match decode(provider, action, body) {
+        Ok(Decoded::Command(command, _)) => Some(command),
+        _ => None,
+    }
+}
+
 enum Decoded {
     /// The command and the provider's transaction id to echo.
     Command(Command, Option<String>),
