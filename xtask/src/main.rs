@@ -6,11 +6,14 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context};
 
+mod bench;
+
 const USAGE: &str =
     "usage: cargo xtask <run [GATEWAY ARGS...] | test [CARGO TEST ARGS...] | ci | postgres>
   run       build and start the gateway on config/demo.toml (embedded PostgreSQL)
   test      run the whole test suite (unit and integration, real PostgreSQL)
   ci        formatting, lints and the test suite, as .ci/run does
+  bench     the performance report (docs/performance.md) [--step S] [--sustained S] [--soak S]
   postgres  only make sure the PostgreSQL server binaries are installed";
 
 fn main() -> ExitCode {
@@ -27,6 +30,9 @@ fn main() -> ExitCode {
         "test" => ensure_postgres().and_then(|()| test(rest)),
         "ci" => ensure_postgres().and_then(|()| ci()),
         "postgres" => ensure_postgres(),
+        "bench" => ensure_postgres()
+            .and_then(|()| bench::Options::parse(rest))
+            .and_then(|options| bench::run(&options)),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -1,0 +1,594 @@
+//! `cargo xtask bench`: the performance report. Builds release binaries, starts the gateway
+//! (embedded PostgreSQL, synchronous_commit on) with 100,000 demo players, drives it with the
+//! open-loop `loadtest` on the same machine, and writes `docs/performance.md`:
+//! HTTP ceiling, highest sustained callback rate with p99 <= 50 ms, latencies at half of it,
+//! the same with `batch_len_max = 1`, a pgbench ceiling for the batch SQL, 2x overload,
+//! batch sizes, CPU split and memory.
+#![allow(clippy::float_arithmetic)] // rates and percentiles, never money
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+const PLAYERS: u32 = 100_000;
+const P99_MAX_MS: f64 = 50.0;
+
+pub struct Options {
+    /// Seconds per step of a rate ladder.
+    pub step_s: u64,
+    /// Seconds of the sustained run at the best rate.
+    pub sustained_s: u64,
+    /// Also run a soak at the best rate for this many seconds (0: none).
+    pub soak_s: u64,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> anyhow::Result<Options> {
+        let mut options = Options {
+            step_s: 15,
+            sustained_s: 60,
+            soak_s: 0,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || -> anyhow::Result<u64> {
+                it.next()
+                    .context("missing value")?
+                    .parse()
+                    .context("not a number")
+            };
+            match arg.as_str() {
+                "--step" => options.step_s = value()?,
+                "--sustained" => options.sustained_s = value()?,
+                "--soak" => options.soak_s = value()?,
+                other => bail!("unknown bench option {other} (--step S, --sustained S, --soak S)"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+struct Gateway {
+    child: Child,
+    url: String,
+    socket_dir: PathBuf,
+}
+
+impl Gateway {
+    fn start(data: &Path, env: &[(&str, &str)]) -> anyhow::Result<Gateway> {
+        let _ = std::fs::remove_dir_all(data);
+        std::fs::create_dir_all(data)?;
+        let mut command = Command::new("target/release/gateway");
+        command
+            .args([
+                "--config",
+                "config/demo.toml",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data)
+            .env("GATEWAY__DEMO__PLAYERS", PLAYERS.to_string())
+            .env("RUST_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().context("start target/release/gateway")?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .with_context(|| format!("gateway did not start: {line:?}"))?
+            .to_string();
+        Ok(Gateway {
+            child,
+            url: format!("http://{addr}"),
+            socket_dir: std::path::absolute(data.join("run"))?,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn metrics(&self) -> anyhow::Result<String> {
+        http_get(&self.url, "/metrics")
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("gateway exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
+}
+
+/// CPU seconds (user + system) of a process and, for PostgreSQL, of all its processes.
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+            utime + stime
+        })
+        .sum()
+}
+
+fn postgres_pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim() == "postgres")
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn rss_mib(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .sum::<f64>()
+        / 1024.0
+}
+
+/// One loadtest run and the CPU each party used during it.
+struct Run {
+    report: Value,
+    cpu_s: BTreeMap<&'static str, f64>,
+    wall_s: f64,
+}
+
+impl Run {
+    fn p(&self, q: &str) -> f64 {
+        self.report["latency_ms"][q]
+            .as_f64()
+            .unwrap_or(f64::INFINITY)
+    }
+
+    fn count(&self, prefix: &str) -> u64 {
+        self.report["statuses"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.starts_with(prefix))
+                    .map(|(_, v)| v.as_u64().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    fn errors(&self) -> u64 {
+        self.report["transport_errors"].as_u64().unwrap_or(0) + self.count("5")
+    }
+
+    fn achieved(&self) -> f64 {
+        self.report["achieved_rate"].as_f64().unwrap_or(0.0)
+    }
+
+    /// Sustained: every request answered without errors, p99 within the target.
+    fn passes(&self) -> bool {
+        let completed = self.report["completed"].as_u64().unwrap_or(0);
+        let sent = self.report["sent"].as_u64().unwrap_or(1);
+        completed == sent && self.errors() == 0 && self.p("p99") <= P99_MAX_MS
+    }
+}
+
+fn loadtest(gateway: &Gateway, rate: u64, duration_s: u64, extra: &[&str]) -> anyhow::Result<Run> {
+    let child = Command::new("target/release/loadtest")
+        .args([
+            "--target",
+            &gateway.url,
+            "--json",
+            "--players",
+            &PLAYERS.to_string(),
+        ])
+        .args([
+            "--rate",
+            &rate.to_string(),
+            "--duration",
+            &duration_s.to_string(),
+        ])
+        .args(["--warmup", "3"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start target/release/loadtest")?;
+    // Measure CPU over the measured part of the run (after the 3 s warm-up).
+    std::thread::sleep(Duration::from_millis(3_300));
+    let pg = postgres_pids();
+    let parties = [
+        ("gateway", vec![gateway.pid()]),
+        ("postgres", pg.clone()),
+        ("loadtest", vec![child.id()]),
+    ];
+    let before: Vec<u64> = parties.iter().map(|(_, p)| cpu_ticks(p)).collect();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(duration_s.saturating_sub(1).max(1)));
+    let after: Vec<u64> = parties.iter().map(|(_, p)| cpu_ticks(p)).collect();
+    let wall_s = started.elapsed().as_secs_f64();
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("loadtest failed at {rate}/s");
+    }
+    let report: Value = serde_json::from_slice(&out.stdout).context("loadtest JSON")?;
+    let hz = 100.0;
+    let cpu_s = parties
+        .iter()
+        .zip(before.iter().zip(&after))
+        .map(|((name, _), (b, a))| (*name, a.saturating_sub(*b) as f64 / hz))
+        .collect();
+    Ok(Run {
+        report,
+        cpu_s,
+        wall_s,
+    })
+}
+
+/// Highest rate of `ladder` that passes; stops at the first failure past a pass.
+fn ladder(
+    gateway: &Gateway,
+    ladder: &[u64],
+    step_s: u64,
+    extra: &[&str],
+    log: &mut String,
+) -> anyhow::Result<Option<(u64, Run)>> {
+    let mut best = None;
+    for &rate in ladder {
+        let run = loadtest(gateway, rate, step_s, extra)?;
+        let verdict = if run.passes() { "pass" } else { "fail" };
+        let line = format!(
+            "| {rate} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {verdict} |",
+            run.achieved(),
+            run.p("p50"),
+            run.p("p99"),
+            run.p("p99.9"),
+            run.p("max"),
+            run.errors()
+        );
+        eprintln!("bench: {line}");
+        log.push_str(&line);
+        log.push('\n');
+        if run.passes() {
+            best = Some((rate, run));
+        } else if best.is_some() || rate > ladder[0] {
+            break;
+        }
+    }
+    Ok(best)
+}
+
+/// Bucket counts of a Prometheus histogram, as `le -> cumulative count`.
+fn histogram(metrics: &str, name: &str) -> BTreeMap<String, f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket{{")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?.to_string();
+            let v: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, v))
+        })
+        .collect()
+}
+
+fn metric(metrics: &str, line_prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(line_prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn pgbench(gateway: &Gateway, seconds: u64) -> anyhow::Result<(f64, String)> {
+    let script = std::env::temp_dir().join("wallet-batch.pgbench");
+    // The writes of one 64-command batch of bets, as the lanes issue them: lock the wallets in
+    // player order, insert the ledger rows, move the balances, open the rounds.
+    std::fs::write(
+        &script,
+        r"\set base random(1, 99000)
+BEGIN;
+SELECT player_id, balance FROM wallets WHERE player_id BETWEEN :base AND :base + 63 ORDER BY player_id, currency FOR UPDATE;
+INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state, player_id, currency, round_id, game_id, amount, real_delta, bonus_delta, balance_before, balance_after, bonus_before, bonus_after, fingerprint)
+  SELECT nextval('transactions_id_seq'), 1, 'pgb-' || :client_id || '-' || currval('transactions_id_seq'), 'bet', 'OK', 'open', p, 'EUR', 'pgb-' || p || '-' || currval('transactions_id_seq'), 'slot-1', 1, -1, 0, 1000, 999, 0, 0, '\x00'::bytea
+  FROM generate_series(:base, :base + 63) AS p;
+UPDATE wallets SET balance = balance - 1 WHERE player_id BETWEEN :base AND :base + 63 AND currency = 'EUR';
+INSERT INTO rounds (provider_id, player_id, round_id, game_id)
+  SELECT 1, p, 'pgb-' || p || '-' || nextval('transactions_id_seq'), 'slot-1' FROM generate_series(:base, :base + 63) AS p;
+COMMIT;
+",
+    )?;
+    let out = Command::new("pgbench")
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            "2",
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+        ])
+        .arg("-h")
+        .arg(&gateway.socket_dir)
+        .args(["-U", "wallet", "-f"])
+        .arg(&script)
+        .arg("wallet")
+        .output()
+        .context("run pgbench (Debian: apt-get install postgresql-client)")?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tps: f64 = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .context("pgbench tps")?;
+    Ok((tps * 64.0, text))
+}
+
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.args(["build", "--release", "-p", "gateway", "-p", "loadtest"]);
+    if !build.status()?.success() {
+        bail!("release build failed");
+    }
+    let data = PathBuf::from("target/bench-data");
+    let started = Instant::now();
+    let mut report = String::new();
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
+            .unwrap_or_default()
+    );
+
+    // 1. HTTP ceiling: /ready, no signature, no database.
+    let gw = Gateway::start(&data, &[])?;
+    let mut http_log = String::new();
+    let http = ladder(
+        &gw,
+        &[10_000, 20_000, 30_000, 40_000, 50_000],
+        options.step_s.min(10),
+        &["--mode", "ping"],
+        &mut http_log,
+    )?;
+
+    // 2. pgbench ceiling of the batch SQL on the same cluster (gateway idle).
+    let (pg_rows_per_s, _) = pgbench(&gw, 20)?;
+    eprintln!("bench: pgbench batch ceiling {pg_rows_per_s:.0} rows/s");
+    gw.stop()?;
+
+    // 3. The gateway: ladder, sustained run at the best rate, half rate, overload.
+    let gw = Gateway::start(&data, &[])?;
+    let mut ladder_log = String::new();
+    let rates = [
+        2_500, 5_000, 7_500, 10_000, 12_500, 15_000, 17_500, 20_000, 25_000, 30_000,
+    ];
+    let best = ladder(&gw, &rates, options.step_s, &[], &mut ladder_log)?;
+    let best_rate = best.as_ref().map(|(r, _)| *r).unwrap_or(0);
+    let metrics_before = gw.metrics()?;
+    let sustained = if best_rate > 0 {
+        Some(loadtest(&gw, best_rate, options.sustained_s, &[])?)
+    } else {
+        None
+    };
+    let metrics_after = gw.metrics()?;
+    let rss_gateway = rss_mib(&[gw.pid()]);
+    let rss_postgres = rss_mib(&postgres_pids());
+    let half = if best_rate > 0 {
+        Some(loadtest(&gw, best_rate / 2, options.step_s * 2, &[])?)
+    } else {
+        None
+    };
+    let at_10k = loadtest(&gw, 10_000, options.step_s * 2, &[])?;
+    let overload_rate = (best_rate * 2).max(5_000);
+    let overload = loadtest(&gw, overload_rate, options.step_s, &[])?;
+    let recovery = loadtest(&gw, (best_rate / 2).max(1_000), options.step_s, &[])?;
+    let soak = if options.soak_s > 0 && best_rate > 0 {
+        Some(loadtest(&gw, best_rate, options.soak_s, &[])?)
+    } else {
+        None
+    };
+    let final_metrics = gw.metrics()?;
+    gw.stop()?;
+
+    // 4. The classic design: one transaction per callback.
+    let gw = Gateway::start(&data, &[("GATEWAY__SETTLEMENT__BATCH_LEN_MAX", "1")])?;
+    let mut single_log = String::new();
+    let single = ladder(
+        &gw,
+        &[500, 1_000, 1_500, 2_000, 3_000, 4_000, 5_000, 6_000, 8_000],
+        options.step_s,
+        &[],
+        &mut single_log,
+    )?;
+    let single_rate = single.as_ref().map(|(r, _)| *r).unwrap_or(0);
+    gw.stop()?;
+    let _ = std::fs::remove_dir_all(&data);
+
+    // The report.
+    let w = &mut report;
+    writeln!(w, "# Performance report\n")?;
+    writeln!(w, "Produced by `cargo xtask bench` (this file is overwritten by each run) on {machine}, with the")?;
+    writeln!(w, "gateway, its embedded PostgreSQL 15 (`synchronous_commit = on`, callbacks acknowledged only after")?;
+    writeln!(w, "commit) and the load generator on the same machine. {PLAYERS} players; open-loop constant arrival")?;
+    writeln!(w, "rate; latency measured from each request's intended send time (coordinated-omission safe); mix:")?;
+    writeln!(w, "bets 45 %, wins naming a recent bet 31.5 %, rollbacks 4.5 %, balance 9 %, exact repeats of recent")?;
+    writeln!(w, "requests 10 %. \"Sustained\" means every request answered, no 5xx, p99 <= {P99_MAX_MS} ms.")?;
+    writeln!(
+        w,
+        "Total time of this run: {:.0} s.\n",
+        started.elapsed().as_secs_f64()
+    )?;
+
+    writeln!(w, "## Headline\n")?;
+    writeln!(w, "| measure | value |\n|---|---|")?;
+    writeln!(
+        w,
+        "| highest sustained callback rate (step of {} s) | {best_rate}/s |",
+        options.step_s
+    )?;
+    if let Some(s) = &sustained {
+        writeln!(w, "| the same rate held {} s | achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {} |", options.sustained_s, s.achieved(), s.p("p50"), s.p("p99"), s.p("p99.9"), s.errors())?;
+    }
+    if let Some(h) = &half {
+        writeln!(w, "| at half that rate ({}/s) | p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms |", best_rate / 2, h.p("p50"), h.p("p90"), h.p("p99"), h.p("p99.9"), h.p("max"))?;
+    }
+    writeln!(w, "| at 10,000/s offered | achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {} |", at_10k.achieved(), at_10k.p("p50"), at_10k.p("p99"), at_10k.p("p99.9"), at_10k.errors())?;
+    writeln!(
+        w,
+        "| `batch_len_max = 1` (one transaction per callback) | {single_rate}/s |"
+    )?;
+    let ratio = if single_rate > 0 {
+        best_rate as f64 / single_rate as f64
+    } else {
+        0.0
+    };
+    writeln!(
+        w,
+        "| group commit vs one transaction per callback | {ratio:.1}x |"
+    )?;
+    writeln!(w, "| pgbench ceiling of the batch SQL (64 rows per transaction, 2 clients) | {pg_rows_per_s:.0} rows/s |")?;
+    writeln!(
+        w,
+        "| gateway vs that ceiling | {:.0} % |",
+        100.0 * best_rate as f64 / pg_rows_per_s.max(1.0)
+    )?;
+    writeln!(
+        w,
+        "| HTTP ceiling (`GET /ready`, same generator) | {}/s |",
+        http.as_ref().map(|(r, _)| *r).unwrap_or(0)
+    )?;
+    if let Some(s) = &sustained {
+        writeln!(w, "| duplicates (answered from the dedup index) | {} requests, p50 {:.2} ms, p99 {:.2} ms |", s.report["duplicates"], s.report["duplicate_latency_ms"]["p50"], s.report["duplicate_latency_ms"]["p99"])?;
+    }
+    let conflicts = metric(&final_metrics, "wallet_batch_failures_total");
+    writeln!(
+        w,
+        "| batch failures (deadlock, serialization, conflict, other) over all runs | {conflicts} |"
+    )?;
+
+    writeln!(
+        w,
+        "\n## Rate ladder (gateway, {} s per step)\n",
+        options.step_s
+    )?;
+    writeln!(w, "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+    w.push_str(&ladder_log);
+    writeln!(
+        w,
+        "\n## One transaction per callback (`batch_len_max = 1`)\n"
+    )?;
+    writeln!(w, "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+    w.push_str(&single_log);
+    writeln!(w, "\n## HTTP ceiling (`GET /ready`)\n")?;
+    writeln!(w, "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+    w.push_str(&http_log);
+
+    if let Some(s) = &sustained {
+        writeln!(
+            w,
+            "\n## Where the CPU went (sustained run at {best_rate}/s)\n"
+        )?;
+        writeln!(
+            w,
+            "| process | CPU seconds over {:.0} s | cores |\n|---|---|---|",
+            s.wall_s
+        )?;
+        for (name, cpu) in &s.cpu_s {
+            writeln!(w, "| {name} | {cpu:.1} | {:.2} |", cpu / s.wall_s)?;
+        }
+        writeln!(w, "\nResident memory after it: gateway {rss_gateway:.0} MiB, PostgreSQL (all processes, shared buffers counted per process) {rss_postgres:.0} MiB.")?;
+        writeln!(w, "\n## Batch sizes during the sustained run\n")?;
+        let before = histogram(&metrics_before, "wallet_batch_size");
+        let after = histogram(&metrics_after, "wallet_batch_size");
+        writeln!(w, "| batch size <= | batches |\n|---|---|")?;
+        let mut previous = 0.0;
+        for (le, count) in &after {
+            let cumulative = count - before.get(le).copied().unwrap_or(0.0);
+            writeln!(w, "| {le} | {:.0} |", cumulative - previous)?;
+            previous = cumulative;
+        }
+        writeln!(w, "\nStatuses: {}", s.report["statuses"])?;
+    }
+    writeln!(w, "\n## 2x overload and recovery\n")?;
+    writeln!(w, "Offered {overload_rate}/s for {} s: achieved {:.0}/s, answered {} of {} requests, transport errors {}, `503 TEMPORARY_ERROR` {}, p99 {:.0} ms, max {:.0} ms.", options.step_s, overload.achieved(), overload.report["completed"], overload.report["sent"], overload.report["transport_errors"], overload.count("503"), overload.p("p99"), overload.p("max"))?;
+    writeln!(
+        w,
+        "Then {}/s for {} s: p50 {:.2} ms, p99 {:.2} ms, errors {}.",
+        (best_rate / 2).max(1_000),
+        options.step_s,
+        recovery.p("p50"),
+        recovery.p("p99"),
+        recovery.errors()
+    )?;
+    if let Some(s) = &soak {
+        writeln!(w, "\n## Soak\n\n{}/s for {} s: p99 {:.2} ms, p99.9 {:.2} ms, errors {}, batch failures {conflicts}.", best_rate, options.soak_s, s.p("p99"), s.p("p99.9"), s.errors())?;
+    }
+    writeln!(w, "\n## Reproduce\n\n```sh\ncargo xtask bench                 # this report\ncargo xtask bench --soak 600      # plus a 10-minute soak at the best rate\ncargo bench -p benches            # criterion micro-benchmarks of the hot paths\n```")?;
+    std::fs::create_dir_all("docs")?;
+    std::fs::write("docs/performance.md", &report)?;
+    eprintln!("bench: wrote docs/performance.md");
+    Ok(())
+}
