@@ -55,7 +55,7 @@ impl Database {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        settings.extend(config.embedded.settings.clone());
+        settings.extend(config.embedded.settings_text());
         options.settings = settings.into_iter().collect();
         let cluster = tokio::task::spawn_blocking(move || pgembed::Cluster::start(&options))
             .await

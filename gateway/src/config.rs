@@ -87,8 +87,24 @@ pub struct Embedded {
     pub data_dir: PathBuf,
     /// The unprivileged user the server runs as when the gateway runs as root.
     pub run_as_user: String,
-    /// Extra `postgresql.conf` settings (`name = "value"`).
-    pub settings: std::collections::BTreeMap<String, String>,
+    /// Extra `postgresql.conf` settings (`name = "value"`, numbers and booleans too).
+    pub settings: std::collections::BTreeMap<String, toml::Value>,
+}
+
+impl Embedded {
+    /// The settings as PostgreSQL reads them: strings bare, numbers and booleans as written.
+    pub fn settings_text(&self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
 }
 
 impl Default for Embedded {

@@ -62,7 +62,6 @@ struct Gateway {
 
 impl Gateway {
     fn start(data: &Path, env: &[(&str, &str)]) -> anyhow::Result<Gateway> {
-        let _ = std::fs::remove_dir_all(data);
         std::fs::create_dir_all(data)?;
         let mut command = Command::new("target/release/gateway");
         command
@@ -115,6 +114,11 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// Lets the seeding's writes reach the disk before measuring.
+fn settle_down() {
+    std::thread::sleep(Duration::from_secs(10));
 }
 
 fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
@@ -302,24 +306,32 @@ fn ladder(
     Ok(best)
 }
 
-/// Bucket counts of a Prometheus histogram, as `le -> cumulative count`.
-fn histogram(metrics: &str, name: &str) -> BTreeMap<String, f64> {
-    metrics
+/// Bucket counts of a Prometheus histogram, as `(le, cumulative count)` in bucket order.
+fn histogram(metrics: &str, name: &str) -> Vec<(String, f64)> {
+    let mut buckets: Vec<(f64, String, f64)> = metrics
         .lines()
         .filter(|l| l.starts_with(&format!("{name}_bucket{{")))
         .filter_map(|l| {
             let le = l.split("le=\"").nth(1)?.split('"').next()?.to_string();
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
             let v: f64 = l.rsplit(' ').next()?.parse().ok()?;
-            Some((le, v))
+            Some((bound, le, v))
         })
-        .collect()
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets.into_iter().map(|(_, le, v)| (le, v)).collect()
 }
 
-fn metric(metrics: &str, line_prefix: &str) -> f64 {
+fn metric(metrics: &str, line_prefix: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| l.starts_with(line_prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
         .sum()
 }
 
@@ -382,7 +394,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     if !build.status()?.success() {
         bail!("release build failed");
     }
-    let data = PathBuf::from("target/bench-data");
+    // A folder per gateway start, all removed at the end: deleting a large cluster while the
+    // next one runs would put the filesystem's write-back into the measured fsyncs.
+    let root = PathBuf::from("target/bench-data");
+    let _ = std::fs::remove_dir_all(&root);
     let started = Instant::now();
     let mut report = String::new();
     let machine = format!(
@@ -404,7 +419,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     );
 
     // 1. HTTP ceiling: /ready, no signature, no database.
-    let gw = Gateway::start(&data, &[])?;
+    let gw = Gateway::start(&root.join("http"), &[])?;
     let mut http_log = String::new();
     let http = ladder(
         &gw,
@@ -420,7 +435,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     gw.stop()?;
 
     // 3. The gateway: ladder, sustained run at the best rate, half rate, overload.
-    let gw = Gateway::start(&data, &[])?;
+    let gw = Gateway::start(&root.join("main"), &[])?;
+    settle_down();
     let mut ladder_log = String::new();
     let rates = [
         2_500, 5_000, 7_500, 10_000, 12_500, 15_000, 17_500, 20_000, 25_000, 30_000,
@@ -454,7 +470,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     gw.stop()?;
 
     // 4. The classic design: one transaction per callback.
-    let gw = Gateway::start(&data, &[("GATEWAY__SETTLEMENT__BATCH_LEN_MAX", "1")])?;
+    let gw = Gateway::start(
+        &root.join("single"),
+        &[("GATEWAY__SETTLEMENT__BATCH_LEN_MAX", "1")],
+    )?;
+    settle_down();
     let mut single_log = String::new();
     let single = ladder(
         &gw,
@@ -465,7 +485,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     )?;
     let single_rate = single.as_ref().map(|(r, _)| *r).unwrap_or(0);
     gw.stop()?;
-    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&root);
 
     // The report.
     let w = &mut report;
@@ -561,7 +581,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         }
         writeln!(w, "\nResident memory after it: gateway {rss_gateway:.0} MiB, PostgreSQL (all processes, shared buffers counted per process) {rss_postgres:.0} MiB.")?;
         writeln!(w, "\n## Batch sizes during the sustained run\n")?;
-        let before = histogram(&metrics_before, "wallet_batch_size");
+        let before: BTreeMap<String, f64> = histogram(&metrics_before, "wallet_batch_size")
+            .into_iter()
+            .collect();
         let after = histogram(&metrics_after, "wallet_batch_size");
         writeln!(w, "| batch size <= | batches |\n|---|---|")?;
         let mut previous = 0.0;
