@@ -83,6 +83,11 @@ impl State {
             )
             .await
             .context("seed demo players")?;
+            if created > 0 {
+                settlement::store::analyze(&**client)
+                    .await
+                    .context("analyze after seeding")?;
+            }
             tracing::info!(created, total = demo.players, "demo players ready");
         }
         drop(client);

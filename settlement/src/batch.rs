@@ -197,10 +197,12 @@ impl Connection {
             )
             .await?;
         let statements = Statements::prepare(&client).await?;
+        let mut player_ids = PlayerIds::default();
+        player_ids.warm(&client).await?;
         Ok(Connection {
             client,
             statements,
-            player_ids: PlayerIds::default(),
+            player_ids,
         })
     }
 }

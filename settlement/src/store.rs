@@ -68,6 +68,13 @@ pub async fn seed_demo_players(
         .await
 }
 
+/// Refreshes planner statistics after bulk seeding (fresh tables look empty to the planner).
+pub async fn analyze(client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute("ANALYZE players, wallets, transactions, rounds")
+        .await
+}
+
 /// Wallets whose balance (or bonus) differs from the sum of their ledger rows: must be empty.
 pub async fn ledger_mismatches(
     client: &impl GenericClient,
@@ -424,6 +431,22 @@ impl PlayerIds {
         }
         let missing: Vec<&str> = missing.into_iter().collect();
         for row in client.query(&s.resolve, &[&missing]).await? {
+            self.by_ref.insert(row.get(1), row.get(0));
+        }
+        Ok(())
+    }
+
+    /// Loads every player id up to the cache's bound (at lane start, so the first batches do
+    /// not each pay a lookup).
+    pub async fn warm(&mut self, client: &Client) -> Result<(), tokio_postgres::Error> {
+        let limit = PLAYER_IDS_MAX as i64;
+        let rows = client
+            .query(
+                "SELECT id, external_id FROM players ORDER BY id LIMIT $1",
+                &[&limit],
+            )
+            .await?;
+        for row in rows {
             self.by_ref.insert(row.get(1), row.get(0));
         }
         Ok(())
