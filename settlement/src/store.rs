@@ -164,15 +164,20 @@ pub struct Statements {
 }
 
 impl Statements {
+    /// Lookups by the batch's keys are written as `LATERAL (... OFFSET 0)` so the plan always
+    /// walks the keys and probes an index per key: generic plans are made from statistics that
+    /// may say a partial index is nearly empty, and would then scan it whole for every batch.
     pub async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
         let txs = format!(
             "SELECT {TX_COLUMNS} FROM unnest($1::int[], $2::text[]) AS k(p, x)
-             JOIN transactions t ON t.provider_id = k.p AND t.provider_tx_id = k.x"
+             CROSS JOIN LATERAL (SELECT * FROM transactions t
+                 WHERE t.provider_id = k.p AND t.provider_tx_id = k.x OFFSET 0) t"
         );
         let open_bets = format!(
             "SELECT {TX_COLUMNS} FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
-             JOIN transactions t ON t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
-             WHERE t.kind = 'bet' AND t.state = 'open'
+             CROSS JOIN LATERAL (SELECT * FROM transactions t
+                 WHERE t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
+                   AND t.kind = 'bet' AND t.state = 'open' OFFSET 0) t
              ORDER BY t.id"
         );
         let resolve = client
@@ -199,13 +204,16 @@ impl Statements {
             client.prepare(
                 "SELECT DISTINCT t.provider_id, t.reference_tx_id
                  FROM unnest($1::int[], $2::text[]) AS k(p, x)
-                 JOIN transactions t ON t.provider_id = k.p AND t.reference_tx_id = k.x
-                 WHERE t.kind = 'rollback'"
+                 CROSS JOIN LATERAL (SELECT * FROM transactions t
+                     WHERE t.provider_id = k.p AND t.reference_tx_id = k.x AND t.kind = 'rollback'
+                     OFFSET 0) t"
             ),
             client.prepare(
                 "SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id
                  FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
-                 JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r"
+                 CROSS JOIN LATERAL (SELECT * FROM rounds r
+                     WHERE r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
+                     OFFSET 0) r"
             ),
             client.prepare(&open_bets),
             client.prepare(
