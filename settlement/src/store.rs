@@ -329,6 +329,16 @@ async fn settle_in_transaction(
     );
     begun.map_err(Error::database(n))?;
     let mut world = world?;
+    #[cfg(any(test, feature = "test-util"))]
+    if crate::test_util::no_dedup_planted() {
+        let own: std::collections::HashSet<(i32, &str)> = commands
+            .iter()
+            .filter_map(|c| Some((c.provider.0, c.tx()?.as_str())))
+            .collect();
+        world
+            .txs
+            .retain(|k, _| !own.contains(&(k.0 .0, k.1.as_str())));
+    }
     let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         apply::apply(&mut world, commands)
     }))
@@ -705,7 +715,18 @@ async fn write(tx: &Client, s: &Statements, world: &World) -> Result<(), tokio_p
         .collect();
     let ids: Vec<i64> = created.iter().map(|(_, t)| t.id).collect();
     let providers: Vec<i32> = created.iter().map(|(k, _)| k.0 .0).collect();
-    let provider_txs: Vec<&str> = created.iter().map(|(k, _)| k.1.as_str()).collect();
+    #[allow(unused_mut)]
+    let mut provider_txs: Vec<String> = created
+        .iter()
+        .map(|(k, _)| k.1.as_str().to_string())
+        .collect();
+    #[cfg(any(test, feature = "test-util"))]
+    if crate::test_util::no_dedup_planted() {
+        // The planted bug must not trip over the unique key it pretends is not there.
+        for (tx, (_, t)) in provider_txs.iter_mut().zip(&created) {
+            tx.push_str(&format!("~{}", t.id));
+        }
+    }
     let kinds: Vec<&str> = created.iter().map(|(_, t)| t.kind.as_str()).collect();
     let outcomes: Vec<&str> = created.iter().map(|(_, t)| t.outcome.as_str()).collect();
     let states: Vec<Option<&str>> = created

@@ -1,9 +1,317 @@
-//! Provider simulator (design §10): plays signed rounds with faults and checks for zero drift.
-//! Not built yet: it arrives with its own issue; until then the binary says so and fails.
+//! The `sim` binary: prints its seed first, plays the simulation (against `--target`, or a
+//! gateway it starts from the binary next to it on a throwaway data folder), prints a summary
+//! and exits non-zero when any checker fails. `sim replay FILE.jsonl` replays recorded
+//! callbacks.
 
-use std::process::ExitCode;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use sim::client::{Attempt, Client};
+use sim::{Faults, Options};
+
+/// Provider simulator: signed rounds with faults, checked for zero drift.
+#[derive(Debug, Parser)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// A running gateway (loopback). Without it, one is started.
+    #[arg(long, global = true)]
+    target: Option<String>,
+    /// Its database, for the checkers (required with --target).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Seed of the run; printed first, give it back to replay the same operations.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Callbacks to send (every attempt counts).
+    #[arg(long, default_value_t = 20_000)]
+    callbacks: u64,
+    /// Players played at once (each by one worker at a time).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Stop after this many seconds even if callbacks remain.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Players used: player-1 ... player-N (the demo seeds 1000).
+    #[arg(long, default_value_t = 200)]
+    players: u32,
+    #[arg(long, default_value = "demo", global = true)]
+    provider: String,
+    #[arg(long, default_value = "demo-secret", global = true)]
+    secret: String,
+    /// Rate of every fault kind (0 to 1); the per-kind flags below override it.
+    #[arg(long, default_value_t = 0.03)]
+    fault_rate: f64,
+    #[arg(long)]
+    duplicate_rate: Option<f64>,
+    #[arg(long)]
+    mismatch_rate: Option<f64>,
+    #[arg(long)]
+    rollback_first_rate: Option<f64>,
+    #[arg(long)]
+    win_after_rollback_rate: Option<f64>,
+    #[arg(long)]
+    bad_signature_rate: Option<f64>,
+    #[arg(long)]
+    stale_rate: Option<f64>,
+    #[arg(long)]
+    malformed_rate: Option<f64>,
+    #[arg(long)]
+    timeout_rate: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Replay recorded callbacks: one JSON object per line with `provider`, `action`,
+    /// optional `headers` (an object) and `body` (an object or a string).
+    Replay {
+        file: PathBuf,
+        /// Sign every line afresh with --secret instead of sending its recorded signature.
+        #[arg(long)]
+        resign: bool,
+    },
+}
 
 fn main() -> ExitCode {
-    eprintln!("sim: not implemented yet (see the simulator issue); nothing was run");
-    ExitCode::from(2)
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("sim: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let (addr, database, started) = match &args.target {
+        Some(target) => {
+            let addr = loopback(target)?;
+            let url = args
+                .database_url
+                .clone()
+                .context("--target needs --database-url (or DATABASE_URL) for the checkers")?;
+            (addr, url.parse()?, None)
+        }
+        None => {
+            let players = if args.command.is_some() {
+                1000
+            } else {
+                args.players.max(1000)
+            };
+            let gw = Started::start(players)?;
+            (gw.addr, gw.database()?, Some(gw))
+        }
+    };
+    let result = match &args.command {
+        Some(Sub::Replay { file, resign }) => replay(addr, &args, file, *resign).await,
+        None => simulate(addr, database, &args).await,
+    };
+    if let Some(gw) = started {
+        gw.stop()?;
+    }
+    result
+}
+
+async fn simulate(
+    addr: SocketAddr,
+    database: tokio_postgres::Config,
+    args: &Args,
+) -> anyhow::Result<bool> {
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    println!("sim seed: {seed} (replay with --seed {seed})");
+    let rate = |specific: Option<f64>| specific.unwrap_or(args.fault_rate).clamp(0.0, 1.0);
+    let faults = Faults {
+        concurrent_duplicate: rate(args.duplicate_rate),
+        mismatch: rate(args.mismatch_rate),
+        rollback_first: rate(args.rollback_first_rate),
+        win_after_rollback: rate(args.win_after_rollback_rate),
+        bad_signature: rate(args.bad_signature_rate),
+        stale_timestamp: rate(args.stale_rate),
+        malformed: rate(args.malformed_rate),
+        client_timeout: rate(args.timeout_rate),
+    };
+    let tag = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let options = Options {
+        seed,
+        tag,
+        callbacks: args.callbacks,
+        concurrency: args.concurrency,
+        duration: args.duration.map(Duration::from_secs),
+        players: args.players,
+        provider: args.provider.clone(),
+        secret: args.secret.clone(),
+        faults,
+    };
+    let report = sim::run(addr, database, options).await?;
+    for (name, result) in &report.checks {
+        if let Err(first) = result {
+            println!("FAILED {name}: {first}");
+        }
+    }
+    println!("{}", report.summary());
+    Ok(report.passed())
+}
+
+async fn replay(
+    addr: SocketAddr,
+    args: &Args,
+    file: &PathBuf,
+    resign: bool,
+) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    let mut statuses = std::collections::BTreeMap::<String, u64>::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let record: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("line {}", n + 1))?;
+        let provider = record["provider"].as_str().unwrap_or(&args.provider);
+        let action = record["action"].as_str().context("a line without action")?;
+        let body = match &record["body"] {
+            serde_json::Value::String(s) => s.clone().into_bytes(),
+            other => serde_json::to_vec(other)?,
+        };
+        let client = Client::new(addr, provider, &args.secret);
+        let attempt = if resign {
+            client
+                .attempt(
+                    action,
+                    &body,
+                    sim::client::Send::Signed,
+                    Duration::from_secs(10),
+                )
+                .await
+        } else {
+            let signature = record["headers"]
+                .as_object()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("x-signature"))
+                })
+                .and_then(|(_, v)| v.as_str())
+                .map(str::to_string);
+            client
+                .post(
+                    &format!("/api/provider-callback/{provider}/{action}"),
+                    signature,
+                    body,
+                    Duration::from_secs(10),
+                )
+                .await
+        };
+        let label = match attempt {
+            Attempt::Final(r) => format!("200 {}", r.status),
+            Attempt::Refused(code, status) => format!("{code} {status}"),
+            Attempt::Unknown(why) => format!("unknown ({why})"),
+        };
+        println!("{}: {action} -> {label}", n + 1);
+        *statuses.entry(label).or_default() += 1;
+    }
+    println!("replayed: {statuses:?}");
+    Ok(true)
+}
+
+fn loopback(target: &str) -> anyhow::Result<SocketAddr> {
+    let rest = target
+        .strip_prefix("http://")
+        .context("--target must be an http:// URL")?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    let addr = host.to_socket_addrs()?.next().context("no address")?;
+    if !addr.ip().is_loopback() {
+        bail!("refusing {addr}: the simulator only targets loopback");
+    }
+    Ok(addr)
+}
+
+/// A gateway started for this run.
+struct Started {
+    child: std::process::Child,
+    addr: SocketAddr,
+    data: tempfile::TempDir,
+}
+
+impl Started {
+    fn start(players: u32) -> anyhow::Result<Started> {
+        let bin = std::env::current_exe()?.with_file_name("gateway");
+        let data = tempfile::Builder::new()
+            .prefix("sim-")
+            .tempdir_in(std::env::temp_dir())?;
+        let mut config = PathBuf::from("config/demo.toml");
+        if !config.exists() {
+            config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/demo.toml");
+        }
+        let mut child = Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env("GATEWAY__DEMO__PLAYERS", players.to_string())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("start {} (cargo build -p gateway)", bin.display()))?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
+            &mut line,
+        )?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .with_context(|| format!("gateway did not start: {line:?}"))?
+            .parse()?;
+        Ok(Started { child, addr, data })
+    }
+
+    fn database(&self) -> anyhow::Result<tokio_postgres::Config> {
+        Ok(format!(
+            "host={} port=5432 user=wallet dbname=wallet",
+            self.data.path().join("run").display()
+        )
+        .parse()?)
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("gateway exited with {status}");
+        }
+        Ok(())
+    }
 }

@@ -1,0 +1,730 @@
+//! The provider simulator: plays game rounds concurrently over real signed HTTP, behaves like
+//! real providers (every attempt re-signed, retries with back-off, wins and rollbacks retried
+//! until final, a rollback when a bet's answer never came), injects faults, records a history
+//! of every attempt and checks it, Jepsen-style, against its own model and the database:
+//!
+//! (a) each wallet equals the model, (b) each wallet equals the sum of its ledger rows,
+//! (c) no transaction applied twice, (d) every retry of one id got the same answer,
+//! (e) money is conserved over all players; plus every final answer matches the model.
+//!
+//! Per player, one worker drives one operation at a time (concurrent duplicates of that one
+//! operation excepted), so the model knows each answer before it arrives.
+#![allow(clippy::float_arithmetic)] // rates in the summary, never money
+
+pub mod client;
+pub mod model;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use client::{Attempt, Client, Send};
+use model::{Op, PlayerModel};
+
+/// Fault rates (0.0 to 1.0), per operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Faults {
+    /// The same callback sent twice at once.
+    pub concurrent_duplicate: f64,
+    /// A bet's id reused with another amount (must be DUPLICATE_MISMATCH, no money).
+    pub mismatch: f64,
+    /// A rollback sent before its bet.
+    pub rollback_first: f64,
+    /// A win naming a bet that was rolled back.
+    pub win_after_rollback: f64,
+    pub bad_signature: f64,
+    pub stale_timestamp: f64,
+    pub malformed: f64,
+    /// An attempt whose answer the client does not wait for (outcome unknown, then retried).
+    pub client_timeout: f64,
+}
+
+impl Faults {
+    pub fn none() -> Faults {
+        Faults {
+            concurrent_duplicate: 0.0,
+            mismatch: 0.0,
+            rollback_first: 0.0,
+            win_after_rollback: 0.0,
+            bad_signature: 0.0,
+            stale_timestamp: 0.0,
+            malformed: 0.0,
+            client_timeout: 0.0,
+        }
+    }
+
+    pub fn all(rate: f64) -> Faults {
+        Faults {
+            concurrent_duplicate: rate,
+            mismatch: rate,
+            rollback_first: rate,
+            win_after_rollback: rate,
+            bad_signature: rate,
+            stale_timestamp: rate,
+            malformed: rate,
+            client_timeout: rate,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seed: u64,
+    /// Tag in every id, so runs against one database never collide.
+    pub tag: String,
+    pub callbacks: u64,
+    pub concurrency: usize,
+    pub duration: Option<Duration>,
+    pub players: u32,
+    pub provider: String,
+    pub secret: String,
+    pub faults: Faults,
+}
+
+/// Counters of what was sent.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub attempts: AtomicU64,
+    pub operations: AtomicU64,
+    pub retries: AtomicU64,
+    pub unknown: AtomicU64,
+    pub faults: BTreeMap<&'static str, AtomicU64>,
+}
+
+impl Counts {
+    fn new() -> Counts {
+        let mut faults = BTreeMap::new();
+        for kind in [
+            "concurrent_duplicate",
+            "mismatch",
+            "rollback_first",
+            "win_after_rollback",
+            "bad_signature",
+            "stale_timestamp",
+            "malformed",
+            "client_timeout",
+            "abandoned_bet",
+        ] {
+            faults.insert(kind, AtomicU64::new(0));
+        }
+        Counts {
+            faults,
+            ..Counts::default()
+        }
+    }
+
+    fn fault(&self, kind: &'static str) {
+        if let Some(c) = self.faults.get(kind) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A final answer to one transaction id, kept for checker (d).
+#[derive(Debug, Clone)]
+struct Seen {
+    tx: String,
+    status: String,
+    balance: Option<String>,
+    operator_tx_id: Option<String>,
+}
+
+/// What a worker found wrong while playing (answers that contradict the model).
+#[derive(Debug, Default)]
+struct Violations(Vec<String>);
+
+/// The run's outcome: checker results and the first offence of each failed checker.
+#[derive(Debug)]
+pub struct Report {
+    pub seed: u64,
+    pub attempts: u64,
+    pub operations: u64,
+    pub elapsed: Duration,
+    pub faults: BTreeMap<&'static str, u64>,
+    pub checks: Vec<(String, Result<(), String>)>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|(_, r)| r.is_ok())
+    }
+
+    pub fn summary(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(0.001);
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let checks: Vec<String> = self
+            .checks
+            .iter()
+            .map(|(name, r)| format!("{name}={}", if r.is_ok() { "ok" } else { "FAILED" }))
+            .collect();
+        format!(
+            "sim seed {}: {} callbacks ({} operations) in {:.1} s, {:.0}/s; faults: {}; checks: {}",
+            self.seed,
+            self.attempts,
+            self.operations,
+            secs,
+            self.attempts as f64 / secs,
+            faults.join(" "),
+            checks.join(" ")
+        )
+    }
+}
+
+/// Small deterministic generator (xorshift64*), one per worker, seeded from the run's seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 >= 1.0 - p
+    }
+}
+
+struct Worker {
+    client: Client,
+    options: Arc<Options>,
+    counts: Arc<Counts>,
+    budget: Arc<AtomicU64>,
+    deadline: Option<Instant>,
+    rng: Rng,
+    seen: Vec<Seen>,
+    violations: Violations,
+}
+
+const PATIENCE: Duration = Duration::from_secs(10);
+const FINAL_ATTEMPTS_MAX: u32 = 200;
+
+impl Worker {
+    fn out_of_budget(&self) -> bool {
+        self.budget.load(Ordering::Relaxed) == 0
+            || self.deadline.is_some_and(|d| Instant::now() > d)
+    }
+
+    async fn attempt(
+        &mut self,
+        action: &str,
+        body: &[u8],
+        send: Send,
+        patience: Duration,
+    ) -> Attempt {
+        self.counts.attempts.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1));
+        self.options_client()
+            .attempt(action, body, send, patience)
+            .await
+    }
+
+    fn options_client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Broken variants providers (or attackers) send: each must be refused.
+    async fn maybe_inject_garbage(&mut self, action: &str, body: &[u8]) {
+        let faults = self.options.faults;
+        for (rate, send, kind, want) in [
+            (
+                faults.bad_signature,
+                Send::WrongSecret,
+                "bad_signature",
+                401,
+            ),
+            (faults.stale_timestamp, Send::Stale, "stale_timestamp", 401),
+            (faults.malformed, Send::Malformed, "malformed", 400),
+        ] {
+            if self.rng.chance(rate) {
+                self.counts.fault(kind);
+                match self.attempt(action, body, send, PATIENCE).await {
+                    Attempt::Refused(status, _) if status == want => {}
+                    other => self.violations.0.push(format!(
+                        "{kind} on {action}: expected HTTP {want}, got {other:?}"
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Sends until a final answer (or `attempts_max`), with back-off; `None` if none came.
+    async fn until_final(
+        &mut self,
+        action: &str,
+        body: &[u8],
+        attempts_max: u32,
+    ) -> Option<gateway::provider::wire::Response> {
+        for attempt in 0..attempts_max {
+            if attempt > 0 {
+                self.counts.retries.fetch_add(1, Ordering::Relaxed);
+                let backoff = Duration::from_millis((5u64 << attempt.min(6)).min(200));
+                tokio::time::sleep(backoff).await;
+            }
+            let patience = if self.rng.chance(self.options.faults.client_timeout) {
+                self.counts.fault("client_timeout");
+                Duration::from_micros(200)
+            } else {
+                PATIENCE
+            };
+            match self.attempt(action, body, Send::Signed, patience).await {
+                Attempt::Final(response) => return Some(response),
+                Attempt::Refused(status, what) => {
+                    self.violations.0.push(format!(
+                        "{action} refused with HTTP {status} ({what}): {}",
+                        String::from_utf8_lossy(body)
+                    ));
+                    return None;
+                }
+                Attempt::Unknown(_) => {
+                    self.counts.unknown.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        None
+    }
+
+    /// One operation: expected answer from the model, sent (with faults) until final, compared.
+    async fn perform(
+        &mut self,
+        model: &mut PlayerModel,
+        op: &Op,
+        attempts_max: u32,
+    ) -> Option<gateway::provider::wire::Response> {
+        self.counts.operations.fetch_add(1, Ordering::Relaxed);
+        let (action, body, tx) = encode(&model.name, op);
+        self.maybe_inject_garbage(action, &body).await;
+        let response = if self.rng.chance(self.options.faults.concurrent_duplicate) {
+            self.counts.fault("concurrent_duplicate");
+            self.counts.attempts.fetch_add(2, Ordering::Relaxed);
+            let client = self.client.clone();
+            let (a, b) = tokio::join!(
+                client.attempt(action, &body, Send::Signed, PATIENCE),
+                client.attempt(action, &body, Send::Signed, PATIENCE)
+            );
+            match (a, b) {
+                (Attempt::Final(a), Attempt::Final(b)) => {
+                    if (&a.status, &a.balance, &a.operator_transaction_id)
+                        != (&b.status, &b.balance, &b.operator_transaction_id)
+                    {
+                        self.violations.0.push(format!(
+                            "concurrent duplicates of {tx:?} answered differently: {a:?} vs {b:?}"
+                        ));
+                    }
+                    if let Some(tx) = &tx {
+                        self.seen.push(seen(tx, &b));
+                    }
+                    Some(a)
+                }
+                // Not both answered: settle it the ordinary way (a retry).
+                _ => self.until_final(action, &body, attempts_max).await,
+            }
+        } else {
+            self.until_final(action, &body, attempts_max).await
+        };
+        let response = response?;
+        let (want_status, want_balance) = model.apply(op);
+        let want_balance = gateway_balance(want_balance);
+        if response.status != want_status
+            || response.balance.as_deref() != Some(want_balance.as_str())
+        {
+            self.violations.0.push(format!(
+                "player {} {op:?}: expected {want_status} balance {want_balance}, got {} balance {:?}",
+                model.name, response.status, response.balance
+            ));
+        }
+        if let Some(tx) = &tx {
+            self.seen.push(seen(tx, &response));
+        }
+        Some(response)
+    }
+
+    /// One game round for `model`'s player.
+    async fn play_round(&mut self, model: &mut PlayerModel, round_no: u64) {
+        let faults = self.options.faults;
+        let round = format!("sim-{}-{}-r{round_no}", self.options.tag, model.name);
+        let bets = 1 + self.rng.below(3);
+        let mut rolled_back = Vec::new();
+        for k in 0..bets {
+            let tx = format!("{round}-b{k}");
+            let amount = 1 + self.rng.below(5_000) as i64;
+            let bet = Op::Bet {
+                tx: tx.clone(),
+                amount,
+                round: round.clone(),
+            };
+            if self.rng.chance(faults.rollback_first) {
+                self.counts.fault("rollback_first");
+                let rollback = Op::Rollback {
+                    tx: format!("{tx}-x"),
+                    reference: tx.clone(),
+                };
+                self.perform(model, &rollback, FINAL_ATTEMPTS_MAX).await;
+                self.perform(model, &bet, FINAL_ATTEMPTS_MAX).await;
+                continue;
+            }
+            // A bet is retried a few times; then, like a provider whose player has gone, the
+            // bet is reversed with a rollback that may overtake the bet itself.
+            if self.perform(model, &bet, 4).await.is_none() {
+                self.counts.fault("abandoned_bet");
+                let (action, body, _) = encode(
+                    &model.name,
+                    &Op::Rollback {
+                        tx: format!("{tx}-x"),
+                        reference: tx.clone(),
+                    },
+                );
+                self.counts.operations.fetch_add(1, Ordering::Relaxed);
+                match self.until_final(action, &body, FINAL_ATTEMPTS_MAX).await {
+                    Some(r) if r.status == "OK" => model.bet_abandoned(&tx, &round),
+                    other => self
+                        .violations
+                        .0
+                        .push(format!("rollback of abandoned bet {tx}: {other:?}")),
+                }
+                continue;
+            }
+            if self.rng.chance(faults.mismatch) {
+                self.counts.fault("mismatch");
+                let (action, body, _) = encode(
+                    &model.name,
+                    &Op::Bet {
+                        tx: tx.clone(),
+                        amount: amount + 1,
+                        round: round.clone(),
+                    },
+                );
+                self.counts.operations.fetch_add(1, Ordering::Relaxed);
+                match self.until_final(action, &body, FINAL_ATTEMPTS_MAX).await {
+                    Some(r)
+                        if r.status == "DUPLICATE_MISMATCH"
+                            && r.balance == Some(gateway_balance(model.balance)) => {}
+                    other => self
+                        .violations
+                        .0
+                        .push(format!("mismatched duplicate of {tx}: {other:?}")),
+                }
+            }
+            if self.rng.chance(0.1) {
+                let rollback = Op::Rollback {
+                    tx: format!("{tx}-x"),
+                    reference: tx.clone(),
+                };
+                self.perform(model, &rollback, FINAL_ATTEMPTS_MAX).await;
+                rolled_back.push(tx);
+            }
+        }
+        if let Some(bet) = rolled_back.first() {
+            if self.rng.chance(faults.win_after_rollback) {
+                self.counts.fault("win_after_rollback");
+                let win = Op::Win {
+                    tx: format!("{round}-wr"),
+                    amount: 100,
+                    round: round.clone(),
+                    bet: Some(bet.clone()),
+                };
+                self.perform(model, &win, FINAL_ATTEMPTS_MAX).await;
+            }
+        }
+        if self.rng.chance(0.6) {
+            let amount = if self.rng.chance(0.3) {
+                0
+            } else {
+                self.rng.below(10_000) as i64
+            };
+            let open = model.open_bets(&round);
+            let named = if !open.is_empty() && self.rng.chance(0.5) {
+                Some(open[0].clone())
+            } else {
+                None
+            };
+            let win = Op::Win {
+                tx: format!("{round}-w"),
+                amount,
+                round: round.clone(),
+                bet: named,
+            };
+            self.perform(model, &win, FINAL_ATTEMPTS_MAX).await;
+        }
+        if self.rng.chance(0.05) {
+            let promo = Op::Win {
+                tx: format!("{round}-promo"),
+                amount: 500,
+                round: format!("{round}-promo"),
+                bet: None,
+            };
+            self.perform(model, &promo, FINAL_ATTEMPTS_MAX).await;
+        }
+        if self.rng.chance(0.7) {
+            self.perform(
+                model,
+                &Op::EndRound {
+                    round: round.clone(),
+                },
+                FINAL_ATTEMPTS_MAX,
+            )
+            .await;
+        }
+    }
+}
+
+fn seen(tx: &str, r: &gateway::provider::wire::Response) -> Seen {
+    Seen {
+        tx: tx.to_string(),
+        status: r.status.clone(),
+        balance: r.balance.clone(),
+        operator_tx_id: r.operator_transaction_id.clone(),
+    }
+}
+
+/// EUR minor units as the native dialect writes them.
+fn gateway_balance(minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+fn cents(minor: i64) -> String {
+    gateway_balance(minor)
+}
+
+/// The native action, body and transaction id of an operation.
+fn encode(player: &str, op: &Op) -> (&'static str, Vec<u8>, Option<String>) {
+    let (action, body, tx) = match op {
+        Op::Bet { tx, amount, round } => (
+            "bet",
+            serde_json::json!({"player_id": player, "currency": "EUR", "amount": cents(*amount),
+                "transaction_id": tx, "round_id": round, "game_id": "sim-slot"}),
+            Some(tx.clone()),
+        ),
+        Op::Win {
+            tx,
+            amount,
+            round,
+            bet,
+        } => {
+            let mut body = serde_json::json!({"player_id": player, "currency": "EUR", "amount": cents(*amount),
+                "transaction_id": tx, "round_id": round, "game_id": "sim-slot"});
+            if let Some(bet) = bet {
+                body["bet_transaction_id"] = serde_json::json!(bet);
+            }
+            ("win", body, Some(tx.clone()))
+        }
+        Op::Rollback { tx, reference } => (
+            "rollback",
+            serde_json::json!({"player_id": player, "transaction_id": tx, "reference_transaction_id": reference}),
+            Some(tx.clone()),
+        ),
+        Op::EndRound { round } => (
+            "end-round",
+            serde_json::json!({"player_id": player, "round_id": round, "game_id": "sim-slot"}),
+            None,
+        ),
+    };
+    (action, serde_json::to_vec(&body).unwrap_or_default(), tx)
+}
+
+/// Plays the simulation against the gateway at `addr` and checks it against `database`.
+pub async fn run(
+    addr: std::net::SocketAddr,
+    database: tokio_postgres::Config,
+    options: Options,
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let (db, connection) = database.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let names: Vec<String> = (1..=options.players)
+        .map(|i| format!("player-{i}"))
+        .collect();
+    let rows = db
+        .query(
+            "SELECT p.external_id, w.balance + w.bonus FROM players p JOIN wallets w ON w.player_id = p.id
+             WHERE p.external_id = ANY($1) AND w.currency = 'EUR'",
+            &[&names],
+        )
+        .await?;
+    let openings: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    if openings.len() != names.len() {
+        anyhow::bail!(
+            "only {} of the {} players have an EUR wallet",
+            openings.len(),
+            names.len()
+        );
+    }
+
+    let options = Arc::new(options);
+    let counts = Arc::new(Counts::new());
+    let budget = Arc::new(AtomicU64::new(options.callbacks));
+    let deadline = options.duration.map(|d| Instant::now() + d);
+    let workers = options.concurrency.max(1).min(names.len());
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let mut models: Vec<PlayerModel> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % workers == w)
+            .map(|(_, n)| PlayerModel::new(n.clone(), openings[n]))
+            .collect();
+        let mut worker = Worker {
+            client: Client::new(addr, &options.provider, &options.secret),
+            options: options.clone(),
+            counts: counts.clone(),
+            budget: budget.clone(),
+            deadline,
+            rng: Rng(options.seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+            seen: Vec::new(),
+            violations: Violations::default(),
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut round_no = 0u64;
+            'play: loop {
+                for model in models.iter_mut() {
+                    if worker.out_of_budget() {
+                        break 'play;
+                    }
+                    worker.play_round(model, round_no).await;
+                }
+                round_no += 1;
+            }
+            (models, worker.seen, worker.violations)
+        }));
+    }
+    let mut models = Vec::new();
+    let mut seen = Vec::new();
+    let mut violations = Vec::new();
+    for task in tasks {
+        let (m, s, v) = task.await?;
+        models.extend(m);
+        seen.extend(s);
+        violations.extend(v.0);
+    }
+    let elapsed = started.elapsed();
+    let checks = check(&db, &options, &models, &seen, violations).await?;
+    Ok(Report {
+        seed: options.seed,
+        attempts: counts.attempts.load(Ordering::Relaxed),
+        operations: counts.operations.load(Ordering::Relaxed),
+        elapsed,
+        faults: counts
+            .faults
+            .iter()
+            .map(|(k, v)| (*k, v.load(Ordering::Relaxed)))
+            .collect(),
+        checks,
+    })
+}
+
+async fn check(
+    db: &tokio_postgres::Client,
+    options: &Options,
+    models: &[PlayerModel],
+    seen: &[Seen],
+    violations: Vec<String>,
+) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
+    let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    let rows = db
+        .query(
+            "SELECT p.external_id, w.balance + w.bonus,
+                    (SELECT coalesce(sum(t.real_delta + t.bonus_delta), 0)::bigint FROM transactions t
+                      WHERE t.player_id = p.id AND t.currency = 'EUR'),
+                    (SELECT count(*) FROM transactions t
+                      WHERE t.player_id = p.id AND t.provider_tx_id LIKE $2
+                        AND (t.real_delta <> 0 OR t.bonus_delta <> 0))
+             FROM players p JOIN wallets w ON w.player_id = p.id AND w.currency = 'EUR'
+             WHERE p.external_id = ANY($1)",
+            &[&names, &format!("sim-{}-%", options.tag)],
+        )
+        .await?;
+    let db_state: HashMap<String, (i64, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+        .collect();
+    let first = |problems: Vec<String>| -> Result<(), String> {
+        match problems.first() {
+            None => Ok(()),
+            Some(p) => Err(format!("{p} (and {} more)", problems.len() - 1)),
+        }
+    };
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    let mut c = Vec::new();
+    let (mut total_db, mut total_model) = (0i128, 0i128);
+    for m in models {
+        let Some(&(balance, ledger, money_rows)) = db_state.get(&m.name) else {
+            a.push(format!("player {} has no wallet", m.name));
+            continue;
+        };
+        total_db += i128::from(balance);
+        total_model += i128::from(m.balance);
+        if balance != m.balance {
+            a.push(format!(
+                "player {}: database balance {balance}, model {}",
+                m.name, m.balance
+            ));
+        }
+        if balance != ledger {
+            b.push(format!(
+                "player {}: balance {balance}, ledger sum {ledger}",
+                m.name
+            ));
+        }
+        let rows = money_rows as u64;
+        if rows < m.money_rows || rows > m.money_rows + m.uncertain_rows {
+            c.push(format!(
+                "player {}: {rows} ledger rows moved money, the model allows {} to {}",
+                m.name,
+                m.money_rows,
+                m.money_rows + m.uncertain_rows
+            ));
+        }
+    }
+    let mut by_tx: HashMap<&str, &Seen> = HashMap::new();
+    let mut d = Vec::new();
+    for s in seen {
+        match by_tx.get(s.tx.as_str()) {
+            None => {
+                by_tx.insert(&s.tx, s);
+            }
+            Some(first) => {
+                if (&first.status, &first.balance, &first.operator_tx_id)
+                    != (&s.status, &s.balance, &s.operator_tx_id)
+                {
+                    d.push(format!(
+                        "transaction {}: answered {first:?} and later {s:?}",
+                        s.tx
+                    ));
+                }
+            }
+        }
+    }
+    let opening: i128 = models.iter().map(|m| i128::from(m.opening)).sum();
+    let moved: i128 = models
+        .iter()
+        .map(|m| i128::from(m.balance - m.opening))
+        .sum();
+    let e = if total_db == opening + moved && total_model == opening + moved {
+        Ok(())
+    } else {
+        Err(format!("players hold {total_db} in the database; opening {opening} plus the model's movements {moved} is {}", opening + moved))
+    };
+    Ok(vec![
+        ("answers_match_model".to_string(), first(violations)),
+        ("a_balance_equals_model".to_string(), first(a)),
+        ("b_balance_equals_ledger".to_string(), first(b)),
+        ("c_no_double_application".to_string(), first(c)),
+        ("d_retries_same_answer".to_string(), first(d)),
+        ("e_money_conserved".to_string(), e),
+    ])
+}

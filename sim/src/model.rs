@@ -1,0 +1,193 @@
+//! The simulator's own model of one player's wallet under the design §4 rules (demo provider
+//! policy), written plainly. Each player is driven by one worker at a time, so the model can
+//! say, before a callback is sent, exactly which answer and balance it must get.
+
+use std::collections::{HashMap, HashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BetState {
+    Open,
+    Settled,
+    RolledBack,
+    /// Refused when it arrived (no money moved).
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Bet {
+    amount: i64,
+    round: String,
+    state: BetState,
+    /// Refused because a rollback had tombstoned it.
+    tombstoned: bool,
+}
+
+/// A money operation as the model sees it.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Bet {
+        tx: String,
+        amount: i64,
+        round: String,
+    },
+    Win {
+        tx: String,
+        amount: i64,
+        round: String,
+        bet: Option<String>,
+    },
+    Rollback {
+        tx: String,
+        reference: String,
+    },
+    EndRound {
+        round: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PlayerModel {
+    pub name: String,
+    pub opening: i64,
+    pub balance: i64,
+    bets: HashMap<String, Bet>,
+    wins: HashSet<String>,
+    tombstones: HashSet<String>,
+    closed: HashSet<String>,
+    /// Ledger rows this player's operations must have moved money with.
+    pub money_rows: u64,
+    /// Rows that may or may not exist (an abandoned bet and its rollback: both or neither).
+    pub uncertain_rows: u64,
+}
+
+impl PlayerModel {
+    pub fn new(name: String, opening: i64) -> PlayerModel {
+        PlayerModel {
+            name,
+            opening,
+            balance: opening,
+            bets: HashMap::new(),
+            wins: HashSet::new(),
+            tombstones: HashSet::new(),
+            closed: HashSet::new(),
+            money_rows: 0,
+            uncertain_rows: 0,
+        }
+    }
+
+    /// Applies `op` to the model; returns the status and balance the gateway must answer.
+    pub fn apply(&mut self, op: &Op) -> (&'static str, i64) {
+        match op {
+            Op::Bet { tx, amount, round } => {
+                let (status, state) = if self.tombstones.contains(tx) {
+                    ("TRANSACTION_ROLLED_BACK", BetState::Failed)
+                } else if self.closed.contains(round) {
+                    ("ROUND_CLOSED", BetState::Failed)
+                } else if *amount > self.balance {
+                    ("INSUFFICIENT_FUNDS", BetState::Failed)
+                } else {
+                    ("OK", BetState::Open)
+                };
+                if state == BetState::Open {
+                    self.balance -= amount;
+                    self.money_rows += u64::from(*amount != 0);
+                }
+                let tombstoned = status == "TRANSACTION_ROLLED_BACK";
+                self.bets.insert(
+                    tx.clone(),
+                    Bet {
+                        amount: *amount,
+                        round: round.clone(),
+                        state,
+                        tombstoned,
+                    },
+                );
+                (status, self.balance)
+            }
+            Op::Win {
+                tx,
+                amount,
+                round,
+                bet,
+            } => {
+                if let Some(b) = bet {
+                    let rolled_back = match self.bets.get(b) {
+                        Some(bet) => bet.state == BetState::RolledBack || bet.tombstoned,
+                        None => self.tombstones.contains(b),
+                    };
+                    if rolled_back {
+                        return ("TRANSACTION_ROLLED_BACK", self.balance);
+                    }
+                    if let Some(bet) = self.bets.get_mut(b) {
+                        if bet.state == BetState::Open {
+                            bet.state = BetState::Settled;
+                        }
+                    }
+                } else {
+                    for bet in self.bets.values_mut() {
+                        if bet.round == *round && bet.state == BetState::Open {
+                            bet.state = BetState::Settled;
+                        }
+                    }
+                }
+                self.balance += amount;
+                self.money_rows += u64::from(*amount != 0);
+                self.wins.insert(tx.clone());
+                ("OK", self.balance)
+            }
+            Op::Rollback { reference, .. } => {
+                if self.wins.contains(reference) {
+                    return ("ROLLBACK_NOT_PERMITTED", self.balance);
+                }
+                match self.bets.get_mut(reference) {
+                    None => {
+                        self.tombstones.insert(reference.clone());
+                        ("OK", self.balance)
+                    }
+                    Some(bet) => match bet.state {
+                        BetState::Failed | BetState::RolledBack => ("OK", self.balance),
+                        BetState::Settled => ("ROLLBACK_NOT_PERMITTED", self.balance),
+                        BetState::Open => {
+                            bet.state = BetState::RolledBack;
+                            self.balance += bet.amount;
+                            self.money_rows += u64::from(bet.amount != 0);
+                            ("OK", self.balance)
+                        }
+                    },
+                }
+            }
+            Op::EndRound { round } => {
+                self.closed.insert(round.clone());
+                ("OK", self.balance)
+            }
+        }
+    }
+
+    /// A bet whose answer never came, reversed by a rollback: whichever of the two the gateway
+    /// saw first, the bet ends with no money moved and cannot be settled.
+    pub fn bet_abandoned(&mut self, tx: &str, round: &str) {
+        self.uncertain_rows += 2;
+        self.tombstones.insert(tx.to_string());
+        self.bets.insert(
+            tx.to_string(),
+            Bet {
+                amount: 0,
+                round: round.to_string(),
+                state: BetState::RolledBack,
+                tombstoned: true,
+            },
+        );
+    }
+
+    /// An applied bet still open (a candidate for a rollback or a named win).
+    pub fn open_bets(&self, round: &str) -> Vec<String> {
+        let mut open: Vec<String> = self
+            .bets
+            .iter()
+            .filter(|(_, b)| b.round == round && b.state == BetState::Open)
+            .map(|(tx, _)| tx.clone())
+            .collect();
+        open.sort();
+        open
+    }
+}
