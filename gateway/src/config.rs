@@ -257,15 +257,17 @@ pub struct Policy {
     pub bonus_first: bool,
 }
 
+/// The defaults are the money core's own, so there is one place that says what they are.
 impl Default for Policy {
     fn default() -> Self {
+        let core = settlement::Policy::default();
         Policy {
-            session_required: false,
-            tombstone_answer: "ok".into(),
-            win_rollback_allowed: false,
-            negative_balance_allowed: false,
-            wins_without_bet_allowed: true,
-            bonus_first: false,
+            session_required: core.session_required,
+            tombstone_answer: if core.tombstone_not_found { "not_found" } else { "ok" }.into(),
+            win_rollback_allowed: core.win_rollback_allowed,
+            negative_balance_allowed: core.negative_balance_allowed,
+            wins_without_bet_allowed: core.wins_without_bet_allowed,
+            bonus_first: core.bonus_first,
         }
     }
 }

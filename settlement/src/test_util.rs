@@ -108,14 +108,19 @@ pub async fn fresh_database() -> TestDb {
                 .expect("migrate template");
         })
         .await;
+    create_database(admin_config, "t", TEMPLATE).await
+}
+
+/// Creates `<prefix>_<pid>_<n>` as a copy of `template`.
+async fn create_database(admin_config: tokio_postgres::Config, prefix: &str, template: &str) -> TestDb {
     let name = format!(
-        "t_{}_{}",
+        "{prefix}_{}_{}",
         std::process::id(),
         NEXT_DB.fetch_add(1, Ordering::Relaxed)
     );
     let admin = connect(&admin_config).await;
     admin
-        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
         .await
         .expect("create test database");
     let mut config = admin_config;
@@ -151,20 +156,7 @@ impl TestDb {
 
 /// A fresh database with no schema at all (for migration tests).
 pub async fn empty_database() -> TestDb {
-    let admin_config = admin_config();
-    let name = format!(
-        "e_{}_{}",
-        std::process::id(),
-        NEXT_DB.fetch_add(1, Ordering::Relaxed)
-    );
-    let admin = connect(&admin_config).await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
-        .await
-        .expect("create empty database");
-    let mut config = admin_config;
-    config.dbname(&name);
-    TestDb { name, config }
+    create_database(admin_config(), "e", "template0").await
 }
 
 /// A planted bug for proving the simulator's checkers can fail: while on, the wallet path
