@@ -263,7 +263,12 @@ impl Default for Policy {
         let core = settlement::Policy::default();
         Policy {
             session_required: core.session_required,
-            tombstone_answer: if core.tombstone_not_found { "not_found" } else { "ok" }.into(),
+            tombstone_answer: if core.tombstone_not_found {
+                "not_found"
+            } else {
+                "ok"
+            }
+            .into(),
             win_rollback_allowed: core.win_rollback_allowed,
             negative_balance_allowed: core.negative_balance_allowed,
             wins_without_bet_allowed: core.wins_without_bet_allowed,

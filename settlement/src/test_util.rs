@@ -112,7 +112,11 @@ pub async fn fresh_database() -> TestDb {
 }
 
 /// Creates `<prefix>_<pid>_<n>` as a copy of `template`.
-async fn create_database(admin_config: tokio_postgres::Config, prefix: &str, template: &str) -> TestDb {
+async fn create_database(
+    admin_config: tokio_postgres::Config,
+    prefix: &str,
+    template: &str,
+) -> TestDb {
     let name = format!(
         "{prefix}_{}_{}",
         std::process::id(),
