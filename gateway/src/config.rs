@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -427,10 +426,6 @@ impl Config {
             }
         }
         p
-    }
-
-    pub fn header_read_timeout(&self) -> Duration {
-        Duration::from_millis(self.server.header_read_timeout_ms)
     }
 }
 

@@ -197,7 +197,7 @@ pub struct Round {
     pub game: Option<GameId>,
     /// Bets of this round not yet settled or rolled back, in arrival order.
     pub open_bets: Vec<ProviderTxId>,
-    pub is_new: bool,
+    /// New, or closed by this batch: to write.
     pub changed: bool,
 }
 
@@ -629,7 +629,6 @@ impl World {
             closed: false,
             game: game.cloned(),
             open_bets: Vec::new(),
-            is_new: true,
             changed: true,
         })
     }

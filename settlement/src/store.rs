@@ -618,7 +618,6 @@ async fn prefetch(
                 closed: row.get(3),
                 game: row.get::<_, Option<String>>(4).and_then(GameId::new),
                 open_bets: Vec::new(),
-                is_new: false,
                 changed: false,
             },
         );
@@ -715,16 +714,15 @@ async fn write(tx: &Client, s: &Statements, world: &World) -> Result<(), tokio_p
         .collect();
     let ids: Vec<i64> = created.iter().map(|(_, t)| t.id).collect();
     let providers: Vec<i32> = created.iter().map(|(k, _)| k.0 .0).collect();
+    // Borrowed ids: no allocation per ledger row (only the planted test bug rewrites them).
     #[allow(unused_mut)]
-    let mut provider_txs: Vec<String> = created
-        .iter()
-        .map(|(k, _)| k.1.as_str().to_string())
-        .collect();
+    let mut provider_txs: Vec<std::borrow::Cow<'_, str>> =
+        created.iter().map(|(k, _)| k.1.as_str().into()).collect();
     #[cfg(any(test, feature = "test-util"))]
     if crate::test_util::no_dedup_planted() {
         // The planted bug must not trip over the unique key it pretends is not there.
         for (tx, (_, t)) in provider_txs.iter_mut().zip(&created) {
-            tx.push_str(&format!("~{}", t.id));
+            *tx = format!("{tx}~{}", t.id).into();
         }
     }
     let kinds: Vec<&str> = created.iter().map(|(_, t)| t.kind.as_str()).collect();

@@ -135,11 +135,16 @@ async fn answer(
     };
     match settle(state, command).await {
         Ok(answer) => (StatusCode::OK, answer_to_wire(&answer, echo_tx)),
-        Err(unavailable) => refusal(Refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TEMPORARY_ERROR",
-            unavailable.to_string(),
-        )),
+        Err(unavailable) => {
+            // Overloaded, deadline, storage or shutdown: the on-call engineer needs which.
+            metrics::counter!("wallet_unavailable_total", "reason" => unavailable.as_str())
+                .increment(1);
+            refusal(Refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TEMPORARY_ERROR",
+                unavailable.to_string(),
+            ))
+        }
     }
 }
 
