@@ -9,6 +9,10 @@ use clap::Parser;
 use gateway::app::{self, Overrides};
 use gateway::config::Config;
 
+/// glibc's allocator spent a fifth of the gateway's CPU under load (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Seamless-wallet gateway for online casinos.
 #[derive(Debug, Parser)]
 #[command(version)]

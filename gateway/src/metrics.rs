@@ -24,14 +24,34 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), &sizes))
                 .expect("bucket lists are non-empty");
-            match builder.install_recorder() {
+            let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
                 // Another recorder is installed (an embedding program's): render our own.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
+            };
+            spawn_upkeep(handle.clone());
+            handle
         })
         .clone()
 }
+
+/// Histogram samples wait in the recorder until they are folded into their buckets, which
+/// only a scrape or an upkeep does: without this, a gateway nobody scrapes grows without bound
+/// (and paid for fresh zeroed memory on every callback). A thread, not a task, so it outlives
+/// any one runtime (tests start several).
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no metrics upkeep thread; histograms fold only on scrape");
+    }
+}
+
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The text exposition, with gauges sampled now.
 pub fn render(state: &State) -> String {

@@ -22,6 +22,9 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     /// The realistic mix of signed money callbacks.

@@ -218,9 +218,10 @@ struct Lane {
 impl Lane {
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let mut last_len = 0;
+        // Reused: a fresh `batch_len_max`-sized buffer per batch cost more than settling.
+        let mut jobs = Vec::new();
         'lanes: loop {
             let Some(first) = rx.recv().await else { break };
-            let mut jobs = Vec::with_capacity(self.batch_len_max);
             let mut drain = None;
             match first {
                 Message::Job(job) => jobs.push(job),
@@ -251,7 +252,7 @@ impl Lane {
                 }
             }
             last_len = jobs.len();
-            self.settle(jobs).await;
+            self.settle(&mut jobs).await;
             if let Some(done) = drain {
                 let _ = done.send(());
                 break 'lanes;
@@ -262,14 +263,13 @@ impl Lane {
 
     /// Settles `jobs`, answering each; callers whose deadline already passed are answered
     /// `Deadline` without being applied.
-    async fn settle(&mut self, jobs: Vec<Job>) {
+    async fn settle(&mut self, jobs: &mut Vec<Job>) {
         let now = Instant::now();
-        for job in &jobs {
-            metrics::histogram!("wallet_queue_wait_seconds")
-                .record(now.duration_since(job.queued_at).as_secs_f64());
+        let queue_wait = metrics::histogram!("wallet_queue_wait_seconds");
+        for job in jobs.iter() {
+            queue_wait.record(now.duration_since(job.queued_at).as_secs_f64());
         }
-        let (live, expired): (Vec<Job>, Vec<Job>) =
-            jobs.into_iter().partition(|j| j.deadline > now);
+        let (live, expired): (Vec<Job>, Vec<Job>) = jobs.drain(..).partition(|j| j.deadline > now);
         if !expired.is_empty() {
             metrics::counter!("wallet_deadline_expired_total").increment(expired.len() as u64);
         }
