@@ -9,6 +9,7 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,7 +20,6 @@ use gateway::provider::wire::{sign_native, SIGNATURE_HEADER};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
 #[global_allocator]
@@ -51,8 +51,9 @@ struct Args {
     /// Players addressed (player-1 ... player-N must exist: the demo seeds them).
     #[arg(long, default_value_t = 100_000)]
     players: u32,
-    /// HTTP/1.1 keep-alive connections.
-    #[arg(long, default_value_t = 128)]
+    /// HTTP/1.1 keep-alive connections, each carrying one request at a time. When all are
+    /// busy, requests wait for one and the wait counts in their latency (not in service time).
+    #[arg(long, default_value_t = 1_024)]
     connections: usize,
     /// Runtime threads of the generator.
     #[arg(long, default_value_t = 1)]
@@ -338,11 +339,16 @@ impl Mix {
 
 /// What one worker saw.
 struct Tally {
+    /// From the intended send time: what a provider sees, queueing included.
     all: Histogram<u64>,
     duplicates: Histogram<u64>,
+    /// From the moment the request went out on a connection: the target's own time.
+    service: Histogram<u64>,
     statuses: std::collections::BTreeMap<String, u64>,
     transport_errors: u64,
     completed: u64,
+    /// When the last measured request was answered.
+    last_answer: Option<Instant>,
 }
 
 impl Tally {
@@ -350,39 +356,48 @@ impl Tally {
         Tally {
             all: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
             duplicates: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+            service: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
             statuses: Default::default(),
             transport_errors: 0,
             completed: 0,
+            last_answer: None,
         }
     }
 
     fn merge(&mut self, other: Tally) {
         let _ = self.all.add(&other.all);
         let _ = self.duplicates.add(&other.duplicates);
+        let _ = self.service.add(&other.service);
         for (k, v) in other.statuses {
             *self.statuses.entry(k).or_default() += v;
         }
         self.transport_errors += other.transport_errors;
         self.completed += other.completed;
+        self.last_answer = self.last_answer.max(other.last_answer);
     }
 }
 
 struct Summary {
     tally: Tally,
+    /// From the end of the warm-up to the last answer (at least the scheduled duration): an
+    /// overloaded target that answers late does not get credit for the offered rate.
     measured_s: f64,
     sent: u64,
 }
 
 async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
+    let connections = args
+        .connections
+        .min(open_files_allowed().saturating_sub(64).max(1));
     let capacity = (args.rate as usize * 10).max(1_000);
-    let (tx, rx) = mpsc::channel::<Job>(capacity);
-    let rx = Arc::new(Mutex::new(rx));
-    let mut workers = Vec::new();
-    for _ in 0..args.connections {
-        let rx = rx.clone();
-        let secret = args.secret.clone().into_bytes();
-        workers.push(tokio::spawn(worker(addr, rx, secret)));
-    }
+    let (tx, rx) = async_channel::bounded::<Job>(capacity);
+    let secret: Arc<[u8]> = args.secret.clone().into_bytes().into();
+    // Connections waiting for a job, less jobs handed out that no connection has taken yet
+    // (below zero: requests are waiting for a connection).
+    let idle = Arc::new(AtomicIsize::new(0));
+    let spawn_worker = || tokio::spawn(worker(addr, rx.clone(), secret.clone(), idle.clone()));
+    let workers: Vec<_> = (0..connections).map(|_| spawn_worker()).collect();
+    let mut busy_at_times = false;
     let seed = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64 | 1;
     let mut mix = Mix {
         provider: args.provider.clone(),
@@ -418,6 +433,9 @@ async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
         if tx.try_send(job).is_err() {
             bail!("the generator fell more than 10 s behind: the target is not keeping up at all");
         }
+        if idle.fetch_sub(1, Ordering::AcqRel) <= 0 && intended >= measure_from {
+            busy_at_times = true;
+        }
         sent += u64::from(intended >= measure_from);
     }
     drop(tx);
@@ -430,27 +448,55 @@ async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
             Err(_) => bail!("requests still open 30 s after the schedule ended"),
         }
     }
+    if busy_at_times {
+        eprintln!("loadtest: all {connections} connections were busy at times: requests waited for one (counted in their latency, not in the service time)");
+    }
+    let answered_s = tally.last_answer.map_or(0.0, |t| {
+        t.saturating_duration_since(measure_from).as_secs_f64()
+    });
     Ok(Summary {
         tally,
-        measured_s: args.duration as f64,
+        measured_s: answered_s.max(args.duration as f64),
         sent,
     })
 }
 
-async fn worker(addr: SocketAddr, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, secret: Vec<u8>) -> Tally {
+/// The open-file limit, raised to the hard limit first (every connection is a descriptor).
+fn open_files_allowed() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return usize::try_from(hard).unwrap_or(usize::MAX);
+    }
+    usize::try_from(soft).unwrap_or(usize::MAX)
+}
+
+async fn worker(
+    addr: SocketAddr,
+    jobs: async_channel::Receiver<Job>,
+    secret: Arc<[u8]>,
+    idle: Arc<AtomicIsize>,
+) -> Tally {
     let mut tally = Tally::new();
     let mut sender = None;
     loop {
-        let job = {
-            let mut rx = jobs.lock().await;
-            rx.recv().await
-        };
-        let Some(job) = job else { break };
+        idle.fetch_add(1, Ordering::AcqRel);
+        let Ok(job) = jobs.recv().await else { break };
+        let sent_at = Instant::now();
         let result = send(&mut sender, addr, &secret, &job).await;
         if !job.measured {
             continue;
         }
-        let micros = job.intended.elapsed().as_micros().max(1) as u64;
+        let now = Instant::now();
+        tally.last_answer = Some(now);
+        let micros = now
+            .saturating_duration_since(job.intended)
+            .as_micros()
+            .max(1) as u64;
+        let service = now.saturating_duration_since(sent_at).as_micros().max(1) as u64;
+        let _ = tally.service.record(service.min(120_000_000));
         let _ = tally.all.record(micros.min(120_000_000));
         if job.kind == Kind::Duplicate {
             let _ = tally.duplicates.record(micros.min(120_000_000));
@@ -547,6 +593,7 @@ impl Summary {
             "latency_ms": pct(&self.tally.all),
             "duplicates": self.tally.duplicates.len(),
             "duplicate_latency_ms": pct(&self.tally.duplicates),
+            "service_ms": pct(&self.tally.service),
             "statuses": self.tally.statuses,
             "transport_errors": self.tally.transport_errors,
         })
@@ -576,6 +623,14 @@ impl Summary {
         if !self.tally.duplicates.is_empty() {
             line("duplicates", &self.tally.duplicates);
         }
+        let p: Vec<String> = Self::percentiles_ms(&self.tally.service)
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2}"))
+            .collect();
+        println!(
+            "service     ms (from the request leaving): {}",
+            p.join("  ")
+        );
         for (status, n) in &self.tally.statuses {
             println!("  {status:<32} {n}");
         }

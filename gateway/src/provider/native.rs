@@ -38,7 +38,7 @@ pub async fn handle(
     request: http::Request<hyper::body::Incoming>,
 ) -> http::Response<Body> {
     let started = std::time::Instant::now();
-    let (status, response) = answer(state, provider, action, request).await;
+    let (status, response) = answer(state, provider, action, request, started).await;
     let action_label = if wire::ACTIONS.contains(&action) {
         action.to_string()
     } else {
@@ -61,6 +61,7 @@ async fn answer(
     provider: &Provider,
     action: &str,
     request: http::Request<hyper::body::Incoming>,
+    started: std::time::Instant,
 ) -> (StatusCode, Response) {
     if request.method() != Method::POST {
         return refusal(Refused(
@@ -133,7 +134,7 @@ async fn answer(
         }
         Err(refused) => return refusal(refused),
     };
-    match settle(state, command).await {
+    match settle(state, command, started).await {
         Ok(answer) => (StatusCode::OK, answer_to_wire(&answer, echo_tx)),
         Err(unavailable) => {
             // Overloaded, deadline, storage or shutdown: the on-call engineer needs which.
@@ -150,7 +151,11 @@ async fn answer(
 
 /// Through the dedup index for calls with a transaction id: a known answer is replayed, a
 /// concurrent twin is awaited, anything else is settled (and its answer remembered).
-async fn settle(state: &State, command: Command) -> Result<Answer, Unavailable> {
+async fn settle(
+    state: &State,
+    command: Command,
+    started: std::time::Instant,
+) -> Result<Answer, Unavailable> {
     let Some(tx) = command.tx() else {
         return state.settler.settle(command).await;
     };
@@ -162,7 +167,11 @@ async fn settle(state: &State, command: Command) -> Result<Answer, Unavailable> 
         .dedup
         .begin(command.provider, tx.as_str(), command.fingerprint())
     {
-        Lookup::Answered(answer) => Ok(answer),
+        Lookup::Answered(answer) => {
+            // The index's promise: a retry costs no database work, from request to answer.
+            metrics::histogram!("wallet_dedup_hit_seconds").record(started.elapsed().as_secs_f64());
+            Ok(answer)
+        }
         Lookup::Wait(outcome) => dedup::wait(outcome).await,
         Lookup::Settle(claim) => {
             let outcome = state.settler.settle(command).await;
