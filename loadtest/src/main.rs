@@ -395,8 +395,32 @@ async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
     // Connections waiting for a job, less jobs handed out that no connection has taken yet
     // (below zero: requests are waiting for a connection).
     let idle = Arc::new(AtomicIsize::new(0));
-    let spawn_worker = || tokio::spawn(worker(addr, rx.clone(), secret.clone(), idle.clone()));
+    // Connected before the clock starts: opening a thousand connections is set-up, not load.
+    let (ready_tx, ready_rx) = async_channel::bounded::<()>(connections);
+    let spawn_worker = || {
+        let ready = ready_tx.clone();
+        tokio::spawn(worker(
+            addr,
+            rx.clone(),
+            secret.clone(),
+            idle.clone(),
+            ready,
+        ))
+    };
     let workers: Vec<_> = (0..connections).map(|_| spawn_worker()).collect();
+    drop(ready_tx);
+    let connected = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut n = 0;
+        while ready_rx.recv().await.is_ok() {
+            n += 1;
+        }
+        n
+    })
+    .await
+    .context("connections not open after 30 s")?;
+    if connected < connections {
+        eprintln!("loadtest: {connected} of {connections} connections opened at the start");
+    }
     let mut busy_at_times = false;
     let seed = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64 | 1;
     let mut mix = Mix {
@@ -478,9 +502,14 @@ async fn worker(
     jobs: async_channel::Receiver<Job>,
     secret: Arc<[u8]>,
     idle: Arc<AtomicIsize>,
+    ready: async_channel::Sender<()>,
 ) -> Tally {
     let mut tally = Tally::new();
-    let mut sender = None;
+    let mut sender = connect(addr).await.ok();
+    if sender.is_some() {
+        let _ = ready.send(()).await;
+    }
+    drop(ready);
     loop {
         idle.fetch_add(1, Ordering::AcqRel);
         let Ok(job) = jobs.recv().await else { break };
@@ -515,6 +544,14 @@ async fn worker(
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
+async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
 async fn send(
     sender: &mut Option<Sender>,
     addr: SocketAddr,
@@ -522,11 +559,7 @@ async fn send(
     job: &Job,
 ) -> anyhow::Result<String> {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (s, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        *sender = Some(s);
+        *sender = Some(connect(addr).await?);
     }
     let s = sender.as_mut().expect("connected");
     s.ready().await?;

@@ -199,6 +199,9 @@ pub struct Round {
     pub open_bets: Vec<ProviderTxId>,
     /// New, or closed by this batch: to write.
     pub changed: bool,
+    /// Read from the database (a change is an update there); false for a round this batch
+    /// opened (an insert).
+    pub stored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -630,6 +633,7 @@ impl World {
             game: game.cloned(),
             open_bets: Vec::new(),
             changed: true,
+            stored: false,
         })
     }
 

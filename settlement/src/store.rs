@@ -160,7 +160,8 @@ pub struct Statements {
     insert_txs: Statement,
     update_wallets: Statement,
     update_states: Statement,
-    upsert_rounds: Statement,
+    insert_rounds: Statement,
+    close_rounds: Statement,
 }
 
 impl Statements {
@@ -238,7 +239,7 @@ impl Statements {
                  FROM rg_limits l WHERE l.player_id = ANY($1::bigint[])"
             ),
         )?;
-        let (insert_txs, update_wallets, update_states, upsert_rounds) = tokio::try_join!(
+        let (insert_txs, update_wallets, update_states, insert_rounds, close_rounds) = tokio::try_join!(
             client.prepare(
                 "INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state,
                      player_id, currency, round_id, game_id, amount, real_delta, bonus_delta,
@@ -259,14 +260,19 @@ impl Statements {
                 "UPDATE transactions t SET state = u.s
                  FROM unnest($1::bigint[], $2::text[]) AS u(id, s) WHERE t.id = u.id"
             ),
+            // Rounds the prefetch did not find. No ON CONFLICT: the lane owns the player, so
+            // a conflict means another gateway opened the round meanwhile, and the batch is
+            // retried (its prefetch then finds the round).
             client.prepare(
-                "INSERT INTO rounds AS r (provider_id, player_id, round_id, game_id, closed, closed_at)
+                "INSERT INTO rounds (provider_id, player_id, round_id, game_id, closed, closed_at)
                  SELECT p, pl, rid, g, c, CASE WHEN c THEN now() END
                  FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::bool[])
-                      AS u(p, pl, rid, g, c)
-                 ON CONFLICT (provider_id, player_id, round_id) DO UPDATE
-                 SET closed = r.closed OR EXCLUDED.closed,
-                     closed_at = coalesce(r.closed_at, EXCLUDED.closed_at)"
+                      AS u(p, pl, rid, g, c)"
+            ),
+            client.prepare(
+                "UPDATE rounds r SET closed = true, closed_at = coalesce(r.closed_at, now())
+                 FROM unnest($1::int[], $2::bigint[], $3::text[]) AS u(p, pl, rid)
+                 WHERE r.provider_id = u.p AND r.player_id = u.pl AND r.round_id = u.rid"
             ),
         )?;
         Ok(Statements {
@@ -283,7 +289,8 @@ impl Statements {
             insert_txs,
             update_wallets,
             update_states,
-            upsert_rounds,
+            insert_rounds,
+            close_rounds,
         })
     }
 }
@@ -359,64 +366,61 @@ async fn settle_in_transaction(
     Ok(answers)
 }
 
-/// Keys the prefetch needs, gathered from the batch.
+/// Keys the prefetch needs, gathered from the batch (borrowed from its commands).
 #[derive(Default)]
-struct Wanted {
-    players: BTreeSet<String>,
-    txs: BTreeSet<(i32, String)>,
-    tombstones: BTreeSet<(i32, String)>,
-    rounds: BTreeSet<(i32, String, String)>,
-    open_bet_rounds: BTreeSet<(i32, String, String)>,
-    sessions: BTreeSet<String>,
+struct Wanted<'a> {
+    players: BTreeSet<&'a str>,
+    txs: BTreeSet<(i32, &'a str)>,
+    tombstones: BTreeSet<(i32, &'a str)>,
+    rounds: BTreeSet<(i32, &'a str, &'a str)>,
+    open_bet_rounds: BTreeSet<(i32, &'a str, &'a str)>,
+    sessions: BTreeSet<&'a str>,
 }
 
-fn wanted(commands: &[Command]) -> Wanted {
+fn wanted(commands: &[Command]) -> Wanted<'_> {
     let mut w = Wanted::default();
     for c in commands {
         let p = c.provider.0;
-        let player = c.player.as_str().to_string();
-        w.players.insert(player.clone());
+        let player = c.player.as_str();
+        w.players.insert(player);
         if let Some(tx) = c.tx() {
-            w.txs.insert((p, tx.as_str().to_string()));
+            w.txs.insert((p, tx.as_str()));
         }
         match &c.action {
             Action::Bet { money, session } => {
-                w.tombstones.insert((p, money.tx.as_str().to_string()));
-                w.rounds
-                    .insert((p, player.clone(), money.round.as_str().to_string()));
+                w.tombstones.insert((p, money.tx.as_str()));
+                w.rounds.insert((p, player, money.round.as_str()));
                 if let Some(s) = session {
-                    w.sessions.insert(s.as_str().to_string());
+                    w.sessions.insert(s.as_str());
                 }
             }
             Action::Win { money, bet_tx } => {
-                let round = (p, player.clone(), money.round.as_str().to_string());
+                let round = (p, player, money.round.as_str());
                 match bet_tx {
                     Some(bet) => {
-                        w.txs.insert((p, bet.as_str().to_string()));
-                        w.tombstones.insert((p, bet.as_str().to_string()));
+                        w.txs.insert((p, bet.as_str()));
+                        w.tombstones.insert((p, bet.as_str()));
                     }
                     None => {
-                        w.open_bet_rounds.insert(round.clone());
+                        w.open_bet_rounds.insert(round);
                     }
                 }
                 w.rounds.insert(round);
             }
             Action::Rollback { reference, .. } => {
-                w.txs.insert((p, reference.as_str().to_string()));
+                w.txs.insert((p, reference.as_str()));
             }
             Action::EndRound { round, .. } => {
-                w.rounds
-                    .insert((p, player.clone(), round.as_str().to_string()));
+                w.rounds.insert((p, player, round.as_str()));
             }
             Action::Balance { .. } => {}
         }
     }
-    // A rollback of a bet must be able to take it off its round's open list.
     w
 }
 
-fn split2(keys: &BTreeSet<(i32, String)>) -> (Vec<i32>, Vec<&str>) {
-    keys.iter().map(|(p, x)| (*p, x.as_str())).unzip()
+fn split2<'a>(keys: &BTreeSet<(i32, &'a str)>) -> (Vec<i32>, Vec<&'a str>) {
+    keys.iter().copied().unzip()
 }
 
 /// Player ids by external id, cached per lane: an external id never changes hands, so only
@@ -486,8 +490,10 @@ async fn prefetch(
     // Players that exist, by id; unknown ones stay out of the world (UNKNOWN_PLAYER).
     let mut id_to_ref: HashMap<i64, PlayerRef> = HashMap::new();
     for external in &want.players {
-        if let (Some(id), Some(r)) = (player_ids.get(external), PlayerRef::new(external.clone())) {
-            id_to_ref.insert(id, r);
+        if let Some(id) = player_ids.get(external) {
+            if let Some(r) = PlayerRef::new(external.to_string()) {
+                id_to_ref.insert(id, r);
+            }
         }
     }
     let mut players: Vec<i64> = id_to_ref.keys().copied().collect();
@@ -495,22 +501,22 @@ async fn prefetch(
     let ids_needed = i32::try_from(apply::ids_needed(commands)).unwrap_or(i32::MAX);
     let (tx_p, tx_x) = split2(&want.txs);
     let (tomb_p, tomb_x) = split2(&want.tombstones);
-    let by_id = |keys: &BTreeSet<(i32, String, String)>| {
+    let by_id = |keys: &BTreeSet<(i32, &'_ str, &'_ str)>| {
         let mut p = Vec::new();
         let mut pl = Vec::new();
         let mut r = Vec::new();
-        for (provider, external, round) in keys {
+        for &(provider, external, round) in keys {
             if let Some(id) = player_ids.get(external) {
-                p.push(*provider);
+                p.push(provider);
                 pl.push(id);
-                r.push(round.clone());
+                r.push(round.to_string());
             }
         }
         (p, pl, r)
     };
     let (round_p, round_pl, round_r) = by_id(&want.rounds);
     let (open_p, open_pl, open_r) = by_id(&want.open_bet_rounds);
-    let sessions: Vec<&str> = want.sessions.iter().map(String::as_str).collect();
+    let sessions: Vec<&str> = want.sessions.iter().copied().collect();
 
     type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
     let by_players: Params = vec![&players];
@@ -619,6 +625,7 @@ async fn prefetch(
                 game: row.get::<_, Option<String>>(4).and_then(GameId::new),
                 open_bets: Vec::new(),
                 changed: false,
+                stored: true,
             },
         );
     }
@@ -787,18 +794,27 @@ async fn write(tx: &Client, s: &Statements, world: &World) -> Result<(), tokio_p
         .filter_map(|t| Some((t.id, t.state?.as_str())))
         .unzip();
 
-    // New or changed rounds.
+    // New rounds, and stored ones this batch closed (the only change a stored round sees).
     let mut r_provider = Vec::new();
     let mut r_player = Vec::new();
     let mut r_round = Vec::new();
     let mut r_game = Vec::new();
     let mut r_closed = Vec::new();
+    let mut c_provider = Vec::new();
+    let mut c_player = Vec::new();
+    let mut c_round = Vec::new();
     for ((provider, player_id, round_id), round) in world.rounds.iter().filter(|(_, r)| r.changed) {
-        r_provider.push(provider.0);
-        r_player.push(*player_id);
-        r_round.push(round_id.as_str());
-        r_game.push(round.game.as_ref().map(GameId::as_str));
-        r_closed.push(round.closed);
+        if round.stored {
+            c_provider.push(provider.0);
+            c_player.push(*player_id);
+            c_round.push(round_id.as_str());
+        } else {
+            r_provider.push(provider.0);
+            r_player.push(*player_id);
+            r_round.push(round_id.as_str());
+            r_game.push(round.game.as_ref().map(GameId::as_str));
+            r_closed.push(round.closed);
+        }
     }
 
     let insert = async {
@@ -848,16 +864,23 @@ async fn write(tx: &Client, s: &Statements, world: &World) -> Result<(), tokio_p
         tx.execute(&s.update_states, &[&state_ids, &state_values])
             .await
     };
-    let rounds_write = async {
+    let rounds_insert = async {
         if r_provider.is_empty() {
             return Ok(0);
         }
         tx.execute(
-            &s.upsert_rounds,
+            &s.insert_rounds,
             &[&r_provider, &r_player, &r_round, &r_game, &r_closed],
         )
         .await
     };
-    tokio::try_join!(insert, wallets, states, rounds_write)?;
+    let rounds_close = async {
+        if c_provider.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(&s.close_rounds, &[&c_provider, &c_player, &c_round])
+            .await
+    };
+    tokio::try_join!(insert, wallets, states, rounds_insert, rounds_close)?;
     Ok(())
 }
