@@ -23,16 +23,28 @@ const PLAYERS: u32 = 100_000;
 const NOTES: &str = r"
 ## Reading these numbers
 
-- The three processes share 2 cores; near 10,000 callbacks/s the machine is CPU-bound (about
-  100 µs of PostgreSQL CPU per callback: the ledger insert with its 5 indexes, the wallet lock
-  and update, the round insert; about 50 µs in the gateway; about 25 µs in the generator).
-- Single steps are noisy: repeated 30 s runs at 7,500/s on the same warm gateway gave p99 14 ms
-  and 31 ms, while some runs show 0.2–1 s stalls. Autovacuum and checkpoints were ruled out
-  (logged, none during the runs); the dedup index and settlement queue waits stay under 10 ms
-  for 99 % of callbacks (`/metrics`), so the stalls sit before the handler: CPU scheduling of
-  three busy processes.
-- Under 2x overload every request is answered, but the waiting happens before the callback
-  handler (socket and runtime), which the settlement deadline does not bound.
+- The three processes share 2 cores, and the machine runs out of CPU before PostgreSQL or HTTP
+  do. Per callback at 10,000/s: PostgreSQL about 80 µs (from `pg_stat_statements`: the ledger
+  insert about 27 µs a row with its four indexes, the wallet lock 10 µs and update 12 µs, the
+  bet's state update when its win arrives 20 µs, the round insert 10 µs, lookups by key), the
+  gateway about 50 µs (about 22 µs of it is HTTP alone, measured with `GET /ready`), the
+  generator about 30 µs: some 160 µs of CPU per callback, so about 12,500/s at 100 % of both
+  cores.
+- Near 10,000/s about 80 % of both cores is busy, so anything else that wakes up (autovacuum of
+  the ledger, seen running during a bad step; WAL segment creation, seen as `WALInitWrite`
+  waits; backends writing out dirty buffers) overloads the machine for a moment, and the queue
+  takes a while to drain. Repeated 15 s steps at one rate range from p99 13 ms to 250 ms.
+- The disk is not steady either. Sampled from `/proc/diskstats` during a soak, most seconds
+  averaged 0-3 ms per write, some 26-56 ms; every commit waits for its WAL flush
+  (`synchronous_commit = on`), so one slow second holds up every batch in it, at any rate
+  (which is why even a 2,500/s step can miss p99 <= 50 ms).
+- Duplicates: the dedup index answers a retry inside the gateway in microseconds (the in-gateway
+  p99 in the headline); end to end at the generator a duplicate waits for CPU like any request.
+- Overload: the generator's fixed pool of keep-alive connections bounds how many requests reach
+  the gateway at once; beyond it requests wait in the generator, which the provider's-eye
+  latency counts and the service time does not. The gateway's own time stays well under its
+  2 s deadline; a larger fleet of connections would fill its bounded queues, and those answer
+  `TEMPORARY_ERROR` at once.
 ";
 const P99_MAX_MS: f64 = 50.0;
 
@@ -133,8 +145,21 @@ impl Gateway {
     }
 }
 
-/// Lets the seeding's writes reach the disk before measuring.
+impl Drop for Gateway {
+    /// A bench that fails half-way leaves no gateway (nor, by its parent-death signal, its
+    /// PostgreSQL) behind; after `stop` this finds the child already reaped.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Lets the machine go quiet before measuring: the previous cluster's dirty pages are written
+/// out first (otherwise their write-back lands in the next run's fsyncs).
 fn settle_down() {
+    let _ = Command::new("sync").status();
     std::thread::sleep(Duration::from_secs(10));
 }
 
@@ -222,8 +247,11 @@ impl Run {
             .unwrap_or(0)
     }
 
+    /// Transport errors, 5xx answers and requests the generator never got to send.
     fn errors(&self) -> u64 {
-        self.report["transport_errors"].as_u64().unwrap_or(0) + self.count("5")
+        self.report["transport_errors"].as_u64().unwrap_or(0)
+            + self.count("5")
+            + self.report["unsent"].as_u64().unwrap_or(0)
     }
 
     fn achieved(&self) -> f64 {
@@ -605,7 +633,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             0.99,
         )
         .map_or("-".to_string(), |le| format!("<= {le} s"));
-        writeln!(w, "| duplicates answered by the dedup index, in the gateway (request to answer) | {hits} answers, p99 {p99}; commands that reached PostgreSQL: {settled} of {} requests |", s.report["completed"])?;
+        writeln!(w, "| duplicates answered by the dedup index, in the gateway (request to answer) | {hits} answers, p99 {p99}; meanwhile {settled} commands reached PostgreSQL (both counted over the run and its warm-up) |")?;
     }
     let conflicts = metric(&final_metrics, "wallet_batch_failures_total");
     writeln!(
@@ -659,7 +687,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         writeln!(w, "\nStatuses: {}", s.report["statuses"])?;
     }
     writeln!(w, "\n## 2x overload and recovery\n")?;
-    writeln!(w, "Offered {overload_rate}/s for {} s: achieved {:.0}/s, answered {} of {} requests, transport errors {}, `503 TEMPORARY_ERROR` {}; from the intended send time p99 {:.0} ms, max {:.0} ms; the gateway's own time (request on the wire to answer, the generator's connection wait excluded) p99 {:.0} ms, max {:.0} ms.", options.step_s, overload.achieved(), overload.report["completed"], overload.report["sent"], overload.report["transport_errors"], overload.count("503"), overload.p("p99"), overload.p("max"), overload.report["service_ms"]["p99"].as_f64().unwrap_or(0.0), overload.report["service_ms"]["max"].as_f64().unwrap_or(0.0))?;
+    writeln!(w, "Offered {overload_rate}/s for {} s: achieved {:.0}/s, answered {} of {} requests, never sent (generator backlog full) {}, transport errors {}, `503 TEMPORARY_ERROR` {}; from the intended send time p99 {:.0} ms, max {:.0} ms; the gateway's own time (request on the wire to answer, the generator's connection wait excluded) p99 {:.0} ms, max {:.0} ms.", options.step_s, overload.achieved(), overload.report["completed"], overload.report["sent"], overload.report["unsent"], overload.report["transport_errors"], overload.count("503"), overload.p("p99"), overload.p("max"), overload.report["service_ms"]["p99"].as_f64().unwrap_or(0.0), overload.report["service_ms"]["max"].as_f64().unwrap_or(0.0))?;
     writeln!(
         w,
         "Then {}/s for {} s: p50 {:.2} ms, p99 {:.2} ms, errors {}.",
