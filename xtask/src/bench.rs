@@ -590,18 +590,23 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         writeln!(w, "| at half that rate ({}/s) | p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms |", best_rate / 2, h.p("p50"), h.p("p90"), h.p("p99"), h.p("p99.9"), h.p("max"))?;
     }
     writeln!(w, "| at 10,000/s offered | achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {} |", at_10k.achieved(), at_10k.p("p50"), at_10k.p("p99"), at_10k.p("p99.9"), at_10k.errors())?;
-    writeln!(
-        w,
-        "| `batch_len_max = 1` (one transaction per callback) | {single_rate}/s |"
-    )?;
-    let ratio = if single_rate > 0 {
-        best_rate as f64 / single_rate as f64
+    let single_text = if single_rate > 0 {
+        format!("{single_rate}/s")
     } else {
-        0.0
+        "no step passed (see its ladder)".to_string()
     };
     writeln!(
         w,
-        "| group commit vs one transaction per callback | {ratio:.1}x |"
+        "| `batch_len_max = 1` (one transaction per callback) | {single_text} |"
+    )?;
+    let ratio = if single_rate > 0 && best_rate > 0 {
+        format!("{:.1}x", best_rate as f64 / single_rate as f64)
+    } else {
+        "n/a: a side with no passing step".to_string()
+    };
+    writeln!(
+        w,
+        "| group commit vs one transaction per callback | {ratio} |"
     )?;
     writeln!(w, "| pgbench ceiling of the batch SQL (64 rows per transaction, 2 clients) | {pg_rows_per_s:.0} rows/s |")?;
     writeln!(
