@@ -217,7 +217,7 @@ pub struct Provider {
     pub allow_ips: Vec<IpAddr>,
     /// Signed timestamps older or newer than this are refused (native dialect).
     pub signature_window_s: u64,
-    pub policy: Policy,
+    pub policy: settlement::Policy,
 }
 
 impl Default for Provider {
@@ -234,44 +234,7 @@ impl Default for Provider {
             previous_secret_file: String::new(),
             allow_ips: Vec::new(),
             signature_window_s: 300,
-            policy: Policy::default(),
-        }
-    }
-}
-
-/// Per-provider money rules (design §4).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct Policy {
-    /// Bets need a live game session token.
-    pub session_required: bool,
-    /// Answer to a rollback of an unknown transaction: `ok` or `not_found` (both tombstone it).
-    pub tombstone_answer: String,
-    pub win_rollback_allowed: bool,
-    /// A rolled-back win may take the balance below zero (the wallet is flagged).
-    pub negative_balance_allowed: bool,
-    /// Wins that name no bet, or a bet never seen, are credited (promotions, jackpots).
-    pub wins_without_bet_allowed: bool,
-    /// Bets spend bonus money before real money.
-    pub bonus_first: bool,
-}
-
-/// The defaults are the money core's own, so there is one place that says what they are.
-impl Default for Policy {
-    fn default() -> Self {
-        let core = settlement::Policy::default();
-        Policy {
-            session_required: core.session_required,
-            tombstone_answer: if core.tombstone_not_found {
-                "not_found"
-            } else {
-                "ok"
-            }
-            .into(),
-            win_rollback_allowed: core.win_rollback_allowed,
-            negative_balance_allowed: core.negative_balance_allowed,
-            wins_without_bet_allowed: core.wins_without_bet_allowed,
-            bonus_first: core.bonus_first,
+            policy: settlement::Policy::default(),
         }
     }
 }
@@ -418,11 +381,6 @@ impl Config {
             }
             if provider.signature_window_s == 0 {
                 p.push(format!("{at}.signature_window_s must be > 0"));
-            }
-            if !["ok", "not_found"].contains(&provider.policy.tombstone_answer.as_str()) {
-                p.push(format!(
-                    "{at}.policy.tombstone_answer must be `ok` or `not_found`"
-                ));
             }
         }
         p

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::command::{
     Action, Answer, Code, Command, Fingerprint, GameId, Money, PlayerRef, ProviderId, ProviderTxId,
-    RoundId, SessionToken,
+    RoundId, SessionToken, TombstoneAnswer,
 };
 use crate::money::Currency;
 
@@ -545,7 +545,7 @@ impl World {
             }
             // Rolled back before it arrived: tombstone it, so the late bet is refused.
             self.tombstones.insert(ref_key);
-            let outcome = if c.policy.tombstone_not_found {
+            let outcome = if c.policy.tombstone_answer == TombstoneAnswer::NotFound {
                 Code::TransactionNotFound
             } else {
                 Code::Ok

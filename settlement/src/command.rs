@@ -245,14 +245,24 @@ impl Answer {
     }
 }
 
-/// Per-provider money rules (design §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The answer to a rollback of a transaction never seen (tombstoned either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TombstoneAnswer {
+    #[default]
+    Ok,
+    /// TRANSACTION_NOT_FOUND, still final.
+    NotFound,
+}
+
+/// Per-provider money rules (design §4), read as they are from each provider's `[policy]` in
+/// the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
 pub struct Policy {
     /// Bets need a live game session bound to the player (and currency, and game).
     pub session_required: bool,
-    /// A rollback of an unknown transaction answers TRANSACTION_NOT_FOUND instead of OK (it is
-    /// tombstoned either way).
-    pub tombstone_not_found: bool,
+    pub tombstone_answer: TombstoneAnswer,
     pub win_rollback_allowed: bool,
     /// A rolled-back win may take the balance below zero (the wallet gets flagged).
     pub negative_balance_allowed: bool,
@@ -266,7 +276,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             session_required: false,
-            tombstone_not_found: false,
+            tombstone_answer: TombstoneAnswer::Ok,
             win_rollback_allowed: false,
             negative_balance_allowed: false,
             wins_without_bet_allowed: true,

@@ -11,4 +11,4 @@ pub mod command;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
-pub use command::{Action, Answer, Code, Command, Policy};
+pub use command::{Action, Answer, Code, Command, Policy, TombstoneAnswer};

@@ -121,3 +121,26 @@ fn duplicate_provider_codes_are_refused() {
     let problems = Config::from_toml(&text, &[]).unwrap_err();
     assert!(problems.join("\n").contains("used twice"), "{problems:?}");
 }
+
+#[test]
+fn a_provider_policy_is_read_into_the_core_policy() {
+    let with = |policy: &str| format!("{PROVIDER}[providers.policy]\n{policy}\n");
+    let config = Config::from_toml(
+        &with("tombstone_answer = \"not_found\"\nwin_rollback_allowed = true"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        config.providers[0].policy,
+        settlement::Policy {
+            tombstone_answer: settlement::TombstoneAnswer::NotFound,
+            win_rollback_allowed: true,
+            ..settlement::Policy::default()
+        }
+    );
+    let problems = Config::from_toml(&with("tombstone_answer = \"maybe\""), &[]).unwrap_err();
+    assert!(
+        problems.join("\n").contains("expected `ok` or `not_found`"),
+        "{problems:?}"
+    );
+}

@@ -51,17 +51,9 @@ impl Registry {
             let id = *ids
                 .get(&p.code)
                 .ok_or_else(|| format!("provider {} has no database id", p.code))?;
-            let policy = Policy {
-                session_required: p.policy.session_required,
-                tombstone_not_found: p.policy.tombstone_answer == "not_found",
-                win_rollback_allowed: p.policy.win_rollback_allowed,
-                negative_balance_allowed: p.policy.negative_balance_allowed,
-                wins_without_bet_allowed: p.policy.wins_without_bet_allowed,
-                bonus_first: p.policy.bonus_first,
-            };
             let provider = Provider {
                 id: ProviderId(id),
-                policy,
+                policy: p.policy,
                 code: p.code.clone(),
                 dialect: p.dialect.clone(),
                 enabled: p.enabled,
