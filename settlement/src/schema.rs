@@ -14,17 +14,16 @@ const MIGRATION_LOCK_KEY: i64 = 0x7761_6c6c_6574; // "wallet"
 
 /// Applies the migrations not yet recorded; returns the names it applied.
 pub async fn migrate(client: &mut Client) -> Result<Vec<&'static str>, tokio_postgres::Error> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 name text PRIMARY KEY,
-                 applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await
-        .or_else(ignore_concurrent_create)?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
+    // Under the lock: `IF NOT EXISTS` alone is not safe against a concurrent create.
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             name text PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
     let applied: Vec<String> = tx
         .query("SELECT name FROM schema_migrations", &[])
         .await?
@@ -44,15 +43,6 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<&'static str>, tokio_pos
     }
     tx.commit().await?;
     Ok(newly)
-}
-
-/// `CREATE TABLE IF NOT EXISTS` can still fail with a unique violation on the catalog when two
-/// sessions run it at the same instant; the table then exists, which is all we wanted.
-fn ignore_concurrent_create(e: tokio_postgres::Error) -> Result<(), tokio_postgres::Error> {
-    match e.code() {
-        Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => Ok(()),
-        _ => Err(e),
-    }
 }
 
 /// Creates database `name` if it does not exist (embedded clusters start with none).
