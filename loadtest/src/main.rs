@@ -400,17 +400,18 @@ async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
     let idle = Arc::new(AtomicIsize::new(0));
     // Connected before the clock starts: opening a thousand connections is set-up, not load.
     let (ready_tx, ready_rx) = async_channel::bounded::<()>(connections);
-    let spawn_worker = || {
-        let ready = ready_tx.clone();
-        tokio::spawn(worker(
-            addr,
-            rx.clone(),
-            secret.clone(),
-            idle.clone(),
-            ready,
-        ))
-    };
-    let workers: Vec<_> = (0..connections).map(|_| spawn_worker()).collect();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let ready = ready_tx.clone();
+            tokio::spawn(worker(
+                addr,
+                rx.clone(),
+                secret.clone(),
+                idle.clone(),
+                ready,
+            ))
+        })
+        .collect();
     drop(ready_tx);
     let connected = tokio::time::timeout(Duration::from_secs(30), async {
         let mut n = 0;

@@ -423,6 +423,24 @@ fn split2<'a>(keys: &BTreeSet<(i32, &'a str)>) -> (Vec<i32>, Vec<&'a str>) {
     keys.iter().copied().unzip()
 }
 
+/// Round keys as query arrays, by player id; rounds of unknown players are left out.
+fn round_keys<'a>(
+    keys: &BTreeSet<(i32, &'a str, &'a str)>,
+    player_ids: &PlayerIds,
+) -> (Vec<i32>, Vec<i64>, Vec<&'a str>) {
+    let mut providers = Vec::new();
+    let mut players = Vec::new();
+    let mut rounds = Vec::new();
+    for &(provider, external, round) in keys {
+        if let Some(id) = player_ids.get(external) {
+            providers.push(provider);
+            players.push(id);
+            rounds.push(round);
+        }
+    }
+    (providers, players, rounds)
+}
+
 /// Player ids by external id, cached per lane: an external id never changes hands, so only
 /// players not seen before cost a lookup (one query before the batch's transaction).
 #[derive(Debug, Default)]
@@ -501,24 +519,10 @@ async fn prefetch(
     let ids_needed = i32::try_from(apply::ids_needed(commands)).unwrap_or(i32::MAX);
     let (tx_p, tx_x) = split2(&want.txs);
     let (tomb_p, tomb_x) = split2(&want.tombstones);
-    let by_id = |keys: &BTreeSet<(i32, &'_ str, &'_ str)>| {
-        let mut p = Vec::new();
-        let mut pl = Vec::new();
-        let mut r = Vec::new();
-        for &(provider, external, round) in keys {
-            if let Some(id) = player_ids.get(external) {
-                p.push(provider);
-                pl.push(id);
-                r.push(round.to_string());
-            }
-        }
-        (p, pl, r)
-    };
-    let (round_p, round_pl, round_r) = by_id(&want.rounds);
-    let (open_p, open_pl, open_r) = by_id(&want.open_bet_rounds);
+    let (round_p, round_pl, round_r) = round_keys(&want.rounds, player_ids);
+    let (open_p, open_pl, open_r) = round_keys(&want.open_bet_rounds, player_ids);
     let sessions: Vec<&str> = want.sessions.iter().copied().collect();
 
-    type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
     let by_players: Params = vec![&players];
     let by_count: Params = vec![&ids_needed];
     let by_txs: Params = vec![&tx_p, &tx_x];
@@ -660,6 +664,9 @@ async fn prefetch(
     Ok(world)
 }
 
+/// Statement parameters, gathered before a pipeline so they outlive it.
+type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
+
 /// Runs `statement` unless there is nothing to look up.
 async fn query_unless(
     client: &Client,
@@ -671,6 +678,19 @@ async fn query_unless(
         return Ok(Vec::new());
     }
     client.query(statement, params).await
+}
+
+/// Runs `statement` unless there is nothing to write.
+async fn execute_unless(
+    client: &Client,
+    empty: bool,
+    statement: &Statement,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    if empty {
+        return Ok(0);
+    }
+    client.execute(statement, params).await
 }
 
 fn invariant(what: &str) -> Error {
@@ -817,70 +837,38 @@ async fn write(tx: &Client, s: &Statements, world: &World) -> Result<(), tokio_p
         }
     }
 
-    let insert = async {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        tx.execute(
-            &s.insert_txs,
-            &[
-                &ids,
-                &providers,
-                &provider_txs,
-                &kinds,
-                &outcomes,
-                &states,
-                &player_ids,
-                &currencies,
-                &rounds,
-                &games,
-                &amounts,
-                &real,
-                &bonus,
-                &balance_before,
-                &balance_after,
-                &bonus_before,
-                &bonus_after,
-                &references,
-                &fingerprints,
-            ],
-        )
-        .await
-    };
-    let wallets = async {
-        if w_player.is_empty() {
-            return Ok(0);
-        }
-        tx.execute(
-            &s.update_wallets,
-            &[&w_player, &w_currency, &w_balance, &w_bonus, &w_flag],
-        )
-        .await
-    };
-    let states = async {
-        if state_ids.is_empty() {
-            return Ok(0);
-        }
-        tx.execute(&s.update_states, &[&state_ids, &state_values])
-            .await
-    };
-    let rounds_insert = async {
-        if r_provider.is_empty() {
-            return Ok(0);
-        }
-        tx.execute(
-            &s.insert_rounds,
-            &[&r_provider, &r_player, &r_round, &r_game, &r_closed],
-        )
-        .await
-    };
-    let rounds_close = async {
-        if c_provider.is_empty() {
-            return Ok(0);
-        }
-        tx.execute(&s.close_rounds, &[&c_provider, &c_player, &c_round])
-            .await
-    };
-    tokio::try_join!(insert, wallets, states, rounds_insert, rounds_close)?;
+    let ledger_rows: Params = vec![
+        &ids,
+        &providers,
+        &provider_txs,
+        &kinds,
+        &outcomes,
+        &states,
+        &player_ids,
+        &currencies,
+        &rounds,
+        &games,
+        &amounts,
+        &real,
+        &bonus,
+        &balance_before,
+        &balance_after,
+        &bonus_before,
+        &bonus_after,
+        &references,
+        &fingerprints,
+    ];
+    let wallet_rows: Params = vec![&w_player, &w_currency, &w_balance, &w_bonus, &w_flag];
+    let state_rows: Params = vec![&state_ids, &state_values];
+    let new_rounds: Params = vec![&r_provider, &r_player, &r_round, &r_game, &r_closed];
+    let closed_rounds: Params = vec![&c_provider, &c_player, &c_round];
+    // One pipeline; statements with no rows are not sent.
+    tokio::try_join!(
+        execute_unless(tx, ids.is_empty(), &s.insert_txs, &ledger_rows),
+        execute_unless(tx, w_player.is_empty(), &s.update_wallets, &wallet_rows),
+        execute_unless(tx, state_ids.is_empty(), &s.update_states, &state_rows),
+        execute_unless(tx, r_provider.is_empty(), &s.insert_rounds, &new_rounds),
+        execute_unless(tx, c_provider.is_empty(), &s.close_rounds, &closed_rounds),
+    )?;
     Ok(())
 }
