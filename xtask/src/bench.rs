@@ -34,10 +34,19 @@ const NOTES: &str = r"
   the ledger, seen running during a bad step; WAL segment creation, seen as `WALInitWrite`
   waits; backends writing out dirty buffers) overloads the machine for a moment, and the queue
   takes a while to drain. Repeated 15 s steps at one rate range from p99 13 ms to 250 ms.
-- The disk is not steady either. Sampled from `/proc/diskstats` during a soak, most seconds
-  averaged 0-3 ms per write, some 26-56 ms; every commit waits for its WAL flush
-  (`synchronous_commit = on`), so one slow second holds up every batch in it, at any rate
-  (which is why even a 2,500/s step can miss p99 <= 50 ms).
+- The disk stalls, whatever runs on it. The report's first measurement (8 KiB write then
+  `fdatasync`, 1,000 a second, nothing else running) has shown, across this machine's runs,
+  a p50 near 0.15 ms but 5 to 30 writes in 20-30 s taking over 50 ms, up to 490 ms; the same
+  probe at 200 writes a second still met a 90 ms stall. Every commit waits for its WAL flush
+  (`synchronous_commit = on`), so a stall holds up every callback in flight at that moment, at
+  any rate: once stalls add up to more than 1 % of a run, no design that acknowledges after a
+  durable commit can keep that run's p99 under the stall length. This is why even a 2,500/s
+  step, or `batch_len_max = 1` at 500/s, can miss p99 <= 50 ms.
+- The two pgbench ceilings: the whole batch runs the lanes' statements in their order (ledger
+  ids, player and wallet reads with the lock, lookups of ledger rows, rollbacks and rounds by
+  key, limits, then the writes) for 64 new bets a transaction; the other runs the writes
+  alone. The gateway is compared with the whole batch, which is the SQL it sends. pgbench runs
+  while the gateway is idle: PostgreSQL and pgbench have both cores to themselves.
 - Duplicates: the dedup index answers a retry inside the gateway in microseconds (the in-gateway
   p99 in the headline); end to end at the generator a duplicate waits for CPU like any request.
 - Overload: the generator's fixed pool of keep-alive connections bounds how many requests reach
