@@ -39,9 +39,10 @@ const NOTES: &str = r"
   a p50 near 0.15 ms but 5 to 30 writes in 20-30 s taking over 50 ms, up to 490 ms; the same
   probe at 200 writes a second still met a 90 ms stall. Every commit waits for its WAL flush
   (`synchronous_commit = on`), so a stall holds up every callback in flight at that moment, at
-  any rate: once stalls add up to more than 1 % of a run, no design that acknowledges after a
-  durable commit can keep that run's p99 under the stall length. This is why even a 2,500/s
-  step, or `batch_len_max = 1` at 500/s, can miss p99 <= 50 ms.
+  any rate: a callback arriving during a stall waits at least for the rest of it, so once the
+  parts of stalls lying more than 50 ms before their end add up to over 1 % of a run, no design
+  that acknowledges after a durable commit keeps that run's p99 under 50 ms. This is why even
+  a 2,500/s step, or `batch_len_max = 1` at 500/s, can miss p99 <= 50 ms.
 - The two pgbench ceilings: the whole batch runs the lanes' statements in their order (ledger
   ids, player and wallet reads with the lock, lookups of ledger rows, rollbacks and rounds by
   key, limits, then the writes) for 64 new bets a transaction; the other runs the writes
