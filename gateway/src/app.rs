@@ -79,6 +79,8 @@ impl Database {
 /// A started gateway: its address, and the handle that stops it.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The shared handles, for tests and tools that look inside a running gateway.
+    pub state: Arc<State>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -119,6 +121,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         .with_context(|| format!("bind {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let shared = state.clone();
     let task = tokio::spawn(async move {
         server::serve(listener, state.clone(), shutdown_rx).await;
         state.shutdown().await;
@@ -132,6 +135,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     });
     Ok(Running {
         addr,
+        state: shared,
         shutdown,
         task,
     })

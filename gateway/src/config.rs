@@ -36,6 +36,14 @@ pub struct Server {
     pub request_timeout_ms: u64,
     pub shutdown_grace_ms: u64,
     pub connections_max: usize,
+    /// Request headers accepted per request; more are refused (431).
+    pub headers_max: usize,
+    /// Bytes the connection may buffer for a request head (request line and headers).
+    pub header_bytes_max: usize,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: when the peer is one of them, the
+    /// caller's address (for provider allowlists) is the right-most forwarded address that is
+    /// not itself a trusted proxy. Empty: the peer address is the caller.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for Server {
@@ -47,6 +55,9 @@ impl Default for Server {
             request_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
             connections_max: 10_000,
+            headers_max: 64,
+            header_bytes_max: 16 * 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -241,6 +252,11 @@ impl Default for Provider {
 
 pub const DIALECTS: &[&str] = &["native"];
 
+/// PostgreSQL settings that would let a commit be acknowledged before it is on disk (or leave
+/// torn pages after a crash). The embedded cluster keeps PostgreSQL's safe defaults for them,
+/// and the lanes set `synchronous_commit = on` on their own connections.
+pub const DURABILITY_SETTINGS: &[&str] = &["fsync", "synchronous_commit", "full_page_writes"];
+
 /// Everything wrong with a configuration, reported together.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration {}:\n  - {}", .path.display(), .problems.join("\n  - "))]
@@ -311,6 +327,13 @@ impl Config {
         if s.connections_max == 0 {
             p.push("server.connections_max must be > 0".into());
         }
+        if !(8..=1024).contains(&s.headers_max) {
+            p.push("server.headers_max must be between 8 and 1024".into());
+        }
+        // hyper needs at least 8 KiB of read buffer.
+        if !(8192..=1024 * 1024).contains(&s.header_bytes_max) {
+            p.push("server.header_bytes_max must be between 8192 and 1048576".into());
+        }
         if self.database.pool_size_max == 0 {
             p.push("database.pool_size_max must be > 0".into());
         }
@@ -354,6 +377,14 @@ impl Config {
                 }
             }
         }
+        for key in self.embedded.settings.keys() {
+            if DURABILITY_SETTINGS.contains(&key.to_ascii_lowercase().as_str()) {
+                p.push(format!(
+                    "embedded.settings.{key}: durability settings cannot be overridden \
+                     (every acknowledged callback must survive a crash)"
+                ));
+            }
+        }
         if let Err(e) = self.database.resolve_url() {
             p.push(e);
         }
@@ -372,12 +403,29 @@ impl Config {
                     DIALECTS.join(", ")
                 ));
             }
-            match provider.secrets() {
-                Ok(secrets) if secrets.is_empty() => p.push(format!(
-                    "{at}: one of secret, secret_env, secret_file is required"
-                )),
-                Ok(_) => {}
-                Err(e) => p.push(format!("{at}.{e}")),
+            let current = resolve_secret(
+                &provider.secret,
+                &provider.secret_env,
+                &provider.secret_file,
+            );
+            let previous = resolve_secret(
+                &provider.previous_secret,
+                &provider.previous_secret_env,
+                &provider.previous_secret_file,
+            );
+            for (key, resolved) in [("secret", current), ("previous_secret", previous)] {
+                match resolved {
+                    Err(e) => p.push(format!("{at}.{key}{e}")),
+                    Ok(None) if key == "secret" => p.push(format!(
+                        "{at}: one of secret, secret_env, secret_file is required"
+                    )),
+                    Ok(None) => {}
+                    Ok(Some(secret)) => p.extend(weak_secret(
+                        &format!("{at}.{key}"),
+                        secret.as_bytes(),
+                        self.demo.enabled,
+                    )),
+                }
             }
             if provider.signature_window_s == 0 {
                 p.push(format!("{at}.signature_window_s must be > 0"));
@@ -403,7 +451,7 @@ fn valid_code(code: &str) -> bool {
 impl Database {
     /// The external database URL, if any: environment variable, then file, then inline.
     pub fn resolve_url(&self) -> Result<Option<String>, String> {
-        let url = resolve_secret(&self.url, &self.url_env, &self.url_file)
+        let url = resolve_url(&self.url, &self.url_env, &self.url_file)
             .map_err(|e| format!("database.url{e}"))?;
         if let Some(url) = &url {
             if url.parse::<tokio_postgres::Config>().is_err() {
@@ -415,7 +463,9 @@ impl Database {
 }
 
 impl Provider {
-    /// Current secret first, then the previous one (rotation).
+    /// Current secret first, then the previous one (rotation). A named environment variable
+    /// or file that holds nothing is an error, never "no secret": an empty key would let
+    /// anyone sign.
     pub fn secrets(&self) -> Result<Vec<Vec<u8>>, String> {
         let current = resolve_secret(&self.secret, &self.secret_env, &self.secret_file)
             .map_err(|e| format!("secret{e}"))?;
@@ -433,9 +483,69 @@ impl Provider {
     }
 }
 
-/// The first of: the named environment variable (if set and non-empty), the named file, the
-/// inline value. The error text continues the key name (`_env: ...`).
+/// The shortest secret the gateway accepts (HMAC keys, and every secret it will hold).
+pub const SECRET_BYTES_MIN: usize = 16;
+
+/// The public demo values of the operational contract that are shorter than
+/// [`SECRET_BYTES_MIN`]. They are accepted only while `demo.enabled` is on (a setup that seeds
+/// play money and prints these values at start), never otherwise.
+pub const PUBLIC_DEMO_SECRETS: &[&str] = &[
+    "demo-secret",
+    "demo-pp-secret",
+    "demo-ss-secret",
+    "demo-evo-token",
+];
+
+/// Why `secret` may not be used, if it may not; `key` names it in the message.
+pub fn weak_secret(key: &str, secret: &[u8], demo_enabled: bool) -> Option<String> {
+    if secret.is_empty() {
+        return Some(format!("{key} is empty"));
+    }
+    if secret.len() >= SECRET_BYTES_MIN {
+        return None;
+    }
+    let public_demo = PUBLIC_DEMO_SECRETS.iter().any(|d| d.as_bytes() == secret);
+    if demo_enabled && public_demo {
+        return None;
+    }
+    Some(format!(
+        "{key} is {} bytes; at least {SECRET_BYTES_MIN} are required{}",
+        secret.len(),
+        if public_demo {
+            " (public demo values only with demo.enabled = true)"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// The first of: the named environment variable, the named file, the inline value. A named
+/// variable that is unset or empty, or a named file that is unreadable or empty, is an error.
+/// The error text continues the key name (`_env: ...`).
 fn resolve_secret(inline: &str, env: &str, file: &str) -> Result<Option<String>, String> {
+    if !env.is_empty() {
+        return match std::env::var(env) {
+            Ok(value) if !value.is_empty() => Ok(Some(value)),
+            _ => Err(format!(
+                "_env: environment variable {env} is unset or empty"
+            )),
+        };
+    }
+    if !file.is_empty() {
+        let value = std::fs::read_to_string(file)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| format!("_file: cannot read {file}: {e}"))?;
+        if value.is_empty() {
+            return Err(format!("_file: {file} is empty"));
+        }
+        return Ok(Some(value));
+    }
+    Ok((!inline.is_empty()).then(|| inline.to_string()))
+}
+
+/// The database URL: the environment variable when set and non-empty (`DATABASE_URL` is
+/// usually unset, which selects the embedded cluster), else the file, else the inline value.
+fn resolve_url(inline: &str, env: &str, file: &str) -> Result<Option<String>, String> {
     if !env.is_empty() {
         if let Ok(value) = std::env::var(env) {
             if !value.is_empty() {
@@ -443,12 +553,7 @@ fn resolve_secret(inline: &str, env: &str, file: &str) -> Result<Option<String>,
             }
         }
     }
-    if !file.is_empty() {
-        return std::fs::read_to_string(file)
-            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
-            .map_err(|e| format!("_file: cannot read {file}: {e}"));
-    }
-    Ok((!inline.is_empty()).then(|| inline.to_string()))
+    resolve_secret(inline, "", file)
 }
 
 /// Sets `a__b__c` (lower-cased) in the table tree; the value is read as TOML when it parses

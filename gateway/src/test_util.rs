@@ -18,13 +18,13 @@ pub const TEST_PROVIDERS: &str = r#"
 [[providers]]
 code = "demo"
 dialect = "native"
-secret = "demo-secret"
-previous_secret = "old-demo-secret"
+secret = "demo-secret-for-tests"
+previous_secret = "old-demo-secret-for-tests"
 
 [[providers]]
 code = "strict"
 dialect = "native"
-secret = "strict-secret"
+secret = "strict-secret-for-tests"
 [providers.policy]
 session_required = true
 tombstone_answer = "not_found"
@@ -106,6 +106,12 @@ impl TestGateway {
         }
     }
 
+    /// The settlement fault seam of this gateway: failpoints and planted bugs.
+    pub fn faults(&self) -> std::sync::Arc<settlement::fault::Faults> {
+        let running = self.running.as_ref().expect("gateway running");
+        running.state.settler.faults().clone()
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
         self.request(Method::GET, path, &[], Bytes::new()).await
     }
@@ -151,7 +157,8 @@ impl TestGateway {
 
     /// A native callback to provider `demo`, correctly signed now.
     pub async fn demo(&self, action: &str, body: serde_json::Value) -> Answer {
-        self.native("demo", "demo-secret", action, body).await
+        self.native("demo", "demo-secret-for-tests", action, body)
+            .await
     }
 
     /// A native callback correctly signed now with `secret`.

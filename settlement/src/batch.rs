@@ -14,8 +14,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use std::sync::Arc;
+
 use crate::apply::BATCH_LEN_MAX;
-use crate::command::{Answer, Command};
+use crate::command::{Action, Answer, Command};
+use crate::fault::{Faults, Plant};
 use crate::store::{self, PlayerIds, Statements};
 
 /// Lane settings (from the gateway's `[settlement]` configuration).
@@ -57,15 +60,32 @@ type Reply = oneshot::Sender<Result<Answer, Unavailable>>;
 
 struct Job {
     command: Command,
+    ticket: Ticket,
+}
+
+/// Where and by when a command's caller waits for its answer.
+struct Ticket {
     queued_at: Instant,
     deadline: Instant,
     reply: Reply,
+}
+
+impl Ticket {
+    /// The caller has been answered already (its deadline passed, so it was told to retry)
+    /// or has gone away. Its command must not be applied by a retry it cannot see: it is
+    /// left to the provider's own retry, which is safe to apply.
+    fn abandoned(&self, now: Instant) -> bool {
+        self.deadline <= now || self.reply.is_closed()
+    }
 }
 
 enum Message {
     Job(Job),
     /// Settle everything queued before this, then stop.
     Drain(oneshot::Sender<()>),
+    /// `SHOW <setting>` on the lane's connection (tests check what the lanes run with).
+    #[cfg(any(test, feature = "test-util"))]
+    Show(&'static str, oneshot::Sender<Result<String, String>>),
 }
 
 /// The handle callers settle through.
@@ -74,6 +94,7 @@ pub struct Settler {
     hasher: std::collections::hash_map::RandomState,
     deadline: Duration,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    faults: Arc<Faults>,
 }
 
 impl Settler {
@@ -88,6 +109,7 @@ impl Settler {
             (1..=BATCH_LEN_MAX).contains(&options.batch_len_max),
             "batch_len_max in range"
         );
+        let faults = Arc::new(Faults::default());
         let mut lanes = Vec::with_capacity(options.lanes);
         let mut tasks = Vec::with_capacity(options.lanes);
         for index in 0..options.lanes {
@@ -97,8 +119,10 @@ impl Settler {
                 index,
                 pg: pg.clone(),
                 connection: Some(connection),
+                reconnect_at: Instant::now(),
                 batch_len_max: options.batch_len_max,
                 batch_wait_max: options.batch_wait_max,
+                faults: faults.clone(),
             };
             tasks.push(tokio::spawn(lane.run(rx)));
             lanes.push(tx);
@@ -108,7 +132,29 @@ impl Settler {
             hasher: Default::default(),
             deadline: options.deadline,
             tasks: std::sync::Mutex::new(tasks),
+            faults,
         })
+    }
+
+    /// The fault seam of this settler's lanes: failpoints and planted bugs in test builds,
+    /// nothing otherwise (see `fault`).
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
+    /// `SHOW <setting>` on every lane's connection, in lane order.
+    #[cfg(any(test, feature = "test-util"))]
+    pub async fn show(&self, setting: &'static str) -> Vec<Result<String, String>> {
+        let mut values = Vec::new();
+        for lane in &self.lanes {
+            let (tx, rx) = oneshot::channel();
+            let value = match lane.send(Message::Show(setting, tx)).await {
+                Ok(()) => rx.await.unwrap_or_else(|_| Err("lane stopped".into())),
+                Err(_) => Err("lane stopped".into()),
+            };
+            values.push(value);
+        }
+        values
     }
 
     /// Settles one command: the answer is returned only after the batch holding it committed.
@@ -119,9 +165,11 @@ impl Settler {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             command,
-            queued_at,
-            deadline,
-            reply,
+            ticket: Ticket {
+                queued_at,
+                deadline,
+                reply,
+            },
         };
         self.lanes[lane]
             .try_send(Message::Job(job))
@@ -188,9 +236,12 @@ impl Connection {
         // loops are the right plan for any batch, and planning per execution would cost more
         // than running. Generic plans are built on first use, when tables may still be empty,
         // so steer the planner away from scans and hash joins that only look cheap then.
+        // Durability is the gateway's to set, not the server's or the role's: an answer is
+        // sent only after COMMIT, so COMMIT must wait for the WAL flush whatever the defaults.
         client
             .batch_execute(
-                "SET plan_cache_mode = force_generic_plan;
+                "SET synchronous_commit = on;
+                 SET plan_cache_mode = force_generic_plan;
                  SET enable_seqscan = off;
                  SET enable_hashjoin = off;
                  SET enable_mergejoin = off;",
@@ -211,9 +262,18 @@ struct Lane {
     index: usize,
     pg: tokio_postgres::Config,
     connection: Option<Connection>,
+    /// After a failed connect, batches fail fast until then instead of each trying again.
+    reconnect_at: Instant,
     batch_len_max: usize,
     batch_wait_max: Duration,
+    faults: Arc<Faults>,
 }
+
+/// Pause between connection attempts while the database is unreachable.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+
+/// Whole-batch retries after a conflict (unique key raced, serialization, deadlock).
+const CONFLICT_RETRIES_MAX: u32 = 3;
 
 impl Lane {
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
@@ -228,6 +288,11 @@ impl Lane {
                 Message::Drain(done) => {
                     let _ = done.send(());
                     break;
+                }
+                #[cfg(any(test, feature = "test-util"))]
+                Message::Show(setting, reply) => {
+                    let _ = reply.send(self.show(setting).await);
+                    continue;
                 }
             }
             let linger = last_len * 2 >= self.batch_len_max && !self.batch_wait_max.is_zero();
@@ -249,6 +314,10 @@ impl Lane {
                         drain = Some(done);
                         break;
                     }
+                    #[cfg(any(test, feature = "test-util"))]
+                    Message::Show(setting, reply) => {
+                        let _ = reply.send(self.show(setting).await);
+                    }
                 }
             }
             last_len = jobs.len();
@@ -261,69 +330,129 @@ impl Lane {
         tracing::debug!(lane = self.index, "settlement lane stopped");
     }
 
-    /// Settles `jobs`, answering each; callers whose deadline already passed are answered
-    /// `Deadline` without being applied.
+    #[cfg(any(test, feature = "test-util"))]
+    async fn show(&mut self, setting: &str) -> Result<String, String> {
+        self.connect().await.map_err(|e| e.to_string())?;
+        let connection = self.connection.as_ref().expect("connected above");
+        let row = connection
+            .client
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(row.get(0))
+    }
+
+    /// Settles `jobs`, answering each.
     async fn settle(&mut self, jobs: &mut Vec<Job>) {
         let now = Instant::now();
         let queue_wait = metrics::histogram!("wallet_queue_wait_seconds");
-        for job in jobs.iter() {
-            queue_wait.record(now.duration_since(job.queued_at).as_secs_f64());
+        let mut commands = Vec::with_capacity(jobs.len());
+        let mut tickets = Vec::with_capacity(jobs.len());
+        for job in jobs.drain(..) {
+            queue_wait.record(now.duration_since(job.ticket.queued_at).as_secs_f64());
+            if self.faults.planted(Plant::WinsUnavailable)
+                && matches!(job.command.action, Action::Win { .. })
+            {
+                let _ = job.ticket.reply.send(Err(Unavailable::Storage));
+                continue;
+            }
+            commands.push(job.command);
+            tickets.push(job.ticket);
         }
-        let (live, expired): (Vec<Job>, Vec<Job>) = jobs.drain(..).partition(|j| j.deadline > now);
-        if !expired.is_empty() {
-            metrics::counter!("wallet_deadline_expired_total").increment(expired.len() as u64);
-        }
-        for job in expired {
-            let _ = job.reply.send(Err(Unavailable::Deadline));
-        }
-        if live.is_empty() {
+        self.settle_or_split(commands, tickets).await;
+    }
+
+    /// Answers every ticket. One transaction for the batch; after a conflict, the same batch
+    /// again; after a storage failure, a retryable answer for all; after any other failure,
+    /// halves, so one poisoned command fails alone and never changes its neighbours' outcomes.
+    /// Before every attempt, commands whose callers were already answered are dropped.
+    async fn settle_or_split(&mut self, mut commands: Vec<Command>, mut tickets: Vec<Ticket>) {
+        let mut conflicts = 0;
+        loop {
+            let now = Instant::now();
+            let before = tickets.len();
+            let mut keep = Vec::with_capacity(before);
+            for (command, ticket) in commands.drain(..).zip(tickets.drain(..)) {
+                if ticket.abandoned(now) {
+                    let _ = ticket.reply.send(Err(Unavailable::Deadline));
+                } else {
+                    keep.push((command, ticket));
+                }
+            }
+            if keep.len() < before {
+                metrics::counter!("wallet_deadline_expired_total")
+                    .increment((before - keep.len()) as u64);
+            }
+            (commands, tickets) = keep.into_iter().unzip();
+            if commands.is_empty() {
+                return;
+            }
+            let error = match self.settle_once(&commands).await {
+                Ok(answers) => {
+                    for (ticket, answer) in tickets.into_iter().zip(answers) {
+                        let _ = ticket.reply.send(Ok(answer));
+                    }
+                    return;
+                }
+                Err(error) => error,
+            };
+            if error.is_connection() {
+                tracing::warn!(lane = self.index, error = %error, "storage unavailable; batch not settled");
+                self.connection = None;
+                for ticket in tickets {
+                    let _ = ticket.reply.send(Err(Unavailable::Storage));
+                }
+                return;
+            }
+            if error.could_retry() && conflicts < CONFLICT_RETRIES_MAX {
+                conflicts += 1;
+                tracing::debug!(lane = self.index, error = %error, "batch conflict; retrying");
+                continue;
+            }
+            tracing::warn!(lane = self.index, kind = error.kind(), error = %error, "batch failed");
+            if commands.len() == 1 {
+                for ticket in tickets {
+                    let _ = ticket.reply.send(Err(Unavailable::Storage));
+                }
+                return;
+            }
+            let right_commands = commands.split_off(commands.len() / 2);
+            let right_tickets = tickets.split_off(tickets.len() / 2);
+            Box::pin(self.settle_or_split(commands, tickets)).await;
+            Box::pin(self.settle_or_split(right_commands, right_tickets)).await;
             return;
-        }
-        let (commands, replies): (Vec<Command>, Vec<Reply>) =
-            live.into_iter().map(|j| (j.command, j.reply)).unzip();
-        let results = self.settle_or_split(&commands).await;
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
         }
     }
 
-    /// One transaction for the batch; on a conflict, once more; on another failure, halves,
-    /// so one poisoned command fails alone and never changes its neighbours' outcomes.
-    async fn settle_or_split(&mut self, commands: &[Command]) -> Vec<Result<Answer, Unavailable>> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.settle_once(commands).await {
-                Ok(answers) => return answers.into_iter().map(Ok).collect(),
-                Err(e) if e.could_retry() && attempt < 3 => {
-                    tracing::debug!(lane = self.index, error = %e, "batch conflict; retrying");
-                }
-                Err(e) => {
-                    tracing::warn!(lane = self.index, kind = e.kind(), error = %e, "batch failed");
-                    if commands.len() == 1 {
-                        return vec![Err(Unavailable::Storage)];
-                    }
-                    let (left, right) = commands.split_at(commands.len() / 2);
-                    let mut results = Box::pin(self.settle_or_split(left)).await;
-                    results.extend(Box::pin(self.settle_or_split(right)).await);
-                    return results;
-                }
+    /// Opens the lane's connection if it has none (or it closed), at most once per
+    /// [`RECONNECT_PAUSE`] while the database is unreachable.
+    async fn connect(&mut self) -> Result<(), tokio_postgres::Error> {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|c| !c.client.is_closed())
+        {
+            return Ok(());
+        }
+        self.connection = None;
+        tokio::time::sleep_until(self.reconnect_at).await;
+        match Connection::open(&self.pg).await {
+            Ok(connection) => {
+                tracing::info!(lane = self.index, "settlement connection open");
+                self.connection = Some(connection);
+                Ok(())
+            }
+            Err(e) => {
+                self.reconnect_at = Instant::now() + RECONNECT_PAUSE;
+                Err(e)
             }
         }
     }
 
     async fn settle_once(&mut self, commands: &[Command]) -> Result<Vec<Answer>, store::Error> {
-        if self
-            .connection
-            .as_ref()
-            .is_none_or(|c| c.client.is_closed())
-        {
-            self.connection = None;
-            let connection = Connection::open(&self.pg)
-                .await
-                .map_err(store::Error::database(commands.len()))?;
-            self.connection = Some(connection);
-        }
+        self.connect()
+            .await
+            .map_err(store::Error::database(commands.len()))?;
         let connection = self.connection.as_mut().expect("connected above");
         let started = Instant::now();
         let result = store::settle(
@@ -331,6 +460,7 @@ impl Lane {
             &connection.statements,
             &mut connection.player_ids,
             commands,
+            &self.faults,
         )
         .await;
         match &result {

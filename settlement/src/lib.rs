@@ -8,6 +8,7 @@ pub mod store;
 pub mod apply;
 pub mod batch;
 pub mod command;
+pub mod fault;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 

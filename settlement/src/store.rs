@@ -16,6 +16,7 @@ use crate::command::{
     Action, Answer, Code, Command, Fingerprint, GameId, PlayerRef, ProviderTxId, RoundId,
     SessionToken,
 };
+use crate::fault::{Faults, Plant, Point};
 use crate::money::Currency;
 
 /// Creates or updates a provider row from configuration; returns its id.
@@ -130,10 +131,29 @@ impl Error {
         }
     }
 
+    /// The database could not be reached, went away or is shutting down: nothing is wrong with
+    /// the batch's commands, so the batch fails whole (it is never split to hunt a poisoned
+    /// command) and the lane reconnects. Errors without a SQLSTATE come from the connection
+    /// itself (refused, closed, I/O, timeout), not from a statement.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            Error::Database { source, .. } => {
+                source.is_closed()
+                    || source.code().is_none_or(|code| {
+                        let code = code.code();
+                        code.starts_with("08") // connection exception
+                            || code.starts_with("57P") // admin or crash shutdown, cannot connect now
+                            || code == "53300" // too many connections
+                    })
+            }
+            Error::Invariant(_) => false,
+        }
+    }
+
     /// A short label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Database { source, .. } if source.is_closed() => "connection_closed",
+            Error::Database { .. } if self.is_connection() => "connection",
             Error::Database { .. } if self.could_retry() => "conflict",
             Error::Database { .. } => "database",
             Error::Invariant(_) => "invariant",
@@ -302,13 +322,14 @@ pub async fn settle(
     statements: &Statements,
     player_ids: &mut PlayerIds,
     commands: &[Command],
+    faults: &Faults,
 ) -> Result<Vec<Answer>, Error> {
     let n = commands.len();
     player_ids
         .resolve(client, statements, commands)
         .await
         .map_err(Error::database(n))?;
-    let result = settle_in_transaction(client, statements, player_ids, commands).await;
+    let result = settle_in_transaction(client, statements, player_ids, commands, faults).await;
     if result.is_err() && !client.is_closed() {
         // Ends the failed transaction (a no-op if COMMIT already turned into a rollback).
         client
@@ -320,24 +341,35 @@ pub async fn settle(
 }
 
 /// BEGIN travels with the prefetch and COMMIT with the writes: two round trips per batch.
-/// Statements pipelined on one connection run in order, so every read after the lock sees
-/// what the lock's previous holder committed; an error in any write aborts the transaction
-/// and the COMMIT behind it becomes a rollback, so nothing is acknowledged.
+///
+/// The order of statements on the wire is the transaction: BEGIN, then the wallet lock, then
+/// the reads; the writes, then COMMIT. tokio-postgres sends a statement when its future is
+/// first polled, and a plain `join!` starts polling at a different branch each time, so it
+/// could send COMMIT before the writes (each write would then commit on its own). Every join
+/// here is `biased`: branches are first polled, and so sent, in the order written. Statements
+/// pipelined on one connection run in the order sent, so every read after the lock sees what
+/// the lock's previous holder committed; an error in any statement aborts the transaction and
+/// the COMMIT behind it becomes a rollback, so nothing is acknowledged.
 async fn settle_in_transaction(
     client: &Client,
     statements: &Statements,
     player_ids: &PlayerIds,
     commands: &[Command],
+    faults: &Faults,
 ) -> Result<Vec<Answer>, Error> {
     let n = commands.len();
-    let (begun, world) = tokio::join!(
+    let prefetch_fault = faults.sql(Point::Prefetch, commands);
+    let (begun, fault, world) = tokio::join!(
+        biased;
         client.batch_execute("BEGIN"),
+        failpoint(client, prefetch_fault.as_deref()),
         prefetch(client, statements, player_ids, commands)
     );
     begun.map_err(Error::database(n))?;
+    fault.map_err(Error::database(n))?;
     let mut world = world?;
-    #[cfg(any(test, feature = "test-util"))]
-    if crate::test_util::no_dedup_planted() {
+    let no_dedup = faults.planted(Plant::NoDedup);
+    if no_dedup {
         let own: std::collections::HashSet<(i32, &str)> = commands
             .iter()
             .filter_map(|c| Some((c.provider.0, c.tx()?.as_str())))
@@ -357,13 +389,28 @@ async fn settle_in_transaction(
             .unwrap_or_default();
         Error::Invariant(what)
     })?;
-    let (written, committed) = tokio::join!(
-        write(client, statements, &world),
-        client.batch_execute("COMMIT")
+    let write_fault = faults.sql(Point::Write, commands);
+    let after_commit_fault = faults.sql(Point::AfterCommit, commands);
+    let (written, fault, committed, after_commit) = tokio::join!(
+        biased;
+        write(client, statements, &world, no_dedup),
+        failpoint(client, write_fault.as_deref()),
+        client.batch_execute("COMMIT"),
+        failpoint(client, after_commit_fault.as_deref())
     );
     written.map_err(Error::database(n))?;
+    fault.map_err(Error::database(n))?;
     committed.map_err(Error::database(n))?;
+    after_commit.map_err(Error::database(n))?;
     Ok(answers)
+}
+
+/// Runs a failpoint's statement, if one fired (test builds only; see `fault`).
+async fn failpoint(client: &Client, sql: Option<&str>) -> Result<(), tokio_postgres::Error> {
+    match sql {
+        Some(sql) => client.batch_execute(sql).await,
+        None => Ok(()),
+    }
 }
 
 /// Keys the prefetch needs, gathered from the batch (borrowed from its commands).
@@ -544,6 +591,7 @@ async fn prefetch(
         session_rows,
         limit_rows,
     ) = tokio::try_join!(
+        biased;
         query_unless(tx, players.is_empty(), &s.wallets, &by_players),
         query_unless(tx, players.is_empty(), &s.players, &by_players),
         tx.query_one(&s.ids, &by_count),
@@ -732,7 +780,12 @@ fn tx_from_row(row: &Row) -> Result<(apply::TxKey, Tx), Error> {
     Ok(((provider, provider_tx), tx))
 }
 
-async fn write(tx: &Client, s: &Statements, world: &World) -> Result<(), tokio_postgres::Error> {
+async fn write(
+    tx: &Client,
+    s: &Statements,
+    world: &World,
+    no_dedup: bool,
+) -> Result<(), tokio_postgres::Error> {
     // New ledger rows, in creation order.
     let created: Vec<(&apply::TxKey, &Tx)> = world
         .created
@@ -745,8 +798,7 @@ async fn write(tx: &Client, s: &Statements, world: &World) -> Result<(), tokio_p
     #[allow(unused_mut)]
     let mut provider_txs: Vec<std::borrow::Cow<'_, str>> =
         created.iter().map(|(k, _)| k.1.as_str().into()).collect();
-    #[cfg(any(test, feature = "test-util"))]
-    if crate::test_util::no_dedup_planted() {
+    if no_dedup {
         // The planted bug must not trip over the unique key it pretends is not there.
         for (tx, (_, t)) in provider_txs.iter_mut().zip(&created) {
             *tx = format!("{tx}~{}", t.id).into();
@@ -862,8 +914,9 @@ async fn write(tx: &Client, s: &Statements, world: &World) -> Result<(), tokio_p
     let state_rows: Params = vec![&state_ids, &state_values];
     let new_rounds: Params = vec![&r_provider, &r_player, &r_round, &r_game, &r_closed];
     let closed_rounds: Params = vec![&c_provider, &c_player, &c_round];
-    // One pipeline; statements with no rows are not sent.
+    // One pipeline, sent in this order (`biased`); statements with no rows are not sent.
     tokio::try_join!(
+        biased;
         execute_unless(tx, ids.is_empty(), &s.insert_txs, &ledger_rows),
         execute_unless(tx, w_player.is_empty(), &s.update_wallets, &wallet_rows),
         execute_unless(tx, state_ids.is_empty(), &s.update_states, &state_rows),

@@ -162,16 +162,3 @@ impl TestDb {
 pub async fn empty_database() -> TestDb {
     create_database(admin_config(), "e", "template0").await
 }
-
-/// A planted bug for proving the simulator's checkers can fail: while on, the wallet path
-/// forgets every transaction id it has seen (no dedup in the database or the gateway's index),
-/// so retries are applied again. Exists only in test builds.
-static PLANTED_NO_DEDUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-pub fn plant_no_dedup(on: bool) {
-    PLANTED_NO_DEDUP.store(on, Ordering::SeqCst);
-}
-
-pub fn no_dedup_planted() -> bool {
-    PLANTED_NO_DEDUP.load(Ordering::SeqCst)
-}

@@ -13,7 +13,7 @@ const PROVIDER: &str = r#"
 [[providers]]
 code = "demo"
 dialect = "native"
-secret = "s3cret"
+secret = "s3cret-s3cret-s3cret"
 "#;
 
 #[test]
@@ -97,15 +97,18 @@ dialect = "native"
 fn secrets_come_from_env_or_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("secret");
-    std::fs::write(&file, "from-file\n").unwrap();
+    std::fs::write(&file, "from-file-from-file\n").unwrap();
     let text = format!(
-        "[[providers]]\ncode = \"p\"\ndialect = \"native\"\nsecret_file = \"{}\"\nprevious_secret = \"old\"\n",
+        "[[providers]]\ncode = \"p\"\ndialect = \"native\"\nsecret_file = \"{}\"\nprevious_secret = \"old-secret-old-secret\"\n",
         file.display()
     );
     let config = Config::from_toml(&text, &[]).unwrap();
     assert_eq!(
         config.providers[0].secrets().unwrap(),
-        vec![b"from-file".to_vec(), b"old".to_vec()]
+        vec![
+            b"from-file-from-file".to_vec(),
+            b"old-secret-old-secret".to_vec()
+        ]
     );
     let missing = text.replace("secret\"", "nope\"");
     let problems = Config::from_toml(&missing, &[]).unwrap_err();
@@ -143,4 +146,78 @@ fn a_provider_policy_is_read_into_the_core_policy() {
         problems.join("\n").contains("expected `ok` or `not_found`"),
         "{problems:?}"
     );
+}
+
+fn provider_with(keys: &str) -> String {
+    format!("[[providers]]\ncode = \"p\"\ndialect = \"native\"\n{keys}\n")
+}
+
+#[test]
+fn empty_or_short_secrets_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_file = dir.path().join("empty");
+    std::fs::write(&empty_file, "\n").unwrap();
+    let long = "a-long-enough-secret";
+    let cases = [
+        ("secret = \"\"".to_string(), "providers[0]: one of secret"),
+        (
+            format!("secret_file = \"{}\"", empty_file.display()),
+            "providers[0].secret_file: ",
+        ),
+        (
+            "secret_env = \"GATEWAY_TEST_UNSET_SECRET\"".to_string(),
+            "providers[0].secret_env: environment variable GATEWAY_TEST_UNSET_SECRET",
+        ),
+        (
+            "secret = \"short\"".to_string(),
+            "providers[0].secret is 5 bytes",
+        ),
+        (
+            format!("secret = \"{long}\"\nprevious_secret = \"old\""),
+            "providers[0].previous_secret is 3 bytes",
+        ),
+        (
+            format!(
+                "secret = \"{long}\"\nprevious_secret_file = \"{}\"",
+                empty_file.display()
+            ),
+            "providers[0].previous_secret_file: ",
+        ),
+        // A public demo value outside demo mode.
+        (
+            "secret = \"demo-secret\"".to_string(),
+            "public demo values only",
+        ),
+    ];
+    for (keys, expected) in cases {
+        let problems = Config::from_toml(&provider_with(&keys), &[]).unwrap_err();
+        let all = problems.join("\n");
+        assert!(all.contains(expected), "{keys}: {expected:?} not in {all}");
+    }
+    // 16 bytes is enough; public demo values pass only while the demo is on.
+    Config::from_toml(&provider_with("secret = \"0123456789abcdef\""), &[]).unwrap();
+    let demo = format!(
+        "[demo]\nenabled = true\n{}",
+        provider_with("secret = \"demo-secret\"")
+    );
+    Config::from_toml(&demo, &[]).unwrap();
+    let demo_short = demo.replace("\"demo-secret\"", "\"demo-secre\"");
+    assert!(Config::from_toml(&demo_short, &[]).is_err());
+}
+
+#[test]
+fn durability_settings_cannot_be_overridden() {
+    let text = format!(
+        "[embedded.settings]\nfsync = false\nsynchronous_commit = \"off\"\nFull_Page_Writes = \"off\"\nwork_mem = \"8MB\"\n{PROVIDER}"
+    );
+    let problems = Config::from_toml(&text, &[]).unwrap_err();
+    let all = problems.join("\n");
+    for key in ["fsync", "synchronous_commit", "Full_Page_Writes"] {
+        assert!(
+            all.contains(&format!("embedded.settings.{key}: durability")),
+            "{key} not refused: {all}"
+        );
+    }
+    assert!(!all.contains("work_mem"), "{all}");
+    assert_eq!(problems.len(), 3, "{all}");
 }

@@ -14,6 +14,7 @@ use settlement::batch::Unavailable;
 use settlement::command::{
     Action, Answer, Command, GameId, Money, PlayerRef, ProviderTxId, RoundId, SessionToken,
 };
+use settlement::fault::Plant;
 use settlement::money::{self, Currency};
 use settlement::Code;
 
@@ -159,10 +160,13 @@ async fn settle(
     let Some(tx) = command.tx() else {
         return state.settler.settle(command).await;
     };
-    #[cfg(feature = "test-util")]
-    if settlement::test_util::no_dedup_planted() {
+    // Planted bugs (test builds only; always false otherwise), read here and nowhere else
+    // in the gateway.
+    let faults = state.settler.faults();
+    if faults.planted(Plant::NoDedup) {
         return state.settler.settle(command).await;
     }
+    let altered_retry_answer = faults.planted(Plant::AlteredRetryAnswer);
     match state
         .dedup
         .begin(command.provider, tx.as_str(), command.fingerprint())
@@ -175,6 +179,14 @@ async fn settle(
         Lookup::Wait(outcome) => dedup::wait(outcome).await,
         Lookup::Settle(claim) => {
             let outcome = state.settler.settle(command).await;
+            if altered_retry_answer {
+                let mut kept = outcome.clone();
+                if let Ok(answer) = &mut kept {
+                    answer.balance_minor += 1;
+                }
+                claim.finish(&kept);
+                return outcome;
+            }
             claim.finish(&outcome);
             outcome
         }

@@ -335,7 +335,9 @@ fn invalid_configuration_exits_64_listing_every_problem() {
     let path = dir.path().join("bad.toml");
     std::fs::write(
         &path,
-        "[server]\nwhat = 1\n[settlement]\nlanes = 0\n[[providers]]\ncode = \"x\"\ndialect = \"nope\"\nsecret = \"s\"\n",
+        "[server]\nwhat = 1\n[settlement]\nlanes = 0\n[embedded.settings]\nfsync = \"off\"\n\
+         [[providers]]\ncode = \"x\"\ndialect = \"nope\"\nsecret = \"s\"\n\
+         [[providers]]\ncode = \"y\"\ndialect = \"native\"\nsecret_file = \"/dev/null\"\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -345,7 +347,14 @@ fn invalid_configuration_exits_64_listing_every_problem() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for expected in ["server.what", "settlement.lanes", "providers[0].dialect"] {
+    for expected in [
+        "server.what",
+        "settlement.lanes",
+        "providers[0].dialect",
+        "providers[0].secret is 1 bytes",
+        "providers[1].secret_file: /dev/null is empty",
+        "embedded.settings.fsync: durability",
+    ] {
         assert!(
             stderr.contains(expected),
             "{expected} missing from:\n{stderr}"

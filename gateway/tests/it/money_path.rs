@@ -118,7 +118,7 @@ async fn bet_needs_a_live_session_when_the_provider_says_so() {
          SELECT 'other', id, 'EUR', NULL, now() + interval '1 hour' FROM players WHERE external_id = 'player-2';",
     )
     .await;
-    let strict = |body| gw.native("strict", "strict-secret", "bet", body);
+    let strict = |body| gw.native("strict", "strict-secret-for-tests", "bet", body);
     let a = ok(&strict(bet("player-1", "s1", "1.00", "r1")).await);
     assert_eq!(a["status"], "INVALID_SESSION", "no token");
     for (i, token) in ["expired", "other", "unknown"].iter().enumerate() {
@@ -134,7 +134,7 @@ async fn bet_needs_a_live_session_when_the_provider_says_so() {
     let a = ok(&gw
         .native(
             "strict",
-            "strict-secret",
+            "strict-secret-for-tests",
             "win",
             win("player-1", "w1", "2.00", "r1"),
         )
@@ -301,7 +301,7 @@ async fn rollback_before_its_bet_tombstones_the_bet() {
 #[tokio::test]
 async fn rollback_of_an_unknown_transaction_may_answer_not_found_and_still_tombstones() {
     let gw = gateway().await;
-    let strict = |action, body| gw.native("strict", "strict-secret", action, body);
+    let strict = |action, body| gw.native("strict", "strict-secret-for-tests", action, body);
     let a = ok(&strict("rollback", rollback("player-1", "rb1", "b1")).await);
     assert_eq!(a["status"], "TRANSACTION_NOT_FOUND");
     let retry = ok(&strict("rollback", rollback("player-1", "rb1", "b1")).await);
@@ -385,7 +385,7 @@ async fn win_credits_even_without_a_bet() {
     let a = ok(&gw
         .native(
             "strict",
-            "strict-secret",
+            "strict-secret-for-tests",
             "win",
             win("player-3", "promo", "5.00", "zz"),
         )
@@ -487,7 +487,7 @@ async fn rollback_of_a_settled_bet_or_a_win_is_not_permitted() {
 #[tokio::test]
 async fn win_rollback_where_policy_allows_may_go_negative_and_flags_the_wallet() {
     let gw = gateway().await;
-    let strict = |action, body| gw.native("strict", "strict-secret", action, body);
+    let strict = |action, body| gw.native("strict", "strict-secret-for-tests", action, body);
     gw.sql(
         "INSERT INTO game_sessions (token, player_id, currency, expires_at)
          SELECT 'live', id, 'EUR', now() + interval '1 hour' FROM players WHERE external_id = 'player-1';",

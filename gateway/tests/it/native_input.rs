@@ -29,22 +29,22 @@ async fn signatures_are_checked_on_the_raw_bytes() {
         ),
         (
             "other bytes",
-            Some(sign_native(b"demo-secret", now, &other)),
+            Some(sign_native(b"demo-secret-for-tests", now, &other)),
             &body,
         ),
         (
             "stale",
-            Some(sign_native(b"demo-secret", now - 301, &body)),
+            Some(sign_native(b"demo-secret-for-tests", now - 301, &body)),
             &body,
         ),
         (
             "future",
-            Some(sign_native(b"demo-secret", now + 301, &body)),
+            Some(sign_native(b"demo-secret-for-tests", now + 301, &body)),
             &body,
         ),
         (
             "other provider's secret",
-            Some(sign_native(b"strict-secret", now, &body)),
+            Some(sign_native(b"strict-secret-for-tests", now, &body)),
             &body,
         ),
     ];
@@ -61,7 +61,7 @@ async fn signatures_are_checked_on_the_raw_bytes() {
             "demo",
             "bet",
             &padded,
-            Some(sign_native(b"demo-secret", now, &body)),
+            Some(sign_native(b"demo-secret-for-tests", now, &body)),
         )
         .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
@@ -73,7 +73,7 @@ async fn signatures_are_checked_on_the_raw_bytes() {
             "demo",
             "bet",
             &body,
-            Some(sign_native(b"old-demo-secret", now, &body)),
+            Some(sign_native(b"old-demo-secret-for-tests", now, &body)),
         )
         .await;
     assert_eq!(a.status, StatusCode::OK);
@@ -84,7 +84,7 @@ async fn signatures_are_checked_on_the_raw_bytes() {
             "demo",
             "bet",
             &body2,
-            Some(sign_native(b"demo-secret", now - 299, &body2)),
+            Some(sign_native(b"demo-secret-for-tests", now - 299, &body2)),
         )
         .await;
     assert_eq!(a.json()["status"], "OK");
@@ -168,7 +168,7 @@ async fn malformed_bodies_are_refused_with_400() {
 
     let n = cases.len();
     for (what, body) in cases {
-        let signature = sign_native(b"demo-secret", now_s(), &body);
+        let signature = sign_native(b"demo-secret-for-tests", now_s(), &body);
         let a = gw
             .native_signed("demo", "bet", &body, Some(signature))
             .await;
@@ -196,7 +196,7 @@ async fn oversized_bodies_get_413_and_unknown_actions_404() {
             "demo",
             "bet",
             &body,
-            Some(sign_native(b"demo-secret", now_s(), &body)),
+            Some(sign_native(b"demo-secret-for-tests", now_s(), &body)),
         )
         .await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -206,7 +206,7 @@ async fn oversized_bodies_get_413_and_unknown_actions_404() {
             "demo",
             "deposit",
             &body,
-            Some(sign_native(b"demo-secret", now_s(), &body)),
+            Some(sign_native(b"demo-secret-for-tests", now_s(), &body)),
         )
         .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);

@@ -2,6 +2,7 @@
 //! show zero drift, and the same run against a planted bug must fail its checkers.
 
 use gateway::test_util::start_gateway;
+use settlement::fault::Plant;
 use sim::{Faults, Options};
 
 fn options(seed: u64, tag: &str, callbacks: u64) -> Options {
@@ -13,7 +14,7 @@ fn options(seed: u64, tag: &str, callbacks: u64) -> Options {
         duration: None,
         players: 100,
         provider: "demo".into(),
-        secret: "demo-secret".into(),
+        secret: "demo-secret-for-tests".into(),
         faults: Faults::all(0.05),
     }
 }
@@ -46,14 +47,14 @@ async fn simulation_shows_no_drift_and_a_planted_bug_is_caught() {
     }
 
     // The same play with the database's dedup switched off: the checkers must notice.
-    settlement::test_util::plant_no_dedup(true);
+    gw.faults().plant(Plant::NoDedup, true);
     let planted = sim::run(
         gw.addr,
         gw.db.config.clone(),
         options(seed, "planted", 4_000),
     )
     .await;
-    settlement::test_util::plant_no_dedup(false);
+    gw.faults().plant(Plant::NoDedup, false);
     let planted = planted.expect("simulation runs");
     println!("{}", planted.summary());
     assert!(
