@@ -12,6 +12,8 @@ use tokio::sync::OnceCell;
 
 use crate::schema;
 
+pub mod model;
+
 const TEMPLATE: &str = "wallet_template";
 
 static CLUSTER: OnceLock<pgembed::Cluster> = OnceLock::new();

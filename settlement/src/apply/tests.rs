@@ -1,8 +1,6 @@
 //! The state machine without a database: tiny cases through one `check`, and a property test
 //! of `apply` against an independent reference model over random callback sequences.
 
-use std::collections::{HashMap, HashSet};
-
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 
@@ -11,6 +9,7 @@ use crate::command::{
     Action, Code, Command, GameId, Money, PlayerRef, Policy, ProviderId, ProviderTxId, RoundId,
 };
 use crate::money::Currency;
+use crate::test_util::model::{op, resolve, to_command, Model};
 
 const PROVIDER: ProviderId = ProviderId(1);
 const OPENING: i64 = 1_000;
@@ -224,301 +223,6 @@ fn money_is_conserved_or_apply_panics() {
     assert!(result.is_err());
 }
 
-// ---- The reference model -------------------------------------------------------------------
-
-/// One random callback: indices into small pools so ids, rounds and players collide often.
-#[derive(Debug, Clone)]
-enum Op {
-    Bet {
-        player: u8,
-        tx: u8,
-        amount: i64,
-        round: u8,
-    },
-    Win {
-        player: u8,
-        tx: u8,
-        amount: i64,
-        round: u8,
-        bet: Option<u8>,
-    },
-    Rollback {
-        player: u8,
-        tx: u8,
-        reference: u8,
-    },
-    EndRound {
-        player: u8,
-        round: u8,
-    },
-    /// Repeat an earlier op exactly (a provider retry).
-    Repeat(usize),
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    let player = 0u8..4; // p3 does not exist
-    let tx = 0u8..24;
-    let round = 0u8..4;
-    prop_oneof![
-        4 => (player.clone(), tx.clone(), 0i64..400, round.clone())
-            .prop_map(|(player, tx, amount, round)| Op::Bet { player, tx, amount, round }),
-        3 => (player.clone(), tx.clone(), 0i64..300, round.clone(), proptest::option::of(tx.clone()))
-            .prop_map(|(player, tx, amount, round, bet)| Op::Win { player, tx, amount, round, bet }),
-        3 => (player.clone(), tx.clone(), tx.clone())
-            .prop_map(|(player, tx, reference)| Op::Rollback { player, tx, reference }),
-        1 => (player, round).prop_map(|(player, round)| Op::EndRound { player, round }),
-        2 => (0usize..64).prop_map(Op::Repeat),
-    ]
-}
-
-fn to_command(op: &Op) -> Command {
-    let p = |i: u8| format!("p{i}");
-    let t = |i: u8| format!("t{i}");
-    let r = |i: u8| format!("r{i}");
-    match op {
-        Op::Bet {
-            player,
-            tx,
-            amount,
-            round,
-        } => bet(&p(*player), &t(*tx), *amount, &r(*round)),
-        Op::Win {
-            player,
-            tx,
-            amount,
-            round,
-            bet,
-        } => win(
-            &p(*player),
-            &t(*tx),
-            *amount,
-            &r(*round),
-            bet.map(t).as_deref(),
-        ),
-        Op::Rollback {
-            player,
-            tx,
-            reference,
-        } => rollback(&p(*player), &t(*tx), &t(*reference)),
-        Op::EndRound { player, round } => end_round(&p(*player), &r(*round)),
-        Op::Repeat(_) => unreachable!("resolved before"),
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum MState {
-    Open,
-    Settled,
-    RolledBack,
-    Done,
-}
-
-#[derive(Debug, Clone)]
-struct MTx {
-    player: u8,
-    is_bet: bool,
-    amount: i64,
-    round: u8,
-    payload: String,
-    code: Code,
-    balance_after: i64,
-    state: MState,
-}
-
-/// The §4 rules written plainly, one callback at a time, with none of `apply`'s structures.
-#[derive(Default)]
-struct Model {
-    balance: HashMap<u8, i64>,
-    txs: HashMap<u8, MTx>,
-    tombstones: HashSet<u8>,
-    closed: HashSet<(u8, u8)>,
-    rounds_seen: HashSet<(u8, u8)>,
-}
-
-impl Model {
-    fn new() -> Model {
-        Model {
-            balance: (0..3).map(|p| (p, OPENING)).collect(),
-            ..Model::default()
-        }
-    }
-
-    /// (code, balance, duplicate)
-    fn step(&mut self, op: &Op) -> (Code, i64, bool) {
-        let payload = format!("{op:?}");
-        let (player, tx) = match op {
-            Op::Bet { player, tx, .. }
-            | Op::Win { player, tx, .. }
-            | Op::Rollback { player, tx, .. } => (*player, Some(*tx)),
-            Op::EndRound { player, .. } => (*player, None),
-            Op::Repeat(_) => unreachable!(),
-        };
-        if let Some(tx) = tx {
-            if let Some(known) = self.txs.get(&tx) {
-                if known.payload == payload {
-                    return (known.code, known.balance_after, true);
-                }
-                let balance = self.balance.get(&player).copied().unwrap_or(0);
-                return (Code::DuplicateMismatch, balance, false);
-            }
-        }
-        let Some(&balance) = self.balance.get(&player) else {
-            return (Code::UnknownPlayer, 0, false);
-        };
-        match *op {
-            Op::Bet {
-                amount, round, tx, ..
-            } => {
-                let code = if self.tombstones.contains(&tx) {
-                    Code::TransactionRolledBack
-                } else if self.closed.contains(&(player, round)) {
-                    Code::RoundClosed
-                } else if amount > balance {
-                    Code::InsufficientFunds
-                } else {
-                    Code::Ok
-                };
-                let (state, delta) = if code == Code::Ok {
-                    (MState::Open, -amount)
-                } else {
-                    (MState::Done, 0)
-                };
-                if code == Code::Ok {
-                    self.rounds_seen.insert((player, round));
-                }
-                self.record(tx, player, true, amount, round, payload, code, delta, state)
-            }
-            Op::Win {
-                amount,
-                round,
-                tx,
-                bet,
-                ..
-            } => {
-                if let Some(b) = bet {
-                    let rolled_back = match self.txs.get(&b) {
-                        Some(t) if t.player == player && t.is_bet => {
-                            t.state == MState::RolledBack || t.code == Code::TransactionRolledBack
-                        }
-                        _ => self.tombstones.contains(&b),
-                    };
-                    if rolled_back {
-                        return self.record(
-                            tx,
-                            player,
-                            false,
-                            amount,
-                            round,
-                            payload,
-                            Code::TransactionRolledBack,
-                            0,
-                            MState::Done,
-                        );
-                    }
-                    if let Some(t) = self.txs.get_mut(&b) {
-                        if t.player == player && t.is_bet && t.state == MState::Open {
-                            t.state = MState::Settled;
-                        }
-                    }
-                } else {
-                    for t in self.txs.values_mut() {
-                        if t.player == player
-                            && t.is_bet
-                            && t.round == round
-                            && t.state == MState::Open
-                        {
-                            t.state = MState::Settled;
-                        }
-                    }
-                }
-                self.rounds_seen.insert((player, round));
-                self.record(
-                    tx,
-                    player,
-                    false,
-                    amount,
-                    round,
-                    payload,
-                    Code::Ok,
-                    amount,
-                    MState::Done,
-                )
-            }
-            Op::Rollback { tx, reference, .. } => {
-                let target = self.txs.get(&reference).cloned();
-                let (code, delta) = match target {
-                    None => {
-                        self.tombstones.insert(reference);
-                        (Code::Ok, 0)
-                    }
-                    Some(t) if t.player != player => (Code::TransactionNotFound, 0),
-                    Some(t) if t.is_bet && t.code != Code::Ok => (Code::Ok, 0),
-                    Some(t) if t.is_bet && t.state == MState::RolledBack => (Code::Ok, 0),
-                    Some(t) if t.is_bet && t.state == MState::Settled => {
-                        (Code::RollbackNotPermitted, 0)
-                    }
-                    Some(t) if t.is_bet => {
-                        self.txs.get_mut(&reference).unwrap().state = MState::RolledBack;
-                        (Code::Ok, t.amount)
-                    }
-                    Some(_) => (Code::RollbackNotPermitted, 0),
-                };
-                self.record(tx, player, false, 0, 0, payload, code, delta, MState::Done)
-            }
-            Op::EndRound { round, .. } => {
-                self.closed.insert((player, round));
-                (Code::Ok, balance, false)
-            }
-            Op::Repeat(_) => unreachable!(),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        tx: u8,
-        player: u8,
-        is_bet: bool,
-        amount: i64,
-        round: u8,
-        payload: String,
-        code: Code,
-        delta: i64,
-        state: MState,
-    ) -> (Code, i64, bool) {
-        let balance = self.balance.get_mut(&player).unwrap();
-        *balance += delta;
-        let balance_after = *balance;
-        self.txs.insert(
-            tx,
-            MTx {
-                player,
-                is_bet,
-                amount,
-                round,
-                payload,
-                code,
-                balance_after,
-                state,
-            },
-        );
-        (code, balance_after, false)
-    }
-}
-
-/// Resolves `Repeat(i)` to the i-th earlier concrete op (or drops it when there is none).
-fn resolve(ops: &[Op]) -> Vec<Op> {
-    let mut out: Vec<Op> = Vec::new();
-    for op in ops {
-        match op {
-            Op::Repeat(i) if !out.is_empty() => out.push(out[i % out.len()].clone()),
-            Op::Repeat(_) => {}
-            other => out.push(other.clone()),
-        }
-    }
-    out
-}
-
 fn seed() -> u64 {
     let seed = std::env::var("APPLY_SEED")
         .ok()
@@ -546,11 +250,15 @@ fn apply_agrees_with_the_reference_model() {
     let strategy = (
         proptest::collection::vec(op(), 1..80),
         proptest::collection::vec(1usize..12, 1..8),
+        crate::test_util::model::policy(),
     );
-    let result = runner.run(&strategy, |(ops, cuts)| {
+    let result = runner.run(&strategy, |(ops, cuts, policy)| {
         let ops = resolve(&ops);
-        let commands: Vec<Command> = ops.iter().map(to_command).collect();
-        let mut model = Model::new();
+        let commands: Vec<Command> = ops
+            .iter()
+            .map(|op| to_command(op, PROVIDER, policy))
+            .collect();
+        let mut model = Model::new(OPENING, policy);
         let expected: Vec<(Code, i64, bool)> = ops.iter().map(|op| model.step(op)).collect();
 
         // The same commands in batches of random sizes: batch boundaries must not matter.
