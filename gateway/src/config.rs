@@ -55,7 +55,7 @@ impl Default for Server {
             request_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
             connections_max: 10_000,
-            headers_max: 64,
+            headers_max: 100,
             header_bytes_max: 16 * 1024,
             trusted_proxies: Vec::new(),
         }

@@ -18,6 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tracing::Instrument;
 
 use crate::state::State;
 
@@ -25,15 +26,26 @@ pub type Body = Full<Bytes>;
 
 const CORRELATION_HEADER: &str = "x-correlation-id";
 
+/// hyper's own bound on headers per request.
+const HYPER_HEADERS_MAX: usize = 100;
+
 /// Serves until `shutdown` turns true, then waits (up to the grace period) for open requests.
 pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let server = &state.config.server;
     let connections = Arc::new(Semaphore::new(server.connections_max));
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
+    // Request heads are bounded in count and bytes: a header flood gets 431 and costs at most
+    // `header_bytes_max` of buffer per connection.
     http.timer(TokioTimer::new())
         .keep_alive(true)
-        .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms));
+        .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms))
+        .max_buf_size(server.header_bytes_max);
+    if server.headers_max != HYPER_HEADERS_MAX {
+        // hyper keeps its default of 100 on the stack; any other bound costs a heap
+        // allocation per request.
+        http.max_headers(server.headers_max);
+    }
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving");
     }
@@ -80,10 +92,15 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
     }
 }
 
-/// One request: correlation id in and out, then routing.
+/// One request: correlation id in and out, then routing. Every log line written while the
+/// request is handled carries its correlation id (the span's field).
 async fn handle(state: Arc<State>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
     let correlation = correlation_id(&request);
-    let mut response = route(&state, peer, request).await;
+    let span = tracing::info_span!(
+        "request",
+        correlation_id = %correlation.to_str().unwrap_or_default()
+    );
+    let mut response = route(&state, peer, request).instrument(span).await;
     response
         .headers_mut()
         .insert(CORRELATION_HEADER, correlation);

@@ -309,6 +309,13 @@ impl World {
             }
         }
         let Some(player) = self.players.get(&c.player) else {
+            // Ending a round is never refused (§4: end_round answers OK whatever the state).
+            if let Action::EndRound { .. } = c.action {
+                return Answer {
+                    code: Code::Ok,
+                    ..unknown_player()
+                };
+            }
             return unknown_player();
         };
         let player_id = player.id;
@@ -353,7 +360,7 @@ impl World {
         };
         let player = &self.players[&c.player];
         let Some(wallet) = player.wallet(money.currency) else {
-            return self.record(c, &money.tx, refuse(Code::CurrencyMismatch));
+            return self.record(c, &money.tx, self.currency_mismatch(c, TxKind::Bet, money));
         };
         let round_key = (c.provider, player_id, money.round.clone());
         let refusal = if self.tombstones.contains(&(c.provider, money.tx.clone())) {
@@ -426,7 +433,7 @@ impl World {
         };
         let wallet = self.players[&c.player].wallet(money.currency);
         let Some(wallet) = wallet else {
-            return self.record(c, &money.tx, refuse(Code::CurrencyMismatch));
+            return self.record(c, &money.tx, self.currency_mismatch(c, TxKind::Win, money));
         };
         let round_key = (c.provider, player_id, money.round.clone());
         // Which bets this win settles: the one it names, else its round's open bets.
@@ -439,6 +446,10 @@ impl World {
                             || bet.outcome == Code::TransactionRolledBack;
                         if rolled_back {
                             return self.record(c, &money.tx, refuse(Code::TransactionRolledBack));
+                        }
+                        if bet.currency != money.currency {
+                            // Paying a bet out in another currency would mint money.
+                            return self.record(c, &money.tx, refuse(Code::CurrencyMismatch));
                         }
                         if bet.outcome == Code::Ok {
                             vec![bet_tx.clone()]
@@ -625,6 +636,22 @@ impl World {
                 },
             ),
         }
+    }
+
+    /// The row of a bet or win in a currency the player has no wallet in: refused, recorded
+    /// against the player's default wallet (so the answer carries a balance the provider can
+    /// show), moving nothing. The request's own currency and amount stay in its fingerprint.
+    fn currency_mismatch(&self, c: &Command, kind: TxKind, money: &Money) -> Row {
+        match self.players[&c.player].wallets.first() {
+            Some(default) => Row::refusal(kind, Code::CurrencyMismatch, default.currency, 0),
+            None => Row::refusal(
+                kind,
+                Code::CurrencyMismatch,
+                money.currency,
+                money.amount_minor,
+            ),
+        }
+        .of_money(money)
     }
 
     fn round_mut(&mut self, key: RoundKey, game: Option<&GameId>) -> &mut Round {

@@ -216,7 +216,7 @@ impl Statements {
             // The lock: every writer of a wallet locks its rows in (player_id, currency) order,
             // so batches never deadlock each other or the REST module.
             client.prepare(
-                "SELECT player_id, currency, balance, bonus, needs_reconciliation
+                "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at
                  FROM wallets WHERE player_id = ANY($1::bigint[])
                  ORDER BY player_id, currency
                  FOR UPDATE"
@@ -618,19 +618,46 @@ async fn prefetch(
             },
         );
     }
+    // Locked in (player, currency) order; kept in creation order, since the first wallet is
+    // the player's default.
+    let mut created_at = HashMap::new();
     for row in &wallet_rows {
         let player_id: i64 = row.get(0);
         let player = id_to_ref
             .get(&player_id)
             .and_then(|r| world.players.get_mut(r))
             .ok_or_else(|| invariant("wallet without player"))?;
+        let code: &str = row.get(1);
+        let Some(currency) = Currency::from_code(code) else {
+            // A wallet in a currency this build does not know (added by hand, or by a newer
+            // version): invisible here, so only calls in that currency are refused, never the
+            // player's other calls (the dialect cannot decode that currency either).
+            tracing::warn!(
+                player_id,
+                currency = code,
+                "wallet in an unknown currency ignored"
+            );
+            continue;
+        };
+        created_at.insert(
+            (player_id, currency),
+            row.get::<_, std::time::SystemTime>(5),
+        );
         player.wallets.push(Wallet {
-            currency: currency(row.get(1))?,
+            currency,
             balance_minor: row.get(2),
             bonus_minor: row.get(3),
             needs_reconciliation: row.get(4),
             changed: false,
         });
+    }
+    for player in world.players.values_mut() {
+        if player.wallets.len() > 1 {
+            let id = player.id;
+            player.wallets.sort_by_cached_key(|w| {
+                (created_at[&(id, w.currency)], w.currency.code().to_string())
+            });
+        }
     }
     for row in &limit_rows {
         let player_id: i64 = row.get(0);
@@ -645,8 +672,12 @@ async fn prefetch(
             "wager" => LimitKind::Wager,
             _ => LimitKind::Loss,
         };
+        // A limit in an unknown currency can only limit calls that cannot arrive.
+        let Some(currency) = Currency::from_code(row.get(1)) else {
+            continue;
+        };
         player.limits.push(Limit {
-            currency: currency(row.get(1))?,
+            currency,
             kind,
             amount_minor: row.get(3),
             used_minor: row.get(4),

@@ -38,6 +38,34 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
 }
 
+/// The address a callback comes from, for allowlists. A connection from a trusted proxy
+/// speaks for someone else: the caller is the right-most `X-Forwarded-For` address that is
+/// not itself a trusted proxy (entries to its left could have been written by the caller).
+/// A trusted proxy that forwards nothing usable is taken as the caller, and fails the
+/// allowlist unless listed there.
+pub fn caller_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|t| same_ip(*t, ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for entry in forwarded.iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(ip) => continue,
+            Ok(ip) => return ip,
+            // Garbage where an address should be: believe nothing further left.
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
     by_code: HashMap<String, Arc<Provider>>,
@@ -88,7 +116,12 @@ pub async fn handle(
             &serde_json::json!({"status": "UNKNOWN_PROVIDER", "message": "no such provider"}),
         );
     };
-    if !provider.enabled || !provider.allows(peer.ip()) {
+    let caller = caller_ip(
+        peer.ip(),
+        request.headers(),
+        &state.config.server.trusted_proxies,
+    );
+    if !provider.enabled || !provider.allows(caller) {
         return crate::server::json(
             http::StatusCode::FORBIDDEN,
             &serde_json::json!({"status": "FORBIDDEN", "message": "provider disabled or source address not allowed"}),
@@ -103,3 +136,6 @@ pub async fn handle(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;

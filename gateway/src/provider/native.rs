@@ -122,16 +122,27 @@ async fn answer(
     }
     let (command, echo_tx) = match decode(provider, action, &body) {
         Ok(Decoded::Command(command, echo_tx)) => (command, echo_tx),
-        Ok(Decoded::UnsupportedCurrency(code)) => {
-            return (
-                StatusCode::OK,
-                Response {
-                    status: Code::CurrencyMismatch.as_str().into(),
-                    currency: Some(code),
-                    message: Some("currency not supported".into()),
-                    ..empty()
-                },
-            )
+        Ok(Decoded::UnsupportedCurrency(code, player)) => {
+            // Final, and answered with the player's default wallet when there is one, so the
+            // provider sees which currency the player plays in.
+            let mut response = Response {
+                status: Code::CurrencyMismatch.as_str().into(),
+                currency: Some(code),
+                message: Some("currency not supported".into()),
+                ..empty()
+            };
+            if let Some(balance) = player {
+                if let Ok(answer) = state.settler.settle(balance).await {
+                    if let Some(currency) = answer.currency {
+                        response.currency = Some(currency.code().to_string());
+                        response.balance = Some(money::format_minor(
+                            answer.playable_minor(),
+                            currency.exponent,
+                        ));
+                    }
+                }
+            }
+            return (StatusCode::OK, response);
         }
         Err(refused) => return refusal(refused),
     };
@@ -205,7 +216,9 @@ pub fn decode_command(provider: &Provider, action: &str, body: &Bytes) -> Option
 enum Decoded {
     /// The command and the provider's transaction id to echo.
     Command(Command, Option<String>),
-    UnsupportedCurrency(String),
+    /// A well-formed currency code we do not settle, and a balance call for the player (when
+    /// the player id is well-formed) to find the default wallet.
+    UnsupportedCurrency(String, Option<Command>),
 }
 
 fn decode(provider: &Provider, action: &str, body: &Bytes) -> Result<Decoded, Refused> {
@@ -224,7 +237,8 @@ fn decode(provider: &Provider, action: &str, body: &Bytes) -> Result<Decoded, Re
         "bet" | "win" => {
             let request: MoneyRequest = parse(body)?;
             let Some(currency) = currency(&request.currency)? else {
-                return Ok(Decoded::UnsupportedCurrency(request.currency));
+                let balance = command(&request.player_id, Action::Balance { currency: None });
+                return Ok(Decoded::UnsupportedCurrency(request.currency, balance.ok()));
             };
             let amount_minor = money::parse_minor(&request.amount, currency.exponent)
                 .map_err(|e| malformed(format!("amount: {e}")))?;
@@ -297,7 +311,11 @@ fn decode(provider: &Provider, action: &str, body: &Bytes) -> Result<Decoded, Re
                 None => None,
                 Some(code) => match currency(&code)? {
                     Some(c) => Some(c),
-                    None => return Ok(Decoded::UnsupportedCurrency(code)),
+                    None => {
+                        let balance =
+                            command(&request.player_id, Action::Balance { currency: None });
+                        return Ok(Decoded::UnsupportedCurrency(code, balance.ok()));
+                    }
                 },
             };
             let action = Action::Balance { currency };

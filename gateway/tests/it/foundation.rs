@@ -39,6 +39,56 @@ async fn correlation_id_is_echoed() {
     gw.stop().await;
 }
 
+/// Log lines written into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread, so the thread-local log subscriber sees every task of the gateway.
+#[tokio::test(flavor = "current_thread")]
+async fn every_log_line_of_a_request_carries_its_correlation_id() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_env_filter("info")
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let gw = start_gateway("").await;
+    let body = br#"{"player_id":"player-1","currency":"EUR","amount":"1.00","transaction_id":"t","round_id":"r","game_id":"g"}"#;
+    let answer = gw
+        .request(
+            http::Method::POST,
+            "/api/provider-callback/demo/bet",
+            &[
+                ("X-Correlation-ID", "corr-7f3a".to_string()),
+                ("X-Signature", "t=1,v1=00".to_string()),
+            ],
+            &body[..],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    gw.stop().await;
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("signature refused"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{logs}");
+    assert!(refused[0].contains("correlation_id=corr-7f3a"), "{logs}");
+}
+
 #[tokio::test]
 async fn unknown_provider_is_404_and_disallowed_ip_is_403() {
     let gw = start_gateway(
@@ -46,7 +96,7 @@ async fn unknown_provider_is_404_and_disallowed_ip_is_403() {
 [[providers]]
 code = "fenced"
 dialect = "native"
-secret = "x"
+secret = "fenced-secret-fenced"
 allow_ips = ["10.9.8.7"]
 "#,
     )
@@ -68,6 +118,42 @@ allow_ips = ["10.9.8.7"]
             "{}",
         )
         .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    // Claiming the allowed address is not enough without a trusted proxy in front.
+    let forged = [("X-Forwarded-For", "10.9.8.7".to_string())];
+    let answer = gw
+        .request(
+            http::Method::POST,
+            "/api/provider-callback/fenced/bet",
+            &forged,
+            "{}",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    gw.stop().await;
+
+    // Behind a trusted proxy (here the test itself, on loopback), the forwarded address counts.
+    let gw = start_gateway(
+        r#"
+[server]
+trusted_proxies = ["127.0.0.1"]
+
+[[providers]]
+code = "fenced"
+dialect = "native"
+secret = "fenced-secret-fenced"
+allow_ips = ["10.9.8.7"]
+"#,
+    )
+    .await;
+    let path = "/api/provider-callback/fenced/bet";
+    let answer = gw.request(http::Method::POST, path, &forged, "{}").await;
+    // Past the allowlist: refused for its missing signature, not for its address.
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let other = [("X-Forwarded-For", "10.9.8.7, 192.0.2.1".to_string())];
+    let answer = gw.request(http::Method::POST, path, &other, "{}").await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let answer = gw.request(http::Method::POST, path, &[], "{}").await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     gw.stop().await;
 }

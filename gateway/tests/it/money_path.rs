@@ -565,3 +565,118 @@ async fn end_round_closes_idempotently_and_balance_answers() {
     assert_eq!(gw.balance("player-1").await, START - 250);
     gw.finish().await;
 }
+
+/// Brief §4/§5: the answer names the player's wallet wherever one is known.
+#[tokio::test]
+async fn answers_carry_the_default_wallet_wherever_the_player_has_one() {
+    let gw = gateway().await;
+    // A wallet in a currency the player does not hold, or one the gateway does not know.
+    for (tx, currency) in [("b-usd", "USD"), ("b-xyz", "XYZ")] {
+        let mut body = bet("player-1", tx, "1.00", "r1");
+        body["currency"] = json!(currency);
+        let a = ok(&gw.demo("bet", body).await);
+        assert_eq!(
+            (
+                a["status"].clone(),
+                a["balance"].clone(),
+                a["currency"].clone()
+            ),
+            (json!("CURRENCY_MISMATCH"), json!("1000.00"), json!("EUR")),
+            "{currency}"
+        );
+    }
+    let a = ok(&gw
+        .demo(
+            "balance",
+            json!({"player_id": "player-1", "currency": "XYZ"}),
+        )
+        .await);
+    assert_eq!(
+        (a["status"].clone(), a["balance"].clone()),
+        (json!("CURRENCY_MISMATCH"), json!("1000.00"))
+    );
+    let a = ok(&gw
+        .demo("rollback", rollback("player-1", "rb-1", "never-seen"))
+        .await);
+    assert_eq!(
+        (a["balance"].clone(), a["currency"].clone()),
+        (json!("1000.00"), json!("EUR"))
+    );
+    // Ending a round is never refused, not even for a player nobody knows.
+    let body = json!({"player_id": "nobody", "round_id": "r1", "game_id": "slot-1"});
+    assert_eq!(ok(&gw.demo("end-round", body).await)["status"], "OK");
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn the_default_wallet_is_the_first_created_and_wins_keep_their_bets_currency() {
+    let gw = gateway().await;
+    // player-1 opened EUR first; AUD (alphabetically first) and USD come later.
+    gw.sql(
+        "INSERT INTO wallets (player_id, currency, balance, created_at)
+             SELECT id, c, 5000, now() + interval '1 second' FROM players, (VALUES ('AUD'), ('USD')) v(c)
+             WHERE external_id = 'player-1';
+         INSERT INTO transactions (kind, outcome, player_id, currency, amount, real_delta,
+                                   balance_before, balance_after, bonus_before, bonus_after)
+             SELECT 'deposit', 'OK', id, c, 5000, 5000, 0, 5000, 0, 0
+             FROM players, (VALUES ('AUD'), ('USD')) v(c) WHERE external_id = 'player-1';",
+    )
+    .await;
+    let a = ok(&gw.demo("balance", json!({"player_id": "player-1"})).await);
+    assert_eq!(
+        (a["currency"].clone(), a["balance"].clone()),
+        (json!("EUR"), json!("1000.00"))
+    );
+    // A win naming a EUR bet cannot be paid in USD.
+    ok(&gw
+        .demo("bet", bet("player-1", "b-eur", "10.00", "r1"))
+        .await);
+    let mut usd_win = win("player-1", "w-usd", "30.00", "r1");
+    usd_win["currency"] = json!("USD");
+    usd_win["bet_transaction_id"] = json!("b-eur");
+    let a = ok(&gw.demo("win", usd_win.clone()).await);
+    assert_eq!(a["status"], "CURRENCY_MISMATCH");
+    let a = ok(&gw.demo("win", usd_win).await);
+    assert_eq!(
+        (a["status"].clone(), a["duplicate"].clone()),
+        (json!("CURRENCY_MISMATCH"), json!(true))
+    );
+    let client = gw.db.connect().await;
+    let usd: i64 = client
+        .query_one(
+            "SELECT balance FROM wallets w JOIN players p ON p.id = w.player_id
+             WHERE p.external_id = 'player-1' AND currency = 'USD'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(usd, 5000);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn a_wallet_in_an_unknown_currency_refuses_only_calls_in_that_currency() {
+    let gw = gateway().await;
+    gw.sql(
+        "INSERT INTO wallets (player_id, currency, balance)
+             SELECT id, 'ZZZ', 0 FROM players WHERE external_id = 'player-2';",
+    )
+    .await;
+    // The player's EUR play goes on, batched with other players' calls.
+    let (a, b) = tokio::join!(
+        gw.demo("bet", bet("player-2", "b-2", "3.00", "r1")),
+        gw.demo("bet", bet("player-3", "b-3", "4.00", "r1")),
+    );
+    assert_eq!(ok(&a)["status"], "OK");
+    assert_eq!(ok(&b)["status"], "OK");
+    let mut zzz = bet("player-2", "b-z", "1.00", "r1");
+    zzz["currency"] = json!("ZZZ");
+    assert_eq!(
+        ok(&gw.demo("bet", zzz).await)["status"],
+        "CURRENCY_MISMATCH"
+    );
+    assert_eq!(gw.balance("player-2").await, START - 300);
+    gw.finish().await;
+}

@@ -34,12 +34,12 @@ async fn signatures_are_checked_on_the_raw_bytes() {
         ),
         (
             "stale",
-            Some(sign_native(b"demo-secret-for-tests", now - 301, &body)),
+            Some(sign_native(b"demo-secret-for-tests", now - 305, &body)),
             &body,
         ),
         (
             "future",
-            Some(sign_native(b"demo-secret-for-tests", now + 301, &body)),
+            Some(sign_native(b"demo-secret-for-tests", now + 305, &body)),
             &body,
         ),
         (
@@ -84,7 +84,7 @@ async fn signatures_are_checked_on_the_raw_bytes() {
             "demo",
             "bet",
             &body2,
-            Some(sign_native(b"demo-secret-for-tests", now - 299, &body2)),
+            Some(sign_native(b"demo-secret-for-tests", now - 295, &body2)),
         )
         .await;
     assert_eq!(a.json()["status"], "OK");
