@@ -23,8 +23,9 @@ pub struct Overrides {
 /// The database the gateway talks to, and the embedded cluster behind it if there is one.
 pub struct Database {
     pub config: tokio_postgres::Config,
-    /// Kept alive until shutdown; dropping it stops the cluster.
-    pub embedded: Option<pgembed::Cluster>,
+    /// Kept alive (and restarted whenever it exits on its own) until shutdown; dropping it
+    /// stops the cluster.
+    pub embedded: Option<pgembed::Supervised>,
 }
 
 impl Database {
@@ -43,7 +44,8 @@ impl Database {
         let mut options = pgembed::Options::new(data_dir);
         options.run_as_user = config.embedded.run_as_user.clone();
         // Defaults sized for a write-heavy ledger on one machine; `[embedded.settings]` wins.
-        // Durability settings (fsync, synchronous_commit, full_page_writes) stay PostgreSQL's.
+        // Durability is not a setting: configuration refuses overrides of it, and the command
+        // line (which beats postgresql.conf and ALTER SYSTEM) pins it on.
         let defaults = [
             ("shared_buffers", "512MB"),
             ("wal_buffers", "64MB"),
@@ -56,8 +58,11 @@ impl Database {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         settings.extend(config.embedded.settings_text());
+        for name in crate::config::DURABILITY_SETTINGS {
+            settings.insert(name.to_string(), "on".to_string());
+        }
         options.settings = settings.into_iter().collect();
-        let cluster = tokio::task::spawn_blocking(move || pgembed::Cluster::start(&options))
+        let cluster = tokio::task::spawn_blocking(move || pgembed::Supervised::start(options))
             .await
             .context("embedded PostgreSQL start-up task")??;
         let admin_config: tokio_postgres::Config = cluster.connection_string("postgres").parse()?;
@@ -81,6 +86,7 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The shared handles, for tests and tools that look inside a running gateway.
     pub state: Arc<State>,
+    database: Arc<Database>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -95,6 +101,11 @@ impl Running {
     /// Waits until the gateway stops by itself (after `shutdown_signal` fired).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await.context("gateway task")?
+    }
+
+    /// The database the gateway talks to (and its embedded cluster, if any).
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 
     /// A sender that triggers graceful shutdown.
@@ -113,7 +124,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         .data_dir
         .unwrap_or_else(|| config.embedded.data_dir.clone());
     let config = Arc::new(config);
-    let database = Database::open(&config, data_dir).await?;
+    let database = Arc::new(Database::open(&config, data_dir).await?);
     let state = State::prepare(config.clone(), &database).await?;
 
     let listener = TcpListener::bind(config.server.listen)
@@ -122,20 +133,25 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let shared = state.clone();
+    let shared_database = database.clone();
     let task = tokio::spawn(async move {
         server::serve(listener, state.clone(), shutdown_rx).await;
         state.shutdown().await;
         drop(state);
-        if let Some(cluster) = database.embedded {
-            tokio::task::spawn_blocking(move || cluster.stop())
-                .await
-                .context("stop task")??;
+        if database.embedded.is_some() {
+            tokio::task::spawn_blocking(move || match &database.embedded {
+                Some(cluster) => cluster.stop(),
+                None => Ok(()),
+            })
+            .await
+            .context("stop task")??;
         }
         Ok(())
     });
     Ok(Running {
         addr,
         state: shared,
+        database: shared_database,
         shutdown,
         task,
     })

@@ -33,12 +33,36 @@ negative_balance_allowed = true
 wins_without_bet_allowed = false
 "#;
 
-/// A running gateway and the database behind it.
+/// A running gateway and the database behind it; its [`TestClient`] methods talk to it.
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub db: TestDb,
     running: Option<Running>,
+    client: TestClient,
+}
+
+impl std::ops::Deref for TestGateway {
+    type Target = TestClient;
+
+    fn deref(&self) -> &TestClient {
+        &self.client
+    }
+}
+
+/// An HTTP client for one gateway address (keep-alive connections, signed callbacks).
+#[derive(Clone)]
+pub struct TestClient {
+    addr: SocketAddr,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl TestClient {
+    pub fn new(addr: SocketAddr) -> TestClient {
+        TestClient {
+            addr,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
 }
 
 /// An answer as the test sees it.
@@ -73,12 +97,12 @@ pub async fn start_gateway(extra_toml: &str) -> TestGateway {
     TestGateway {
         addr: running.addr,
         db,
+        client: TestClient::new(running.addr),
         running: Some(running),
-        client: Client::builder(TokioExecutor::new()).build_http(),
     }
 }
 
-impl TestGateway {
+impl TestClient {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -106,14 +130,16 @@ impl TestGateway {
         }
     }
 
+    pub async fn get(&self, path: &str) -> Answer {
+        self.request(Method::GET, path, &[], Bytes::new()).await
+    }
+}
+
+impl TestGateway {
     /// The settlement fault seam of this gateway: failpoints and planted bugs.
     pub fn faults(&self) -> std::sync::Arc<settlement::fault::Faults> {
         let running = self.running.as_ref().expect("gateway running");
         running.state.settler.faults().clone()
-    }
-
-    pub async fn get(&self, path: &str) -> Answer {
-        self.request(Method::GET, path, &[], Bytes::new()).await
     }
 
     /// Graceful shutdown; waits until the gateway has stopped.
@@ -132,7 +158,7 @@ pub fn now_s() -> i64 {
         .as_secs() as i64
 }
 
-impl TestGateway {
+impl TestClient {
     /// A native callback signed with `secret` at time `t`.
     pub async fn native_signed(
         &self,
@@ -174,7 +200,9 @@ impl TestGateway {
         self.native_signed(provider, action, &body, Some(signature))
             .await
     }
+}
 
+impl TestGateway {
     /// The player's EUR balance (real money) in minor units.
     pub async fn balance(&self, player: &str) -> i64 {
         let client = self.db.connect().await;

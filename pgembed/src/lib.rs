@@ -12,6 +12,9 @@
 //!    and waits until `postmaster.pid` says `ready`.
 //! 3. [`Cluster::stop`] (also on drop) asks for a fast shutdown and waits for the exit.
 //!
+//! [`Supervised`] wraps a cluster for a long-running process: when the server exits on its
+//! own it is started again (crash recovery), with back-off and a log line per attempt.
+//!
 //! The server is spawned from a dedicated thread that lives exactly as long as the server, with
 //! the parent-death signal set to SIGINT: when the supervising process dies, even by SIGKILL,
 //! the kernel asks PostgreSQL for a fast shutdown, so no server is left running behind a dead
@@ -274,12 +277,18 @@ impl Cluster {
         }
     }
 
+    /// Whether the server has exited (waiting up to `wait` for it). Once it has, the pid is
+    /// forgotten, so a later `stop` never signals a pid the system may have handed on.
     fn has_exited(&self, wait: Duration) -> bool {
-        let guard = self.exited.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_ref() {
+        let mut guard = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+        let exited = match guard.as_ref() {
             None => true,
             Some(rx) => !matches!(rx.recv_timeout(wait), Err(mpsc::RecvTimeoutError::Timeout)),
+        };
+        if exited {
+            *guard = None;
         }
+        exited
     }
 
     fn server_error(&self, what: &str) -> Error {
@@ -307,6 +316,169 @@ impl Cluster {
             "PostgreSQL did not stop within 30 s; sent SIGQUIT".into(),
             self.log_path.clone(),
         ))
+    }
+}
+
+/// A cluster kept running: whenever its server exits on its own (a crash, an operator's
+/// `pg_ctl stop -m immediate`, the OOM killer), it is started again on the same data, where
+/// PostgreSQL's crash recovery replays the WAL, so every committed transaction is back. Starts
+/// are retried with a growing pause, with a log line per attempt, until one succeeds or the
+/// supervisor is stopped. Clients reconnect to the same socket.
+#[derive(Debug)]
+pub struct Supervised {
+    shared: std::sync::Arc<Shared>,
+    watcher: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    options: Options,
+    cluster: Mutex<Option<Cluster>>,
+    stopping: std::sync::atomic::AtomicBool,
+    restarts: std::sync::atomic::AtomicU64,
+    /// Connection details, the same for every incarnation.
+    socket_dir: PathBuf,
+    superuser: String,
+}
+
+/// How often the watcher looks at the server.
+const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+/// Pauses between restart attempts: doubling from the first to the last.
+const RESTART_PAUSE_FIRST: Duration = Duration::from_millis(250);
+const RESTART_PAUSE_MAX: Duration = Duration::from_secs(8);
+
+impl Supervised {
+    /// Starts the cluster (errors of this first start are returned) and watches it.
+    pub fn start(options: Options) -> Result<Supervised, Error> {
+        let cluster = Cluster::start(&options)?;
+        let shared = std::sync::Arc::new(Shared {
+            socket_dir: cluster.socket_dir.clone(),
+            superuser: cluster.superuser.clone(),
+            options,
+            cluster: Mutex::new(Some(cluster)),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            restarts: std::sync::atomic::AtomicU64::new(0),
+        });
+        let watched = shared.clone();
+        let watcher = std::thread::Builder::new()
+            .name("pgembed-watch".into())
+            .spawn(move || watched.watch())
+            .map_err(io_error("spawn watcher thread"))?;
+        Ok(Supervised {
+            shared,
+            watcher: Mutex::new(Some(watcher)),
+        })
+    }
+
+    /// A libpq-style connection string for `dbname`.
+    pub fn connection_string(&self, dbname: &str) -> String {
+        format!(
+            "host={} port={} user={} dbname={}",
+            self.shared.socket_dir.display(),
+            SOCKET_PORT,
+            self.shared.superuser,
+            dbname
+        )
+    }
+
+    /// Restarts after the server exited on its own.
+    pub fn restarts(&self) -> u64 {
+        self.shared
+            .restarts
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The running server's process id (none while it is being restarted).
+    pub fn server_pid(&self) -> Option<i32> {
+        let guard = self
+            .shared
+            .cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|c| c.pid.as_raw())
+    }
+
+    /// Stops watching, then stops the server (fast shutdown).
+    pub fn stop(&self) -> Result<(), Error> {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let watcher = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(watcher) = watcher {
+            let _ = watcher.join();
+        }
+        let cluster = self
+            .shared
+            .cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match cluster {
+            Some(cluster) => cluster.stop(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::warn!(error = %e, "stopping embedded PostgreSQL");
+        }
+    }
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn watch(&self) {
+        while !self.stopping() {
+            std::thread::sleep(WATCH_INTERVAL);
+            let exited = {
+                let guard = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
+                guard.as_ref().is_some_and(|c| c.has_exited(Duration::ZERO))
+            };
+            if exited && !self.stopping() {
+                tracing::error!(
+                    log = %self.options.dir.join("postgres.log").display(),
+                    "embedded PostgreSQL exited on its own; restarting it"
+                );
+                self.restart();
+            }
+        }
+    }
+
+    /// Starts the server again, retrying with a growing pause until it runs or we stop.
+    fn restart(&self) {
+        let mut pause = RESTART_PAUSE_FIRST;
+        let mut attempt = 1u32;
+        while !self.stopping() {
+            tracing::warn!(
+                attempt,
+                "starting embedded PostgreSQL again (crash recovery)"
+            );
+            match Cluster::start(&self.options) {
+                Ok(cluster) => {
+                    *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
+                    self.restarts
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tracing::warn!(attempt, "embedded PostgreSQL is back");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(attempt, error = %e, pause_ms = pause.as_millis() as u64, "embedded PostgreSQL did not start");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RESTART_PAUSE_MAX);
+                    attempt += 1;
+                }
+            }
+        }
     }
 }
 

@@ -74,3 +74,29 @@ fn major_version_orders_distribution_folders() {
     assert_eq!(major_version(Path::new("/usr/lib/postgresql/9.6/bin")), 9);
     assert_eq!(major_version(Path::new("/nowhere")), 0);
 }
+
+#[test]
+fn a_supervised_cluster_comes_back_after_an_immediate_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let supervised = Supervised::start(throwaway(dir.path())).unwrap();
+    let first = supervised.server_pid().unwrap();
+    // What `pg_ctl stop -m immediate` does: SIGQUIT to the postmaster.
+    kill(Pid::from_raw(first), Signal::SIGQUIT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while supervised.restarts() == 0 {
+        assert!(Instant::now() < deadline, "not restarted within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = supervised.server_pid().unwrap();
+    assert_ne!(first, second);
+    assert!(is_postgres_process(Pid::from_raw(second)));
+    assert_eq!(
+        postmaster_status(&dir.path().join("pg")).as_deref(),
+        Some("ready")
+    );
+    supervised.stop().unwrap();
+    assert!(
+        !is_postgres_process(Pid::from_raw(second)),
+        "still running after stop"
+    );
+}

@@ -4,3 +4,4 @@ mod concurrency;
 mod foundation;
 mod money_path;
 mod native_input;
+mod recovery;
