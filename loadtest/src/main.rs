@@ -48,8 +48,9 @@ struct Args {
     /// Seconds of load before measuring starts.
     #[arg(long, default_value_t = 3)]
     warmup: u64,
-    /// Players addressed (player-1 ... player-N must exist: the demo seeds them).
-    #[arg(long, default_value_t = 100_000)]
+    /// Players addressed: player-1 ... player-N must exist (the demo seeds 1000; a gateway
+    /// this tool starts itself seeds N).
+    #[arg(long, default_value_t = 1_000)]
     players: u32,
     /// HTTP/1.1 keep-alive connections, each carrying one request at a time. When all are
     /// busy, requests wait for one and the wait counts in their latency (not in service time).
@@ -112,7 +113,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         summary.print(&args);
     }
+    if let Some(problem) = refusals_problem(&summary.tally.statuses) {
+        // A run whose answers are mostly refusals measured the refusal path, not settlement.
+        eprintln!("\nloadtest: THIS RUN MEASURED NOTHING USEFUL: {problem}");
+        std::process::exit(3);
+    }
     Ok(())
+}
+
+/// Refusals that mean the run was set up wrong (players that do not exist, a wrong secret
+/// or provider), or a run answered mostly with something other than `200 OK`.
+fn refusals_problem(statuses: &std::collections::BTreeMap<String, u64>) -> Option<String> {
+    let total: u64 = statuses.values().sum();
+    if total == 0 {
+        return Some("no request was answered".into());
+    }
+    let count = |label: &str| statuses.get(label).copied().unwrap_or(0);
+    let share = |n: u64| n * 100 / total;
+    let unknown = count("200 UNKNOWN_PLAYER");
+    if share(unknown) >= 1 {
+        return Some(format!(
+            "{unknown} of {total} answers were UNKNOWN_PLAYER: --players is larger than the \
+             players the gateway has (the demo seeds player-1 ... player-1000)"
+        ));
+    }
+    let unsigned = count("401 INVALID_SIGNATURE");
+    if unsigned > 0 {
+        return Some(format!(
+            "{unsigned} of {total} answers were INVALID_SIGNATURE: check --provider and --secret"
+        ));
+    }
+    let ok = count("200 OK");
+    if ok * 2 < total {
+        return Some(format!(
+            "only {ok} of {total} answers were 200 OK: {statuses:?}"
+        ));
+    }
+    None
 }
 
 /// Only 127.0.0.0/8 and ::1: this tool never sends load anywhere else.
@@ -685,5 +722,29 @@ impl Summary {
         if self.unsent > 0 {
             println!("  never sent (10 s backlog full)   {}", self.unsent);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusals_problem;
+
+    fn check(statuses: &[(&str, u64)], expect_problem: bool) {
+        let map = statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        assert_eq!(
+            refusals_problem(&map).is_some(),
+            expect_problem,
+            "{statuses:?}"
+        );
+    }
+
+    #[test]
+    fn runs_that_measure_refusals_are_called_out() {
+        check(&[("200 OK", 950), ("200 INSUFFICIENT_FUNDS", 50)], false);
+        check(&[("200 OK", 40), ("200 UNKNOWN_PLAYER", 5960)], true);
+        check(&[("200 OK", 990), ("200 UNKNOWN_PLAYER", 10)], true);
+        check(&[("200 OK", 999), ("401 INVALID_SIGNATURE", 1)], true);
+        check(&[("200 OK", 10), ("503 TEMPORARY_ERROR", 90)], true);
+        check(&[], true);
     }
 }

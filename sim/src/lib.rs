@@ -4,8 +4,12 @@
 //! of every attempt and checks it, Jepsen-style, against its own model and the database:
 //!
 //! (a) each wallet equals the model, (b) each wallet equals the sum of its ledger rows,
-//! (c) no transaction applied twice, (d) every retry of one id got the same answer,
-//! (e) money is conserved over all players; plus every final answer matches the model.
+//! (c) no transaction applied twice, (d) every final answer to one transaction id (and
+//! payload) is the same one, however often and however late it was asked, (e) money is
+//! conserved: the players hold their balances at the start plus what this run's ledger rows
+//! moved, computed from the database alone; plus every final answer matches the model, and
+//! every callback reaches a final answer within the run (one that never does is a violation,
+//! not a dropped operation).
 //!
 //! Per player, one worker drives one operation at a time (concurrent duplicates of that one
 //! operation excepted), so the model knows each answer before it arrives.
@@ -38,6 +42,8 @@ pub struct Faults {
     pub malformed: f64,
     /// An attempt whose answer the client does not wait for (outcome unknown, then retried).
     pub client_timeout: f64,
+    /// A callback sent again after its final answer came (a provider that lost the answer).
+    pub late_retry: f64,
 }
 
 impl Faults {
@@ -51,6 +57,7 @@ impl Faults {
             stale_timestamp: 0.0,
             malformed: 0.0,
             client_timeout: 0.0,
+            late_retry: 0.0,
         }
     }
 
@@ -64,6 +71,7 @@ impl Faults {
             stale_timestamp: rate,
             malformed: rate,
             client_timeout: rate,
+            late_retry: rate,
         }
     }
 }
@@ -80,6 +88,8 @@ pub struct Options {
     pub provider: String,
     pub secret: String,
     pub faults: Faults,
+    /// How long a win, rollback or end of round may take to get a final answer.
+    pub final_within: Duration,
 }
 
 /// Counters of what was sent.
@@ -104,6 +114,7 @@ impl Counts {
             "stale_timestamp",
             "malformed",
             "client_timeout",
+            "late_retry",
             "abandoned_bet",
         ] {
             faults.insert(kind, AtomicU64::new(0));
@@ -121,10 +132,11 @@ impl Counts {
     }
 }
 
-/// A final answer to one transaction id, kept for checker (d).
+/// A final answer to one transaction id and payload, kept for checker (d).
 #[derive(Debug, Clone)]
 struct Seen {
     tx: String,
+    payload: Vec<u8>,
     status: String,
     balance: Option<String>,
     operator_tx_id: Option<String>,
@@ -207,7 +219,15 @@ struct Worker {
 }
 
 const PATIENCE: Duration = Duration::from_secs(10);
-const FINAL_ATTEMPTS_MAX: u32 = 200;
+
+/// How long an operation is retried.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    /// A few attempts, then the provider gives up (bets: it then rolls them back).
+    Attempts(u32),
+    /// Until final, or `Options::final_within` has passed (a violation).
+    Final,
+}
 
 impl Worker {
     fn out_of_budget(&self) -> bool {
@@ -260,14 +280,31 @@ impl Worker {
         }
     }
 
-    /// Sends until a final answer (or `attempts_max`), with back-off; `None` if none came.
+    /// Sends until a final answer, with back-off, recording each final answer for checker
+    /// (d); `None` if none came within `until` (for `Until::Final`, a violation).
     async fn until_final(
         &mut self,
         action: &str,
         body: &[u8],
-        attempts_max: u32,
+        tx: Option<&str>,
+        until: Until,
     ) -> Option<gateway::provider::wire::Response> {
-        for attempt in 0..attempts_max {
+        let started = Instant::now();
+        for attempt in 0u32.. {
+            let give_up = match until {
+                Until::Attempts(n) => attempt >= n,
+                Until::Final => attempt > 0 && started.elapsed() > self.options.final_within,
+            };
+            if give_up {
+                if let Until::Final = until {
+                    self.violations.0.push(format!(
+                        "{action} never got a final answer within {:?} ({attempt} attempts): {}",
+                        self.options.final_within,
+                        String::from_utf8_lossy(body)
+                    ));
+                }
+                return None;
+            }
             if attempt > 0 {
                 self.counts.retries.fetch_add(1, Ordering::Relaxed);
                 let backoff = Duration::from_millis((5u64 << attempt.min(6)).min(200));
@@ -280,7 +317,12 @@ impl Worker {
                 PATIENCE
             };
             match self.attempt(action, body, Send::Signed, patience).await {
-                Attempt::Final(response) => return Some(response),
+                Attempt::Final(response) => {
+                    if let Some(tx) = tx {
+                        self.seen.push(seen(tx, body, &response));
+                    }
+                    return Some(response);
+                }
                 Attempt::Refused(status, what) => {
                     self.violations.0.push(format!(
                         "{action} refused with HTTP {status} ({what}): {}",
@@ -296,12 +338,24 @@ impl Worker {
         None
     }
 
+    /// Sends a callback again after its final answer, like a provider that lost the answer;
+    /// the answer must be the same (checker (d)).
+    async fn maybe_retry_late(&mut self, action: &str, body: &[u8], tx: Option<&str>) {
+        let Some(tx) = tx else { return };
+        if !self.rng.chance(self.options.faults.late_retry) {
+            return;
+        }
+        self.counts.fault("late_retry");
+        self.counts.retries.fetch_add(1, Ordering::Relaxed);
+        self.until_final(action, body, Some(tx), Until::Final).await;
+    }
+
     /// One operation: expected answer from the model, sent (with faults) until final, compared.
     async fn perform(
         &mut self,
         model: &mut PlayerModel,
         op: &Op,
-        attempts_max: u32,
+        until: Until,
     ) -> Option<gateway::provider::wire::Response> {
         self.counts.operations.fetch_add(1, Ordering::Relaxed);
         let (action, body, tx) = encode(&model.name, op);
@@ -324,17 +378,19 @@ impl Worker {
                         ));
                     }
                     if let Some(tx) = &tx {
-                        self.seen.push(seen(tx, &b));
+                        self.seen.push(seen(tx, &body, &a));
+                        self.seen.push(seen(tx, &body, &b));
                     }
                     Some(a)
                 }
                 // Not both answered: settle it the ordinary way (a retry).
-                _ => self.until_final(action, &body, attempts_max).await,
+                _ => self.until_final(action, &body, tx.as_deref(), until).await,
             }
         } else {
-            self.until_final(action, &body, attempts_max).await
+            self.until_final(action, &body, tx.as_deref(), until).await
         };
         let response = response?;
+        self.maybe_retry_late(action, &body, tx.as_deref()).await;
         let (want_status, want_balance) = model.apply(op);
         let want_balance = gateway_balance(want_balance);
         if response.status != want_status
@@ -344,9 +400,6 @@ impl Worker {
                 "player {} {op:?}: expected {want_status} balance {want_balance}, got {} balance {:?}",
                 model.name, response.status, response.balance
             ));
-        }
-        if let Some(tx) = &tx {
-            self.seen.push(seen(tx, &response));
         }
         Some(response)
     }
@@ -371,13 +424,17 @@ impl Worker {
                     tx: format!("{tx}-x"),
                     reference: tx.clone(),
                 };
-                self.perform(model, &rollback, FINAL_ATTEMPTS_MAX).await;
-                self.perform(model, &bet, FINAL_ATTEMPTS_MAX).await;
+                self.perform(model, &rollback, Until::Final).await;
+                self.perform(model, &bet, Until::Final).await;
                 continue;
             }
             // A bet is retried a few times; then, like a provider whose player has gone, the
             // bet is reversed with a rollback that may overtake the bet itself.
-            if self.perform(model, &bet, 4).await.is_none() {
+            if self
+                .perform(model, &bet, Until::Attempts(4))
+                .await
+                .is_none()
+            {
                 self.counts.fault("abandoned_bet");
                 let (action, body, _) = encode(
                     &model.name,
@@ -387,7 +444,11 @@ impl Worker {
                     },
                 );
                 self.counts.operations.fetch_add(1, Ordering::Relaxed);
-                match self.until_final(action, &body, FINAL_ATTEMPTS_MAX).await {
+                let rollback_tx = format!("{tx}-x");
+                match self
+                    .until_final(action, &body, Some(&rollback_tx), Until::Final)
+                    .await
+                {
                     Some(r) if r.status == "OK" => model.bet_abandoned(&tx, &round),
                     other => self
                         .violations
@@ -407,7 +468,7 @@ impl Worker {
                     },
                 );
                 self.counts.operations.fetch_add(1, Ordering::Relaxed);
-                match self.until_final(action, &body, FINAL_ATTEMPTS_MAX).await {
+                match self.until_final(action, &body, None, Until::Final).await {
                     Some(r)
                         if r.status == "DUPLICATE_MISMATCH"
                             && r.balance == Some(gateway_balance(model.balance)) => {}
@@ -422,7 +483,7 @@ impl Worker {
                     tx: format!("{tx}-x"),
                     reference: tx.clone(),
                 };
-                self.perform(model, &rollback, FINAL_ATTEMPTS_MAX).await;
+                self.perform(model, &rollback, Until::Final).await;
                 rolled_back.push(tx);
             }
         }
@@ -435,7 +496,7 @@ impl Worker {
                     round: round.clone(),
                     bet: Some(bet.clone()),
                 };
-                self.perform(model, &win, FINAL_ATTEMPTS_MAX).await;
+                self.perform(model, &win, Until::Final).await;
             }
         }
         if self.rng.chance(0.6) {
@@ -456,7 +517,7 @@ impl Worker {
                 round: round.clone(),
                 bet: named,
             };
-            self.perform(model, &win, FINAL_ATTEMPTS_MAX).await;
+            self.perform(model, &win, Until::Final).await;
         }
         if self.rng.chance(0.05) {
             let promo = Op::Win {
@@ -465,7 +526,7 @@ impl Worker {
                 round: format!("{round}-promo"),
                 bet: None,
             };
-            self.perform(model, &promo, FINAL_ATTEMPTS_MAX).await;
+            self.perform(model, &promo, Until::Final).await;
         }
         if self.rng.chance(0.7) {
             self.perform(
@@ -473,16 +534,17 @@ impl Worker {
                 &Op::EndRound {
                     round: round.clone(),
                 },
-                FINAL_ATTEMPTS_MAX,
+                Until::Final,
             )
             .await;
         }
     }
 }
 
-fn seen(tx: &str, r: &gateway::provider::wire::Response) -> Seen {
+fn seen(tx: &str, payload: &[u8], r: &gateway::provider::wire::Response) -> Seen {
     Seen {
         tx: tx.to_string(),
+        payload: payload.to_vec(),
         status: r.status.clone(),
         balance: r.balance.clone(),
         operator_tx_id: r.operator_transaction_id.clone(),
@@ -611,7 +673,7 @@ pub async fn run(
         violations.extend(v.0);
     }
     let elapsed = started.elapsed();
-    let checks = check(&db, &options, &models, &seen, violations).await?;
+    let checks = check(&db, &options, &models, &openings, &seen, violations).await?;
     Ok(Report {
         seed: options.seed,
         attempts: counts.attempts.load(Ordering::Relaxed),
@@ -630,6 +692,7 @@ async fn check(
     db: &tokio_postgres::Client,
     options: &Options,
     models: &[PlayerModel],
+    openings: &HashMap<String, i64>,
     seen: &[Seen],
     violations: Vec<String>,
 ) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
@@ -641,7 +704,9 @@ async fn check(
                       WHERE t.player_id = p.id AND t.currency = 'EUR'),
                     (SELECT count(*) FROM transactions t
                       WHERE t.player_id = p.id AND t.provider_tx_id LIKE $2
-                        AND (t.real_delta <> 0 OR t.bonus_delta <> 0))
+                        AND (t.real_delta <> 0 OR t.bonus_delta <> 0)),
+                    (SELECT coalesce(sum(t.real_delta + t.bonus_delta), 0)::bigint FROM transactions t
+                      WHERE t.player_id = p.id AND t.currency = 'EUR' AND t.provider_tx_id LIKE $2)
              FROM players p JOIN wallets w ON w.player_id = p.id AND w.currency = 'EUR'
              WHERE p.external_id = ANY($1)",
             &[&names, &format!("sim-{}-%", options.tag)],
@@ -651,6 +716,17 @@ async fn check(
         .iter()
         .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
         .collect();
+    // (e) from the database alone: balances now against balances at the start plus the
+    // money this run's ledger rows moved.
+    let (mut held, mut run_moved) = (0i128, 0i128);
+    for r in &rows {
+        held += i128::from(r.get::<_, i64>(1));
+        run_moved += i128::from(r.get::<_, i64>(4));
+    }
+    let opening: i128 = models
+        .iter()
+        .map(|m| i128::from(openings.get(&m.name).copied().unwrap_or(0)))
+        .sum();
     let first = |problems: Vec<String>| -> Result<(), String> {
         match problems.first() {
             None => Ok(()),
@@ -660,14 +736,11 @@ async fn check(
     let mut a = Vec::new();
     let mut b = Vec::new();
     let mut c = Vec::new();
-    let (mut total_db, mut total_model) = (0i128, 0i128);
     for m in models {
         let Some(&(balance, ledger, money_rows)) = db_state.get(&m.name) else {
             a.push(format!("player {} has no wallet", m.name));
             continue;
         };
-        total_db += i128::from(balance);
-        total_model += i128::from(m.balance);
         if balance != m.balance {
             a.push(format!(
                 "player {}: database balance {balance}, model {}",
@@ -690,12 +763,13 @@ async fn check(
             ));
         }
     }
-    let mut by_tx: HashMap<&str, &Seen> = HashMap::new();
+    let mut by_tx: HashMap<(&str, &[u8]), &Seen> = HashMap::new();
     let mut d = Vec::new();
     for s in seen {
-        match by_tx.get(s.tx.as_str()) {
+        let key = (s.tx.as_str(), s.payload.as_slice());
+        match by_tx.get(&key) {
             None => {
-                by_tx.insert(&s.tx, s);
+                by_tx.insert(key, s);
             }
             Some(first) => {
                 if (&first.status, &first.balance, &first.operator_tx_id)
@@ -709,15 +783,12 @@ async fn check(
             }
         }
     }
-    let opening: i128 = models.iter().map(|m| i128::from(m.opening)).sum();
-    let moved: i128 = models
-        .iter()
-        .map(|m| i128::from(m.balance - m.opening))
-        .sum();
-    let e = if total_db == opening + moved && total_model == opening + moved {
+    let e = if held == opening + run_moved {
         Ok(())
     } else {
-        Err(format!("players hold {total_db} in the database; opening {opening} plus the model's movements {moved} is {}", opening + moved))
+        Err(format!(
+            "players hold {held}; they held {opening} at the start and this run's ledger rows moved {run_moved}"
+        ))
     };
     Ok(vec![
         ("answers_match_model".to_string(), first(violations)),

@@ -62,12 +62,21 @@ struct Args {
     malformed_rate: Option<f64>,
     #[arg(long)]
     timeout_rate: Option<f64>,
+    #[arg(long)]
+    late_retry_rate: Option<f64>,
+    /// Seconds a win, rollback or end of round may take to get a final answer; longer is a
+    /// violation.
+    #[arg(long, default_value_t = 30)]
+    final_within_s: u64,
 }
 
 #[derive(Debug, Subcommand)]
 enum Sub {
     /// Replay recorded callbacks: one JSON object per line with `provider`, `action`,
-    /// optional `headers` (an object) and `body` (an object or a string).
+    /// optional `headers` (an object), `body` (an object or a string), and optionally what
+    /// was answered then: `http_status` and `response` (its `status`, `balance`, `currency`,
+    /// `operator_transaction_id`). Any difference from a recorded answer, or a callback left
+    /// without a final answer, makes the exit code 1.
     Replay {
         file: PathBuf,
         /// Sign every line afresh with --secret instead of sending its recorded signature.
@@ -102,11 +111,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let (addr, database, started) = match &args.target {
         Some(target) => {
             let addr = loopback(target)?;
-            let url = args
-                .database_url
-                .clone()
-                .context("--target needs --database-url (or DATABASE_URL) for the checkers")?;
-            (addr, url.parse()?, None)
+            let url = args.database_url.clone().context(
+                "--target needs --database-url (or DATABASE_URL) for the checkers, e.g. \
+                 \"host=$PWD/data/run user=wallet dbname=wallet\" for `cargo xtask run`",
+            )?;
+            (addr, database_config(&url)?, None)
         }
         None => {
             let players = if args.command.is_some() {
@@ -150,6 +159,7 @@ async fn simulate(
         stale_timestamp: rate(args.stale_rate),
         malformed: rate(args.malformed_rate),
         client_timeout: rate(args.timeout_rate),
+        late_retry: rate(args.late_retry_rate),
     };
     let tag = format!(
         "{:x}",
@@ -167,6 +177,7 @@ async fn simulate(
         provider: args.provider.clone(),
         secret: args.secret.clone(),
         faults,
+        final_within: Duration::from_secs(args.final_within_s),
     };
     let report = sim::run(addr, database, options).await?;
     for (name, result) in &report.checks {
@@ -186,6 +197,7 @@ async fn replay(
 ) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
     let mut statuses = std::collections::BTreeMap::<String, u64>::new();
+    let mut mismatches = 0u64;
     for (n, line) in text
         .lines()
         .enumerate()
@@ -227,16 +239,78 @@ async fn replay(
                 )
                 .await
         };
-        let label = match attempt {
-            Attempt::Final(r) => format!("200 {}", r.status),
-            Attempt::Refused(code, status) => format!("{code} {status}"),
-            Attempt::Unknown(why) => format!("unknown ({why})"),
+        let (label, problem) = match &attempt {
+            Attempt::Final(r) => (
+                format!("200 {}", r.status),
+                differences(&record, 200, Some(r)),
+            ),
+            Attempt::Refused(code, status) => (
+                format!("{code} {status}"),
+                differences(&record, *code, None),
+            ),
+            Attempt::Unknown(why) => (
+                format!("unknown ({why})"),
+                Some("no final answer".to_string()),
+            ),
         };
         println!("{}: {action} -> {label}", n + 1);
         *statuses.entry(label).or_default() += 1;
+        if let Some(problem) = problem {
+            println!("MISMATCH line {}: {problem}", n + 1);
+            mismatches += 1;
+        }
     }
-    println!("replayed: {statuses:?}");
-    Ok(true)
+    println!("replayed: {statuses:?}; mismatches: {mismatches}");
+    Ok(mismatches == 0)
+}
+
+/// How an answer differs from the line's recorded `http_status` and `response` (the fields
+/// it has: `status`, `balance`, `currency`, `operator_transaction_id`); a replay of a settled
+/// callback must get its original answer back.
+fn differences(
+    record: &serde_json::Value,
+    http_status: u16,
+    response: Option<&gateway::provider::wire::Response>,
+) -> Option<String> {
+    let mut problems = Vec::new();
+    if let Some(want) = record["http_status"].as_u64() {
+        if want != u64::from(http_status) {
+            problems.push(format!("HTTP {http_status}, recorded {want}"));
+        }
+    }
+    if let Some(recorded) = record["response"].as_object() {
+        let got = response.map(|r| serde_json::to_value(r).unwrap_or_default());
+        for field in ["status", "balance", "currency", "operator_transaction_id"] {
+            let Some(want) = recorded.get(field) else {
+                continue;
+            };
+            let have = got.as_ref().map(|g| g[field].clone()).unwrap_or_default();
+            if &have != want {
+                problems.push(format!("{field} {have}, recorded {want}"));
+            }
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// Parses a connection string; a relative socket folder (`host=./data/run`, where
+/// `cargo xtask run` keeps the embedded cluster's socket) is made absolute first, since a
+/// libpq-style host is a socket folder only when it starts with `/`.
+fn database_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    let cwd = std::env::current_dir()?;
+    Ok(absolute_socket_hosts(url, &cwd)
+        .parse()
+        .context("--database-url")?)
+}
+
+fn absolute_socket_hosts(url: &str, cwd: &std::path::Path) -> String {
+    url.split_whitespace()
+        .map(|part| match part.strip_prefix("host=") {
+            Some(host) if host.starts_with('.') => format!("host={}", cwd.join(host).display()),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn loopback(target: &str) -> anyhow::Result<SocketAddr> {
@@ -313,5 +387,25 @@ impl Started {
             bail!("gateway exited with {status}");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::absolute_socket_hosts;
+
+    #[test]
+    fn relative_socket_folders_become_absolute() {
+        let cwd = std::path::Path::new("/srv/wallet");
+        assert_eq!(
+            absolute_socket_hosts("host=./data/run user=wallet dbname=wallet", cwd),
+            "host=/srv/wallet/./data/run user=wallet dbname=wallet"
+        );
+        let unchanged = "host=/tmp/x port=5432 user=wallet dbname=wallet";
+        assert_eq!(absolute_socket_hosts(unchanged, cwd), unchanged);
+        assert_eq!(
+            absolute_socket_hosts("host=localhost", cwd),
+            "host=localhost"
+        );
     }
 }

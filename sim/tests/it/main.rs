@@ -1,9 +1,12 @@
 //! The simulator against the real gateway and PostgreSQL: a run with every fault kind on must
-//! show zero drift, and the same run against a planted bug must fail its checkers.
+//! show zero drift, and the same play against each planted bug must fail its checkers. The
+//! binary is also run as the README shows, against a running gateway and its database.
 
-use gateway::test_util::start_gateway;
+use std::time::Duration;
+
+use gateway::test_util::{start_gateway, TestGateway, TEST_PROVIDERS};
 use settlement::fault::Plant;
-use sim::{Faults, Options};
+use sim::{Faults, Options, Report};
 
 fn options(seed: u64, tag: &str, callbacks: u64) -> Options {
     Options {
@@ -16,16 +19,51 @@ fn options(seed: u64, tag: &str, callbacks: u64) -> Options {
         provider: "demo".into(),
         secret: "demo-secret-for-tests".into(),
         faults: Faults::all(0.05),
+        final_within: Duration::from_secs(30),
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simulation_shows_no_drift_and_a_planted_bug_is_caught() {
+fn seed() -> u64 {
     let seed = std::env::var("SIM_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_u64);
     println!("sim seed: {seed} (replay with SIM_SEED={seed})");
+    seed
+}
+
+fn failed(report: &Report) -> Vec<&str> {
+    report
+        .checks
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| n.as_str())
+        .collect()
+}
+
+/// Plays `callbacks` with `plant` on and returns the checkers that failed.
+async fn planted_run(gw: &TestGateway, plant: Plant, seed: u64, callbacks: u64) -> Vec<String> {
+    gw.faults().plant(plant, true);
+    let tag = format!("{plant:?}").to_lowercase();
+    let report = sim::run(
+        gw.addr,
+        gw.db.config.clone(),
+        Options {
+            // A win that is never final is reported after this long.
+            final_within: Duration::from_secs(2),
+            ..options(seed, &tag, callbacks)
+        },
+    )
+    .await;
+    gw.faults().plant(plant, false);
+    let report = report.expect("simulation runs");
+    println!("planted {plant:?}: {}", report.summary());
+    failed(&report).into_iter().map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulation_shows_no_drift_and_planted_bugs_are_caught() {
+    let seed = seed();
     let gw = start_gateway("[demo]\nenabled = true\nplayers = 100\n").await;
 
     let report = sim::run(
@@ -46,27 +84,64 @@ async fn simulation_shows_no_drift_and_a_planted_bug_is_caught() {
         }
     }
 
-    // The same play with the database's dedup switched off: the checkers must notice.
-    gw.faults().plant(Plant::NoDedup, true);
-    let planted = sim::run(
-        gw.addr,
-        gw.db.config.clone(),
-        options(seed, "planted", 4_000),
-    )
-    .await;
-    gw.faults().plant(Plant::NoDedup, false);
-    let planted = planted.expect("simulation runs");
-    println!("{}", planted.summary());
+    // Retries applied again (no dedup in the database or the index).
+    let failed = planted_run(&gw, Plant::NoDedup, seed, 4_000).await;
     assert!(
-        !planted.passed(),
-        "the checkers missed a planted double application"
+        failed.iter().any(|f| f == "a_balance_equals_model"),
+        "{failed:?}"
     );
-    let failed: Vec<&str> = planted
-        .checks
-        .iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(n, _)| n.as_str())
-        .collect();
-    assert!(failed.contains(&"a_balance_equals_model"), "{failed:?}");
+    // Every win answered "retry later", forever: never final is a violation.
+    let failed = planted_run(&gw, Plant::WinsUnavailable, seed, 1_500).await;
+    assert!(
+        failed.iter().any(|f| f == "answers_match_model"),
+        "{failed:?}"
+    );
+    // A retry answered differently from the original.
+    let failed = planted_run(&gw, Plant::AlteredRetryAnswer, seed, 4_000).await;
+    assert!(
+        failed.iter().any(|f| f == "d_retries_same_answer"),
+        "{failed:?}"
+    );
     gw.stop().await;
+}
+
+/// The README's command: `sim --target URL --database-url "host=./data/run ..."` against a
+/// gateway on an embedded cluster, run from the folder that holds `data/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_checks_a_running_gateway_through_its_embedded_socket() {
+    let workdir = tempfile::tempdir().unwrap();
+    let data = workdir.path().join("data");
+    let mut config = gateway::config::Config::from_toml(
+        &format!("[demo]\nenabled = true\nplayers = 20\n{TEST_PROVIDERS}"),
+        &[],
+    )
+    .unwrap();
+    config.database.url_env = String::new();
+    let running = gateway::app::start(
+        config,
+        gateway::app::Overrides {
+            listen: Some(([127, 0, 0, 1], 0).into()),
+            data_dir: Some(data),
+        },
+    )
+    .await
+    .expect("gateway on an embedded cluster");
+    let sim = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+        .current_dir(workdir.path())
+        .args(["--target", &format!("http://{}", running.addr)])
+        .args([
+            "--database-url",
+            "host=./data/run user=wallet dbname=wallet",
+        ])
+        .args(["--secret", "demo-secret-for-tests", "--players", "20"])
+        .args(["--callbacks", "1000", "--seed", "7"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&sim.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&sim.stderr));
+    assert!(sim.status.success(), "sim failed: {:?}", sim.status);
+    assert!(stdout.starts_with("sim seed: 7"), "{stdout}");
+    assert!(stdout.contains("e_money_conserved=ok"), "{stdout}");
+    running.stop().await.unwrap();
 }
