@@ -298,9 +298,9 @@ fn differences(
 /// libpq-style host is a socket folder only when it starts with `/`.
 fn database_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     let cwd = std::env::current_dir()?;
-    Ok(absolute_socket_hosts(url, &cwd)
+    absolute_socket_hosts(url, &cwd)
         .parse()
-        .context("--database-url")?)
+        .context("--database-url")
 }
 
 fn absolute_socket_hosts(url: &str, cwd: &std::path::Path) -> String {
