@@ -2,7 +2,7 @@
 //! gets its status and code, and moves no money.
 
 use gateway::provider::wire::sign_native;
-use gateway::test_util::{now_s, TestGateway};
+use gateway::test_util::{now_s, start_gateway, TestGateway};
 use http::StatusCode;
 use serde_json::json;
 
@@ -221,4 +221,43 @@ async fn oversized_bodies_get_413_and_unknown_actions_404() {
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_untouched(&gw).await;
     gw.finish().await;
+}
+
+#[tokio::test]
+async fn request_heads_are_bounded_in_count_and_bytes() {
+    let gw = start_gateway("").await;
+    let path = "/api/provider-callback/demo/balance";
+    let many: Vec<(String, String)> = (0..150)
+        .map(|i| (format!("x-flood-{i}"), "1".into()))
+        .collect();
+    let many: Vec<(&str, String)> = many.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let answer = raw_status(gw.addr, path, &many).await;
+    assert_eq!(answer, 431, "150 headers");
+    let big = [("x-big", "a".repeat(20 * 1024))];
+    let answer = raw_status(gw.addr, path, &big).await;
+    assert_eq!(answer, 431, "a 20 KiB header");
+    // The gateway is still serving.
+    assert_eq!(gw.get("/ready").await.status, StatusCode::OK);
+    gw.stop().await;
+}
+
+/// Sends a request head over a plain socket and reads the answer's status code.
+async fn raw_status(addr: std::net::SocketAddr, path: &str, headers: &[(&str, String)]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    // The gateway may answer and close before reading all of a flood; that is fine.
+    let _ = stream.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
