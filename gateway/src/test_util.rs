@@ -239,14 +239,7 @@ impl TestGateway {
 
     /// Asserts every wallet equals the sum of its ledger rows, then stops the gateway.
     pub async fn finish(self) {
-        let client = self.db.connect().await;
-        let mismatches = settlement::store::ledger_mismatches(&client)
-            .await
-            .expect("ledger check");
-        assert!(
-            mismatches.is_empty(),
-            "wallets off their ledger: {mismatches:?}"
-        );
+        settlement::test_util::assert_ledger_matches(&self.db.connect().await).await;
         self.stop().await;
     }
 }

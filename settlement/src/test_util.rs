@@ -164,3 +164,14 @@ impl TestDb {
 pub async fn empty_database() -> TestDb {
     create_database(admin_config(), "e", "template0").await
 }
+
+/// Asserts every wallet equals the sum of its ledger rows.
+pub async fn assert_ledger_matches(client: &tokio_postgres::Client) {
+    let mismatches = crate::store::ledger_mismatches(client)
+        .await
+        .expect("ledger check");
+    assert!(
+        mismatches.is_empty(),
+        "wallets off their ledger: {mismatches:?}"
+    );
+}

@@ -9,7 +9,7 @@ use crate::command::{
     Action, Code, Command, GameId, Money, PlayerRef, Policy, ProviderId, ProviderTxId, RoundId,
 };
 use crate::money::Currency;
-use crate::test_util::model::{op, resolve, to_command, Model};
+use crate::test_util::model::{op, resolve, seed, to_command, Model};
 
 const PROVIDER: ProviderId = ProviderId(1);
 const OPENING: i64 = 1_000;
@@ -223,23 +223,9 @@ fn money_is_conserved_or_apply_panics() {
     assert!(result.is_err());
 }
 
-fn seed() -> u64 {
-    let seed = std::env::var("APPLY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    println!("apply model seed: {seed} (replay with APPLY_SEED={seed})");
-    seed
-}
-
 #[test]
 fn apply_agrees_with_the_reference_model() {
-    let seed = seed();
+    let seed = seed("APPLY_SEED", "apply model");
     let config = Config {
         cases: 400,
         rng_seed: RngSeed::Fixed(seed),

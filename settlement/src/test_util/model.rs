@@ -446,3 +446,19 @@ pub fn resolve(ops: &[Op]) -> Vec<Op> {
     }
     out
 }
+
+/// The seed of a randomized test: `env_var` when set (to replay a failure), else a fresh one.
+/// Printed first, so a failing run can be replayed.
+pub fn seed(env_var: &str, what: &str) -> u64 {
+    let seed = std::env::var(env_var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    println!("{what} seed: {seed} (replay with {env_var}={seed})");
+    seed
+}

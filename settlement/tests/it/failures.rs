@@ -1,11 +1,12 @@
 //! Failure paths, each forced through the fault seam: what is answered, what is applied.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use settlement::batch::{Options, Unavailable};
 use settlement::fault::{Effect, Point, Trigger};
 
-use crate::{fixture, ok, options, OPENING_MINOR};
+use crate::{behind_a_stalled_batch, fixture, ok, options, OPENING_MINOR};
 
 #[tokio::test]
 async fn a_failed_write_leaves_wallet_ledger_and_rounds_unchanged() {
@@ -32,38 +33,31 @@ async fn a_failed_write_leaves_wallet_ledger_and_rounds_unchanged() {
 #[tokio::test]
 async fn a_poisoned_command_fails_alone_and_its_neighbours_are_answered() {
     let f = fixture().await;
-    let settler = std::sync::Arc::new(f.settler(options()).await);
-    // The first batch stalls, so the next commands queue up and are settled as one batch.
-    settler
-        .faults()
-        .add(Point::Prefetch, Effect::StallMs(300), Trigger::Always, 1);
+    let settler = Arc::new(f.settler(options()).await);
     settler.faults().add(
         Point::Write,
         Effect::Fail,
         Trigger::Tx("poison".into()),
         100,
     );
-    let first = tokio::spawn({
-        let (settler, bet) = (settler.clone(), f.bet(1, "first", 1));
-        async move { settler.settle(bet).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut batch = Vec::new();
-    for player in 2..=9u32 {
-        let tx = if player == 5 {
-            "poison".to_string()
-        } else {
-            format!("n-{player}")
-        };
-        let (settler, bet) = (settler.clone(), f.bet(player, &tx, 100));
-        batch.push((
-            player,
-            tokio::spawn(async move { settler.settle(bet).await }),
-        ));
-    }
-    ok(&first.await.unwrap());
-    for (player, task) in batch {
-        let answer = task.await.unwrap();
+    let players: Vec<u32> = (2..=9).collect();
+    let batch = players
+        .iter()
+        .map(|&p| {
+            f.bet(
+                p,
+                &if p == 5 {
+                    "poison".into()
+                } else {
+                    format!("n-{p}")
+                },
+                100,
+            )
+        })
+        .collect();
+    let (first, answers) = behind_a_stalled_batch(&settler, f.bet(1, "first", 1), batch).await;
+    ok(&first);
+    for (player, answer) in players.into_iter().zip(answers) {
         if player == 5 {
             assert_eq!(answer.unwrap_err(), Unavailable::Storage);
             assert_eq!(f.wallet(player).await, (OPENING_MINOR, 1));
@@ -114,29 +108,20 @@ async fn conflicts_and_deadlocks_retry_the_batch_whole() {
 #[tokio::test]
 async fn a_lost_connection_fails_the_batch_whole_and_the_lane_reconnects() {
     let f = fixture().await;
-    let settler = std::sync::Arc::new(f.settler(options()).await);
-    settler
-        .faults()
-        .add(Point::Prefetch, Effect::StallMs(300), Trigger::Always, 1);
+    let settler = Arc::new(f.settler(options()).await);
     settler.faults().add(
         Point::Write,
         Effect::Disconnect,
         Trigger::Tx("n-2".into()),
         100,
     );
-    let first = tokio::spawn({
-        let (settler, bet) = (settler.clone(), f.bet(1, "first", 1));
-        async move { settler.settle(bet).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut batch = Vec::new();
-    for player in 2..=5u32 {
-        let (settler, bet) = (settler.clone(), f.bet(player, &format!("n-{player}"), 100));
-        batch.push(tokio::spawn(async move { settler.settle(bet).await }));
-    }
-    ok(&first.await.unwrap());
-    for task in batch {
-        assert_eq!(task.await.unwrap().unwrap_err(), Unavailable::Storage);
+    let batch = (2..=5u32)
+        .map(|p| f.bet(p, &format!("n-{p}"), 100))
+        .collect();
+    let (first, answers) = behind_a_stalled_batch(&settler, f.bet(1, "first", 1), batch).await;
+    ok(&first);
+    for answer in answers {
+        assert_eq!(answer.unwrap_err(), Unavailable::Storage);
     }
     // The storage failure was not taken for a poisoned command: no split, one firing.
     assert_eq!(settler.faults().fired(), 2);
@@ -216,7 +201,7 @@ async fn a_caller_answered_at_its_deadline_is_not_applied_by_a_later_retry() {
 #[tokio::test]
 async fn a_command_queued_past_its_deadline_is_answered_without_being_applied() {
     let f = fixture().await;
-    let settler = std::sync::Arc::new(
+    let settler = Arc::new(
         f.settler(Options {
             deadline: Duration::from_millis(200),
             ..options()
@@ -247,7 +232,7 @@ async fn a_command_queued_past_its_deadline_is_answered_without_being_applied() 
 #[tokio::test]
 async fn a_full_queue_answers_overloaded_at_once() {
     let f = fixture().await;
-    let settler = std::sync::Arc::new(
+    let settler = Arc::new(
         f.settler(Options {
             queue_len_max: 1,
             ..options()

@@ -7,12 +7,14 @@ mod failures;
 mod lanes;
 mod model;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use settlement::batch::{Options, Settler, Unavailable};
 use settlement::command::{
     Action, Answer, Command, GameId, Money, PlayerRef, ProviderId, ProviderTxId, RoundId,
 };
+use settlement::fault::{Effect, Point, Trigger};
 use settlement::money::Currency;
 use settlement::test_util::{fresh_database, TestDb};
 use settlement::{Code, Policy};
@@ -116,17 +118,9 @@ impl Fixture {
         (row.get(0), row.get(1))
     }
 
-    /// Every wallet equals the sum of its ledger rows, and money is conserved: the players
-    /// hold their openings plus what the ledger's provider rows moved.
+    /// Every wallet equals the sum of its ledger rows.
     pub async fn assert_no_drift(&self) {
-        let client = self.db.connect().await;
-        let mismatches = settlement::store::ledger_mismatches(&client)
-            .await
-            .expect("ledger check");
-        assert!(
-            mismatches.is_empty(),
-            "wallets off their ledger: {mismatches:?}"
-        );
+        settlement::test_util::assert_ledger_matches(&self.db.connect().await).await;
     }
 }
 
@@ -147,4 +141,37 @@ pub fn ok(result: &Result<Answer, Unavailable>) -> i64 {
         Ok(answer) if answer.code == Code::Ok => answer.balance_minor,
         other => panic!("expected OK, got {other:?}"),
     }
+}
+
+/// Settles `first` in a batch held up by a stall failpoint while `rest` queue behind it, so the
+/// lane takes all of `rest` as its next batch. Returns the answers of `first` and of `rest`.
+pub async fn behind_a_stalled_batch(
+    settler: &Arc<Settler>,
+    first: Command,
+    rest: Vec<Command>,
+) -> (
+    Result<Answer, Unavailable>,
+    Vec<Result<Answer, Unavailable>>,
+) {
+    settler
+        .faults()
+        .add(Point::Prefetch, Effect::StallMs(300), Trigger::Always, 1);
+    let first = tokio::spawn({
+        let settler = settler.clone();
+        async move { settler.settle(first).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rest: Vec<_> = rest
+        .into_iter()
+        .map(|command| {
+            let settler = settler.clone();
+            tokio::spawn(async move { settler.settle(command).await })
+        })
+        .collect();
+    let first = first.await.expect("task");
+    let mut answers = Vec::new();
+    for task in rest {
+        answers.push(task.await.expect("task"));
+    }
+    (first, answers)
 }

@@ -6,29 +6,15 @@ use proptest::test_runner::{Config, RngSeed, TestRunner};
 use settlement::batch::Settler;
 use settlement::command::{Command, ProviderId};
 use settlement::test_util::fresh_database;
-use settlement::test_util::model::{op, policy, resolve, to_command, Model};
+use settlement::test_util::model::{op, policy, resolve, seed, to_command, Model};
 
 use crate::options;
 
 const OPENING: i64 = 1_000;
 
-fn seed() -> u64 {
-    let seed = std::env::var("SETTLE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    println!("settle model seed: {seed} (replay with SETTLE_SEED={seed})");
-    seed
-}
-
 #[test]
 fn settle_through_sql_agrees_with_the_reference_model() {
-    let seed = seed();
+    let seed = seed("SETTLE_SEED", "settle model");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
