@@ -457,9 +457,14 @@ impl World {
                             Vec::new()
                         }
                     }
-                    _ if self.tombstones.contains(&key) => {
+                    // Rolled back before it ever arrived. Only an id never seen can be a
+                    // tombstone: the database keeps no tombstone flag, it finds rollbacks
+                    // naming the id, and a refused rollback of an existing transaction names
+                    // one too.
+                    None if self.tombstones.contains(&key) => {
                         return self.record(c, &money.tx, refuse(Code::TransactionRolledBack));
                     }
+                    // Unknown, or not this player's bet: no bet seen.
                     _ => Vec::new(),
                 }
             }

@@ -9,12 +9,11 @@
 //! little fills the next batch instead of paying another commit).
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-
-use std::sync::Arc;
 
 use crate::apply::BATCH_LEN_MAX;
 use crate::command::{Action, Answer, Command};
@@ -424,9 +423,10 @@ impl Lane {
         }
     }
 
-    /// Opens the lane's connection if it has none (or it closed), at most once per
-    /// [`RECONNECT_PAUSE`] while the database is unreachable.
-    async fn connect(&mut self) -> Result<(), tokio_postgres::Error> {
+    /// Opens the lane's connection if it has none (or it closed). While the database is
+    /// unreachable, at most one attempt per [`RECONNECT_PAUSE`]: batches in between fail at
+    /// once (their callers are told to retry) instead of each waiting for a connect.
+    async fn connect(&mut self) -> Result<(), store::Error> {
         if self
             .connection
             .as_ref()
@@ -435,7 +435,9 @@ impl Lane {
             return Ok(());
         }
         self.connection = None;
-        tokio::time::sleep_until(self.reconnect_at).await;
+        if Instant::now() < self.reconnect_at {
+            return Err(store::Error::NotConnected);
+        }
         match Connection::open(&self.pg).await {
             Ok(connection) => {
                 tracing::info!(lane = self.index, "settlement connection open");
@@ -444,15 +446,17 @@ impl Lane {
             }
             Err(e) => {
                 self.reconnect_at = Instant::now() + RECONNECT_PAUSE;
-                Err(e)
+                tracing::warn!(lane = self.index, error = %e, "settlement connection failed");
+                Err(store::Error::Database {
+                    n_commands: 0,
+                    source: e,
+                })
             }
         }
     }
 
     async fn settle_once(&mut self, commands: &[Command]) -> Result<Vec<Answer>, store::Error> {
-        self.connect()
-            .await
-            .map_err(store::Error::database(commands.len()))?;
+        self.connect().await?;
         let connection = self.connection.as_mut().expect("connected above");
         let started = Instant::now();
         let result = store::settle(

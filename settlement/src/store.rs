@@ -108,6 +108,9 @@ pub enum Error {
     },
     #[error("invariant violated: {0}")]
     Invariant(String),
+    /// The lane has no connection and waits before trying again.
+    #[error("no database connection (reconnecting)")]
+    NotConnected,
 }
 
 impl Error {
@@ -127,7 +130,7 @@ impl Error {
                     || *c == SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == SqlState::T_R_DEADLOCK_DETECTED
             ),
-            Error::Invariant(_) => false,
+            Error::Invariant(_) | Error::NotConnected => false,
         }
     }
 
@@ -146,6 +149,7 @@ impl Error {
                             || code == "53300" // too many connections
                     })
             }
+            Error::NotConnected => true,
             Error::Invariant(_) => false,
         }
     }
@@ -157,6 +161,7 @@ impl Error {
             Error::Database { .. } if self.could_retry() => "conflict",
             Error::Database { .. } => "database",
             Error::Invariant(_) => "invariant",
+            Error::NotConnected => "not_connected",
         }
     }
 }

@@ -268,7 +268,8 @@ impl Model {
                         Some(t) if t.player == player && t.is_bet => {
                             t.state == MState::RolledBack || t.code == Code::TransactionRolledBack
                         }
-                        _ => self.tombstones.contains(&b),
+                        Some(_) => false,
+                        None => self.tombstones.contains(&b),
                     };
                     if rolled_back {
                         return self.record(
