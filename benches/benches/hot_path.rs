@@ -6,8 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use gateway::dedup::{Index, Lookup};
-use gateway::provider::native::decode_command;
-use gateway::provider::Provider;
+use gateway::provider::native::{decode_command, NativeAction};
+use gateway::registry::Provider;
 use gateway::signature::{sign_native, verify_native};
 use settlement::command::{Fingerprint, Policy};
 
@@ -38,7 +38,7 @@ fn decoding(c: &mut Criterion) {
     let provider = Provider {
         id: settlement::command::ProviderId(1),
         code: "demo".into(),
-        dialect: "native".into(),
+        dialect: gateway::config::Dialect::Native,
         enabled: true,
         secrets: vec![b"demo-secret".to_vec()],
         allow_ips: Vec::new(),
@@ -47,7 +47,7 @@ fn decoding(c: &mut Criterion) {
     };
     let body = Bytes::from_static(BODY);
     c.bench_function("native: decode a bet into a command", |b| {
-        b.iter(|| decode_command(&provider, "bet", black_box(&body)).expect("valid"))
+        b.iter(|| decode_command(&provider, NativeAction::Bet, black_box(&body)).expect("valid"))
     });
 }
 

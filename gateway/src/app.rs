@@ -6,10 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use settlement::batch::{self, Settler};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::registry::Registry;
 use crate::server;
 use crate::state::State;
 
@@ -125,7 +130,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         .unwrap_or_else(|| config.embedded.data_dir.clone());
     let config = Arc::new(config);
     let database = Arc::new(Database::open(&config, data_dir).await?);
-    let state = State::prepare(config.clone(), &database).await?;
+    let state = prepare_state(config.clone(), &database).await?;
 
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -155,4 +160,97 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         shutdown,
         task,
     })
+}
+
+/// Migrates the database, registers the configured providers, seeds the demo players and
+/// builds the shared handles.
+async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Result<Arc<State>> {
+    let manager = Manager::from_config(
+        database.config.clone(),
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(config.database.pool_size_max)
+        .wait_timeout(Some(Duration::from_millis(
+            config.database.connect_timeout_ms,
+        )))
+        .create_timeout(Some(Duration::from_millis(
+            config.database.connect_timeout_ms,
+        )))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .context("database pool")?;
+
+    let mut client = pool.get().await.context("connect to the database")?;
+    let applied = settlement::schema::migrate(&mut client)
+        .await
+        .context("apply migrations")?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+
+    let mut ids = HashMap::new();
+    for provider in &config.providers {
+        let dialect = provider.dialect.map_or("", |d| d.as_str());
+        let id = settlement::store::upsert_provider(
+            &**client,
+            &provider.code,
+            dialect,
+            provider.enabled,
+        )
+        .await
+        .with_context(|| format!("register provider {}", provider.code))?;
+        ids.insert(provider.code.clone(), id);
+    }
+    let providers = Registry::build(&config, &ids).map_err(anyhow::Error::msg)?;
+
+    let demo = &config.demo;
+    if demo.enabled {
+        let currency =
+            settlement::money::Currency::from_code(&demo.currency).context("demo.currency")?;
+        let opening = settlement::money::parse_minor(&demo.opening_balance, currency.exponent)?;
+        let created = settlement::store::seed_demo_players(
+            &**client,
+            &demo.player_prefix,
+            demo.players,
+            currency.code(),
+            opening,
+        )
+        .await
+        .context("seed demo players")?;
+        if created > 0 {
+            settlement::store::analyze(&**client)
+                .await
+                .context("analyze after seeding")?;
+        }
+        tracing::info!(created, total = demo.players, "demo players ready");
+    }
+    drop(client);
+
+    let st = &config.settlement;
+    let settler = Settler::start(
+        database.config.clone(),
+        batch::Options {
+            lanes: st.lanes,
+            batch_len_max: st.batch_len_max,
+            batch_wait_max: Duration::from_micros(st.batch_wait_max_us),
+            queue_len_max: st.queue_len_max,
+            deadline: Duration::from_millis(st.callback_deadline_ms),
+        },
+    )
+    .await
+    .context("open settlement connections")?;
+
+    Ok(Arc::new(State {
+        config: config.clone(),
+        pool,
+        providers,
+        settler,
+        dedup: crate::dedup::Index::new(config.dedup.entries_max, config.dedup.bytes_max),
+        metrics: crate::metrics::install(),
+        ready: std::sync::atomic::AtomicBool::new(true),
+    }))
 }

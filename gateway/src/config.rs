@@ -215,7 +215,8 @@ impl Default for Demo {
 #[serde(default)]
 pub struct Provider {
     pub code: String,
-    pub dialect: String,
+    /// Required.
+    pub dialect: Option<Dialect>,
     pub enabled: bool,
     pub secret: String,
     pub secret_env: String,
@@ -235,7 +236,7 @@ impl Default for Provider {
     fn default() -> Self {
         Provider {
             code: String::new(),
-            dialect: String::new(),
+            dialect: None,
             enabled: true,
             secret: String::new(),
             secret_env: String::new(),
@@ -250,7 +251,54 @@ impl Default for Provider {
     }
 }
 
-pub const DIALECTS: &[&str] = &["native"];
+/// A provider's wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dialect {
+    /// Ours: JSON, `X-Signature` HMAC-SHA256 with a timestamp (README).
+    Native,
+}
+
+impl Dialect {
+    pub const ALL: [Dialect; 1] = [Dialect::Native];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Native => "native",
+        }
+    }
+}
+
+/// Takes out `providers[i].dialect` values that name no dialect, reporting each, so the rest of
+/// the file is still read and checked (serde would stop at the first bad enum value).
+fn take_unknown_dialects(root: &mut toml::Table, problems: &mut Vec<String>) -> BTreeSet<usize> {
+    let mut taken = BTreeSet::new();
+    let Some(toml::Value::Array(providers)) = root.get_mut("providers") else {
+        return taken;
+    };
+    for (i, provider) in providers.iter_mut().enumerate() {
+        let Some(table) = provider.as_table_mut() else {
+            continue;
+        };
+        let known = match table.get("dialect") {
+            None => continue,
+            Some(toml::Value::String(name)) => Dialect::ALL.iter().any(|d| d.as_str() == name),
+            Some(_) => false,
+        };
+        if !known {
+            let value = table
+                .remove("dialect")
+                .unwrap_or(toml::Value::Boolean(false));
+            let names: Vec<&str> = Dialect::ALL.iter().map(|d| d.as_str()).collect();
+            problems.push(format!(
+                "providers[{i}].dialect {value} is not one of {}",
+                names.join(", ")
+            ));
+            taken.insert(i);
+        }
+    }
+    taken
+}
 
 /// PostgreSQL settings that would let a commit be acknowledged before it is on disk (or leave
 /// torn pages after a crash). The embedded cluster keeps PostgreSQL's safe defaults for them,
@@ -289,6 +337,7 @@ impl Config {
                 }
             }
         }
+        let bad_dialects = take_unknown_dialects(&mut root, &mut problems);
         let mut unknown = BTreeSet::new();
         let config: Result<Config, _> =
             serde_ignored::deserialize(toml::Value::Table(root), |key| {
@@ -301,7 +350,12 @@ impl Config {
                 Err(problems)
             }
             Ok(config) => {
-                problems.extend(config.problems());
+                let already = |p: &String| {
+                    bad_dialects
+                        .iter()
+                        .any(|i| *p == format!("providers[{i}].dialect is required"))
+                };
+                problems.extend(config.problems().into_iter().filter(|p| !already(p)));
                 if problems.is_empty() {
                     Ok(config)
                 } else {
@@ -396,12 +450,8 @@ impl Config {
             } else if !codes.insert(provider.code.clone()) {
                 p.push(format!("{at}.code {:?} is used twice", provider.code));
             }
-            if !DIALECTS.contains(&provider.dialect.as_str()) {
-                p.push(format!(
-                    "{at}.dialect {:?} is not one of {}",
-                    provider.dialect,
-                    DIALECTS.join(", ")
-                ));
+            if provider.dialect.is_none() {
+                p.push(format!("{at}.dialect is required"));
             }
             let current = resolve_secret(
                 &provider.secret,

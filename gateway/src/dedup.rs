@@ -54,6 +54,16 @@ pub struct Counters {
     pub evicted: AtomicU64,
 }
 
+/// The index's counters at one moment, for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub coalesced: u64,
+    pub evicted: u64,
+    pub entries: usize,
+}
+
 pub struct Index {
     shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
@@ -97,6 +107,18 @@ impl Index {
 
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+
+    /// Counters and size now.
+    pub fn snapshot(&self) -> Snapshot {
+        let c = &self.counters;
+        Snapshot {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            coalesced: c.coalesced.load(Ordering::Relaxed),
+            evicted: c.evicted.load(Ordering::Relaxed),
+            entries: self.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,11 +1,17 @@
 //! The wallet gateway: provider callbacks over hyper, verified, decoded by dialect and settled
 //! by the `settlement` crate; plus health and readiness endpoints.
+//!
+//! Modules depend one way: `app` (start-up) → `server` (accept, routes) → `provider`
+//! (callback pipeline, dialects) → `http`, `state` → `registry`, `config`, `dedup`, `metrics`,
+//! `signature`.
 
 pub mod app;
 pub mod config;
 pub mod dedup;
+pub mod http;
 pub mod metrics;
 pub mod provider;
+pub mod registry;
 pub mod server;
 pub mod signature;
 pub mod state;

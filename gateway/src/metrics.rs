@@ -1,12 +1,9 @@
 //! Prometheus metrics: the recorder (one per process), bucket choices, and the `/metrics`
 //! rendering, which also samples gauges (queue depths, pool, dedup index) at scrape time.
 
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::state::State;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -54,23 +51,28 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The text exposition, with gauges sampled now.
-pub fn render(state: &State) -> String {
-    for (lane, depth) in state.settler.queue_depths().into_iter().enumerate() {
+/// Gauges sampled at scrape time by the caller (so this module needs no handles).
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    pub queue_depths: Vec<usize>,
+    pub pool_size: usize,
+    pub pool_available: usize,
+    pub dedup: crate::dedup::Snapshot,
+}
+
+/// The text exposition, with `gauges` set first.
+pub fn render(handle: &PrometheusHandle, gauges: &Gauges) -> String {
+    for (lane, depth) in gauges.queue_depths.iter().enumerate() {
         metrics::gauge!("wallet_settlement_queue_depth", "lane" => lane.to_string())
-            .set(depth as f64);
+            .set(*depth as f64);
     }
-    let pool = state.pool.status();
-    metrics::gauge!("wallet_db_pool_size").set(pool.size as f64);
-    metrics::gauge!("wallet_db_pool_available").set(pool.available as f64);
-    let c = &state.dedup.counters;
-    metrics::counter!("wallet_dedup_total", "result" => "hit")
-        .absolute(c.hits.load(Ordering::Relaxed));
-    metrics::counter!("wallet_dedup_total", "result" => "miss")
-        .absolute(c.misses.load(Ordering::Relaxed));
-    metrics::counter!("wallet_dedup_total", "result" => "coalesced")
-        .absolute(c.coalesced.load(Ordering::Relaxed));
-    metrics::counter!("wallet_dedup_evicted_total").absolute(c.evicted.load(Ordering::Relaxed));
-    metrics::gauge!("wallet_dedup_entries").set(state.dedup.len() as f64);
-    state.metrics.render()
+    metrics::gauge!("wallet_db_pool_size").set(gauges.pool_size as f64);
+    metrics::gauge!("wallet_db_pool_available").set(gauges.pool_available as f64);
+    let d = &gauges.dedup;
+    metrics::counter!("wallet_dedup_total", "result" => "hit").absolute(d.hits);
+    metrics::counter!("wallet_dedup_total", "result" => "miss").absolute(d.misses);
+    metrics::counter!("wallet_dedup_total", "result" => "coalesced").absolute(d.coalesced);
+    metrics::counter!("wallet_dedup_evicted_total").absolute(d.evicted);
+    metrics::gauge!("wallet_dedup_entries").set(d.entries as f64);
+    handle.render()
 }

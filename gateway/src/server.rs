@@ -3,28 +3,23 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
+use crate::http::{correlation_id, json, Body, CORRELATION_HEADER};
 use crate::state::State;
-
-pub type Body = Full<Bytes>;
-
-const CORRELATION_HEADER: &str = "x-correlation-id";
 
 /// hyper's own bound on headers per request.
 const HYPER_HEADERS_MAX: usize = 100;
@@ -112,7 +107,8 @@ async fn route(state: &Arc<State>, peer: SocketAddr, request: Request<Incoming>)
     match (request.method(), path) {
         (&Method::GET, "/health") => health(state).await,
         (&Method::GET, "/metrics") => {
-            let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render(state))));
+            let text = crate::metrics::render(&state.metrics, &state.gauges());
+            let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -162,64 +158,4 @@ fn method_not_allowed() -> Response<Body> {
         StatusCode::METHOD_NOT_ALLOWED,
         &serde_json::json!({"success": false, "status": 405, "message": "method not allowed", "code": "METHOD_NOT_ALLOWED"}),
     )
-}
-
-/// A JSON response.
-pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
-    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// Why a request body could not be read.
-#[derive(Debug, PartialEq, Eq)]
-pub enum BodyError {
-    TooLarge,
-    Timeout,
-    Broken,
-}
-
-/// Reads the whole body, refusing more than `body_bytes_max` (early, from Content-Length, when
-/// the client announces it) and bodies slower than `request_timeout_ms`.
-pub async fn read_body(state: &State, request: Request<Incoming>) -> Result<Bytes, BodyError> {
-    let server = &state.config.server;
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > server.body_bytes_max as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let limited = Limited::new(request.into_body(), server.body_bytes_max);
-    let timeout = Duration::from_millis(server.request_timeout_ms);
-    match tokio::time::timeout(timeout, limited.collect()).await {
-        Err(_) => Err(BodyError::Timeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-        Ok(Err(_)) => Err(BodyError::Broken),
-    }
-}
-
-/// The caller's `X-Correlation-ID` when it is sane, else a new one.
-fn correlation_id<B>(request: &Request<B>) -> HeaderValue {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    if let Some(given) = request.headers().get(CORRELATION_HEADER) {
-        let sane = given.len() <= 128
-            && given
-                .as_bytes()
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
-        if sane && !given.is_empty() {
-            return given.clone();
-        }
-    }
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("gw-{}-{n}", std::process::id()))
-        .unwrap_or_else(|_| HeaderValue::from_static("gw"))
 }

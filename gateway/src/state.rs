@@ -1,18 +1,16 @@
-//! The handles every request shares: configuration, the database pool, the provider registry
-//! and the readiness flag.
+//! The handles every request shares: configuration, the database pool, the provider registry,
+//! the settlement lanes, the dedup index, the metrics handle and the readiness flag. Built by
+//! `app` at start-up.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
+use settlement::batch::Settler;
 
-use crate::app::Database;
 use crate::config::Config;
-use crate::provider::Registry;
-use settlement::batch::{self, Settler};
+use crate::registry::Registry;
 
 pub struct State {
     pub config: Arc<Config>,
@@ -21,102 +19,10 @@ pub struct State {
     pub settler: Settler,
     pub dedup: crate::dedup::Index,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    ready: AtomicBool,
+    pub ready: AtomicBool,
 }
 
 impl State {
-    /// Migrates the database, registers the configured providers, seeds the demo players and
-    /// builds the shared handles.
-    pub async fn prepare(config: Arc<Config>, database: &Database) -> anyhow::Result<Arc<State>> {
-        let manager = Manager::from_config(
-            database.config.clone(),
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.database.pool_size_max)
-            .wait_timeout(Some(Duration::from_millis(
-                config.database.connect_timeout_ms,
-            )))
-            .create_timeout(Some(Duration::from_millis(
-                config.database.connect_timeout_ms,
-            )))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .context("database pool")?;
-
-        let mut client = pool.get().await.context("connect to the database")?;
-        let applied = settlement::schema::migrate(&mut client)
-            .await
-            .context("apply migrations")?;
-        if !applied.is_empty() {
-            tracing::info!(?applied, "migrations applied");
-        }
-
-        let mut ids = HashMap::new();
-        for provider in &config.providers {
-            let id = settlement::store::upsert_provider(
-                &**client,
-                &provider.code,
-                &provider.dialect,
-                provider.enabled,
-            )
-            .await
-            .with_context(|| format!("register provider {}", provider.code))?;
-            ids.insert(provider.code.clone(), id);
-        }
-        let providers = Registry::build(&config, &ids).map_err(anyhow::Error::msg)?;
-
-        let demo = &config.demo;
-        if demo.enabled {
-            let currency =
-                settlement::money::Currency::from_code(&demo.currency).context("demo.currency")?;
-            let opening = settlement::money::parse_minor(&demo.opening_balance, currency.exponent)?;
-            let created = settlement::store::seed_demo_players(
-                &**client,
-                &demo.player_prefix,
-                demo.players,
-                currency.code(),
-                opening,
-            )
-            .await
-            .context("seed demo players")?;
-            if created > 0 {
-                settlement::store::analyze(&**client)
-                    .await
-                    .context("analyze after seeding")?;
-            }
-            tracing::info!(created, total = demo.players, "demo players ready");
-        }
-        drop(client);
-
-        let st = &config.settlement;
-        let settler = Settler::start(
-            database.config.clone(),
-            batch::Options {
-                lanes: st.lanes,
-                batch_len_max: st.batch_len_max,
-                batch_wait_max: Duration::from_micros(st.batch_wait_max_us),
-                queue_len_max: st.queue_len_max,
-                deadline: Duration::from_millis(st.callback_deadline_ms),
-            },
-        )
-        .await
-        .context("open settlement connections")?;
-
-        Ok(Arc::new(State {
-            config: config.clone(),
-            pool,
-            providers,
-            settler,
-            dedup: crate::dedup::Index::new(config.dedup.entries_max, config.dedup.bytes_max),
-            metrics: crate::metrics::install(),
-            ready: AtomicBool::new(true),
-        }))
-    }
-
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
@@ -132,6 +38,17 @@ impl State {
     /// Marks the gateway not ready (shutdown has begun).
     pub fn draining(&self) {
         self.ready.store(false, Ordering::Release);
+    }
+
+    /// Gauges sampled now, for `/metrics`.
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        let pool = self.pool.status();
+        crate::metrics::Gauges {
+            queue_depths: self.settler.queue_depths(),
+            pool_size: pool.size,
+            pool_available: pool.available,
+            dedup: self.dedup.snapshot(),
+        }
     }
 
     /// `true` when the database answers a trivial query within a second.

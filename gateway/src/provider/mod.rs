@@ -1,141 +1,212 @@
-//! Provider registry and dialect dispatch: `/api/provider-callback/{provider}/...` finds the
-//! provider by code and hands the rest of the path to its dialect.
+//! Provider callbacks: `/api/provider-callback/{provider}/...` finds the provider by code and
+//! runs the one callback pipeline (`callback`) with the provider's dialect.
+//!
+//! A dialect only translates: it checks credentials on the raw bytes, decodes the body into a
+//! core command, and renders core outcomes (answers and refusals) in its own format, deciding
+//! which are final and which ask for a retry. Money rules live in `settlement`; dedup,
+//! settling, metrics and the retryable mapping live in `callback`, once for every dialect.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use settlement::command::{Policy, ProviderId};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use settlement::batch::Unavailable;
+use settlement::command::{Answer, Command, PlayerRef};
 
-use crate::config::Config;
+use crate::config::Dialect as DialectKind;
+use crate::http::{json, Body};
+use crate::registry::Provider;
+use crate::state::State;
 
+pub mod callback;
 pub mod native;
 pub mod wire;
-
-/// One configured provider, ready for the hot path.
-#[derive(Debug)]
-pub struct Provider {
-    pub id: ProviderId,
-    pub code: String,
-    pub dialect: String,
-    pub enabled: bool,
-    /// Current secret first, then the previous one.
-    pub secrets: Vec<Vec<u8>>,
-    pub allow_ips: Vec<IpAddr>,
-    pub signature_window_s: u64,
-    pub policy: Policy,
-}
-
-impl Provider {
-    /// An empty allowlist allows every source address.
-    pub fn allows(&self, ip: IpAddr) -> bool {
-        self.allow_ips.is_empty() || self.allow_ips.iter().any(|a| same_ip(*a, ip))
-    }
-}
-
-/// IPv4 addresses may arrive mapped into IPv6 (`::ffff:a.b.c.d`) on dual-stack listeners.
-fn same_ip(a: IpAddr, b: IpAddr) -> bool {
-    a.to_canonical() == b.to_canonical()
-}
-
-/// The address a callback comes from, for allowlists. A connection from a trusted proxy
-/// speaks for someone else: the caller is the right-most `X-Forwarded-For` address that is
-/// not itself a trusted proxy (entries to its left could have been written by the caller).
-/// A trusted proxy that forwards nothing usable is taken as the caller, and fails the
-/// allowlist unless listed there.
-pub fn caller_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|t| same_ip(*t, ip));
-    if !is_trusted(peer) {
-        return peer;
-    }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    for entry in forwarded.iter().rev() {
-        match entry.parse::<IpAddr>() {
-            Ok(ip) if is_trusted(ip) => continue,
-            Ok(ip) => return ip,
-            // Garbage where an address should be: believe nothing further left.
-            Err(_) => return peer,
-        }
-    }
-    peer
-}
-
-#[derive(Debug, Default)]
-pub struct Registry {
-    by_code: HashMap<String, Arc<Provider>>,
-}
-
-impl Registry {
-    /// Providers from configuration, with the database ids they were registered under.
-    pub fn build(config: &Config, ids: &HashMap<String, i32>) -> Result<Registry, String> {
-        let mut by_code = HashMap::new();
-        for p in &config.providers {
-            let id = *ids
-                .get(&p.code)
-                .ok_or_else(|| format!("provider {} has no database id", p.code))?;
-            let provider = Provider {
-                id: ProviderId(id),
-                policy: p.policy,
-                code: p.code.clone(),
-                dialect: p.dialect.clone(),
-                enabled: p.enabled,
-                secrets: p.secrets()?,
-                allow_ips: p.allow_ips.clone(),
-                signature_window_s: p.signature_window_s,
-            };
-            by_code.insert(p.code.clone(), Arc::new(provider));
-        }
-        Ok(Registry { by_code })
-    }
-
-    pub fn get(&self, code: &str) -> Option<&Arc<Provider>> {
-        self.by_code.get(code)
-    }
-}
 
 /// Every provider callback path starts with this, followed by the provider code.
 pub const CALLBACK_PREFIX: &str = "/api/provider-callback/";
 
-/// Finds the provider named in the path and lets its dialect answer.
-pub async fn handle(
-    state: &Arc<crate::state::State>,
-    peer: std::net::SocketAddr,
-    request: http::Request<hyper::body::Incoming>,
-) -> http::Response<crate::server::Body> {
-    let rest = &request.uri().path()[CALLBACK_PREFIX.len()..];
-    let code = rest.split('/').next().unwrap_or_default();
-    let Some(provider) = state.providers.get(code).cloned() else {
-        return crate::server::json(
-            http::StatusCode::NOT_FOUND,
-            &serde_json::json!({"status": "UNKNOWN_PROVIDER", "message": "no such provider"}),
-        );
-    };
-    let caller = caller_ip(
-        peer.ip(),
-        request.headers(),
-        &state.config.server.trusted_proxies,
-    );
-    if !provider.enabled || !provider.allows(caller) {
-        return crate::server::json(
-            http::StatusCode::FORBIDDEN,
-            &serde_json::json!({"status": "FORBIDDEN", "message": "provider disabled or source address not allowed"}),
-        );
+/// Why a callback was refused before anything was settled. Each dialect renders every case
+/// in its own terms; `status` and `outcome` are the native (and default) rendering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The provider is configured but switched off (a final refusal).
+    Disabled,
+    /// The caller's address is not on the provider's allowlist.
+    ForbiddenSource(IpAddr),
+    /// The path names no action of the dialect.
+    UnknownAction(String),
+    /// Callbacks are POSTs.
+    MethodNotAllowed(http::Method),
+    BodyTooLarge,
+    /// The body did not arrive within the request timeout.
+    BodyTimeout,
+    BodyUnreadable,
+    /// The body (or a field of it) is not what the dialect accepts.
+    Malformed {
+        field: &'static str,
+        reason: String,
+    },
+    /// Credentials missing or wrong.
+    Signature(crate::signature::Refusal),
+    /// Could not be settled now; retry.
+    Unavailable(Unavailable),
+}
+
+impl Refusal {
+    pub fn malformed(field: &'static str, reason: impl Into<String>) -> Refusal {
+        Refusal::Malformed {
+            field,
+            reason: reason.into(),
+        }
     }
-    let action = rest[code.len()..].trim_start_matches('/').to_string();
-    match provider.dialect.as_str() {
-        "native" => native::handle(state, &provider, &action, request).await,
-        other => crate::server::json(
-            http::StatusCode::NOT_IMPLEMENTED,
-            &serde_json::json!({"status": "TEMPORARY_ERROR", "message": format!("dialect {other} not available")}),
-        ),
+
+    /// The HTTP status of the native rendering.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Disabled | Refusal::ForbiddenSource(_) => StatusCode::FORBIDDEN,
+            Refusal::UnknownAction(_) => StatusCode::NOT_FOUND,
+            Refusal::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Refusal::BodyUnreadable | Refusal::Malformed { .. } => StatusCode::BAD_REQUEST,
+            Refusal::Signature(_) => StatusCode::UNAUTHORIZED,
+            Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The status code of the native rendering, also the `outcome` metric label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Refusal::Disabled | Refusal::ForbiddenSource(_) => "FORBIDDEN",
+            Refusal::UnknownAction(_)
+            | Refusal::MethodNotAllowed(_)
+            | Refusal::BodyTooLarge
+            | Refusal::BodyTimeout
+            | Refusal::BodyUnreadable
+            | Refusal::Malformed { .. } => "MALFORMED_REQUEST",
+            Refusal::Signature(_) => "INVALID_SIGNATURE",
+            Refusal::Unavailable(_) => "TEMPORARY_ERROR",
+        }
+    }
+
+    /// Why, for the `reason` metric label and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Disabled => "disabled",
+            Refusal::ForbiddenSource(_) => "forbidden_source",
+            Refusal::UnknownAction(_) => "unknown_action",
+            Refusal::MethodNotAllowed(_) => "method_not_allowed",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::BodyUnreadable => "body_unreadable",
+            Refusal::Malformed { .. } => "malformed",
+            Refusal::Signature(s) => s.as_str(),
+            Refusal::Unavailable(u) => u.as_str(),
+        }
+    }
+
+    /// The message sent to the caller.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Disabled => "provider disabled".into(),
+            Refusal::ForbiddenSource(_) => "source address not allowed".into(),
+            Refusal::UnknownAction(action) => format!("unknown action {action:?}"),
+            Refusal::MethodNotAllowed(method) => format!("callbacks are POST, not {method}"),
+            Refusal::BodyTooLarge => "body too large".into(),
+            Refusal::BodyTimeout => "body not received in time".into(),
+            Refusal::BodyUnreadable => "body could not be read".into(),
+            Refusal::Malformed { field: "", reason } => reason.clone(),
+            Refusal::Malformed { field, reason } => format!("{field}: {reason}"),
+            Refusal::Signature(s) => s.to_string(),
+            Refusal::Unavailable(u) => u.to_string(),
+        }
     }
 }
 
-#[cfg(test)]
-mod tests;
+/// A callback as received, after its body was read.
+#[derive(Debug)]
+pub struct Inbound<'a, A> {
+    pub action: &'a A,
+    pub headers: &'a HeaderMap,
+    /// The query string, if any.
+    pub query: Option<&'a str>,
+    /// The raw bytes, exactly as received (what signatures cover).
+    pub body: &'a Bytes,
+    pub now_s: i64,
+}
+
+/// What a dialect made of a callback.
+#[derive(Debug)]
+pub enum Decoded<E> {
+    /// A command to settle, and what the answer must echo.
+    Command(Command, E),
+    /// A well-formed currency the gateway does not settle: answered `CURRENCY_MISMATCH` with
+    /// the player's default wallet (looked up when the player id is well-formed).
+    UnsupportedCurrency { player: Option<PlayerRef>, echo: E },
+}
+
+/// What the pipeline asks a dialect to render.
+#[derive(Debug)]
+pub enum Outcome<'a, E> {
+    /// A business answer (settled, replayed from the dedup index, or a currency refusal).
+    Answered(&'a Answer, &'a E),
+    /// Refused before settlement; `echo` when the body had been decoded.
+    Refused(&'a Refusal, Option<&'a E>),
+}
+
+/// One wire format.
+pub trait Dialect: Send + Sync + 'static {
+    /// The dialect's actions, parsed once from the path.
+    type Action: Copy + Send + Sync + std::fmt::Debug;
+    /// What an answer must echo from its request (ids, request uuids, ...).
+    type Echo: Send + Sync + std::fmt::Debug;
+
+    fn kind(&self) -> DialectKind;
+
+    /// The action named by the rest of the path (after the provider code).
+    fn action(&self, path: &str) -> Option<Self::Action>;
+
+    /// The action as a metric label.
+    fn action_label(&self, action: Self::Action) -> &'static str;
+
+    /// Checks the callback's credentials on the raw bytes as received, before anything is
+    /// parsed or looked up.
+    fn verify(
+        &self,
+        provider: &Provider,
+        inbound: &Inbound<'_, Self::Action>,
+    ) -> Result<(), Refusal>;
+
+    /// Decodes the body into the core command.
+    fn decode(
+        &self,
+        provider: &Provider,
+        inbound: &Inbound<'_, Self::Action>,
+    ) -> Result<Decoded<Self::Echo>, Refusal>;
+
+    /// Renders an outcome: HTTP status, headers and body in the dialect's terms.
+    fn render(&self, outcome: Outcome<'_, Self::Echo>) -> http::Response<Body>;
+}
+
+/// Finds the provider named in the path and runs the callback pipeline with its dialect.
+pub async fn handle(
+    state: &Arc<State>,
+    peer: std::net::SocketAddr,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<Body> {
+    let rest = &request.uri().path()[CALLBACK_PREFIX.len()..];
+    let code = rest.split('/').next().unwrap_or_default();
+    let Some(provider) = state.providers.get(code).cloned() else {
+        return json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"status": "UNKNOWN_PROVIDER", "message": "no such provider"}),
+        );
+    };
+    let path = rest[code.len()..].trim_start_matches('/').to_string();
+    match provider.dialect {
+        DialectKind::Native => {
+            callback::run(state, &provider, &native::Native, &path, peer, request).await
+        }
+    }
+}

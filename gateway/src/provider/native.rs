@@ -4,228 +4,144 @@
 //! Choices written down here: amounts must be JSON strings (numbers are refused as malformed,
 //! since binary floats cannot carry money exactly); unknown body fields are ignored, duplicate
 //! ones refused; a well-formed currency code we do not settle answers CURRENCY_MISMATCH; the
-//! answer's `balance` is real plus bonus money.
-
-use std::sync::Arc;
+//! answer's `balance` is real plus bonus money; a disabled provider or a forbidden source gets
+//! 403 `FORBIDDEN`, an unknown action 404 and a method other than POST 405, both
+//! `MALFORMED_REQUEST`.
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
-use settlement::batch::Unavailable;
+use http::StatusCode;
 use settlement::command::{
     Action, Answer, Command, GameId, Money, PlayerRef, ProviderTxId, RoundId, SessionToken,
 };
-use settlement::fault::Plant;
 use settlement::money::{self, Currency};
-use settlement::Code;
 
 use super::wire::{self, BalanceRequest, EndRoundRequest, MoneyRequest, Response, RollbackRequest};
-use super::Provider;
-use crate::dedup::{self, Lookup};
-use crate::server::{self, Body, BodyError};
+use super::{Decoded, Dialect, Inbound, Outcome, Refusal};
+use crate::config::Dialect as DialectKind;
+use crate::http::{json, Body};
+use crate::registry::Provider;
 use crate::signature;
-use crate::state::State;
 
-/// A refusal before settlement: status, code, message.
-struct Refused(StatusCode, &'static str, String);
+/// The native dialect.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Native;
 
-fn malformed(message: impl Into<String>) -> Refused {
-    Refused(StatusCode::BAD_REQUEST, "MALFORMED_REQUEST", message.into())
+/// The native actions: the last path segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeAction {
+    Balance,
+    Bet,
+    Win,
+    Rollback,
+    EndRound,
 }
 
-pub async fn handle(
-    state: &Arc<State>,
-    provider: &Provider,
-    action: &str,
-    request: http::Request<hyper::body::Incoming>,
-) -> http::Response<Body> {
-    let started = std::time::Instant::now();
-    let (status, response) = answer(state, provider, action, request, started).await;
-    let action_label = if wire::ACTIONS.contains(&action) {
-        action.to_string()
-    } else {
-        "unknown".to_string()
-    };
-    metrics::counter!(
-        "wallet_callbacks_total",
-        "provider" => provider.code.clone(),
-        "action" => action_label.clone(),
-        "outcome" => response.status.clone(),
-    )
-    .increment(1);
-    metrics::histogram!("wallet_callback_seconds", "provider" => provider.code.clone(), "action" => action_label)
-        .record(started.elapsed().as_secs_f64());
-    render(status, response)
+impl NativeAction {
+    pub fn parse(path: &str) -> Option<NativeAction> {
+        Some(match path {
+            "balance" => NativeAction::Balance,
+            "bet" => NativeAction::Bet,
+            "win" => NativeAction::Win,
+            "rollback" => NativeAction::Rollback,
+            "end-round" => NativeAction::EndRound,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NativeAction::Balance => "balance",
+            NativeAction::Bet => "bet",
+            NativeAction::Win => "win",
+            NativeAction::Rollback => "rollback",
+            NativeAction::EndRound => "end-round",
+        }
+    }
 }
 
-async fn answer(
-    state: &Arc<State>,
-    provider: &Provider,
-    action: &str,
-    request: http::Request<hyper::body::Incoming>,
-    started: std::time::Instant,
-) -> (StatusCode, Response) {
-    if request.method() != Method::POST {
-        return refusal(Refused(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MALFORMED_REQUEST",
-            "callbacks are POST".into(),
-        ));
+impl Dialect for Native {
+    type Action = NativeAction;
+    /// The provider's transaction id, echoed in the answer.
+    type Echo = Option<String>;
+
+    fn kind(&self) -> DialectKind {
+        DialectKind::Native
     }
-    if !wire::ACTIONS.contains(&action) {
-        return refusal(Refused(
-            StatusCode::NOT_FOUND,
-            "MALFORMED_REQUEST",
-            format!("unknown action {action:?}"),
-        ));
+
+    fn action(&self, path: &str) -> Option<NativeAction> {
+        NativeAction::parse(path)
     }
-    let signature = request
-        .headers()
-        .get(wire::SIGNATURE_HEADER)
-        .map(|v| v.as_bytes().to_vec());
-    let body = match server::read_body(state, request).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            return refusal(Refused(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "MALFORMED_REQUEST",
-                "body too large".into(),
-            ))
-        }
-        Err(BodyError::Timeout) => {
-            return refusal(Refused(
-                StatusCode::REQUEST_TIMEOUT,
-                "MALFORMED_REQUEST",
-                "body not received in time".into(),
-            ))
-        }
-        Err(BodyError::Broken) => return refusal(malformed("body could not be read")),
-    };
-    if let Err(refused) = signature::verify_native(
-        signature.as_deref(),
-        &body,
-        &provider.secrets,
-        now_s(),
-        provider.signature_window_s,
-    ) {
-        tracing::info!(provider = %provider.code, reason = refused.as_str(), "signature refused");
-        metrics::counter!(
-            "wallet_signature_failures_total",
-            "provider" => provider.code.clone(),
-            "reason" => refused.as_str(),
+
+    fn action_label(&self, action: NativeAction) -> &'static str {
+        action.as_str()
+    }
+
+    fn verify(
+        &self,
+        provider: &Provider,
+        inbound: &Inbound<'_, NativeAction>,
+    ) -> Result<(), Refusal> {
+        let header = inbound
+            .headers
+            .get(wire::SIGNATURE_HEADER)
+            .map(|v| v.as_bytes());
+        signature::verify_native(
+            header,
+            inbound.body,
+            &provider.secrets,
+            inbound.now_s,
+            provider.signature_window_s,
         )
-        .increment(1);
-        return refusal(Refused(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_SIGNATURE",
-            refused.to_string(),
-        ));
+        .map_err(Refusal::Signature)
     }
-    let (command, echo_tx) = match decode(provider, action, &body) {
-        Ok(Decoded::Command(command, echo_tx)) => (command, echo_tx),
-        Ok(Decoded::UnsupportedCurrency(code, player)) => {
-            // Final, and answered with the player's default wallet when there is one, so the
-            // provider sees which currency the player plays in.
-            let mut response = Response {
-                status: Code::CurrencyMismatch.as_str().into(),
-                currency: Some(code),
-                message: Some("currency not supported".into()),
-                ..empty()
-            };
-            if let Some(balance) = player {
-                if let Ok(answer) = state.settler.settle(balance).await {
-                    if let Some(currency) = answer.currency {
-                        response.currency = Some(currency.code().to_string());
-                        response.balance = Some(money::format_minor(
-                            answer.playable_minor(),
-                            currency.exponent,
-                        ));
-                    }
-                }
-            }
-            return (StatusCode::OK, response);
-        }
-        Err(refused) => return refusal(refused),
-    };
-    match settle(state, command, started).await {
-        Ok(answer) => (StatusCode::OK, answer_to_wire(&answer, echo_tx)),
-        Err(unavailable) => {
-            // Overloaded, deadline, storage or shutdown: the on-call engineer needs which.
-            metrics::counter!("wallet_unavailable_total", "reason" => unavailable.as_str())
-                .increment(1);
-            refusal(Refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "TEMPORARY_ERROR",
-                unavailable.to_string(),
-            ))
-        }
-    }
-}
 
-/// Through the dedup index for calls with a transaction id: a known answer is replayed, a
-/// concurrent twin is awaited, anything else is settled (and its answer remembered).
-async fn settle(
-    state: &State,
-    command: Command,
-    started: std::time::Instant,
-) -> Result<Answer, Unavailable> {
-    let Some(tx) = command.tx() else {
-        return state.settler.settle(command).await;
-    };
-    // Planted bugs (test builds only; always false otherwise), read here and nowhere else
-    // in the gateway.
-    let faults = state.settler.faults();
-    if faults.planted(Plant::NoDedup) {
-        return state.settler.settle(command).await;
+    fn decode(
+        &self,
+        provider: &Provider,
+        inbound: &Inbound<'_, NativeAction>,
+    ) -> Result<Decoded<Option<String>>, Refusal> {
+        decode(provider, *inbound.action, inbound.body)
     }
-    let altered_retry_answer = faults.planted(Plant::AlteredRetryAnswer);
-    match state
-        .dedup
-        .begin(command.provider, tx.as_str(), command.fingerprint())
-    {
-        Lookup::Answered(answer) => {
-            // The index's promise: a retry costs no database work, from request to answer.
-            metrics::histogram!("wallet_dedup_hit_seconds").record(started.elapsed().as_secs_f64());
-            Ok(answer)
-        }
-        Lookup::Wait(outcome) => dedup::wait(outcome).await,
-        Lookup::Settle(claim) => {
-            let outcome = state.settler.settle(command).await;
-            if altered_retry_answer {
-                let mut kept = outcome.clone();
-                if let Ok(answer) = &mut kept {
-                    answer.balance_minor += 1;
-                }
-                claim.finish(&kept);
-                return outcome;
+
+    fn render(&self, outcome: Outcome<'_, Option<String>>) -> http::Response<Body> {
+        match outcome {
+            Outcome::Answered(answer, echo) => {
+                json(StatusCode::OK, &answer_to_wire(answer, echo.clone()))
             }
-            claim.finish(&outcome);
-            outcome
+            Outcome::Refused(refusal, _) => json(
+                refusal.status(),
+                &Response {
+                    status: refusal.outcome().into(),
+                    message: Some(refusal.message()),
+                    ..empty()
+                },
+            ),
         }
     }
 }
 
 /// Decodes a native body into the core command (`None` when refused): what every callback
 /// does after its signature checked out. Public for benchmarks and tools.
-pub fn decode_command(provider: &Provider, action: &str, body: &Bytes) -> Option<Command> {
+pub fn decode_command(provider: &Provider, action: NativeAction, body: &Bytes) -> Option<Command> {
     match decode(provider, action, body) {
         Ok(Decoded::Command(command, _)) => Some(command),
         _ => None,
     }
 }
 
-enum Decoded {
-    /// The command and the provider's transaction id to echo.
-    Command(Command, Option<String>),
-    /// A well-formed currency code we do not settle, and a balance call for the player (when
-    /// the player id is well-formed) to find the default wallet.
-    UnsupportedCurrency(String, Option<Command>),
+fn malformed(field: &'static str, reason: impl Into<String>) -> Refusal {
+    Refusal::malformed(field, reason)
 }
 
-fn decode(provider: &Provider, action: &str, body: &Bytes) -> Result<Decoded, Refused> {
-    fn parse<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Refused> {
-        serde_json::from_slice(body).map_err(|e| malformed(format!("body: {e}")))
+fn decode(
+    provider: &Provider,
+    action: NativeAction,
+    body: &Bytes,
+) -> Result<Decoded<Option<String>>, Refusal> {
+    fn parse<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Refusal> {
+        serde_json::from_slice(body).map_err(|e| malformed("body", e.to_string()))
     }
-    let command = |player: &str, action: Action| -> Result<Command, Refused> {
+    let command = |player: &str, action: Action| -> Result<Command, Refusal> {
         Ok(Command {
             provider: provider.id,
             policy: provider.policy,
@@ -233,29 +149,30 @@ fn decode(provider: &Provider, action: &str, body: &Bytes) -> Result<Decoded, Re
             action,
         })
     };
+    let unsupported = |player: &str, echo: Option<String>| Decoded::UnsupportedCurrency {
+        player: PlayerRef::new(player),
+        echo,
+    };
     match action {
-        "bet" | "win" => {
+        NativeAction::Bet | NativeAction::Win => {
             let request: MoneyRequest = parse(body)?;
+            let echo = Some(request.transaction_id.clone());
             let Some(currency) = currency(&request.currency)? else {
-                let balance = command(&request.player_id, Action::Balance { currency: None });
-                return Ok(Decoded::UnsupportedCurrency(request.currency, balance.ok()));
+                return Ok(unsupported(&request.player_id, echo));
             };
             let amount_minor = money::parse_minor(&request.amount, currency.exponent)
-                .map_err(|e| malformed(format!("amount: {e}")))?;
+                .map_err(|e| malformed("amount", e.to_string()))?;
             let money = Money {
-                tx: id(
-                    ProviderTxId::new(request.transaction_id.clone()),
-                    "transaction_id",
-                )?,
+                tx: id(ProviderTxId::new(request.transaction_id), "transaction_id")?,
                 currency,
                 amount_minor,
                 round: id(RoundId::new(request.round_id), "round_id")?,
                 game: id(GameId::new(request.game_id), "game_id")?,
                 round_closed: request.round_closed.unwrap_or(false),
             };
-            let action = if action == "bet" {
+            let action = if action == NativeAction::Bet {
                 if request.bet_transaction_id.is_some() {
-                    return Err(malformed("bet_transaction_id is for wins"));
+                    return Err(malformed("bet_transaction_id", "is for wins"));
                 }
                 Action::Bet {
                     money,
@@ -273,18 +190,13 @@ fn decode(provider: &Provider, action: &str, body: &Bytes) -> Result<Decoded, Re
                     )?,
                 }
             };
-            Ok(Decoded::Command(
-                command(&request.player_id, action)?,
-                Some(request.transaction_id),
-            ))
+            Ok(Decoded::Command(command(&request.player_id, action)?, echo))
         }
-        "rollback" => {
+        NativeAction::Rollback => {
             let request: RollbackRequest = parse(body)?;
+            let echo = Some(request.transaction_id.clone());
             let action = Action::Rollback {
-                tx: id(
-                    ProviderTxId::new(request.transaction_id.clone()),
-                    "transaction_id",
-                )?,
+                tx: id(ProviderTxId::new(request.transaction_id), "transaction_id")?,
                 reference: id(
                     ProviderTxId::new(request.reference_transaction_id),
                     "reference_transaction_id",
@@ -292,12 +204,9 @@ fn decode(provider: &Provider, action: &str, body: &Bytes) -> Result<Decoded, Re
                 round: optional(request.round_id.map(RoundId::new), "round_id")?,
                 game: optional(request.game_id.map(GameId::new), "game_id")?,
             };
-            Ok(Decoded::Command(
-                command(&request.player_id, action)?,
-                Some(request.transaction_id),
-            ))
+            Ok(Decoded::Command(command(&request.player_id, action)?, echo))
         }
-        "end-round" => {
+        NativeAction::EndRound => {
             let request: EndRoundRequest = parse(body)?;
             let action = Action::EndRound {
                 round: id(RoundId::new(request.round_id), "round_id")?,
@@ -305,17 +214,13 @@ fn decode(provider: &Provider, action: &str, body: &Bytes) -> Result<Decoded, Re
             };
             Ok(Decoded::Command(command(&request.player_id, action)?, None))
         }
-        _ => {
+        NativeAction::Balance => {
             let request: BalanceRequest = parse(body)?;
             let currency = match request.currency {
                 None => None,
                 Some(code) => match currency(&code)? {
                     Some(c) => Some(c),
-                    None => {
-                        let balance =
-                            command(&request.player_id, Action::Balance { currency: None });
-                        return Ok(Decoded::UnsupportedCurrency(code, balance.ok()));
-                    }
+                    None => return Ok(unsupported(&request.player_id, None)),
                 },
             };
             let action = Action::Balance { currency };
@@ -324,22 +229,22 @@ fn decode(provider: &Provider, action: &str, body: &Bytes) -> Result<Decoded, Re
     }
 }
 
-fn id<T>(value: Option<T>, field: &str) -> Result<T, Refused> {
-    value.ok_or_else(|| malformed(format!("{field} must be 1 to 128 bytes")))
+fn id<T>(value: Option<T>, field: &'static str) -> Result<T, Refusal> {
+    value.ok_or_else(|| malformed(field, "must be 1 to 128 bytes"))
 }
 
-fn optional<T>(value: Option<Option<T>>, field: &str) -> Result<Option<T>, Refused> {
+fn optional<T>(value: Option<Option<T>>, field: &'static str) -> Result<Option<T>, Refusal> {
     value.map(|v| id(v, field)).transpose()
 }
 
 /// `Ok(None)` for a well-formed code we do not settle; malformed for anything else.
-fn currency(code: &str) -> Result<Option<Currency>, Refused> {
+fn currency(code: &str) -> Result<Option<Currency>, Refusal> {
     let well_formed = (3..=5).contains(&code.len())
         && code
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
     if !well_formed {
-        return Err(malformed("currency must be an upper-case currency code"));
+        return Err(malformed("currency", "must be an upper-case currency code"));
     }
     Ok(Currency::from_code(code))
 }
@@ -368,26 +273,4 @@ fn empty() -> Response {
         duplicate: None,
         message: None,
     }
-}
-
-fn refusal(Refused(status, code, message): Refused) -> (StatusCode, Response) {
-    (
-        status,
-        Response {
-            status: code.into(),
-            message: Some(message),
-            ..empty()
-        },
-    )
-}
-
-fn render(status: StatusCode, response: Response) -> http::Response<Body> {
-    server::json(status, &response)
-}
-
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

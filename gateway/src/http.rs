@@ -1,0 +1,78 @@
+//! HTTP helpers every route shares: the response body type, JSON answers, bounded body
+//! reading and correlation ids. Depends on configuration only.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde::Serialize;
+
+use crate::config;
+
+pub type Body = Full<Bytes>;
+
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge,
+    Timeout,
+    Broken,
+}
+
+/// Reads the whole body, refusing more than `body_bytes_max` (early, from Content-Length, when
+/// the client announces it) and bodies slower than `request_timeout_ms`.
+pub async fn read_body(
+    server: &config::Server,
+    headers: &HeaderMap,
+    body: hyper::body::Incoming,
+) -> Result<Bytes, BodyError> {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > server.body_bytes_max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let limited = Limited::new(body, server.body_bytes_max);
+    let timeout = Duration::from_millis(server.request_timeout_ms);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => Err(BodyError::Timeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Ok(Err(_)) => Err(BodyError::Broken),
+    }
+}
+
+/// The caller's `X-Correlation-ID` when it is sane, else a new one.
+pub fn correlation_id<B>(request: &Request<B>) -> HeaderValue {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    if let Some(given) = request.headers().get(CORRELATION_HEADER) {
+        let sane = given.len() <= 128
+            && given
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
+        if sane && !given.is_empty() {
+            return given.clone();
+        }
+    }
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("gw-{}-{n}", std::process::id()))
+        .unwrap_or_else(|_| HeaderValue::from_static("gw"))
+}
