@@ -43,6 +43,7 @@ fn decoding(c: &mut Criterion) {
         secrets: vec![b"demo-secret".to_vec()],
         allow_ips: Vec::new(),
         signature_window_s: 300,
+        currency: settlement::money::Currency::from_code("EUR").expect("EUR"),
         policy: Policy::default(),
     };
     let body = Bytes::from_static(BODY);
@@ -60,6 +61,7 @@ fn dedup(c: &mut Criterion) {
         bonus_minor: 0,
         operator_tx_id: Some(1),
         duplicate: false,
+        money_moved: false,
     };
     let mut n = 0u64;
     c.bench_function("dedup: miss, claim, finish (new transaction)", |b| {

@@ -229,6 +229,8 @@ pub struct Provider {
     pub allow_ips: Vec<IpAddr>,
     /// Signed timestamps older or newer than this are refused (native dialect).
     pub signature_window_s: u64,
+    /// The wallet currency of calls that name none (the Pragmatic-style dialect's).
+    pub currency: String,
     pub policy: settlement::Policy,
 }
 
@@ -246,6 +248,7 @@ impl Default for Provider {
             previous_secret_file: String::new(),
             allow_ips: Vec::new(),
             signature_window_s: 300,
+            currency: "EUR".into(),
             policy: settlement::Policy::default(),
         }
     }
@@ -257,14 +260,17 @@ impl Default for Provider {
 pub enum Dialect {
     /// Ours: JSON, `X-Signature` HMAC-SHA256 with a timestamp (README).
     Native,
+    /// Form-encoded `<method>.html` calls signed with an MD5 `hash` parameter.
+    Pragmatic,
 }
 
 impl Dialect {
-    pub const ALL: [Dialect; 1] = [Dialect::Native];
+    pub const ALL: [Dialect; 2] = [Dialect::Native, Dialect::Pragmatic];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Dialect::Native => "native",
+            Dialect::Pragmatic => "pragmatic",
         }
     }
 }
@@ -476,6 +482,12 @@ impl Config {
                         self.demo.enabled,
                     )),
                 }
+            }
+            if settlement::money::Currency::from_code(&provider.currency).is_none() {
+                p.push(format!(
+                    "{at}.currency {:?} is not a known currency",
+                    provider.currency
+                ));
             }
             if provider.signature_window_s == 0 {
                 p.push(format!("{at}.signature_window_s must be > 0"));

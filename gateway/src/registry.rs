@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use settlement::command::{Policy, ProviderId};
+use settlement::money::Currency;
 
 use crate::config::{Config, Dialect};
 
@@ -20,6 +21,8 @@ pub struct Provider {
     pub secrets: Vec<Vec<u8>>,
     pub allow_ips: Vec<IpAddr>,
     pub signature_window_s: u64,
+    /// The wallet currency of calls that name none.
+    pub currency: Currency,
     pub policy: Policy,
 }
 
@@ -87,6 +90,8 @@ impl Registry {
                 secrets: p.secrets()?,
                 allow_ips: p.allow_ips.clone(),
                 signature_window_s: p.signature_window_s,
+                currency: Currency::from_code(&p.currency)
+                    .ok_or_else(|| format!("provider {} has an unknown currency", p.code))?,
             };
             by_code.insert(p.code.clone(), Arc::new(provider));
         }

@@ -31,7 +31,18 @@ tombstone_answer = "not_found"
 win_rollback_allowed = true
 negative_balance_allowed = true
 wins_without_bet_allowed = false
+
+[[providers]]
+code = "pp"
+dialect = "pragmatic"
+secret = "pp-secret-for-tests"
+[providers.policy]
+wins_without_bet_allowed = false
+wins_wait_for_bet = true
 "#;
+
+/// The secret of the test provider `pp` (Pragmatic-style).
+pub const PP_SECRET: &str = "pp-secret-for-tests";
 
 /// A running gateway and the database behind it; its [`TestClient`] methods talk to it.
 pub struct TestGateway {
@@ -177,6 +188,30 @@ impl TestClient {
             &format!("/api/provider-callback/{provider}/{action}"),
             &headers,
             Bytes::copy_from_slice(body),
+        )
+        .await
+    }
+
+    /// A Pragmatic-style call to provider `pp`: `params` form-encoded in the order given, with
+    /// a correct `hash` appended.
+    pub async fn pp(&self, method: &str, params: &[(&str, &str)]) -> Answer {
+        let hash = crate::provider::pragmatic::sign(params, PP_SECRET.as_bytes());
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.extend_pairs(params.iter().copied());
+        form.append_pair("hash", &hash);
+        self.pp_raw(method, form.finish()).await
+    }
+
+    /// A Pragmatic-style call to provider `pp` with this exact body.
+    pub async fn pp_raw(&self, method: &str, body: String) -> Answer {
+        self.request(
+            Method::POST,
+            &format!("/api/provider-callback/pp/{method}.html"),
+            &[(
+                "Content-Type",
+                "application/x-www-form-urlencoded".to_string(),
+            )],
+            body,
         )
         .await
     }

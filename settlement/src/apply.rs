@@ -112,6 +112,7 @@ impl Tx {
             bonus_minor: self.bonus_after,
             operator_tx_id: Some(self.id),
             duplicate: true,
+            money_moved: self.real_delta != 0 || self.bonus_delta != 0,
         }
     }
 
@@ -481,6 +482,10 @@ impl World {
             None => self.rounds.contains_key(&round_key),
         };
         if !bet_seen && !c.policy.wins_without_bet_allowed {
+            if c.policy.wins_wait_for_bet {
+                // Not stored: the retry is judged afresh, and settles once the bet is in.
+                return self.current(&c.player, Some(money.currency), Code::BetNotSeen);
+            }
             return self.record(c, &money.tx, refuse(Code::TransactionNotFound));
         }
         if wallet
@@ -688,6 +693,7 @@ impl World {
             bonus_minor: wallet.map_or(0, |w| w.bonus_minor),
             operator_tx_id: None,
             duplicate: false,
+            money_moved: false,
         }
     }
 
@@ -754,6 +760,7 @@ impl World {
             bonus_minor: bonus_after,
             operator_tx_id: Some(id),
             duplicate: false,
+            money_moved: row.real_delta != 0 || row.bonus_delta != 0,
         }
     }
 }
@@ -766,6 +773,7 @@ fn unknown_player() -> Answer {
         bonus_minor: 0,
         operator_tx_id: None,
         duplicate: false,
+        money_moved: false,
     }
 }
 

@@ -184,10 +184,13 @@ pub enum Code {
     RollbackNotPermitted,
     DuplicateMismatch,
     TransactionNotFound,
+    /// A win came before its bet, under a policy that waits for the bet: nothing stored, the
+    /// provider should retry. Dialects render it as their retryable answer.
+    BetNotSeen,
 }
 
 impl Code {
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 13] = [
         Code::Ok,
         Code::InsufficientFunds,
         Code::UnknownPlayer,
@@ -200,6 +203,7 @@ impl Code {
         Code::RollbackNotPermitted,
         Code::DuplicateMismatch,
         Code::TransactionNotFound,
+        Code::BetNotSeen,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -216,6 +220,7 @@ impl Code {
             Code::RollbackNotPermitted => "ROLLBACK_NOT_PERMITTED",
             Code::DuplicateMismatch => "DUPLICATE_MISMATCH",
             Code::TransactionNotFound => "TRANSACTION_NOT_FOUND",
+            Code::BetNotSeen => "BET_NOT_SEEN",
         }
     }
 
@@ -236,6 +241,9 @@ pub struct Answer {
     pub operator_tx_id: Option<i64>,
     /// The original answer, replayed for a retry.
     pub duplicate: bool,
+    /// The ledger row recorded for this transaction moved money (a refund of a bet never
+    /// seen, for one, moves none; some dialects answer it differently).
+    pub money_moved: bool,
 }
 
 impl Answer {
@@ -268,6 +276,10 @@ pub struct Policy {
     pub negative_balance_allowed: bool,
     /// Wins naming no bet, or a bet never seen, are credited (promotions, jackpots).
     pub wins_without_bet_allowed: bool,
+    /// When wins need a bet: a win whose bet has not been seen yet is answered `BET_NOT_SEEN`
+    /// (retry later) and not stored, so the provider's retry settles once the bet arrives;
+    /// otherwise it is refused for good (`TRANSACTION_NOT_FOUND`, stored).
+    pub wins_wait_for_bet: bool,
     /// Bets spend bonus money before real money.
     pub bonus_first: bool,
 }
@@ -280,6 +292,7 @@ impl Default for Policy {
             win_rollback_allowed: false,
             negative_balance_allowed: false,
             wins_without_bet_allowed: true,
+            wins_wait_for_bet: false,
             bonus_first: false,
         }
     }

@@ -17,6 +17,7 @@ fn answer(id: i64) -> Answer {
         bonus_minor: 0,
         operator_tx_id: Some(id),
         duplicate: false,
+        money_moved: false,
     }
 }
 

@@ -131,6 +131,7 @@ async fn currency_mismatch(
         bonus_minor: 0,
         operator_tx_id: None,
         duplicate: false,
+        money_moved: false,
     };
     if let Some(player) = player {
         let balance = Command {

@@ -21,6 +21,7 @@ use crate::state::State;
 
 pub mod callback;
 pub mod native;
+pub mod pragmatic;
 pub mod wire;
 
 /// Every provider callback path starts with this, followed by the provider code.
@@ -207,6 +208,17 @@ pub async fn handle(
     match provider.dialect {
         DialectKind::Native => {
             callback::run(state, &provider, &native::Native, &path, peer, request).await
+        }
+        DialectKind::Pragmatic => {
+            callback::run(
+                state,
+                &provider,
+                &pragmatic::Pragmatic,
+                &path,
+                peer,
+                request,
+            )
+            .await
         }
     }
 }

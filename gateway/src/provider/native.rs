@@ -14,6 +14,7 @@ use settlement::command::{
     Action, Answer, Command, GameId, Money, PlayerRef, ProviderTxId, RoundId, SessionToken,
 };
 use settlement::money::{self, Currency};
+use settlement::Code;
 
 use super::wire::{self, BalanceRequest, EndRoundRequest, MoneyRequest, Response, RollbackRequest};
 use super::{Decoded, Dialect, Inbound, Outcome, Refusal};
@@ -105,6 +106,15 @@ impl Dialect for Native {
 
     fn render(&self, outcome: Outcome<'_, Option<String>>) -> http::Response<Body> {
         match outcome {
+            // A win before its bet, under a policy that waits for it: retry, nothing stored.
+            Outcome::Answered(answer, _) if answer.code == Code::BetNotSeen => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &Response {
+                    status: "TEMPORARY_ERROR".into(),
+                    message: Some("the bet of this win has not arrived yet".into()),
+                    ..answer_to_wire(answer, None)
+                },
+            ),
             Outcome::Answered(answer, echo) => {
                 json(StatusCode::OK, &answer_to_wire(answer, echo.clone()))
             }

@@ -4,4 +4,5 @@ mod concurrency;
 mod foundation;
 mod money_path;
 mod native_input;
+mod pragmatic;
 mod recovery;

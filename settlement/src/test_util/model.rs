@@ -33,19 +33,27 @@ fn money(tx: &str, amount: i64, round: &str) -> Money {
 
 /// A random policy: every combination of the rules that change answers.
 pub fn policy() -> impl Strategy<Value = Policy> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        |(not_found, win_rollback, negative, wins_without_bet)| Policy {
-            tombstone_answer: if not_found {
-                TombstoneAnswer::NotFound
-            } else {
-                TombstoneAnswer::Ok
-            },
-            win_rollback_allowed: win_rollback,
-            negative_balance_allowed: negative,
-            wins_without_bet_allowed: wins_without_bet,
-            ..Policy::default()
-        },
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(not_found, win_rollback, negative, wins_without_bet, wait)| Policy {
+                tombstone_answer: if not_found {
+                    TombstoneAnswer::NotFound
+                } else {
+                    TombstoneAnswer::Ok
+                },
+                win_rollback_allowed: win_rollback,
+                negative_balance_allowed: negative,
+                wins_without_bet_allowed: wins_without_bet,
+                wins_wait_for_bet: wait,
+                ..Policy::default()
+            },
+        )
 }
 
 /// One random callback: indices into small pools so ids, rounds and players collide often.
@@ -289,7 +297,7 @@ impl Model {
                         .get(&b)
                         .is_some_and(|t| t.player == player && t.is_bet && t.code == Code::Ok);
                     if !seen && !self.policy.wins_without_bet_allowed {
-                        return self.refuse_win(tx, player, amount, round, payload);
+                        return self.refuse_win(tx, player, amount, round, payload, balance);
                     }
                     if let Some(t) = self.txs.get_mut(&b) {
                         if t.player == player && t.is_bet && t.state == MState::Open {
@@ -300,7 +308,7 @@ impl Model {
                     if !self.rounds_seen.contains(&(player, round))
                         && !self.policy.wins_without_bet_allowed
                     {
-                        return self.refuse_win(tx, player, amount, round, payload);
+                        return self.refuse_win(tx, player, amount, round, payload, balance);
                     }
                     for t in self.txs.values_mut() {
                         if t.player == player
@@ -379,7 +387,8 @@ impl Model {
         }
     }
 
-    /// A win refused because no bet was seen (policy: wins need a bet).
+    /// A win refused because no bet was seen (policy: wins need a bet): for good and stored,
+    /// or (policy: wait for the bet) for now, remembering nothing.
     fn refuse_win(
         &mut self,
         tx: u8,
@@ -387,7 +396,11 @@ impl Model {
         amount: i64,
         round: u8,
         payload: String,
+        balance: i64,
     ) -> (Code, i64, bool) {
+        if self.policy.wins_wait_for_bet {
+            return (Code::BetNotSeen, balance, false);
+        }
         self.record(
             tx,
             player,
