@@ -262,15 +262,18 @@ pub enum Dialect {
     Native,
     /// Form-encoded `<method>.html` calls signed with an MD5 `hash` parameter.
     Pragmatic,
+    /// JSON calls with a static `authToken` query parameter.
+    Evolution,
 }
 
 impl Dialect {
-    pub const ALL: [Dialect; 2] = [Dialect::Native, Dialect::Pragmatic];
+    pub const ALL: [Dialect; 3] = [Dialect::Native, Dialect::Pragmatic, Dialect::Evolution];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Dialect::Native => "native",
             Dialect::Pragmatic => "pragmatic",
+            Dialect::Evolution => "evolution",
         }
     }
 }

@@ -39,7 +39,18 @@ secret = "pp-secret-for-tests"
 [providers.policy]
 wins_without_bet_allowed = false
 wins_wait_for_bet = true
+
+[[providers]]
+code = "evo"
+dialect = "evolution"
+secret = "evo-token-for-tests"
+[providers.policy]
+tombstone_answer = "not_found"
+wins_without_bet_allowed = false
 "#;
+
+/// The token of the test provider `evo` (Evolution-style).
+pub const EVO_TOKEN: &str = "evo-token-for-tests";
 
 /// The secret of the test provider `pp` (Pragmatic-style).
 pub const PP_SECRET: &str = "pp-secret-for-tests";
@@ -211,6 +222,24 @@ impl TestClient {
                 "Content-Type",
                 "application/x-www-form-urlencoded".to_string(),
             )],
+            body,
+        )
+        .await
+    }
+
+    /// An Evolution-style call to provider `evo` with the right token.
+    pub async fn evo(&self, action: &str, body: serde_json::Value) -> Answer {
+        self.evo_with_token(action, body.to_string(), Some(EVO_TOKEN))
+            .await
+    }
+
+    /// An Evolution-style call with this exact body text (numbers as written) and token.
+    pub async fn evo_with_token(&self, action: &str, body: String, token: Option<&str>) -> Answer {
+        let query = token.map_or(String::new(), |t| format!("?authToken={t}"));
+        self.request(
+            Method::POST,
+            &format!("/api/provider-callback/evo/{action}{query}"),
+            &[("Content-Type", "application/json".to_string())],
             body,
         )
         .await

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use settlement::batch::Unavailable;
 use settlement::command::{Action, Answer, Command};
 use settlement::fault::Plant;
 use settlement::Code;
@@ -107,10 +106,12 @@ async fn answer<D: Dialect>(
     };
     dialect.verify(provider, &inbound).map_err(refuse)?;
     match dialect.decode(provider, &inbound).map_err(refuse)? {
-        Decoded::Command(command, echo) => match settle(state, command, started).await {
-            Ok(answer) => Ok((answer, echo)),
-            Err(unavailable) => Err((Refusal::Unavailable(unavailable), Some(echo))),
-        },
+        Decoded::Command(command, echo) => {
+            match settle(state, command, started, dialect.waits_for_twins()).await {
+                Ok(answer) => Ok((answer, echo)),
+                Err(refusal) => Err((refusal, Some(echo))),
+            }
+        }
         Decoded::UnsupportedCurrency { player, echo } => {
             Ok((currency_mismatch(state, provider, player).await, echo))
         }
@@ -181,15 +182,33 @@ fn refused(provider: &Provider, refusal: &Refusal) {
 
 /// Through the dedup index for calls with a transaction id: a known answer is replayed, a
 /// concurrent twin is awaited, anything else is settled (and its answer remembered).
-async fn settle(state: &State, command: Command, started: Instant) -> Result<Answer, Unavailable> {
+async fn settle(
+    state: &State,
+    command: Command,
+    started: Instant,
+    wait_for_twin: bool,
+) -> Result<Answer, Refusal> {
+    settle_unless_known(state, command, started, wait_for_twin)
+        .await
+        .map_err(|e| e.unwrap_or(Refusal::InFlight))
+}
+
+/// The dedup index's part; `Err(None)` for a twin in flight that is not waited for.
+async fn settle_unless_known(
+    state: &State,
+    command: Command,
+    started: Instant,
+    wait_for_twin: bool,
+) -> Result<Answer, Option<Refusal>> {
+    let unavailable = |u| Some(Refusal::Unavailable(u));
     let Some(tx) = command.tx() else {
-        return state.settler.settle(command).await;
+        return state.settler.settle(command).await.map_err(unavailable);
     };
     // Planted bugs (test builds only; always false otherwise), read here and nowhere else
     // in the gateway.
     let faults = state.settler.faults();
     if faults.planted(Plant::NoDedup) {
-        return state.settler.settle(command).await;
+        return state.settler.settle(command).await.map_err(unavailable);
     }
     let altered_retry_answer = faults.planted(Plant::AlteredRetryAnswer);
     match state
@@ -201,7 +220,8 @@ async fn settle(state: &State, command: Command, started: Instant) -> Result<Ans
             metrics::histogram!("wallet_dedup_hit_seconds").record(started.elapsed().as_secs_f64());
             Ok(answer)
         }
-        Lookup::Wait(outcome) => dedup::wait(outcome).await,
+        Lookup::Wait(_) if !wait_for_twin => Err(None),
+        Lookup::Wait(outcome) => dedup::wait(outcome).await.map_err(unavailable),
         Lookup::Settle(claim) => {
             let outcome = state.settler.settle(command).await;
             if altered_retry_answer {
@@ -210,10 +230,10 @@ async fn settle(state: &State, command: Command, started: Instant) -> Result<Ans
                     answer.balance_minor += 1;
                 }
                 claim.finish(&kept);
-                return outcome;
+                return outcome.map_err(unavailable);
             }
             claim.finish(&outcome);
-            outcome
+            outcome.map_err(unavailable)
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::registry::Provider;
 use crate::state::State;
 
 pub mod callback;
+pub mod evolution;
 pub mod native;
 pub mod pragmatic;
 pub mod wire;
@@ -52,6 +53,9 @@ pub enum Refusal {
     Signature(crate::signature::Refusal),
     /// Could not be settled now; retry.
     Unavailable(Unavailable),
+    /// The same transaction is being settled by a concurrent twin; retry (for dialects that
+    /// answer twins at once instead of holding them).
+    InFlight,
 }
 
 impl Refusal {
@@ -72,7 +76,7 @@ impl Refusal {
             Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::BodyUnreadable | Refusal::Malformed { .. } => StatusCode::BAD_REQUEST,
             Refusal::Signature(_) => StatusCode::UNAUTHORIZED,
-            Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Unavailable(_) | Refusal::InFlight => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -87,7 +91,7 @@ impl Refusal {
             | Refusal::BodyUnreadable
             | Refusal::Malformed { .. } => "MALFORMED_REQUEST",
             Refusal::Signature(_) => "INVALID_SIGNATURE",
-            Refusal::Unavailable(_) => "TEMPORARY_ERROR",
+            Refusal::Unavailable(_) | Refusal::InFlight => "TEMPORARY_ERROR",
         }
     }
 
@@ -104,6 +108,7 @@ impl Refusal {
             Refusal::Malformed { .. } => "malformed",
             Refusal::Signature(s) => s.as_str(),
             Refusal::Unavailable(u) => u.as_str(),
+            Refusal::InFlight => "in_flight",
         }
     }
 
@@ -121,6 +126,7 @@ impl Refusal {
             Refusal::Malformed { field, reason } => format!("{field}: {reason}"),
             Refusal::Signature(s) => s.to_string(),
             Refusal::Unavailable(u) => u.to_string(),
+            Refusal::InFlight => "the same transaction is being settled; retry".into(),
         }
     }
 }
@@ -171,6 +177,12 @@ pub trait Dialect: Send + Sync + 'static {
     /// The action as a metric label.
     fn action_label(&self, action: Self::Action) -> &'static str;
 
+    /// Whether a concurrent duplicate waits for its twin's outcome (the default) or is told
+    /// at once to retry (`Refusal::InFlight`).
+    fn waits_for_twins(&self) -> bool {
+        true
+    }
+
     /// Checks the callback's credentials on the raw bytes as received, before anything is
     /// parsed or looked up.
     fn verify(
@@ -208,6 +220,17 @@ pub async fn handle(
     match provider.dialect {
         DialectKind::Native => {
             callback::run(state, &provider, &native::Native, &path, peer, request).await
+        }
+        DialectKind::Evolution => {
+            callback::run(
+                state,
+                &provider,
+                &evolution::Evolution,
+                &path,
+                peer,
+                request,
+            )
+            .await
         }
         DialectKind::Pragmatic => {
             callback::run(

@@ -359,7 +359,7 @@ fn refusal_code(refusal: &Refusal) -> u16 {
         | Refusal::BodyTooLarge
         | Refusal::BodyUnreadable
         | Refusal::Malformed { .. } => 7,
-        Refusal::BodyTimeout | Refusal::Unavailable(_) => 100,
+        Refusal::BodyTimeout | Refusal::Unavailable(_) | Refusal::InFlight => 100,
         Refusal::Disabled | Refusal::ForbiddenSource(_) => 120,
     }
 }

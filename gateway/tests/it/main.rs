@@ -1,6 +1,7 @@
 //! Integration tests of the gateway: the real server over real HTTP against a real PostgreSQL.
 
 mod concurrency;
+mod evolution;
 mod foundation;
 mod money_path;
 mod native_input;
