@@ -41,6 +41,7 @@ fn decoding(c: &mut Criterion) {
         dialect: gateway::config::Dialect::Native,
         enabled: true,
         secrets: vec![b"demo-secret".to_vec()],
+        public_keys: Vec::new(),
         allow_ips: Vec::new(),
         signature_window_s: 300,
         currency: settlement::money::Currency::from_code("EUR").expect("EUR"),

@@ -229,6 +229,10 @@ pub struct Provider {
     pub allow_ips: Vec<IpAddr>,
     /// Signed timestamps older or newer than this are refused (native dialect).
     pub signature_window_s: u64,
+    /// PEM public key (SPKI) the provider's RSA signatures are checked with (hub88 dialect),
+    /// and the previous one, also accepted during a rotation.
+    pub public_key_file: String,
+    pub previous_public_key_file: String,
     /// The wallet currency of calls that name none (the Pragmatic-style dialect's).
     pub currency: String,
     pub policy: settlement::Policy,
@@ -248,6 +252,8 @@ impl Default for Provider {
             previous_secret_file: String::new(),
             allow_ips: Vec::new(),
             signature_window_s: 300,
+            public_key_file: String::new(),
+            previous_public_key_file: String::new(),
             currency: "EUR".into(),
             policy: settlement::Policy::default(),
         }
@@ -264,16 +270,29 @@ pub enum Dialect {
     Pragmatic,
     /// JSON calls with a static `authToken` query parameter.
     Evolution,
+    /// JSON calls signed with RSA-SHA256 (`X-Hub88-Signature`), checked with a public key.
+    Hub88,
 }
 
 impl Dialect {
-    pub const ALL: [Dialect; 3] = [Dialect::Native, Dialect::Pragmatic, Dialect::Evolution];
+    pub const ALL: [Dialect; 4] = [
+        Dialect::Native,
+        Dialect::Pragmatic,
+        Dialect::Evolution,
+        Dialect::Hub88,
+    ];
+
+    /// Dialects that verify with the provider's public key instead of a shared secret.
+    pub fn uses_public_key(self) -> bool {
+        self == Dialect::Hub88
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Dialect::Native => "native",
             Dialect::Pragmatic => "pragmatic",
             Dialect::Evolution => "evolution",
+            Dialect::Hub88 => "hub88",
         }
     }
 }
@@ -332,11 +351,23 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| invalid(vec![format!("cannot read the file: {e}")]))?;
         let env: Vec<(String, String)> = std::env::vars().collect();
-        Config::from_toml(&text, &env).map_err(invalid)
+        let folder = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml_in(&text, &env, folder).map_err(invalid)
     }
 
     /// Parses `text` with `env` overrides; the whole check without touching the process.
+    /// Relative key files are taken from the working folder.
     pub fn from_toml(text: &str, env: &[(String, String)]) -> Result<Config, Vec<String>> {
+        Config::from_toml_in(text, env, Path::new("."))
+    }
+
+    /// As [`Config::from_toml`], with relative key files (`public_key_file`) taken from
+    /// `folder`, the configuration file's own.
+    pub fn from_toml_in(
+        text: &str,
+        env: &[(String, String)],
+        folder: &Path,
+    ) -> Result<Config, Vec<String>> {
         let mut root: toml::Table = text.parse().map_err(|e| vec![format!("{e}")])?;
         let mut problems = Vec::new();
         for (name, raw) in env {
@@ -358,7 +389,17 @@ impl Config {
                 problems.push(e.to_string());
                 Err(problems)
             }
-            Ok(config) => {
+            Ok(mut config) => {
+                for provider in &mut config.providers {
+                    for file in [
+                        &mut provider.public_key_file,
+                        &mut provider.previous_public_key_file,
+                    ] {
+                        if !file.is_empty() && Path::new(file.as_str()).is_relative() {
+                            *file = folder.join(&*file).display().to_string();
+                        }
+                    }
+                }
                 let already = |p: &String| {
                     bad_dialects
                         .iter()
@@ -472,10 +513,16 @@ impl Config {
                 &provider.previous_secret_env,
                 &provider.previous_secret_file,
             );
+            let keyed = provider.dialect.is_some_and(Dialect::uses_public_key);
+            if keyed {
+                if let Err(e) = provider.public_keys() {
+                    p.push(format!("{at}.{e}"));
+                }
+            }
             for (key, resolved) in [("secret", current), ("previous_secret", previous)] {
                 match resolved {
                     Err(e) => p.push(format!("{at}.{key}{e}")),
-                    Ok(None) if key == "secret" => p.push(format!(
+                    Ok(None) if key == "secret" && !keyed => p.push(format!(
                         "{at}: one of secret, secret_env, secret_file is required"
                     )),
                     Ok(None) => {}
@@ -545,6 +592,31 @@ impl Provider {
             .chain(previous)
             .map(String::into_bytes)
             .collect())
+    }
+}
+
+impl Provider {
+    /// The provider's RSA public keys, current first (public-key dialects).
+    pub fn public_keys(&self) -> Result<Vec<rsa::RsaPublicKey>, String> {
+        use rsa::pkcs8::DecodePublicKey;
+        if self.public_key_file.is_empty() {
+            return Err("public_key_file is required for this dialect".into());
+        }
+        let mut keys = Vec::new();
+        for (key, file) in [
+            ("public_key_file", &self.public_key_file),
+            ("previous_public_key_file", &self.previous_public_key_file),
+        ] {
+            if file.is_empty() {
+                continue;
+            }
+            let pem = std::fs::read_to_string(file)
+                .map_err(|e| format!("{key}: cannot read {file}: {e}"))?;
+            let public = rsa::RsaPublicKey::from_public_key_pem(&pem)
+                .map_err(|e| format!("{key}: {file} is not a PEM RSA public key: {e}"))?;
+            keys.push(public);
+        }
+        Ok(keys)
     }
 }
 

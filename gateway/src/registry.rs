@@ -19,6 +19,8 @@ pub struct Provider {
     pub enabled: bool,
     /// Current secret first, then the previous one.
     pub secrets: Vec<Vec<u8>>,
+    /// RSA public keys for dialects that verify signatures with one (current first).
+    pub public_keys: Vec<rsa::RsaPublicKey>,
     pub allow_ips: Vec<IpAddr>,
     pub signature_window_s: u64,
     /// The wallet currency of calls that name none.
@@ -88,6 +90,10 @@ impl Registry {
                     .ok_or_else(|| format!("provider {} has no dialect", p.code))?,
                 enabled: p.enabled,
                 secrets: p.secrets()?,
+                public_keys: match p.dialect {
+                    Some(d) if d.uses_public_key() => p.public_keys()?,
+                    _ => Vec::new(),
+                },
                 allow_ips: p.allow_ips.clone(),
                 signature_window_s: p.signature_window_s,
                 currency: Currency::from_code(&p.currency)

@@ -14,7 +14,8 @@ use crate::config::Config;
 pub use settlement::test_util::{fresh_database, TestDb};
 
 /// Providers every test gateway knows, on top of the test's own configuration.
-pub const TEST_PROVIDERS: &str = r#"
+pub const TEST_PROVIDERS: &str = concat!(
+    r#"
 [[providers]]
 code = "demo"
 dialect = "native"
@@ -47,7 +48,25 @@ secret = "evo-token-for-tests"
 [providers.policy]
 tombstone_answer = "not_found"
 wins_without_bet_allowed = false
-"#;
+
+[[providers]]
+code = "hub88"
+dialect = "hub88"
+public_key_file = ""#,
+    env!("CARGO_MANIFEST_DIR"),
+    r#"/../config/keys/demo-hub88-provider.pub.pem"
+"#
+);
+
+/// The demo Hub88-style provider's private key (it signs test traffic).
+pub fn hub88_private_key() -> rsa::RsaPrivateKey {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/keys/demo-hub88-provider.pem"
+    );
+    let pem = std::fs::read_to_string(path).expect("demo hub88 key");
+    crate::provider::hub88::private_key_from_pem(&pem).expect("PKCS#8 key")
+}
 
 /// The token of the test provider `evo` (Evolution-style).
 pub const EVO_TOKEN: &str = "evo-token-for-tests";
@@ -240,6 +259,28 @@ impl TestClient {
             Method::POST,
             &format!("/api/provider-callback/evo/{action}{query}"),
             &[("Content-Type", "application/json".to_string())],
+            body,
+        )
+        .await
+    }
+
+    /// A Hub88-style call to provider `hub88` at `path` (e.g. `transaction/bet`), signed with
+    /// `key` (the demo provider's, or another to be refused).
+    pub async fn hub88(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        key: &rsa::RsaPrivateKey,
+    ) -> Answer {
+        let body = serde_json::to_vec(body).expect("json");
+        let signature = crate::provider::hub88::sign(&body, key);
+        self.request(
+            Method::POST,
+            &format!("/api/provider-callback/hub88/{path}"),
+            &[
+                ("Content-Type", "application/json".to_string()),
+                ("X-Hub88-Signature", signature),
+            ],
             body,
         )
         .await

@@ -21,6 +21,7 @@ use crate::state::State;
 
 pub mod callback;
 pub mod evolution;
+pub mod hub88;
 pub mod native;
 pub mod pragmatic;
 pub mod wire;
@@ -231,6 +232,9 @@ pub async fn handle(
                 request,
             )
             .await
+        }
+        DialectKind::Hub88 => {
+            callback::run(state, &provider, &hub88::Hub88, &path, peer, request).await
         }
         DialectKind::Pragmatic => {
             callback::run(

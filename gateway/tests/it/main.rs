@@ -3,6 +3,7 @@
 mod concurrency;
 mod evolution;
 mod foundation;
+mod hub88;
 mod money_path;
 mod native_input;
 mod pragmatic;
