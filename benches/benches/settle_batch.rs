@@ -22,7 +22,7 @@ fn settle_batch(c: &mut Criterion) {
             .expect("players");
         let options = Options {
             lanes: 1,
-            batch_len_max: 4096,
+            batch_len_max: 4032,
             batch_wait_max: std::time::Duration::ZERO,
             queue_len_max: 100_000,
             deadline: std::time::Duration::from_secs(30),

@@ -547,8 +547,9 @@ impl Config {
     }
 }
 
+/// A batch may overshoot `batch_len_max` by one unit (a multi-action callback).
 fn settlement_batch_len_limit() -> usize {
-    settlement::apply::BATCH_LEN_MAX
+    settlement::apply::BATCH_LEN_MAX - settlement::apply::UNIT_LEN_MAX
 }
 
 fn valid_code(code: &str) -> bool {

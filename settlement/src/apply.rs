@@ -229,12 +229,61 @@ pub struct World {
     pub created: Vec<TxKey>,
 }
 
-/// Applies `commands` in order; returns one answer each.
+/// Applies `commands` in order, each on its own; returns one answer each.
 pub fn apply(world: &mut World, commands: &[Command]) -> Vec<Answer> {
+    apply_units(world, commands, &vec![1; commands.len()])
+}
+
+/// Most commands in one unit (one multi-action callback).
+pub const UNIT_LEN_MAX: usize = 64;
+
+/// Applies `commands` in order; `units` says how many consecutive commands form one unit (a
+/// multi-action callback, one player's), applied all or nothing: when any of its commands is
+/// answered other than `OK`, the world goes back to before the unit, and every command of the
+/// unit answers that refusal with the balance as it stands (nothing of it is stored, so a retry
+/// is judged afresh). Returns one answer per command.
+pub fn apply_units(world: &mut World, commands: &[Command], units: &[usize]) -> Vec<Answer> {
     assert!(commands.len() <= BATCH_LEN_MAX, "batch too long");
+    assert_eq!(
+        units.iter().sum::<usize>(),
+        commands.len(),
+        "units cover the batch"
+    );
+    assert!(
+        units.iter().all(|n| (1..=UNIT_LEN_MAX).contains(n)),
+        "unit sizes in range"
+    );
     let total_before = world.total_minor();
     let created_before = world.created.len();
-    let answers: Vec<Answer> = commands.iter().map(|c| world.apply_one(c)).collect();
+    let mut answers = Vec::with_capacity(commands.len());
+    let mut rest = commands;
+    for &len in units {
+        let (unit, tail) = rest.split_at(len);
+        rest = tail;
+        if let [command] = unit {
+            answers.push(world.apply_one(command));
+            continue;
+        }
+        assert!(
+            unit.iter().all(|c| c.player == unit[0].player),
+            "a unit is one player's"
+        );
+        // Cloning the batch's world is the simple undo; units are rare (one dialect's batched
+        // actions) and small.
+        let before = world.clone();
+        let unit_answers: Vec<Answer> = unit.iter().map(|c| world.apply_one(c)).collect();
+        match unit_answers.iter().find(|a| a.code != Code::Ok) {
+            None => answers.extend(unit_answers),
+            Some(refused) => {
+                let code = refused.code;
+                *world = before;
+                answers.extend(
+                    unit.iter()
+                        .map(|c| world.current(&c.player, c.currency(), code)),
+                );
+            }
+        }
+    }
     let moved: i128 = world.created[created_before..]
         .iter()
         .map(|key| {

@@ -55,10 +55,12 @@ impl Unavailable {
     }
 }
 
-type Reply = oneshot::Sender<Result<Answer, Unavailable>>;
+type Reply = oneshot::Sender<Result<Vec<Answer>, Unavailable>>;
 
+/// One caller's unit: a command, or the actions of one multi-action callback (one player's,
+/// applied all or nothing, in one batch).
 struct Job {
-    command: Command,
+    commands: Vec<Command>,
     ticket: Ticket,
 }
 
@@ -105,7 +107,7 @@ impl Settler {
     ) -> Result<Settler, tokio_postgres::Error> {
         assert!(options.lanes >= 1, "at least one lane");
         assert!(
-            (1..=BATCH_LEN_MAX).contains(&options.batch_len_max),
+            (1..=BATCH_LEN_MAX - crate::apply::UNIT_LEN_MAX).contains(&options.batch_len_max),
             "batch_len_max in range"
         );
         let faults = Arc::new(Faults::default());
@@ -158,12 +160,27 @@ impl Settler {
 
     /// Settles one command: the answer is returned only after the batch holding it committed.
     pub async fn settle(&self, command: Command) -> Result<Answer, Unavailable> {
+        let mut answers = self.settle_unit(vec![command]).await?;
+        Ok(answers.pop().expect("one answer per command"))
+    }
+
+    /// Settles the commands of one multi-action callback as one unit: one player's, in order,
+    /// in one batch, all or nothing (see `apply::apply_units`); one answer per command.
+    pub async fn settle_unit(&self, commands: Vec<Command>) -> Result<Vec<Answer>, Unavailable> {
+        assert!(
+            (1..=crate::apply::UNIT_LEN_MAX).contains(&commands.len()),
+            "unit size in range"
+        );
+        assert!(
+            commands.iter().all(|c| c.player == commands[0].player),
+            "a unit is one player's"
+        );
         let queued_at = Instant::now();
         let deadline = queued_at + self.deadline;
-        let lane = self.lane_of(&command);
+        let lane = self.lane_of(&commands[0]);
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            command,
+            commands,
             ticket: Ticket {
                 queued_at,
                 deadline,
@@ -296,7 +313,8 @@ impl Lane {
             }
             let linger = last_len * 2 >= self.batch_len_max && !self.batch_wait_max.is_zero();
             let linger_until = Instant::now() + self.batch_wait_max;
-            while jobs.len() < self.batch_len_max {
+            let mut len: usize = jobs.iter().map(|j: &Job| j.commands.len()).sum();
+            while len < self.batch_len_max {
                 let next = match rx.try_recv() {
                     Ok(message) => message,
                     Err(_) if linger => {
@@ -308,7 +326,10 @@ impl Lane {
                     Err(_) => break,
                 };
                 match next {
-                    Message::Job(job) => jobs.push(job),
+                    Message::Job(job) => {
+                        len += job.commands.len();
+                        jobs.push(job);
+                    }
                     Message::Drain(done) => {
                         drain = Some(done);
                         break;
@@ -319,7 +340,7 @@ impl Lane {
                     }
                 }
             }
-            last_len = jobs.len();
+            last_len = len;
             self.settle(&mut jobs).await;
             if let Some(done) = drain {
                 let _ = done.send(());
@@ -345,52 +366,41 @@ impl Lane {
     async fn settle(&mut self, jobs: &mut Vec<Job>) {
         let now = Instant::now();
         let queue_wait = metrics::histogram!("wallet_queue_wait_seconds");
-        let mut commands = Vec::with_capacity(jobs.len());
-        let mut tickets = Vec::with_capacity(jobs.len());
+        let mut units = Units::default();
         for job in jobs.drain(..) {
             queue_wait.record(now.duration_since(job.ticket.queued_at).as_secs_f64());
             if self.faults.planted(Plant::WinsUnavailable)
-                && matches!(job.command.action, Action::Win { .. })
+                && job
+                    .commands
+                    .iter()
+                    .any(|c| matches!(c.action, Action::Win { .. }))
             {
                 let _ = job.ticket.reply.send(Err(Unavailable::Storage));
                 continue;
             }
-            commands.push(job.command);
-            tickets.push(job.ticket);
+            units.push(job);
         }
-        self.settle_or_split(commands, tickets).await;
+        self.settle_or_split(units).await;
     }
 
-    /// Answers every ticket. One transaction for the batch; after a conflict, the same batch
+    /// Answers every unit. One transaction for the batch; after a conflict, the same batch
     /// again; after a storage failure, a retryable answer for all; after any other failure,
-    /// halves, so one poisoned command fails alone and never changes its neighbours' outcomes.
-    /// Before every attempt, commands whose callers were already answered are dropped.
-    async fn settle_or_split(&mut self, mut commands: Vec<Command>, mut tickets: Vec<Ticket>) {
+    /// halves (never splitting a unit), so one poisoned unit fails alone and never changes its
+    /// neighbours' outcomes. Before every attempt, units whose callers were already answered
+    /// are dropped.
+    async fn settle_or_split(&mut self, mut units: Units) {
         let mut conflicts = 0;
         loop {
-            let now = Instant::now();
-            let before = tickets.len();
-            let mut keep = Vec::with_capacity(before);
-            for (command, ticket) in commands.drain(..).zip(tickets.drain(..)) {
-                if ticket.abandoned(now) {
-                    let _ = ticket.reply.send(Err(Unavailable::Deadline));
-                } else {
-                    keep.push((command, ticket));
-                }
+            let dropped = units.drop_abandoned(Instant::now());
+            if dropped > 0 {
+                metrics::counter!("wallet_deadline_expired_total").increment(dropped as u64);
             }
-            if keep.len() < before {
-                metrics::counter!("wallet_deadline_expired_total")
-                    .increment((before - keep.len()) as u64);
-            }
-            (commands, tickets) = keep.into_iter().unzip();
-            if commands.is_empty() {
+            if units.is_empty() {
                 return;
             }
-            let error = match self.settle_once(&commands).await {
+            let error = match self.settle_once(&units.commands, &units.lens).await {
                 Ok(answers) => {
-                    for (ticket, answer) in tickets.into_iter().zip(answers) {
-                        let _ = ticket.reply.send(Ok(answer));
-                    }
+                    units.answer(answers);
                     return;
                 }
                 Err(error) => error,
@@ -398,9 +408,7 @@ impl Lane {
             if error.is_connection() {
                 tracing::warn!(lane = self.index, error = %error, "storage unavailable; batch not settled");
                 self.connection = None;
-                for ticket in tickets {
-                    let _ = ticket.reply.send(Err(Unavailable::Storage));
-                }
+                units.refuse(Unavailable::Storage);
                 return;
             }
             if error.could_retry() && conflicts < CONFLICT_RETRIES_MAX {
@@ -409,16 +417,13 @@ impl Lane {
                 continue;
             }
             tracing::warn!(lane = self.index, kind = error.kind(), error = %error, "batch failed");
-            if commands.len() == 1 {
-                for ticket in tickets {
-                    let _ = ticket.reply.send(Err(Unavailable::Storage));
-                }
+            if units.tickets.len() == 1 {
+                units.refuse(Unavailable::Storage);
                 return;
             }
-            let right_commands = commands.split_off(commands.len() / 2);
-            let right_tickets = tickets.split_off(tickets.len() / 2);
-            Box::pin(self.settle_or_split(commands, tickets)).await;
-            Box::pin(self.settle_or_split(right_commands, right_tickets)).await;
+            let right = units.split_off_half();
+            Box::pin(self.settle_or_split(units)).await;
+            Box::pin(self.settle_or_split(right)).await;
             return;
         }
     }
@@ -455,7 +460,11 @@ impl Lane {
         }
     }
 
-    async fn settle_once(&mut self, commands: &[Command]) -> Result<Vec<Answer>, store::Error> {
+    async fn settle_once(
+        &mut self,
+        commands: &[Command],
+        units: &[usize],
+    ) -> Result<Vec<Answer>, store::Error> {
         self.connect().await?;
         let connection = self.connection.as_mut().expect("connected above");
         let started = Instant::now();
@@ -464,6 +473,7 @@ impl Lane {
             &connection.statements,
             &mut connection.player_ids,
             commands,
+            units,
             &self.faults,
         )
         .await;
@@ -478,5 +488,75 @@ impl Lane {
             }
         }
         result
+    }
+}
+
+/// A batch as the lane settles it: every unit's commands back to back (the slice the store
+/// takes), each unit's length, and each unit's caller.
+#[derive(Default)]
+struct Units {
+    commands: Vec<Command>,
+    lens: Vec<usize>,
+    tickets: Vec<Ticket>,
+}
+
+impl Units {
+    fn push(&mut self, job: Job) {
+        self.lens.push(job.commands.len());
+        self.commands.extend(job.commands);
+        self.tickets.push(job.ticket);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tickets.is_empty()
+    }
+
+    /// Answers `Deadline` to units whose callers were already answered or went away, and
+    /// drops them; returns how many.
+    fn drop_abandoned(&mut self, now: Instant) -> usize {
+        if !self.tickets.iter().any(|t| t.abandoned(now)) {
+            return 0;
+        }
+        let old = std::mem::take(self);
+        let mut commands = old.commands.into_iter();
+        let mut dropped = 0;
+        for (len, ticket) in old.lens.into_iter().zip(old.tickets) {
+            let unit: Vec<Command> = commands.by_ref().take(len).collect();
+            if ticket.abandoned(now) {
+                let _ = ticket.reply.send(Err(Unavailable::Deadline));
+                dropped += 1;
+            } else {
+                self.push(Job {
+                    commands: unit,
+                    ticket,
+                });
+            }
+        }
+        dropped
+    }
+
+    /// Sends each unit its answers (one per command, in order).
+    fn answer(self, answers: Vec<Answer>) {
+        let mut answers = answers.into_iter();
+        for (len, ticket) in self.lens.into_iter().zip(self.tickets) {
+            let _ = ticket.reply.send(Ok(answers.by_ref().take(len).collect()));
+        }
+    }
+
+    fn refuse(self, why: Unavailable) {
+        for ticket in self.tickets {
+            let _ = ticket.reply.send(Err(why));
+        }
+    }
+
+    /// Keeps the first half of the units, returns the second.
+    fn split_off_half(&mut self) -> Units {
+        let at = self.tickets.len() / 2;
+        let commands_at: usize = self.lens[..at].iter().sum();
+        Units {
+            commands: self.commands.split_off(commands_at),
+            lens: self.lens.split_off(at),
+            tickets: self.tickets.split_off(at),
+        }
     }
 }

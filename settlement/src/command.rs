@@ -111,6 +111,15 @@ pub struct Command {
 
 impl Command {
     /// The idempotency key's transaction id, for actions that have one.
+    /// The currency the command names, if any.
+    pub fn currency(&self) -> Option<crate::money::Currency> {
+        match &self.action {
+            Action::Bet { money, .. } | Action::Win { money, .. } => Some(money.currency),
+            Action::Balance { currency } => *currency,
+            Action::Rollback { .. } | Action::EndRound { .. } => None,
+        }
+    }
+
     pub fn tx(&self) -> Option<&ProviderTxId> {
         match &self.action {
             Action::Bet { money, .. } | Action::Win { money, .. } => Some(&money.tx),

@@ -327,6 +327,7 @@ pub async fn settle(
     statements: &Statements,
     player_ids: &mut PlayerIds,
     commands: &[Command],
+    units: &[usize],
     faults: &Faults,
 ) -> Result<Vec<Answer>, Error> {
     let n = commands.len();
@@ -334,7 +335,8 @@ pub async fn settle(
         .resolve(client, statements, commands)
         .await
         .map_err(Error::database(n))?;
-    let result = settle_in_transaction(client, statements, player_ids, commands, faults).await;
+    let result =
+        settle_in_transaction(client, statements, player_ids, commands, units, faults).await;
     if result.is_err() && !client.is_closed() {
         // Ends the failed transaction (a no-op if COMMIT already turned into a rollback).
         client
@@ -360,6 +362,7 @@ async fn settle_in_transaction(
     statements: &Statements,
     player_ids: &PlayerIds,
     commands: &[Command],
+    units: &[usize],
     faults: &Faults,
 ) -> Result<Vec<Answer>, Error> {
     let n = commands.len();
@@ -384,7 +387,7 @@ async fn settle_in_transaction(
             .retain(|k, _| !own.contains(&(k.0 .0, k.1.as_str())));
     }
     let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        apply::apply(&mut world, commands)
+        apply::apply_units(&mut world, commands, units)
     }))
     .map_err(|panic| {
         let what = panic

@@ -196,6 +196,37 @@ fn tiny_cases() {
 }
 
 #[test]
+fn a_unit_applies_whole_or_not_at_all() {
+    let mut w = world(2);
+    // A bet and its win in one unit, then a lone bet.
+    let commands = [
+        bet("p0", "u1-b", 300, "r1"),
+        win("p0", "u1-w", 500, "r1", Some("u1-b")),
+        bet("p1", "lone", 100, "r1"),
+    ];
+    let answers = apply_units(&mut w, &commands, &[2, 1]);
+    let got: Vec<(Code, i64)> = answers.iter().map(|a| (a.code, a.balance_minor)).collect();
+    assert_eq!(got, [(Code::Ok, 700), (Code::Ok, 1_200), (Code::Ok, 900)]);
+    // A unit whose second bet cannot be paid: nothing of it happens, every action says why.
+    let refused = [
+        bet("p0", "u2-a", 1_000, "r2"),
+        bet("p0", "u2-b", 1_000, "r2"),
+    ];
+    let answers = apply_units(&mut w, &refused, &[2]);
+    for a in &answers {
+        assert_eq!(
+            (a.code, a.balance_minor, a.operator_tx_id),
+            (Code::InsufficientFunds, 1_200, None)
+        );
+    }
+    assert!(!w.txs.keys().any(|(_, tx)| tx.as_str().starts_with("u2")));
+    // Its retry is judged afresh (nothing was stored), and the first unit replays.
+    let answers = apply_units(&mut w, &commands[..2], &[2]);
+    assert!(answers.iter().all(|a| a.duplicate && a.code == Code::Ok));
+    assert_ledger_matches(&w);
+}
+
+#[test]
 fn bets_spend_real_money_first_unless_bonus_first() {
     let mut w = world(1);
     w.players.values_mut().next().unwrap().wallets[0].bonus_minor = 300;
