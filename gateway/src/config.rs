@@ -272,14 +272,17 @@ pub enum Dialect {
     Evolution,
     /// JSON calls signed with RSA-SHA256 (`X-Hub88-Signature`), checked with a public key.
     Hub88,
+    /// JSON `/play` batches of actions applied atomically, `X-REQUEST-SIGN` HMAC-SHA256.
+    Softswiss,
 }
 
 impl Dialect {
-    pub const ALL: [Dialect; 4] = [
+    pub const ALL: [Dialect; 5] = [
         Dialect::Native,
         Dialect::Pragmatic,
         Dialect::Evolution,
         Dialect::Hub88,
+        Dialect::Softswiss,
     ];
 
     /// Dialects that verify with the provider's public key instead of a shared secret.
@@ -293,6 +296,7 @@ impl Dialect {
             Dialect::Pragmatic => "pragmatic",
             Dialect::Evolution => "evolution",
             Dialect::Hub88 => "hub88",
+            Dialect::Softswiss => "softswiss",
         }
     }
 }

@@ -50,6 +50,11 @@ tombstone_answer = "not_found"
 wins_without_bet_allowed = false
 
 [[providers]]
+code = "ss"
+dialect = "softswiss"
+secret = "ss-secret-for-tests"
+
+[[providers]]
 code = "hub88"
 dialect = "hub88"
 public_key_file = ""#,
@@ -280,6 +285,22 @@ impl TestClient {
             &[
                 ("Content-Type", "application/json".to_string()),
                 ("X-Hub88-Signature", signature),
+            ],
+            body,
+        )
+        .await
+    }
+
+    /// A SoftSwiss-style call to provider `ss` at `path` (`play` or `rollback`), signed.
+    pub async fn ss(&self, path: &str, body: &serde_json::Value) -> Answer {
+        let body = serde_json::to_vec(body).expect("json");
+        let signature = crate::provider::softswiss::sign(&body, b"ss-secret-for-tests");
+        self.request(
+            Method::POST,
+            &format!("/api/provider-callback/ss/{path}"),
+            &[
+                ("Content-Type", "application/json".to_string()),
+                ("X-REQUEST-SIGN", signature),
             ],
             body,
         )

@@ -27,9 +27,14 @@ pub async fn run<D: Dialect>(
     let started = Instant::now();
     let action = dialect.action(path);
     let (outcome, response) = match answer(state, provider, dialect, action, peer, request).await {
-        Ok((answer, echo)) => (
-            answer.code.as_str(),
-            dialect.render(Outcome::Answered(&answer, &echo)),
+        Ok((answers, echo)) if answers.len() == 1 => (
+            answers[0].code.as_str(),
+            dialect.render(Outcome::Answered(&answers[0], &echo)),
+        ),
+        Ok((answers, echo)) => (
+            // A unit is answered whole: OK, or the refusal every action shares.
+            answers.first().map_or("OK", |a| a.code.as_str()),
+            dialect.render_unit(&answers, &echo),
         ),
         Err((refusal, echo)) => {
             refused(provider, &refusal);
@@ -66,7 +71,7 @@ async fn answer<D: Dialect>(
     action: Option<D::Action>,
     peer: std::net::SocketAddr,
     request: http::Request<hyper::body::Incoming>,
-) -> Result<(Answer, D::Echo), Failure<D::Echo>> {
+) -> Result<(Vec<Answer>, D::Echo), Failure<D::Echo>> {
     let started = Instant::now();
     let refuse = |refusal| (refusal, None);
     if !provider.enabled {
@@ -108,12 +113,18 @@ async fn answer<D: Dialect>(
     match dialect.decode(provider, &inbound).map_err(refuse)? {
         Decoded::Command(command, echo) => {
             match settle(state, command, started, dialect.waits_for_twins()).await {
-                Ok(answer) => Ok((answer, echo)),
+                Ok(answer) => Ok((vec![answer], echo)),
                 Err(refusal) => Err((refusal, Some(echo))),
             }
         }
+        // Units skip the dedup index: a retry of a unit is answered from the database, where
+        // each known action replays its stored answer.
+        Decoded::Unit(commands, echo) => match state.settler.settle_unit(commands).await {
+            Ok(answers) => Ok((answers, echo)),
+            Err(unavailable) => Err((Refusal::Unavailable(unavailable), Some(echo))),
+        },
         Decoded::UnsupportedCurrency { player, echo } => {
-            Ok((currency_mismatch(state, provider, player).await, echo))
+            Ok((vec![currency_mismatch(state, provider, player).await], echo))
         }
     }
 }

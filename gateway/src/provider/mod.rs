@@ -24,6 +24,7 @@ pub mod evolution;
 pub mod hub88;
 pub mod native;
 pub mod pragmatic;
+pub mod softswiss;
 pub mod wire;
 
 /// Every provider callback path starts with this, followed by the provider code.
@@ -149,6 +150,8 @@ pub struct Inbound<'a, A> {
 pub enum Decoded<E> {
     /// A command to settle, and what the answer must echo.
     Command(Command, E),
+    /// The actions of one multi-action callback: one player's, settled all or nothing.
+    Unit(Vec<Command>, E),
     /// A well-formed currency the gateway does not settle: answered `CURRENCY_MISMATCH` with
     /// the player's default wallet (looked up when the player id is well-formed).
     UnsupportedCurrency { player: Option<PlayerRef>, echo: E },
@@ -201,6 +204,18 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// Renders an outcome: HTTP status, headers and body in the dialect's terms.
     fn render(&self, outcome: Outcome<'_, Self::Echo>) -> http::Response<Body>;
+
+    /// Renders the answers of a unit (one per action, in order), for dialects that decode
+    /// multi-action callbacks; the others never see one.
+    fn render_unit(&self, answers: &[Answer], echo: &Self::Echo) -> http::Response<Body> {
+        match answers.first() {
+            Some(first) => self.render(Outcome::Answered(first, echo)),
+            None => self.render(Outcome::Refused(
+                &Refusal::malformed("actions", "none"),
+                Some(echo),
+            )),
+        }
+    }
 }
 
 /// Finds the provider named in the path and runs the callback pipeline with its dialect.
@@ -235,6 +250,17 @@ pub async fn handle(
         }
         DialectKind::Hub88 => {
             callback::run(state, &provider, &hub88::Hub88, &path, peer, request).await
+        }
+        DialectKind::Softswiss => {
+            callback::run(
+                state,
+                &provider,
+                &softswiss::SoftSwiss,
+                &path,
+                peer,
+                request,
+            )
+            .await
         }
         DialectKind::Pragmatic => {
             callback::run(

@@ -8,3 +8,4 @@ mod money_path;
 mod native_input;
 mod pragmatic;
 mod recovery;
+mod softswiss;
