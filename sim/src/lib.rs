@@ -16,6 +16,7 @@
 #![allow(clippy::float_arithmetic)] // rates in the summary, never money
 
 pub mod client;
+pub mod dialect;
 pub mod model;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::{Attempt, Client, Send};
+use dialect::{Encoded, OpKind};
 use model::{Op, PlayerModel};
 
 /// Fault rates (0.0 to 1.0), per operation.
@@ -85,8 +87,9 @@ pub struct Options {
     pub concurrency: usize,
     pub duration: Option<Duration>,
     pub players: u32,
-    pub provider: String,
-    pub secret: String,
+    /// The providers played through; worker `w` (and so each of its players) uses provider
+    /// `w % len`, so a mixed run drives every dialect at once.
+    pub providers: Vec<dialect::Provider>,
     pub faults: Faults,
     /// How long a win, rollback or end of round may take to get a final answer.
     pub final_within: Duration,
@@ -235,45 +238,29 @@ impl Worker {
             || self.deadline.is_some_and(|d| Instant::now() > d)
     }
 
-    async fn attempt(
-        &mut self,
-        action: &str,
-        body: &[u8],
-        send: Send,
-        patience: Duration,
-    ) -> Attempt {
+    async fn attempt(&mut self, encoded: &Encoded, send: Send, patience: Duration) -> Attempt {
         self.counts.attempts.fetch_add(1, Ordering::Relaxed);
         let _ = self
             .budget
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1));
-        self.options_client()
-            .attempt(action, body, send, patience)
-            .await
-    }
-
-    fn options_client(&self) -> &Client {
-        &self.client
+        self.client.attempt(encoded, send, patience).await
     }
 
     /// Broken variants providers (or attackers) send: each must be refused.
-    async fn maybe_inject_garbage(&mut self, action: &str, body: &[u8]) {
+    async fn maybe_inject_garbage(&mut self, encoded: &Encoded) {
         let faults = self.options.faults;
-        for (rate, send, kind, want) in [
-            (
-                faults.bad_signature,
-                Send::WrongSecret,
-                "bad_signature",
-                401,
-            ),
-            (faults.stale_timestamp, Send::Stale, "stale_timestamp", 401),
-            (faults.malformed, Send::Malformed, "malformed", 400),
+        for (rate, send, kind) in [
+            (faults.bad_signature, Send::WrongSecret, "bad_signature"),
+            (faults.stale_timestamp, Send::Stale, "stale_timestamp"),
+            (faults.malformed, Send::Malformed, "malformed"),
         ] {
             if self.rng.chance(rate) {
                 self.counts.fault(kind);
-                match self.attempt(action, body, send, PATIENCE).await {
-                    Attempt::Refused(status, _) if status == want => {}
+                match self.attempt(encoded, send, PATIENCE).await {
+                    Attempt::Refused(..) => {}
                     other => self.violations.0.push(format!(
-                        "{kind} on {action}: expected HTTP {want}, got {other:?}"
+                        "{kind} on {}: expected a refusal, got {other:?}",
+                        encoded.path
                     )),
                 }
             }
@@ -284,11 +271,10 @@ impl Worker {
     /// (d); `None` if none came within `until` (for `Until::Final`, a violation).
     async fn until_final(
         &mut self,
-        action: &str,
-        body: &[u8],
-        tx: Option<&str>,
+        encoded: &Encoded,
         until: Until,
     ) -> Option<gateway::provider::wire::Response> {
+        let (action, body, tx) = (&encoded.path, &encoded.body, encoded.tx.as_deref());
         let started = Instant::now();
         for attempt in 0u32.. {
             let give_up = match until {
@@ -316,7 +302,7 @@ impl Worker {
             } else {
                 PATIENCE
             };
-            match self.attempt(action, body, Send::Signed, patience).await {
+            match self.attempt(encoded, Send::Signed, patience).await {
                 Attempt::Final(response) => {
                     if let Some(tx) = tx {
                         self.seen.push(seen(tx, body, &response));
@@ -340,14 +326,13 @@ impl Worker {
 
     /// Sends a callback again after its final answer, like a provider that lost the answer;
     /// the answer must be the same (checker (d)).
-    async fn maybe_retry_late(&mut self, action: &str, body: &[u8], tx: Option<&str>) {
-        let Some(tx) = tx else { return };
-        if !self.rng.chance(self.options.faults.late_retry) {
+    async fn maybe_retry_late(&mut self, encoded: &Encoded) {
+        if encoded.tx.is_none() || !self.rng.chance(self.options.faults.late_retry) {
             return;
         }
         self.counts.fault("late_retry");
         self.counts.retries.fetch_add(1, Ordering::Relaxed);
-        self.until_final(action, body, Some(tx), Until::Final).await;
+        self.until_final(encoded, Until::Final).await;
     }
 
     /// One operation: expected answer from the model, sent (with faults) until final, compared.
@@ -358,15 +343,16 @@ impl Worker {
         until: Until,
     ) -> Option<gateway::provider::wire::Response> {
         self.counts.operations.fetch_add(1, Ordering::Relaxed);
-        let (action, body, tx) = encode(&model.name, op);
-        self.maybe_inject_garbage(action, &body).await;
+        let encoded = self.client.provider().encode(&model.name, op);
+        let (tx, body) = (encoded.tx.clone(), encoded.body.clone());
+        self.maybe_inject_garbage(&encoded).await;
         let response = if self.rng.chance(self.options.faults.concurrent_duplicate) {
             self.counts.fault("concurrent_duplicate");
             self.counts.attempts.fetch_add(2, Ordering::Relaxed);
             let client = self.client.clone();
             let (a, b) = tokio::join!(
-                client.attempt(action, &body, Send::Signed, PATIENCE),
-                client.attempt(action, &body, Send::Signed, PATIENCE)
+                client.attempt(&encoded, Send::Signed, PATIENCE),
+                client.attempt(&encoded, Send::Signed, PATIENCE)
             );
             match (a, b) {
                 (Attempt::Final(a), Attempt::Final(b)) => {
@@ -384,14 +370,15 @@ impl Worker {
                     Some(a)
                 }
                 // Not both answered: settle it the ordinary way (a retry).
-                _ => self.until_final(action, &body, tx.as_deref(), until).await,
+                _ => self.until_final(&encoded, until).await,
             }
         } else {
-            self.until_final(action, &body, tx.as_deref(), until).await
+            self.until_final(&encoded, until).await
         };
         let response = response?;
-        self.maybe_retry_late(action, &body, tx.as_deref()).await;
-        let (want_status, want_balance) = model.apply(op);
+        self.maybe_retry_late(&encoded).await;
+        let (want_core, want_balance) = model.apply(op);
+        let want_status = self.client.provider().expect(encoded.op, want_core);
         let want_balance = gateway_balance(want_balance);
         if response.status != want_status
             || response.balance.as_deref() != Some(want_balance.as_str())
@@ -436,7 +423,8 @@ impl Worker {
                 .is_none()
             {
                 self.counts.fault("abandoned_bet");
-                let (action, body, _) = encode(
+                let provider = self.client.provider().clone();
+                let encoded = provider.encode(
                     &model.name,
                     &Op::Rollback {
                         tx: format!("{tx}-x"),
@@ -444,12 +432,13 @@ impl Worker {
                     },
                 );
                 self.counts.operations.fetch_add(1, Ordering::Relaxed);
-                let rollback_tx = format!("{tx}-x");
-                match self
-                    .until_final(action, &body, Some(&rollback_tx), Until::Final)
-                    .await
-                {
-                    Some(r) if r.status == "OK" => model.bet_abandoned(&tx, &round),
+                // Whichever came first, the bet or its rollback: done, or tombstoned.
+                let done = [
+                    provider.expect(OpKind::Rollback, "OK"),
+                    provider.expect(OpKind::Rollback, "TRANSACTION_NOT_FOUND"),
+                ];
+                match self.until_final(&encoded, Until::Final).await {
+                    Some(r) if done.contains(&r.status) => model.bet_abandoned(&tx, &round),
                     other => self
                         .violations
                         .0
@@ -459,7 +448,8 @@ impl Worker {
             }
             if self.rng.chance(faults.mismatch) {
                 self.counts.fault("mismatch");
-                let (action, body, _) = encode(
+                let provider = self.client.provider().clone();
+                let mut encoded = provider.encode(
                     &model.name,
                     &Op::Bet {
                         tx: tx.clone(),
@@ -467,10 +457,13 @@ impl Worker {
                         round: round.clone(),
                     },
                 );
+                // Its answer is not stored (it reports the balance now): not compared by id.
+                encoded.tx = None;
                 self.counts.operations.fetch_add(1, Ordering::Relaxed);
-                match self.until_final(action, &body, None, Until::Final).await {
+                let want = provider.expect(OpKind::Bet, "DUPLICATE_MISMATCH");
+                match self.until_final(&encoded, Until::Final).await {
                     Some(r)
-                        if r.status == "DUPLICATE_MISMATCH"
+                        if r.status == want
                             && r.balance == Some(gateway_balance(model.balance)) => {}
                     other => self
                         .violations
@@ -487,14 +480,17 @@ impl Worker {
                 rolled_back.push(tx);
             }
         }
+        let provider = self.client.provider().clone();
         if let Some(bet) = rolled_back.first() {
-            if self.rng.chance(faults.win_after_rollback) {
+            // Only dialects whose wins name their bet can pay a rolled-back one.
+            if provider.wins_name_bets() && self.rng.chance(faults.win_after_rollback) {
                 self.counts.fault("win_after_rollback");
                 let win = Op::Win {
                     tx: format!("{round}-wr"),
                     amount: 100,
                     round: round.clone(),
                     bet: Some(bet.clone()),
+                    promo: false,
                 };
                 self.perform(model, &win, Until::Final).await;
             }
@@ -506,18 +502,25 @@ impl Worker {
                 self.rng.below(10_000) as i64
             };
             let open = model.open_bets(&round);
-            let named = if !open.is_empty() && self.rng.chance(0.5) {
+            let name_one = provider.wins_need_named_bets() || self.rng.chance(0.5);
+            let named = if provider.wins_name_bets() && !open.is_empty() && name_one {
                 Some(open[0].clone())
             } else {
                 None
             };
-            let win = Op::Win {
-                tx: format!("{round}-w"),
-                amount,
-                round: round.clone(),
-                bet: named,
-            };
-            self.perform(model, &win, Until::Final).await;
+            // Dialects that need a named bet, or wait for one, get no win the round cannot take.
+            let payable = (named.is_some() || !provider.wins_need_named_bets())
+                && (!provider.wins_wait_for_bets() || model.has_applied_bet(&round));
+            if payable {
+                let win = Op::Win {
+                    tx: format!("{round}-w"),
+                    amount,
+                    round: round.clone(),
+                    bet: named,
+                    promo: false,
+                };
+                self.perform(model, &win, Until::Final).await;
+            }
         }
         if self.rng.chance(0.05) {
             let promo = Op::Win {
@@ -525,10 +528,11 @@ impl Worker {
                 amount: 500,
                 round: format!("{round}-promo"),
                 bet: None,
+                promo: true,
             };
             self.perform(model, &promo, Until::Final).await;
         }
-        if self.rng.chance(0.7) {
+        if provider.ends_rounds() && self.rng.chance(0.7) {
             self.perform(
                 model,
                 &Op::EndRound {
@@ -556,46 +560,6 @@ fn gateway_balance(minor: i64) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
-}
-
-fn cents(minor: i64) -> String {
-    gateway_balance(minor)
-}
-
-/// The native action, body and transaction id of an operation.
-fn encode(player: &str, op: &Op) -> (&'static str, Vec<u8>, Option<String>) {
-    let (action, body, tx) = match op {
-        Op::Bet { tx, amount, round } => (
-            "bet",
-            serde_json::json!({"player_id": player, "currency": "EUR", "amount": cents(*amount),
-                "transaction_id": tx, "round_id": round, "game_id": "sim-slot"}),
-            Some(tx.clone()),
-        ),
-        Op::Win {
-            tx,
-            amount,
-            round,
-            bet,
-        } => {
-            let mut body = serde_json::json!({"player_id": player, "currency": "EUR", "amount": cents(*amount),
-                "transaction_id": tx, "round_id": round, "game_id": "sim-slot"});
-            if let Some(bet) = bet {
-                body["bet_transaction_id"] = serde_json::json!(bet);
-            }
-            ("win", body, Some(tx.clone()))
-        }
-        Op::Rollback { tx, reference } => (
-            "rollback",
-            serde_json::json!({"player_id": player, "transaction_id": tx, "reference_transaction_id": reference}),
-            Some(tx.clone()),
-        ),
-        Op::EndRound { round } => (
-            "end-round",
-            serde_json::json!({"player_id": player, "round_id": round, "game_id": "sim-slot"}),
-            None,
-        ),
-    };
-    (action, serde_json::to_vec(&body).unwrap_or_default(), tx)
 }
 
 /// Plays the simulation against the gateway at `addr` and checks it against `database`.
@@ -632,15 +596,23 @@ pub async fn run(
     let deadline = options.duration.map(|d| Instant::now() + d);
     let workers = options.concurrency.max(1).min(names.len());
     let mut tasks = Vec::new();
+    if options.providers.is_empty() {
+        anyhow::bail!("no provider to play through");
+    }
     for w in 0..workers {
+        let provider = options.providers[w % options.providers.len()].clone();
         let mut models: Vec<PlayerModel> = names
             .iter()
             .enumerate()
             .filter(|(i, _)| i % workers == w)
-            .map(|(_, n)| PlayerModel::new(n.clone(), openings[n]))
+            .map(|(_, n)| {
+                let mut model = PlayerModel::new(n.clone(), openings[n]);
+                model.tombstone_not_found = provider.tombstone_not_found();
+                model
+            })
             .collect();
         let mut worker = Worker {
-            client: Client::new(addr, &options.provider, &options.secret),
+            client: Client::new(addr, provider),
             options: options.clone(),
             counts: counts.clone(),
             budget: budget.clone(),
@@ -709,7 +681,7 @@ async fn check(
                       WHERE t.player_id = p.id AND t.currency = 'EUR' AND t.provider_tx_id LIKE $2)
              FROM players p JOIN wallets w ON w.player_id = p.id AND w.currency = 'EUR'
              WHERE p.external_id = ANY($1)",
-            &[&names, &format!("sim-{}-%", options.tag)],
+            &[&names, &format!("%sim-{}-%", options.tag)],
         )
         .await?;
     let db_state: HashMap<String, (i64, i64, i64)> = rows

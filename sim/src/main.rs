@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use sim::client::{Attempt, Client};
+use sim::dialect::Kind;
 use sim::{Faults, Options};
 
 /// Provider simulator: signed rounds with faults, checked for zero drift.
@@ -39,10 +40,22 @@ struct Args {
     /// Players used: player-1 ... player-N (the demo seeds 1000).
     #[arg(long, default_value_t = 200)]
     players: u32,
+    /// Providers to play through, comma-separated: demo providers by code (`demo`, `demo-pp`,
+    /// `demo-evo`, `demo-hub88`, `demo-ss`), `all` for the five of them, or
+    /// `CODE:DIALECT` with `--secret` (dialects: native, pragmatic, evolution, hub88,
+    /// softswiss). Players are shared out over them.
     #[arg(long, default_value = "demo", global = true)]
     provider: String,
-    #[arg(long, default_value = "demo-secret", global = true)]
+    /// The secret (or token) of `CODE:DIALECT` providers.
+    #[arg(long, default_value = "", global = true)]
     secret: String,
+    /// The private key Hub88-style providers sign with.
+    #[arg(
+        long,
+        default_value = "config/keys/demo-hub88-provider.pem",
+        global = true
+    )]
+    hub88_key: PathBuf,
     /// Rate of every fault kind (0 to 1); the per-kind flags below override it.
     #[arg(long, default_value_t = 0.03)]
     fault_rate: f64,
@@ -174,8 +187,7 @@ async fn simulate(
         concurrency: args.concurrency,
         duration: args.duration.map(Duration::from_secs),
         players: args.players,
-        provider: args.provider.clone(),
-        secret: args.secret.clone(),
+        providers: providers(args)?,
         faults,
         final_within: Duration::from_secs(args.final_within_s),
     };
@@ -211,15 +223,23 @@ async fn replay(
             serde_json::Value::String(s) => s.clone().into_bytes(),
             other => serde_json::to_vec(other)?,
         };
-        let client = Client::new(addr, provider, &args.secret);
+        let secret = if args.secret.is_empty() {
+            "demo-secret"
+        } else {
+            &args.secret
+        };
+        let native = sim::dialect::Provider::new(provider, Kind::Native, secret, None)
+            .map_err(anyhow::Error::msg)?;
+        let client = Client::new(addr, native);
         let attempt = if resign {
+            let encoded = sim::dialect::Encoded {
+                path: action.to_string(),
+                body: body.clone(),
+                tx: None,
+                op: sim::dialect::OpKind::EndRound,
+            };
             client
-                .attempt(
-                    action,
-                    &body,
-                    sim::client::Send::Signed,
-                    Duration::from_secs(10),
-                )
+                .attempt(&encoded, sim::client::Send::Signed, Duration::from_secs(10))
                 .await
         } else {
             let signature = record["headers"]
@@ -291,6 +311,35 @@ fn differences(
         }
     }
     (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// The providers of `--provider`.
+fn providers(args: &Args) -> anyhow::Result<Vec<sim::dialect::Provider>> {
+    let mut providers = Vec::new();
+    for entry in args
+        .provider
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let codes: Vec<&str> = if entry == "all" {
+            sim::dialect::DEMO.iter().map(|(c, _, _)| *c).collect()
+        } else {
+            vec![entry]
+        };
+        for code in codes {
+            let provider = match code.split_once(':') {
+                Some((code, dialect)) => {
+                    let kind = Kind::parse(dialect)
+                        .with_context(|| format!("unknown dialect {dialect:?}"))?;
+                    sim::dialect::Provider::new(code, kind, &args.secret, Some(&args.hub88_key))
+                }
+                None => sim::dialect::Provider::demo(code, &args.hub88_key),
+            };
+            providers.push(provider.map_err(anyhow::Error::msg)?);
+        }
+    }
+    Ok(providers)
 }
 
 /// Parses a connection string; a relative socket folder (`host=./data/run`, where

@@ -35,6 +35,8 @@ pub enum Op {
         amount: i64,
         round: String,
         bet: Option<String>,
+        /// A promotional payout: no bet, its own round.
+        promo: bool,
     },
     Rollback {
         tx: String,
@@ -58,6 +60,8 @@ pub struct PlayerModel {
     pub money_rows: u64,
     /// Rows that may or may not exist (an abandoned bet and its rollback: both or neither).
     pub uncertain_rows: u64,
+    /// The provider answers a rollback of an unknown transaction TRANSACTION_NOT_FOUND.
+    pub tombstone_not_found: bool,
 }
 
 impl PlayerModel {
@@ -72,6 +76,7 @@ impl PlayerModel {
             closed: HashSet::new(),
             money_rows: 0,
             uncertain_rows: 0,
+            tombstone_not_found: false,
         }
     }
 
@@ -109,6 +114,7 @@ impl PlayerModel {
                 amount,
                 round,
                 bet,
+                ..
             } => {
                 if let Some(b) = bet {
                     let rolled_back = match self.bets.get(b) {
@@ -142,7 +148,12 @@ impl PlayerModel {
                 match self.bets.get_mut(reference) {
                     None => {
                         self.tombstones.insert(reference.clone());
-                        ("OK", self.balance)
+                        let status = if self.tombstone_not_found {
+                            "TRANSACTION_NOT_FOUND"
+                        } else {
+                            "OK"
+                        };
+                        (status, self.balance)
                     }
                     Some(bet) => match bet.state {
                         BetState::Failed | BetState::RolledBack => ("OK", self.balance),
@@ -177,6 +188,18 @@ impl PlayerModel {
                 tombstoned: true,
             },
         );
+    }
+
+    /// Whether a bet of `round` was applied (so the round exists), whatever became of it.
+    pub fn has_applied_bet(&self, round: &str) -> bool {
+        self.bets.values().any(|b| {
+            b.round == round
+                && !b.tombstoned
+                && matches!(
+                    b.state,
+                    BetState::Open | BetState::Settled | BetState::RolledBack
+                )
+        })
     }
 
     /// An applied bet still open (a candidate for a rollback or a named win).

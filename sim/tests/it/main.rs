@@ -4,9 +4,32 @@
 
 use std::time::Duration;
 
-use gateway::test_util::{start_gateway, TestGateway, TEST_PROVIDERS};
+use gateway::test_util::{start_gateway, TestGateway, EVO_TOKEN, PP_SECRET, TEST_PROVIDERS};
 use settlement::fault::Plant;
+use sim::dialect::{Kind, Provider};
 use sim::{Faults, Options, Report};
+
+const HUB88_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../config/keys/demo-hub88-provider.pem"
+);
+
+/// The test gateway's native provider.
+fn native() -> Provider {
+    Provider::new("demo", Kind::Native, "demo-secret-for-tests", None).unwrap()
+}
+
+/// The test gateway's providers in every dialect.
+fn every_dialect() -> Vec<Provider> {
+    let key = std::path::Path::new(HUB88_KEY);
+    vec![
+        native(),
+        Provider::new("pp", Kind::Pragmatic, PP_SECRET, None).unwrap(),
+        Provider::new("evo", Kind::Evolution, EVO_TOKEN, None).unwrap(),
+        Provider::new("hub88", Kind::Hub88, "", Some(key)).unwrap(),
+        Provider::new("ss", Kind::SoftSwiss, "ss-secret-for-tests", None).unwrap(),
+    ]
+}
 
 fn options(seed: u64, tag: &str, callbacks: u64) -> Options {
     Options {
@@ -16,8 +39,7 @@ fn options(seed: u64, tag: &str, callbacks: u64) -> Options {
         concurrency: 16,
         duration: None,
         players: 100,
-        provider: "demo".into(),
-        secret: "demo-secret-for-tests".into(),
+        providers: vec![native()],
         faults: Faults::all(0.05),
         final_within: Duration::from_secs(30),
     }
@@ -133,7 +155,13 @@ async fn the_binary_checks_a_running_gateway_through_its_embedded_socket() {
             "--database-url",
             "host=./data/run user=wallet dbname=wallet",
         ])
-        .args(["--secret", "demo-secret-for-tests", "--players", "20"])
+        .args([
+            "--provider",
+            "demo:native",
+            "--secret",
+            "demo-secret-for-tests",
+        ])
+        .args(["--players", "20"])
         .args(["--callbacks", "1000", "--seed", "7"])
         .env_remove("DATABASE_URL")
         .output()
@@ -144,4 +172,26 @@ async fn the_binary_checks_a_running_gateway_through_its_embedded_socket() {
     assert!(stdout.starts_with("sim seed: 7"), "{stdout}");
     assert!(stdout.contains("e_money_conserved=ok"), "{stdout}");
     running.stop().await.unwrap();
+}
+
+/// Every dialect at once, every fault on: the same checkers, zero drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dialect_mixed_shows_no_drift() {
+    let seed = seed();
+    let gw = start_gateway("[demo]\nenabled = true\nplayers = 100\n").await;
+    let report = sim::run(
+        gw.addr,
+        gw.db.config.clone(),
+        Options {
+            providers: every_dialect(),
+            ..options(seed, "mixed", 15_000)
+        },
+    )
+    .await
+    .expect("simulation runs");
+    println!("{}", report.summary());
+    for (name, result) in &report.checks {
+        assert!(result.is_ok(), "{name}: {result:?}");
+    }
+    gw.stop().await;
 }
