@@ -608,6 +608,7 @@ pub async fn run(
             .map(|(_, n)| {
                 let mut model = PlayerModel::new(n.clone(), openings[n]);
                 model.tombstone_not_found = provider.tombstone_not_found();
+                model.wins_need_bet = provider.wins_need_named_bets();
                 model
             })
             .collect();

@@ -62,6 +62,9 @@ pub struct PlayerModel {
     pub uncertain_rows: u64,
     /// The provider answers a rollback of an unknown transaction TRANSACTION_NOT_FOUND.
     pub tombstone_not_found: bool,
+    /// The provider's wins need their bet: one naming a bet that was refused or never seen is
+    /// TRANSACTION_NOT_FOUND (promotional wins excepted).
+    pub wins_need_bet: bool,
 }
 
 impl PlayerModel {
@@ -77,6 +80,7 @@ impl PlayerModel {
             money_rows: 0,
             uncertain_rows: 0,
             tombstone_not_found: false,
+            wins_need_bet: false,
         }
     }
 
@@ -114,7 +118,7 @@ impl PlayerModel {
                 amount,
                 round,
                 bet,
-                ..
+                promo,
             } => {
                 if let Some(b) = bet {
                     let rolled_back = match self.bets.get(b) {
@@ -123,6 +127,13 @@ impl PlayerModel {
                     };
                     if rolled_back {
                         return ("TRANSACTION_ROLLED_BACK", self.balance);
+                    }
+                    let seen = self
+                        .bets
+                        .get(b)
+                        .is_some_and(|bet| bet.state != BetState::Failed);
+                    if self.wins_need_bet && !seen && !promo {
+                        return ("TRANSACTION_NOT_FOUND", self.balance);
                     }
                     if let Some(bet) = self.bets.get_mut(b) {
                         if bet.state == BetState::Open {
