@@ -60,6 +60,15 @@ dialect = "hub88"
 public_key_file = ""#,
     env!("CARGO_MANIFEST_DIR"),
     r#"/../config/keys/demo-hub88-provider.pub.pem"
+
+[[providers]]
+code = "hub88s"
+dialect = "hub88"
+public_key_file = ""#,
+    env!("CARGO_MANIFEST_DIR"),
+    r#"/../config/keys/demo-hub88-provider.pub.pem"
+[providers.policy]
+session_required = true
 "#
 );
 
@@ -277,11 +286,22 @@ impl TestClient {
         body: &serde_json::Value,
         key: &rsa::RsaPrivateKey,
     ) -> Answer {
+        self.hub88_as("hub88", path, body, key).await
+    }
+
+    /// A Hub88-style call to the Hub88-style provider `provider`.
+    pub async fn hub88_as(
+        &self,
+        provider: &str,
+        path: &str,
+        body: &serde_json::Value,
+        key: &rsa::RsaPrivateKey,
+    ) -> Answer {
         let body = serde_json::to_vec(body).expect("json");
         let signature = crate::provider::hub88::sign(&body, key);
         self.request(
             Method::POST,
-            &format!("/api/provider-callback/hub88/{path}"),
+            &format!("/api/provider-callback/{provider}/{path}"),
             &[
                 ("Content-Type", "application/json".to_string()),
                 ("X-Hub88-Signature", signature),

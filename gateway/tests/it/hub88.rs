@@ -195,3 +195,35 @@ async fn rollback_before_bet_expired_tokens_and_blocked_players() {
     assert_eq!(gw.balance("player-2").await, START - 200 + 900);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn a_stale_token_refuses_bets_but_never_wins_or_rollbacks() {
+    let gw = gateway().await;
+    gw.sql(
+        "INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
+         SELECT 'live', id, 'EUR', NULL, now() + interval '1 hour' FROM players WHERE external_id = 'player-1';
+         INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
+         SELECT 'stale', id, 'EUR', NULL, now() - interval '1 second' FROM players WHERE external_id = 'player-1';",
+    )
+    .await;
+    let key = hub88_private_key();
+    let call = |path: &'static str, body: Value| {
+        let key = key.clone();
+        let gw = &gw;
+        async move { gw.hub88_as("hub88s", path, &body, &key).await.json() }
+    };
+    let mut bet = tx("player-1", "s1", 100_000, "r1", None);
+    bet["token"] = json!("live");
+    assert_eq!(call("transaction/bet", bet).await["status"], "RS_OK");
+    let mut stale_bet = tx("player-1", "s2", 100_000, "r1", None);
+    stale_bet["token"] = json!("stale");
+    assert_eq!(
+        call("transaction/bet", stale_bet).await["status"],
+        "RS_ERROR_TOKEN_EXPIRED"
+    );
+    let mut win = tx("player-1", "s3", 500_000, "r1", Some("s1"));
+    win["token"] = json!("stale");
+    assert_eq!(call("transaction/win", win).await["status"], "RS_OK");
+    assert_eq!(gw.balance("player-1").await, START - 100 + 500);
+    gw.finish().await;
+}

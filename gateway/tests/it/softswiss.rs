@@ -175,3 +175,51 @@ async fn rollbacks_before_their_actions_finished_rounds_and_balance() {
     assert_eq!(balance.json()["balance"], START - 100);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn blocked_players_cannot_bet_but_wins_and_rollbacks_apply() {
+    let gw = gateway().await;
+    let bet = play(
+        "player-2",
+        "r1",
+        false,
+        json!([{"action": "bet", "action_id": "b1", "amount": 400}]),
+    );
+    assert_eq!(gw.ss("play", &bet).await.status, StatusCode::OK);
+    let bet2 = play(
+        "player-2",
+        "r2",
+        false,
+        json!([{"action": "bet", "action_id": "b2", "amount": 100}]),
+    );
+    assert_eq!(gw.ss("play", &bet2).await.status, StatusCode::OK);
+    gw.sql("UPDATE players SET status = 'banned' WHERE external_id = 'player-2'")
+        .await;
+    let refused = gw
+        .ss(
+            "play",
+            &play(
+                "player-2",
+                "r3",
+                false,
+                json!([{"action": "bet", "action_id": "b3", "amount": 1}]),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.json()["code"].clone()),
+        (StatusCode::PRECONDITION_FAILED, json!(110))
+    );
+    let win = play(
+        "player-2",
+        "r1",
+        true,
+        json!([{"action": "win", "action_id": "w1", "amount": 900}]),
+    );
+    assert_eq!(gw.ss("play", &win).await.status, StatusCode::OK);
+    let rollback = json!({"user_id": "player-2", "currency": "EUR", "game": "ss-slot", "game_id": "r2",
+        "actions": [{"action": "rollback", "action_id": "rb2", "original_action_id": "b2"}]});
+    assert_eq!(gw.ss("rollback", &rollback).await.status, StatusCode::OK);
+    assert_eq!(gw.balance("player-2").await, START - 400 + 900);
+    gw.finish().await;
+}
