@@ -20,6 +20,8 @@ use gateway::provider::wire::{sign_native, SIGNATURE_HEADER};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use sim::dialect::{OpKind, Send};
+use sim::model::Op;
 use tokio::time::Instant;
 
 #[global_allocator]
@@ -61,10 +63,16 @@ struct Args {
     threads: usize,
     #[arg(long, value_enum, default_value_t = Mode::Callbacks)]
     mode: Mode,
+    /// The provider to load: `demo` (native), another demo provider by code (`demo-pp`,
+    /// `demo-evo`, `demo-hub88`, `demo-ss`), or `CODE:DIALECT` with `--secret`.
     #[arg(long, default_value = "demo")]
     provider: String,
+    /// The secret (or token) of a `CODE:DIALECT` provider, or of a native `--provider CODE`.
     #[arg(long, default_value = "demo-secret")]
     secret: String,
+    /// The private key Hub88-style providers sign with.
+    #[arg(long, default_value = "config/keys/demo-hub88-provider.pem")]
+    hub88_key: PathBuf,
     /// Share of requests that repeat an earlier request (a provider retry), in percent.
     #[arg(long, default_value_t = 10)]
     duplicate_percent: u32,
@@ -150,13 +158,25 @@ fn refusals_problem(statuses: &std::collections::BTreeMap<String, u64>) -> Optio
             .map(|(_, n)| n)
             .sum()
     };
-    let client_errors = sum("4");
+    let refused: u64 = statuses
+        .iter()
+        .filter(|(label, _)| label.contains(" REFUSED"))
+        .map(|(_, n)| n)
+        .sum();
+    if refused > 0 {
+        return Some(format!(
+            "{refused} of {total} requests were refused (signature or syntax): check --provider, \
+             --secret and --hub88-key: {statuses:?}"
+        ));
+    }
+    // 412 is the SoftSwiss-style dialect's business refusal, not a refusal of the request.
+    let client_errors = sum("4") - sum("412 ");
     if client_errors * 100 >= total {
         return Some(format!(
             "{client_errors} of {total} answers refused the request itself: {statuses:?}"
         ));
     }
-    let answered = sum("200 ");
+    let answered = sum("200 ") + sum("412 ");
     let ok = count("200 OK");
     if ok * 2 < answered {
         return Some(format!(
@@ -280,22 +300,33 @@ enum Kind {
 struct Job {
     intended: Instant,
     kind: Kind,
-    path: Arc<str>,
-    body: Bytes,
+    call: Call,
     /// Measured (past the warm-up)?
     measured: bool,
+}
+
+/// One request of the mix. Native calls are signed when sent (their signature carries the
+/// time); other dialects' are signed once, here.
+#[derive(Clone)]
+struct Call {
+    path: Arc<str>,
+    body: Bytes,
+    /// Headers of a dialect call (signature), and how to read its answer.
+    dialect: Option<(Arc<[(&'static str, String)]>, OpKind)>,
 }
 
 /// Makes the request mix: bets on fresh rounds, wins and rollbacks of recent bets, balance
 /// calls, and exact repeats of recent requests (re-signed, as providers do).
 struct Mix {
     provider: String,
+    /// The provider's dialect when it is not native.
+    dialect: Option<Arc<sim::dialect::Provider>>,
     players: u32,
     duplicate_percent: u32,
     rng: u64,
     next_id: u64,
     recent_bets: Vec<(u32, u64)>,
-    recent_requests: Vec<(Kind, Arc<str>, Bytes)>,
+    recent_requests: Vec<(Kind, Call)>,
     run: u64,
 }
 
@@ -319,12 +350,15 @@ impl Mix {
         format!("/api/provider-callback/{}/{action}", self.provider).into()
     }
 
-    fn next(&mut self) -> (Kind, Arc<str>, Bytes) {
+    fn next(&mut self) -> (Kind, Call) {
         let roll = self.next_u32(100);
         if roll < self.duplicate_percent && !self.recent_requests.is_empty() {
             let i = self.next_u32(self.recent_requests.len() as u32) as usize;
-            let (_, path, body) = self.recent_requests[i].clone();
-            return (Kind::Duplicate, path, body);
+            let (_, call) = self.recent_requests[i].clone();
+            return (Kind::Duplicate, call);
+        }
+        if let Some(provider) = self.dialect.clone() {
+            return self.next_in_dialect(&provider);
         }
         let roll = self.next_u32(100);
         let (kind, action, body) = if roll < 50 || self.recent_bets.is_empty() {
@@ -373,10 +407,18 @@ impl Mix {
             let body = format!(r#"{{"player_id":"player-{player}","currency":"EUR"}}"#);
             (Kind::Balance, "balance", body)
         };
-        let path = self.path(action);
-        let body = Bytes::from(body);
+        let call = Call {
+            path: self.path(action),
+            body: Bytes::from(body),
+            dialect: None,
+        };
+        self.remember(kind, &call);
+        (kind, call)
+    }
+
+    fn remember(&mut self, kind: Kind, call: &Call) {
         if kind != Kind::Balance {
-            let entry = (kind, path.clone(), body.clone());
+            let entry = (kind, call.clone());
             if self.recent_requests.len() < RECENT {
                 self.recent_requests.push(entry);
             } else {
@@ -384,7 +426,62 @@ impl Mix {
                 self.recent_requests[slot] = entry;
             }
         }
-        (kind, path, body)
+    }
+
+    /// The same mix in another dialect: the operation, encoded and signed as that provider.
+    fn next_in_dialect(&mut self, provider: &sim::dialect::Provider) -> (Kind, Call) {
+        let run = self.run;
+        let roll = self.next_u32(100);
+        let (kind, player, op) = if roll < 50 || self.recent_bets.is_empty() {
+            let player = 1 + self.next_u32(self.players);
+            self.next_id += 1;
+            let id = self.next_id;
+            if self.recent_bets.len() < RECENT {
+                self.recent_bets.push((player, id));
+            } else {
+                self.recent_bets[(id as usize) % RECENT] = (player, id);
+            }
+            let op = Op::Bet {
+                tx: format!("lt{run}-b{id}"),
+                amount: i64::from(1 + self.next_u32(200)),
+                round: format!("lt{run}-r{id}"),
+            };
+            (Kind::Bet, player, op)
+        } else if roll < 85 {
+            let (player, bet) = self.recent_bet();
+            self.next_id += 1;
+            let op = Op::Win {
+                tx: format!("lt{run}-w{}", self.next_id),
+                amount: i64::from(self.next_u32(400)),
+                round: format!("lt{run}-r{bet}"),
+                bet: provider.wins_name_bets().then(|| format!("lt{run}-b{bet}")),
+                promo: false,
+            };
+            (Kind::Win, player, op)
+        } else if roll < 90 {
+            let (player, bet) = self.recent_bet();
+            self.next_id += 1;
+            let op = Op::Rollback {
+                tx: format!("lt{run}-x{}", self.next_id),
+                reference: format!("lt{run}-b{bet}"),
+            };
+            (Kind::Rollback, player, op)
+        } else {
+            (Kind::Balance, 1 + self.next_u32(self.players), Op::Balance)
+        };
+        let encoded = provider.encode(&format!("player-{player}"), &op);
+        let signed = provider.sign(&encoded, Send::Signed);
+        let call = Call {
+            path: format!(
+                "/api/provider-callback/{}/{}",
+                provider.code, signed.path_and_query
+            )
+            .into(),
+            body: Bytes::from(signed.body),
+            dialect: Some((signed.headers.into(), encoded.op)),
+        };
+        self.remember(kind, &call);
+        (kind, call)
     }
 }
 
@@ -446,6 +543,7 @@ async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
     let capacity = (args.rate as usize * 10).max(1_000);
     let (tx, rx) = async_channel::bounded::<Job>(capacity);
     let secret: Arc<[u8]> = args.secret.clone().into_bytes().into();
+    let dialect = dialect_of(args)?;
     // Connections waiting for a job, less jobs handed out that no connection has taken yet
     // (below zero: requests are waiting for a connection).
     let idle = Arc::new(AtomicIsize::new(0));
@@ -458,6 +556,7 @@ async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
                 addr,
                 rx.clone(),
                 secret.clone(),
+                dialect.clone(),
                 idle.clone(),
                 ready,
             ))
@@ -481,6 +580,7 @@ async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
     let seed = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64 | 1;
     let mut mix = Mix {
         provider: args.provider.clone(),
+        dialect: dialect.clone(),
         players: args.players,
         duplicate_percent: args.duplicate_percent,
         rng: seed,
@@ -499,15 +599,21 @@ async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
         if intended > Instant::now() {
             tokio::time::sleep_until(intended).await;
         }
-        let (kind, path, body) = match args.mode {
-            Mode::Ping => (Kind::Ping, ping.clone(), Bytes::new()),
+        let (kind, call) = match args.mode {
+            Mode::Ping => (
+                Kind::Ping,
+                Call {
+                    path: ping.clone(),
+                    body: Bytes::new(),
+                    dialect: None,
+                },
+            ),
             Mode::Callbacks => mix.next(),
         };
         let job = Job {
             intended,
             kind,
-            path,
-            body,
+            call,
             measured: intended >= measure_from,
         };
         let measured = job.measured;
@@ -562,6 +668,7 @@ async fn worker(
     addr: SocketAddr,
     jobs: async_channel::Receiver<Job>,
     secret: Arc<[u8]>,
+    dialect: Option<Arc<sim::dialect::Provider>>,
     idle: Arc<AtomicIsize>,
     ready: async_channel::Sender<()>,
 ) -> Tally {
@@ -575,7 +682,7 @@ async fn worker(
         idle.fetch_add(1, Ordering::AcqRel);
         let Ok(job) = jobs.recv().await else { break };
         let sent_at = Instant::now();
-        let result = send(&mut sender, addr, &secret, &job).await;
+        let result = send(&mut sender, addr, &secret, dialect.as_deref(), &job).await;
         if !job.measured {
             continue;
         }
@@ -617,6 +724,7 @@ async fn send(
     sender: &mut Option<Sender>,
     addr: SocketAddr,
     secret: &[u8],
+    dialect: Option<&sim::dialect::Provider>,
     job: &Job,
 ) -> anyhow::Result<String> {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -624,22 +732,75 @@ async fn send(
     }
     let s = sender.as_mut().expect("connected");
     s.ready().await?;
+    let call = &job.call;
     let request = if job.kind == Kind::Ping {
-        http::Request::get(&*job.path)
+        http::Request::get(&*call.path)
             .header(http::header::HOST, "loadtest")
             .body(Full::new(Bytes::new()))?
+    } else if let (Some(provider), Some((headers, _))) = (dialect, &call.dialect) {
+        let content_type = if provider.kind == sim::dialect::Kind::Pragmatic {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        };
+        let mut request = http::Request::post(&*call.path)
+            .header(http::header::HOST, "loadtest")
+            .header(http::header::CONTENT_TYPE, content_type);
+        for (name, value) in headers.iter() {
+            request = request.header(*name, value);
+        }
+        request.body(Full::new(call.body.clone()))?
     } else {
         let t = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
-        http::Request::post(&*job.path)
+        http::Request::post(&*call.path)
             .header(http::header::HOST, "loadtest")
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, sign_native(secret, t, &job.body))
-            .body(Full::new(job.body.clone()))?
+            .header(SIGNATURE_HEADER, sign_native(secret, t, &call.body))
+            .body(Full::new(call.body.clone()))?
     };
     let response = s.send_request(request).await?;
     let code = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
-    Ok(status_label(code, &body))
+    Ok(match (dialect, &call.dialect) {
+        (Some(provider), Some((_, op))) => dialect_label(provider, *op, code, &body),
+        _ => status_label(code, &body),
+    })
+}
+
+/// A dialect's answer as a label: the core name for OK, unknown player and insufficient
+/// funds (so summaries and the set-up check read the same in every dialect), else its own.
+fn dialect_label(provider: &sim::dialect::Provider, op: OpKind, code: u16, body: &[u8]) -> String {
+    match provider.classify(code, body) {
+        sim::dialect::Attempt::Final(reply) => {
+            let core = ["OK", "UNKNOWN_PLAYER", "INSUFFICIENT_FUNDS"]
+                .into_iter()
+                .find(|core| provider.expect(op, core) == reply.status);
+            format!("{code} {}", core.unwrap_or(&reply.status))
+        }
+        sim::dialect::Attempt::Refused(_, what) => format!("{code} REFUSED {what}"),
+        sim::dialect::Attempt::Unknown(what) => format!("{code} RETRY {what}"),
+    }
+}
+
+/// The dialect of `--provider` when it is not native.
+fn dialect_of(args: &Args) -> anyhow::Result<Option<Arc<sim::dialect::Provider>>> {
+    let key = workspace_file(&args.hub88_key.display().to_string());
+    let provider = match args.provider.split_once(':') {
+        Some((code, dialect)) => {
+            let kind = sim::dialect::Kind::parse(dialect)
+                .with_context(|| format!("unknown dialect {dialect:?}"))?;
+            sim::dialect::Provider::new(code, kind, &args.secret, Some(&key))
+        }
+        None if sim::dialect::DEMO
+            .iter()
+            .any(|(c, _, _)| *c == args.provider) =>
+        {
+            sim::dialect::Provider::demo(&args.provider, &key)
+        }
+        None => return Ok(None),
+    }
+    .map_err(anyhow::Error::msg)?;
+    Ok((provider.kind != sim::dialect::Kind::Native).then(|| Arc::new(provider)))
 }
 
 /// `HTTP/200 OK`, `HTTP/503 TEMPORARY_ERROR`, ...: the HTTP status and the answer's status.
@@ -761,6 +922,8 @@ mod tests {
         check(&[("200 OK", 10), ("503 TEMPORARY_ERROR", 90)], false);
         check(&[("200 OK", 10), ("200 INSUFFICIENT_FUNDS", 90)], true);
         check(&[("200 OK", 90), ("404 UNKNOWN_PROVIDER", 10)], true);
+        check(&[("200 OK", 90), ("412 100", 10)], false);
+        check(&[("200 OK", 99), ("401 REFUSED missing", 1)], true);
         check(&[], true);
     }
 }

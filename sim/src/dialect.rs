@@ -81,6 +81,7 @@ pub enum OpKind {
     Win,
     Rollback,
     EndRound,
+    Balance,
 }
 
 /// How an attempt is sent.
@@ -191,12 +192,14 @@ impl Provider {
             Kind::Pragmatic => match core {
                 "OK" => "0",
                 "INSUFFICIENT_FUNDS" => "1",
+                "UNKNOWN_PLAYER" => "2",
                 "ROUND_CLOSED" => "3",
                 _ => "120",
             },
             Kind::Evolution => match (core, op) {
                 ("OK", _) => "OK",
                 ("INSUFFICIENT_FUNDS", _) => "INSUFFICIENT_FUNDS",
+                ("UNKNOWN_PLAYER", _) => "INVALID_SID",
                 ("DUPLICATE_MISMATCH", OpKind::Bet) => "BET_ALREADY_EXIST",
                 ("TRANSACTION_ROLLED_BACK", OpKind::Bet) => "FINAL_ERROR_ACTION_FAILED",
                 ("TRANSACTION_NOT_FOUND", _) => "BET_DOES_NOT_EXIST",
@@ -206,6 +209,7 @@ impl Provider {
             Kind::Hub88 => match core {
                 "OK" => "RS_OK",
                 "INSUFFICIENT_FUNDS" => "RS_ERROR_NOT_ENOUGH_MONEY",
+                "UNKNOWN_PLAYER" => "RS_ERROR_INVALID_TOKEN",
                 "TRANSACTION_ROLLED_BACK" => "RS_ERROR_TRANSACTION_ROLLED_BACK",
                 "DUPLICATE_MISMATCH" => "RS_ERROR_DUPLICATE_TRANSACTION",
                 "TRANSACTION_NOT_FOUND" => "RS_ERROR_TRANSACTION_DOES_NOT_EXIST",
@@ -214,6 +218,7 @@ impl Provider {
             Kind::SoftSwiss => match core {
                 "OK" => "OK",
                 "INSUFFICIENT_FUNDS" => "100",
+                "UNKNOWN_PLAYER" => "101",
                 _ => "400",
             },
         };
@@ -227,6 +232,7 @@ impl Provider {
             Op::Win { tx, .. } => (OpKind::Win, Some(tx.clone())),
             Op::Rollback { tx, .. } => (OpKind::Rollback, Some(tx.clone())),
             Op::EndRound { .. } => (OpKind::EndRound, None),
+            Op::Balance => (OpKind::Balance, None),
         };
         let (path, body) = match self.kind {
             Kind::Native => native(player, op),
@@ -497,6 +503,7 @@ fn native(player: &str, op: &Op) -> (String, Vec<u8>) {
             "rollback",
             json!({"player_id": player, "transaction_id": tx, "reference_transaction_id": reference}),
         ),
+        Op::Balance => ("balance", json!({"player_id": player})),
         Op::EndRound { round } => (
             "end-round",
             json!({"player_id": player, "round_id": round, "game_id": "sim-slot"}),
@@ -549,6 +556,7 @@ fn pragmatic(player: &str, op: &Op) -> (String, Vec<u8>) {
                 ("providerId", "sim"),
             ]),
         ),
+        Op::Balance => ("balance.html".into(), form(&[("userId", player)])),
         Op::EndRound { round } => (
             "endRound.html".into(),
             form(&[
@@ -582,7 +590,7 @@ fn evolution(player: &str, op: &Op) -> (String, Vec<u8>) {
             tx, amount, round, ..
         } => call("promo_payout", tx, tx, *amount, round),
         Op::Rollback { tx, reference } => call("cancel", tx, reference, 0, "sim-cancel"),
-        Op::EndRound { .. } => ("balance".into(), to_json(json!({"userId": player}))),
+        Op::EndRound { .. } | Op::Balance => ("balance".into(), to_json(json!({"userId": player}))),
     }
 }
 
@@ -612,7 +620,7 @@ fn hub88(player: &str, op: &Op) -> (String, Vec<u8>) {
             "transaction/rollback".into(),
             body(tx, 0, "sim-rollback", Some(reference)),
         ),
-        Op::EndRound { .. } => (
+        Op::EndRound { .. } | Op::Balance => (
             "user/balance".into(),
             to_json(json!({"user": player, "request_uuid": "sim"})),
         ),
@@ -653,5 +661,9 @@ fn softswiss(player: &str, op: &Op) -> (String, Vec<u8>) {
             ),
         ),
         Op::EndRound { round } => ("play".into(), play(round, true, json!([]))),
+        Op::Balance => (
+            "play".into(),
+            to_json(json!({"user_id": player, "currency": "EUR", "game": "sim-slot"})),
+        ),
     }
 }

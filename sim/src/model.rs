@@ -45,6 +45,8 @@ pub enum Op {
     EndRound {
         round: String,
     },
+    /// A balance call (the load generator's; the simulator plays none).
+    Balance,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +184,7 @@ impl PlayerModel {
                 self.closed.insert(round.clone());
                 ("OK", self.balance)
             }
+            Op::Balance => ("OK", self.balance),
         }
     }
 
