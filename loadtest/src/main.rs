@@ -312,8 +312,11 @@ struct Call {
     path: Arc<str>,
     body: Bytes,
     /// Headers of a dialect call (signature), and how to read its answer.
-    dialect: Option<(Arc<[(&'static str, String)]>, OpKind)>,
+    dialect: Option<(Headers, OpKind)>,
 }
+
+/// Headers of a signed dialect call.
+type Headers = Arc<[(&'static str, String)]>;
 
 /// Makes the request mix: bets on fresh rounds, wins and rollbacks of recent bets, balance
 /// calls, and exact repeats of recent requests (re-signed, as providers do).
