@@ -35,7 +35,7 @@ use settlement::money;
 use settlement::Code;
 use subtle::ConstantTimeEq;
 
-use super::{Decoded, Dialect, Inbound, Outcome, Refusal};
+use super::{any_secret, id, json_body, Decoded, Dialect, Inbound, Outcome, Refusal};
 use crate::config::Dialect as DialectKind;
 use crate::http::{json, Body};
 use crate::registry::Provider;
@@ -161,16 +161,9 @@ impl Dialect for Evolution {
             .and_then(|mut pairs| pairs.find(|(k, _)| k == TOKEN_PARAM))
             .map(|(_, v)| v.into_owned())
             .ok_or(Refusal::Signature(signature::Refusal::Missing))?;
-        let matches = provider
-            .secrets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .any(|secret| bool::from(secret.as_slice().ct_eq(token.as_bytes())));
-        if matches {
-            Ok(())
-        } else {
-            Err(Refusal::Signature(signature::Refusal::Mismatch))
-        }
+        any_secret(provider, |secret| {
+            bool::from(secret.ct_eq(token.as_bytes()))
+        })
     }
 
     fn decode(
@@ -179,8 +172,7 @@ impl Dialect for Evolution {
         inbound: &Inbound<'_, EvoAction>,
     ) -> Result<Decoded<EvoEcho>, Refusal> {
         let action = *inbound.action;
-        let request: Request<'_> = serde_json::from_slice(inbound.body)
-            .map_err(|e| Refusal::malformed("body", e.to_string()))?;
+        let request: Request<'_> = json_body(inbound.body)?;
         let echo = EvoEcho {
             action,
             uuid: request.uuid.clone(),
@@ -340,8 +332,4 @@ fn status(code: Code, action: EvoAction) -> &'static str {
             "FINAL_ERROR_ACTION_FAILED"
         }
     }
-}
-
-fn id<T>(value: Option<T>, field: &'static str) -> Result<T, Refusal> {
-    value.ok_or_else(|| Refusal::malformed(field, "must be 1 to 128 bytes"))
 }

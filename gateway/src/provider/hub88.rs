@@ -30,7 +30,7 @@ use settlement::money::Currency;
 use settlement::Code;
 use sha2::Sha256;
 
-use super::{Decoded, Dialect, Inbound, Outcome, Refusal};
+use super::{id, json_body, verified, Decoded, Dialect, Inbound, Outcome, Refusal};
 use crate::config::Dialect as DialectKind;
 use crate::http::{json, Body};
 use crate::registry::Provider;
@@ -169,16 +169,12 @@ impl Dialect for Hub88 {
             .map_err(|_| Refusal::Signature(signature::Refusal::Malformed))?;
         let signature = Signature::try_from(bytes.as_slice())
             .map_err(|_| Refusal::Signature(signature::Refusal::Malformed))?;
-        let verified = provider.public_keys.iter().any(|key| {
+        let ok = provider.public_keys.iter().any(|key| {
             VerifyingKey::<Sha256>::new(key.clone())
                 .verify(inbound.body, &signature)
                 .is_ok()
         });
-        if verified {
-            Ok(())
-        } else {
-            Err(Refusal::Signature(signature::Refusal::Mismatch))
-        }
+        verified(ok)
     }
 
     fn decode(
@@ -186,8 +182,7 @@ impl Dialect for Hub88 {
         provider: &Provider,
         inbound: &Inbound<'_, Hub88Action>,
     ) -> Result<Decoded<Hub88Echo>, Refusal> {
-        let request: Request = serde_json::from_slice(inbound.body)
-            .map_err(|e| Refusal::malformed("body", e.to_string()))?;
+        let request: Request = json_body(inbound.body)?;
         let echo = Hub88Echo {
             user: request.user.clone(),
             request_uuid: request.request_uuid.clone(),
@@ -342,10 +337,6 @@ fn status(code: Code) -> &'static str {
         Code::BetNotSeen => "RS_ERROR_TIMEOUT",
         Code::RoundClosed | Code::RollbackNotPermitted => "RS_ERROR_UNKNOWN",
     }
-}
-
-fn id<T>(value: Option<T>, field: &'static str) -> Result<T, Refusal> {
-    value.ok_or_else(|| Refusal::malformed(field, "must be 1 to 128 bytes"))
 }
 
 #[cfg(test)]

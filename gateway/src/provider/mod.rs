@@ -133,6 +133,48 @@ impl Refusal {
     }
 }
 
+/// A wire id that must be there and fit (1 to 128 bytes).
+pub(crate) fn id<T>(value: Option<T>, field: &'static str) -> Result<T, Refusal> {
+    value.ok_or_else(|| Refusal::malformed(field, "must be 1 to 128 bytes"))
+}
+
+/// A wire id that may be absent, and must fit when present.
+pub(crate) fn optional<T>(
+    value: Option<Option<T>>,
+    field: &'static str,
+) -> Result<Option<T>, Refusal> {
+    value.map(|v| id(v, field)).transpose()
+}
+
+/// A JSON body, or a malformed refusal saying why not.
+pub(crate) fn json_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Refusal> {
+    serde_json::from_slice(body).map_err(|e| Refusal::malformed("body", e.to_string()))
+}
+
+/// A signature check's verdict.
+pub(crate) fn verified(ok: bool) -> Result<(), Refusal> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::Signature(crate::signature::Refusal::Mismatch))
+    }
+}
+
+/// Whether `check` accepts any of the provider's secrets (current, previous); an empty secret
+/// never does.
+pub(crate) fn any_secret(
+    provider: &Provider,
+    check: impl Fn(&[u8]) -> bool,
+) -> Result<(), Refusal> {
+    verified(
+        provider
+            .secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .any(|secret| check(secret)),
+    )
+}
+
 /// A callback as received, after its body was read.
 #[derive(Debug)]
 pub struct Inbound<'a, A> {

@@ -17,7 +17,7 @@ use settlement::money::{self, Currency};
 use settlement::Code;
 
 use super::wire::{self, BalanceRequest, EndRoundRequest, MoneyRequest, Response, RollbackRequest};
-use super::{Decoded, Dialect, Inbound, Outcome, Refusal};
+use super::{id, json_body, optional, Decoded, Dialect, Inbound, Outcome, Refusal};
 use crate::config::Dialect as DialectKind;
 use crate::http::{json, Body};
 use crate::registry::Provider;
@@ -148,9 +148,6 @@ fn decode(
     action: NativeAction,
     body: &Bytes,
 ) -> Result<Decoded<Option<String>>, Refusal> {
-    fn parse<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Refusal> {
-        serde_json::from_slice(body).map_err(|e| malformed("body", e.to_string()))
-    }
     let command = |player: &str, action: Action| -> Result<Command, Refusal> {
         Ok(Command {
             provider: provider.id,
@@ -165,7 +162,7 @@ fn decode(
     };
     match action {
         NativeAction::Bet | NativeAction::Win => {
-            let request: MoneyRequest = parse(body)?;
+            let request: MoneyRequest = json_body(body)?;
             let echo = Some(request.transaction_id.clone());
             let Some(currency) = currency(&request.currency)? else {
                 return Ok(unsupported(&request.player_id, echo));
@@ -203,7 +200,7 @@ fn decode(
             Ok(Decoded::Command(command(&request.player_id, action)?, echo))
         }
         NativeAction::Rollback => {
-            let request: RollbackRequest = parse(body)?;
+            let request: RollbackRequest = json_body(body)?;
             let echo = Some(request.transaction_id.clone());
             let action = Action::Rollback {
                 tx: id(ProviderTxId::new(request.transaction_id), "transaction_id")?,
@@ -217,7 +214,7 @@ fn decode(
             Ok(Decoded::Command(command(&request.player_id, action)?, echo))
         }
         NativeAction::EndRound => {
-            let request: EndRoundRequest = parse(body)?;
+            let request: EndRoundRequest = json_body(body)?;
             let action = Action::EndRound {
                 round: id(RoundId::new(request.round_id), "round_id")?,
                 game: optional(request.game_id.map(GameId::new), "game_id")?,
@@ -225,7 +222,7 @@ fn decode(
             Ok(Decoded::Command(command(&request.player_id, action)?, None))
         }
         NativeAction::Balance => {
-            let request: BalanceRequest = parse(body)?;
+            let request: BalanceRequest = json_body(body)?;
             let currency = match request.currency {
                 None => None,
                 Some(code) => match currency(&code)? {
@@ -237,14 +234,6 @@ fn decode(
             Ok(Decoded::Command(command(&request.player_id, action)?, None))
         }
     }
-}
-
-fn id<T>(value: Option<T>, field: &'static str) -> Result<T, Refusal> {
-    value.ok_or_else(|| malformed(field, "must be 1 to 128 bytes"))
-}
-
-fn optional<T>(value: Option<Option<T>>, field: &'static str) -> Result<Option<T>, Refusal> {
-    value.map(|v| id(v, field)).transpose()
 }
 
 /// `Ok(None)` for a well-formed code we do not settle; malformed for anything else.

@@ -36,7 +36,7 @@ use settlement::money;
 use settlement::Code;
 use subtle::ConstantTimeEq;
 
-use super::{Decoded, Dialect, Inbound, Outcome, Refusal};
+use super::{any_secret, id, optional, Decoded, Dialect, Inbound, Outcome, Refusal};
 use crate::config::Dialect as DialectKind;
 use crate::http::{json, Body};
 use crate::registry::Provider;
@@ -154,16 +154,9 @@ impl Dialect for Pragmatic {
             }
         };
         let pairs = || params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        let matches = provider
-            .secrets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .any(|secret| bool::from(digest(pairs(), secret).ct_eq(&given[..])));
-        if matches {
-            Ok(())
-        } else {
-            Err(Refusal::Signature(signature::Refusal::Mismatch))
-        }
+        any_secret(provider, |secret| {
+            bool::from(digest(pairs(), secret).ct_eq(&given[..]))
+        })
     }
 
     fn decode(
@@ -180,6 +173,12 @@ impl Dialect for Pragmatic {
                 (None, _) => Err(Refusal::malformed(key, "missing")),
                 (Some(_), Some(_)) => Err(Refusal::malformed(key, "given twice")),
             }
+        };
+        let maybe = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
         };
         let echo = PpEcho { method };
         let mut policy = provider.policy;
@@ -239,34 +238,13 @@ impl Dialect for Pragmatic {
                         "reference",
                     )?,
                     reference: id(ProviderTxId::new(reference), "reference")?,
-                    round: optional(
-                        params
-                            .iter()
-                            .find(|(k, _)| k == "roundId")
-                            .map(|(_, v)| v.as_str())
-                            .map(RoundId::new),
-                        "roundId",
-                    )?,
-                    game: optional(
-                        params
-                            .iter()
-                            .find(|(k, _)| k == "gameId")
-                            .map(|(_, v)| v.as_str())
-                            .map(GameId::new),
-                        "gameId",
-                    )?,
+                    round: optional(maybe("roundId").map(RoundId::new), "roundId")?,
+                    game: optional(maybe("gameId").map(GameId::new), "gameId")?,
                 }
             }
             PpMethod::EndRound => Action::EndRound {
                 round: id(RoundId::new(get("roundId")?), "roundId")?,
-                game: optional(
-                    params
-                        .iter()
-                        .find(|(k, _)| k == "gameId")
-                        .map(|(_, v)| v.as_str())
-                        .map(GameId::new),
-                    "gameId",
-                )?,
+                game: optional(maybe("gameId").map(GameId::new), "gameId")?,
             },
         };
         let command = Command {
@@ -362,12 +340,4 @@ fn refusal_code(refusal: &Refusal) -> u16 {
         Refusal::BodyTimeout | Refusal::Unavailable(_) | Refusal::InFlight => 100,
         Refusal::Disabled | Refusal::ForbiddenSource(_) => 120,
     }
-}
-
-fn id<T>(value: Option<T>, field: &'static str) -> Result<T, Refusal> {
-    value.ok_or_else(|| Refusal::malformed(field, "must be 1 to 128 bytes"))
-}
-
-fn optional<T>(value: Option<Option<T>>, field: &'static str) -> Result<Option<T>, Refusal> {
-    value.map(|v| id(v, field)).transpose()
 }

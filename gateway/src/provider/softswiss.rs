@@ -28,7 +28,7 @@ use settlement::command::{
 use settlement::money::Currency;
 use settlement::Code;
 
-use super::{Decoded, Dialect, Inbound, Outcome, Refusal};
+use super::{any_secret, id, json_body, Decoded, Dialect, Inbound, Outcome, Refusal};
 use crate::config::Dialect as DialectKind;
 use crate::http::{json, Body};
 use crate::registry::Provider;
@@ -131,21 +131,11 @@ impl Dialect for SoftSwiss {
             .ok_or(Refusal::Signature(signature::Refusal::Missing))?;
         let given = hex::decode(header.as_bytes())
             .map_err(|_| Refusal::Signature(signature::Refusal::Malformed))?;
-        let verified = provider
-            .secrets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .any(|secret| {
-                let mut mac =
-                    Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key");
-                mac.update(inbound.body);
-                mac.verify_slice(&given).is_ok()
-            });
-        if verified {
-            Ok(())
-        } else {
-            Err(Refusal::Signature(signature::Refusal::Mismatch))
-        }
+        any_secret(provider, |secret| {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key");
+            mac.update(inbound.body);
+            mac.verify_slice(&given).is_ok()
+        })
     }
 
     fn decode(
@@ -153,8 +143,7 @@ impl Dialect for SoftSwiss {
         provider: &Provider,
         inbound: &Inbound<'_, SsAction>,
     ) -> Result<Decoded<SsEcho>, Refusal> {
-        let request: Request = serde_json::from_slice(inbound.body)
-            .map_err(|e| Refusal::malformed("body", e.to_string()))?;
+        let request: Request = json_body(inbound.body)?;
         if request.actions.len() > UNIT_LEN_MAX {
             return Err(Refusal::malformed(
                 "actions",
@@ -377,8 +366,4 @@ fn refusal_code(code: Code) -> u16 {
         | Code::TransactionNotFound
         | Code::BetNotSeen => 400,
     }
-}
-
-fn id<T>(value: Option<T>, field: &'static str) -> Result<T, Refusal> {
-    value.ok_or_else(|| Refusal::malformed(field, "must be 1 to 128 bytes"))
 }
