@@ -50,6 +50,15 @@ tombstone_answer = "not_found"
 wins_without_bet_allowed = false
 
 [[providers]]
+code = "evos"
+dialect = "evolution"
+secret = "evo-token-for-tests"
+[providers.policy]
+session_required = true
+tombstone_answer = "not_found"
+wins_without_bet_allowed = false
+
+[[providers]]
 code = "ss"
 dialect = "softswiss"
 secret = "ss-secret-for-tests"
@@ -268,10 +277,21 @@ impl TestClient {
 
     /// An Evolution-style call with this exact body text (numbers as written) and token.
     pub async fn evo_with_token(&self, action: &str, body: String, token: Option<&str>) -> Answer {
+        self.evo_as("evo", action, body, token).await
+    }
+
+    /// An Evolution-style call to the Evolution-style provider `provider`.
+    pub async fn evo_as(
+        &self,
+        provider: &str,
+        action: &str,
+        body: String,
+        token: Option<&str>,
+    ) -> Answer {
         let query = token.map_or(String::new(), |t| format!("?authToken={t}"));
         self.request(
             Method::POST,
-            &format!("/api/provider-callback/evo/{action}{query}"),
+            &format!("/api/provider-callback/{provider}/{action}{query}"),
             &[("Content-Type", "application/json".to_string())],
             body,
         )

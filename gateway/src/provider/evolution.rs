@@ -15,6 +15,8 @@
 //!   settled or cancelled once: a repeated credit or cancel replays its answer, one with other
 //!   data is `BET_ALREADY_SETTLED`.
 //! - The round is `game.id`; the game is `game.details.table.id`, else `game.type`.
+//! - `sid` is the game session of debits (checked when the provider's policy asks for
+//!   sessions); credits, cancels and promotional payouts never look at it.
 //! - A credit or cancel with no debit is `BET_DOES_NOT_EXIST` (the provider's policy should not
 //!   allow wins without a bet); the cancel is stored as a tombstone, and a later debit of that
 //!   `refId` is `FINAL_ERROR_ACTION_FAILED` with no money moved. `promo_payout` needs no bet.
@@ -29,7 +31,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use settlement::command::{
-    Action, Answer, Command, GameId, Money, PlayerRef, ProviderTxId, RoundId,
+    Action, Answer, Command, GameId, Money, PlayerRef, ProviderTxId, RoundId, SessionToken,
 };
 use settlement::money;
 use settlement::Code;
@@ -89,6 +91,9 @@ pub struct EvoEcho {
 struct Request<'a> {
     #[serde(rename = "userId")]
     user_id: String,
+    /// The game session: checked on debits when the provider's policy asks for sessions.
+    #[serde(default)]
+    sid: Option<String>,
     #[serde(default)]
     uuid: Option<String>,
     #[serde(default)]
@@ -234,7 +239,7 @@ impl Dialect for Evolution {
         let action = match action {
             EvoAction::Debit => Action::Bet {
                 money: money(ref_id)?,
-                session: None,
+                session: request.sid.and_then(SessionToken::new),
             },
             EvoAction::Credit => Action::Win {
                 money: money(format!("credit:{ref_id}"))?,

@@ -181,3 +181,33 @@ async fn a_twin_still_in_flight_is_told_operation_in_process() {
     assert_eq!(gw.balance("player-1").await, START - 200);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn a_stale_sid_refuses_debits_but_never_credits() {
+    let gw = gateway().await;
+    gw.sql(
+        "INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
+         SELECT 'live', id, 'EUR', NULL, now() + interval '1 hour' FROM players WHERE external_id = 'player-1';
+         INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
+         SELECT 'stale', id, 'EUR', NULL, now() - interval '1 second' FROM players WHERE external_id = 'player-1';",
+    )
+    .await;
+    let strict = |action: &'static str, body: String| {
+        let gw = &gw;
+        async move {
+            gw.evo_as("evos", action, body, Some(gateway::test_util::EVO_TOKEN))
+                .await
+                .json()
+        }
+    };
+    let with_sid =
+        |sid: &str, body: String| body.replacen(r#""sid":"s""#, &format!(r#""sid":"{sid}""#), 1);
+    let debit = with_sid("live", call("player-1", "t1", "b1", "2", "r1"));
+    assert_eq!(strict("debit", debit).await["status"], "OK");
+    let stale_debit = with_sid("stale", call("player-1", "t2", "b2", "2", "r1"));
+    assert_eq!(strict("debit", stale_debit).await["status"], "INVALID_SID");
+    let credit = with_sid("stale", call("player-1", "t3", "b1", "7", "r1"));
+    assert_eq!(strict("credit", credit).await["status"], "OK");
+    assert_eq!(gw.balance("player-1").await, START - 200 + 700);
+    gw.finish().await;
+}
