@@ -397,6 +397,22 @@ impl TestGateway {
             .get(0)
     }
 
+    /// Game sessions `live` (an hour left) and `stale` (expired) for `player`, any game, EUR.
+    pub async fn sessions_live_and_stale(&self, player: &str) {
+        let client = self.db.connect().await;
+        client
+            .execute(
+                "INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
+                 SELECT s.token, p.id, 'EUR', NULL, now() + s.remaining
+                 FROM players p, (VALUES ('live', interval '1 hour'),
+                                         ('stale', interval '-1 second')) AS s(token, remaining)
+                 WHERE p.external_id = $1",
+                &[&player],
+            )
+            .await
+            .expect("sessions");
+    }
+
     /// Runs SQL against the gateway's database (test set-up: sessions, statuses, limits).
     pub async fn sql(&self, statement: &str) {
         let client = self.db.connect().await;

@@ -185,13 +185,7 @@ async fn a_twin_still_in_flight_is_told_operation_in_process() {
 #[tokio::test]
 async fn a_stale_sid_refuses_debits_but_never_credits() {
     let gw = gateway().await;
-    gw.sql(
-        "INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
-         SELECT 'live', id, 'EUR', NULL, now() + interval '1 hour' FROM players WHERE external_id = 'player-1';
-         INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
-         SELECT 'stale', id, 'EUR', NULL, now() - interval '1 second' FROM players WHERE external_id = 'player-1';",
-    )
-    .await;
+    gw.sessions_live_and_stale("player-1").await;
     let strict = |action: &'static str, body: String| {
         let gw = &gw;
         async move {

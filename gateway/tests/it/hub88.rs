@@ -199,13 +199,7 @@ async fn rollback_before_bet_expired_tokens_and_blocked_players() {
 #[tokio::test]
 async fn a_stale_token_refuses_bets_but_never_wins_or_rollbacks() {
     let gw = gateway().await;
-    gw.sql(
-        "INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
-         SELECT 'live', id, 'EUR', NULL, now() + interval '1 hour' FROM players WHERE external_id = 'player-1';
-         INSERT INTO game_sessions (token, player_id, currency, game_id, expires_at)
-         SELECT 'stale', id, 'EUR', NULL, now() - interval '1 second' FROM players WHERE external_id = 'player-1';",
-    )
-    .await;
+    gw.sessions_live_and_stale("player-1").await;
     let key = hub88_private_key();
     let call = |path: &'static str, body: Value| {
         let key = key.clone();
