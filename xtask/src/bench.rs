@@ -384,7 +384,15 @@ fn histogram(metrics: &str, name: &str) -> Vec<(String, f64)> {
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    buckets.into_iter().map(|(_, le, v)| (le, v)).collect()
+    // Series of several label sets (providers, dialects) are summed bucket by bucket.
+    let mut summed: Vec<(String, f64)> = Vec::new();
+    for (_, le, v) in buckets {
+        match summed.last_mut() {
+            Some((last, total)) if *last == le => *total += v,
+            _ => summed.push((le, v)),
+        }
+    }
+    summed
 }
 
 /// The upper bound of the bucket holding quantile `q` of the samples recorded between two

@@ -112,7 +112,12 @@ async fn answer<D: Dialect>(
     dialect.verify(provider, &inbound).map_err(refuse)?;
     match dialect.decode(provider, &inbound).map_err(refuse)? {
         Decoded::Command(command, echo) => {
-            match settle(state, command, started, dialect.waits_for_twins()).await {
+            let seam = Seam {
+                provider: &provider.code,
+                dialect: dialect.kind().as_str(),
+                wait_for_twin: dialect.waits_for_twins(),
+            };
+            match settle(state, command, started, seam).await {
                 Ok(answer) => Ok((vec![answer], echo)),
                 Err(refusal) => Err((refusal, Some(echo))),
             }
@@ -193,13 +198,21 @@ fn refused(provider: &Provider, refusal: &Refusal) {
 
 /// Through the dedup index for calls with a transaction id: a known answer is replayed, a
 /// concurrent twin is awaited, anything else is settled (and its answer remembered).
+/// What the dedup step needs to know of the caller: labels, and whether twins wait.
+#[derive(Clone, Copy)]
+struct Seam<'a> {
+    provider: &'a str,
+    dialect: &'static str,
+    wait_for_twin: bool,
+}
+
 async fn settle(
     state: &State,
     command: Command,
     started: Instant,
-    wait_for_twin: bool,
+    seam: Seam<'_>,
 ) -> Result<Answer, Refusal> {
-    settle_unless_known(state, command, started, wait_for_twin)
+    settle_unless_known(state, command, started, seam)
         .await
         .map_err(|e| e.unwrap_or(Refusal::InFlight))
 }
@@ -209,7 +222,7 @@ async fn settle_unless_known(
     state: &State,
     command: Command,
     started: Instant,
-    wait_for_twin: bool,
+    seam: Seam<'_>,
 ) -> Result<Answer, Option<Refusal>> {
     let unavailable = |u| Some(Refusal::Unavailable(u));
     let Some(tx) = command.tx() else {
@@ -228,10 +241,15 @@ async fn settle_unless_known(
     {
         Lookup::Answered(answer) => {
             // The index's promise: a retry costs no database work, from request to answer.
-            metrics::histogram!("wallet_dedup_hit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!(
+                "wallet_dedup_hit_seconds",
+                "provider" => seam.provider.to_string(),
+                "dialect" => seam.dialect,
+            )
+            .record(started.elapsed().as_secs_f64());
             Ok(answer)
         }
-        Lookup::Wait(_) if !wait_for_twin => Err(None),
+        Lookup::Wait(_) if !seam.wait_for_twin => Err(None),
         Lookup::Wait(outcome) => dedup::wait(outcome).await.map_err(unavailable),
         Lookup::Settle(claim) => {
             let outcome = state.settler.settle(command).await;
