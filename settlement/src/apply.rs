@@ -198,6 +198,10 @@ pub struct Round {
     pub game: Option<GameId>,
     /// Bets of this round not yet settled or rolled back, in arrival order.
     pub open_bets: Vec<ProviderTxId>,
+    /// Some bet of this round was rolled back, and some was settled by a win. Known for the
+    /// rounds of wins that name no bet (the prefetch reads their bets), and kept by `apply`.
+    pub bets_rolled_back: bool,
+    pub bets_settled: bool,
     /// New, or closed by this batch: to write.
     pub changed: bool,
     /// Read from the database (a change is an update there); false for a round this batch
@@ -518,11 +522,20 @@ impl World {
                     _ => Vec::new(),
                 }
             }
-            None => self
-                .rounds
-                .get(&round_key)
-                .map(|r| r.open_bets.clone())
-                .unwrap_or_default(),
+            None => {
+                // A round whose bets were all rolled back (none open, none paid) was cancelled:
+                // a win naming no bet cannot pay it.
+                let cancelled = self.rounds.get(&round_key).is_some_and(|r| {
+                    r.open_bets.is_empty() && r.bets_rolled_back && !r.bets_settled
+                });
+                if cancelled {
+                    return self.record(c, &money.tx, refuse(Code::TransactionRolledBack));
+                }
+                self.rounds
+                    .get(&round_key)
+                    .map(|r| r.open_bets.clone())
+                    .unwrap_or_default()
+            }
         };
         // "No bet seen": the named bet is unknown (or failed), or a win naming no bet comes for
         // a round nothing has touched.
@@ -556,6 +569,11 @@ impl World {
             if let Some(tx) = self.txs.get_mut(&(c.provider, bet.clone())) {
                 if tx.state == Some(TxState::Open) {
                     tx.set_state(TxState::Settled);
+                }
+                // Marked on the bet's own round (a win may name a bet of another round).
+                let bet_round = tx.round.clone().map(|r| (c.provider, tx.player_id, r));
+                if let Some(round) = bet_round.and_then(|k| self.rounds.get_mut(&k)) {
+                    round.bets_settled = true;
                 }
             }
         }
@@ -655,6 +673,7 @@ impl World {
                             .get_mut(&(c.provider, player_id, round_id.clone()))
                     {
                         round.open_bets.retain(|b| b != reference);
+                        round.bets_rolled_back = true;
                     }
                 }
                 answer
@@ -718,6 +737,8 @@ impl World {
             closed: false,
             game: game.cloned(),
             open_bets: Vec::new(),
+            bets_rolled_back: false,
+            bets_settled: false,
             changed: true,
             stored: false,
         })

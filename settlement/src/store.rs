@@ -203,7 +203,7 @@ impl Statements {
             "SELECT {TX_COLUMNS} FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
              CROSS JOIN LATERAL (SELECT * FROM transactions t
                  WHERE t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
-                   AND t.kind = 'bet' AND t.state = 'open' OFFSET 0) t
+                   AND t.kind = 'bet' AND t.state IS NOT NULL OFFSET 0) t
              ORDER BY t.id"
         );
         let resolve = client
@@ -715,13 +715,16 @@ async fn prefetch(
                 closed: row.get(3),
                 game: row.get::<_, Option<String>>(4).and_then(GameId::new),
                 open_bets: Vec::new(),
+                bets_rolled_back: false,
+                bets_settled: false,
                 changed: false,
                 stored: true,
             },
         );
     }
-    // Open bets, in id order, onto their rounds (rows without a round row cannot exist: the
-    // bet that opened the round created it).
+    // The applied bets of the rounds of wins that name none, in id order, onto their rounds:
+    // open ones to settle, and whether any was rolled back or settled (rows without a round
+    // row cannot exist: the bet that opened the round created it).
     for row in &open_rows {
         let (key, tx) = tx_from_row(row)?;
         if let Some(round_id) = &tx.round {
@@ -729,7 +732,12 @@ async fn prefetch(
                 .rounds
                 .get_mut(&(key.0, tx.player_id, round_id.clone()))
             {
-                round.open_bets.push(key.1.clone());
+                match tx.state {
+                    Some(TxState::Open) => round.open_bets.push(key.1.clone()),
+                    Some(TxState::RolledBack) => round.bets_rolled_back = true,
+                    Some(TxState::Settled) => round.bets_settled = true,
+                    None => {}
+                }
             }
         }
     }

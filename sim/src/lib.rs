@@ -510,7 +510,8 @@ impl Worker {
             };
             // Dialects that need a named bet, or wait for one, get no win the round cannot take.
             let payable = (named.is_some() || !provider.wins_need_named_bets())
-                && (!provider.wins_wait_for_bets() || model.has_applied_bet(&round));
+                && (!provider.wins_wait_for_bets() || model.has_applied_bet(&round))
+                && (named.is_some() || model.unnamed_win_is_certain(&round));
             if payable {
                 let win = Op::Win {
                     tx: format!("{round}-w"),

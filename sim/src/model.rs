@@ -20,6 +20,9 @@ struct Bet {
     state: BetState,
     /// Refused because a rollback had tombstoned it.
     tombstoned: bool,
+    /// Abandoned: its answer never came and its rollback may have overtaken it, so whether it
+    /// was ever applied is unknown.
+    abandoned: bool,
 }
 
 /// A money operation as the model sees it.
@@ -111,6 +114,7 @@ impl PlayerModel {
                         round: round.clone(),
                         state,
                         tombstoned,
+                        abandoned: false,
                     },
                 );
                 (status, self.balance)
@@ -143,6 +147,20 @@ impl PlayerModel {
                         }
                     }
                 } else {
+                    // A round whose applied bets were all rolled back (none open, none paid)
+                    // was cancelled: a win naming no bet cannot pay it.
+                    let applied = || {
+                        self.bets
+                            .values()
+                            .filter(|b| b.round == *round && !b.tombstoned)
+                    };
+                    let cancelled = !promo
+                        && !applied().any(|b| b.state == BetState::Open)
+                        && applied().any(|b| b.state == BetState::RolledBack)
+                        && !applied().any(|b| b.state == BetState::Settled);
+                    if cancelled {
+                        return ("TRANSACTION_ROLLED_BACK", self.balance);
+                    }
                     for bet in self.bets.values_mut() {
                         if bet.round == *round && bet.state == BetState::Open {
                             bet.state = BetState::Settled;
@@ -200,8 +218,16 @@ impl PlayerModel {
                 round: round.to_string(),
                 state: BetState::RolledBack,
                 tombstoned: true,
+                abandoned: true,
             },
         );
+    }
+
+    /// Whether the model can tell what a win naming no bet gets in `round`: not when the round
+    /// has no open bet and a bet whose rollback may or may not have found it applied.
+    pub fn unnamed_win_is_certain(&self, round: &str) -> bool {
+        let bets = || self.bets.values().filter(|b| b.round == round);
+        bets().any(|b| b.state == BetState::Open) || !bets().any(|b| b.abandoned)
     }
 
     /// Whether a bet of `round` was applied (so the round exists), whatever became of it.

@@ -680,3 +680,28 @@ async fn a_wallet_in_an_unknown_currency_refuses_only_calls_in_that_currency() {
     assert_eq!(gw.balance("player-2").await, START - 300);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn a_win_naming_no_bet_cannot_pay_a_round_whose_bets_were_all_rolled_back() {
+    let gw = gateway().await;
+    ok(&gw.demo("bet", bet("player-1", "b1", "5.00", "r1")).await);
+    ok(&gw.demo("rollback", rollback("player-1", "x1", "b1")).await);
+    let a = ok(&gw.demo("win", win("player-1", "w1", "9.00", "r1")).await);
+    assert_eq!(a["status"], "TRANSACTION_ROLLED_BACK");
+    // Final and stored.
+    let again = ok(&gw.demo("win", win("player-1", "w1", "9.00", "r1")).await);
+    assert_eq!(
+        (again["status"].clone(), again["duplicate"].clone()),
+        (json!("TRANSACTION_ROLLED_BACK"), json!(true))
+    );
+    // A round with a bet still open pays, whatever else was rolled back in it.
+    ok(&gw.demo("bet", bet("player-1", "b2", "1.00", "r2")).await);
+    ok(&gw.demo("bet", bet("player-1", "b3", "2.00", "r2")).await);
+    ok(&gw.demo("rollback", rollback("player-1", "x2", "b2")).await);
+    assert_eq!(
+        ok(&gw.demo("win", win("player-1", "w2", "4.00", "r2")).await)["status"],
+        "OK"
+    );
+    assert_eq!(gw.balance("player-1").await, START - 200 + 400);
+    gw.finish().await;
+}

@@ -257,3 +257,21 @@ async fn bonus_win_moves_no_money_and_promo_win_needs_no_bet() {
     assert_eq!(gw.balance("player-1").await, START + 700);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn a_result_for_a_refunded_round_is_final() {
+    let gw = gateway().await;
+    call(&gw, "bet", &money("player-1", "b1", "2.00", "r1")).await;
+    call(
+        &gw,
+        "refund",
+        &[("userId", "player-1"), ("reference", "b1")],
+    )
+    .await;
+    assert_eq!(
+        call(&gw, "result", &money("player-1", "w1", "5.00", "r1")).await["error"],
+        120
+    );
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}

@@ -305,6 +305,31 @@ impl Model {
                         }
                     }
                 } else {
+                    // A round whose applied bets were all rolled back (none open, none paid)
+                    // was cancelled: a win naming no bet cannot pay it.
+                    let bets: Vec<&MTx> = self
+                        .txs
+                        .values()
+                        .filter(|t| {
+                            t.player == player && t.is_bet && t.round == round && t.code == Code::Ok
+                        })
+                        .collect();
+                    let cancelled = !bets.iter().any(|t| t.state == MState::Open)
+                        && bets.iter().any(|t| t.state == MState::RolledBack)
+                        && !bets.iter().any(|t| t.state == MState::Settled);
+                    if cancelled {
+                        return self.record(
+                            tx,
+                            player,
+                            Kind::Win,
+                            amount,
+                            round,
+                            payload,
+                            Code::TransactionRolledBack,
+                            0,
+                            MState::Done,
+                        );
+                    }
                     if !self.rounds_seen.contains(&(player, round))
                         && !self.policy.wins_without_bet_allowed
                     {
