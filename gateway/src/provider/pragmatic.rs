@@ -10,7 +10,8 @@
 //! - `reference` is the idempotency key of every money call. A refund has no id of its own: it
 //!   is keyed `<reference>:refund`, so refunding the same bet twice is one refund.
 //! - `result` and `jackpotWin` settle the round's open bets; one that comes before any bet of its
-//!   round is answered 100 (retry) under the `wins_wait_for_bet` policy, and nothing is stored.
+//!   round is answered 100 (retry) under the `wins_wait_for_bet` policy, and nothing is stored;
+//!   one for a round whose bets were all refunded is 120 (final).
 //!   `promoWin` needs no bet. `bonusWin` reports a free-round total and moves no money: it is
 //!   answered with the balance, and no ledger row.
 //! - A `result` carrying `promoWinAmount` (a second payout in the same call) is refused with 7
