@@ -303,7 +303,7 @@ impl Dialect {
 
 /// Takes out `providers[i].dialect` values that name no dialect, reporting each, so the rest of
 /// the file is still read and checked (serde would stop at the first bad enum value).
-fn take_unknown_dialects(root: &mut toml::Table, problems: &mut Vec<String>) -> BTreeSet<usize> {
+fn take_unknown_dialects(root: &mut toml::Table, problems: &mut Vec<Problem>) -> BTreeSet<usize> {
     let mut taken = BTreeSet::new();
     let Some(toml::Value::Array(providers)) = root.get_mut("providers") else {
         return taken;
@@ -322,9 +322,11 @@ fn take_unknown_dialects(root: &mut toml::Table, problems: &mut Vec<String>) -> 
                 .remove("dialect")
                 .unwrap_or(toml::Value::Boolean(false));
             let names: Vec<&str> = Dialect::ALL.iter().map(|d| d.as_str()).collect();
-            problems.push(format!(
-                "providers[{i}].dialect {value} is not one of {}",
-                names.join(", ")
+            let key = format!("providers[{i}].dialect");
+            problems.push(Problem::new(
+                ProblemKind::Invalid,
+                &key,
+                format!("{key} {value} is not one of {}", names.join(", ")),
             ));
             taken.insert(i);
         }
@@ -339,21 +341,31 @@ pub const DURABILITY_SETTINGS: &[&str] = &["fsync", "synchronous_commit", "full_
 
 /// Everything wrong with a configuration, reported together.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration {}:\n  - {}", .path.display(), .problems.join("\n  - "))]
+#[error("invalid configuration {}:\n  - {}", .path.display(), lines(.problems))]
 pub struct Invalid {
     pub path: PathBuf,
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+fn lines(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n  - ")
 }
 
 impl Config {
     /// Reads `path`, applies environment overrides, refuses unknown keys and validates.
     pub fn load(path: &Path) -> Result<Config, Invalid> {
-        let invalid = |problems: Vec<String>| Invalid {
+        let invalid = |problems: Vec<Problem>| Invalid {
             path: path.to_path_buf(),
             problems,
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| invalid(vec![format!("cannot read the file: {e}")]))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let message = format!("cannot read the file: {e}");
+            invalid(vec![Problem::new(ProblemKind::Invalid, "", message)])
+        })?;
         let env: Vec<(String, String)> = std::env::vars().collect();
         let folder = path.parent().unwrap_or(Path::new("."));
         Config::from_toml_in(&text, &env, folder).map_err(invalid)
@@ -361,7 +373,7 @@ impl Config {
 
     /// Parses `text` with `env` overrides; the whole check without touching the process.
     /// Relative key files are taken from the working folder.
-    pub fn from_toml(text: &str, env: &[(String, String)]) -> Result<Config, Vec<String>> {
+    pub fn from_toml(text: &str, env: &[(String, String)]) -> Result<Config, Vec<Problem>> {
         Config::from_toml_in(text, env, Path::new("."))
     }
 
@@ -371,13 +383,18 @@ impl Config {
         text: &str,
         env: &[(String, String)],
         folder: &Path,
-    ) -> Result<Config, Vec<String>> {
-        let mut root: toml::Table = text.parse().map_err(|e| vec![format!("{e}")])?;
+    ) -> Result<Config, Vec<Problem>> {
+        let syntax = |message: String| Problem::new(ProblemKind::Syntax, "", message);
+        let mut root: toml::Table = text.parse().map_err(|e| vec![syntax(format!("{e}"))])?;
         let mut problems = Vec::new();
         for (name, raw) in env {
             if let Some(path) = name.strip_prefix(ENV_PREFIX) {
                 if let Err(p) = override_key(&mut root, path, raw) {
-                    problems.push(format!("{name}: {p}"));
+                    problems.push(Problem::new(
+                        ProblemKind::Invalid,
+                        name,
+                        format!("{name}: {p}"),
+                    ));
                 }
             }
         }
@@ -387,10 +404,13 @@ impl Config {
             serde_ignored::deserialize(toml::Value::Table(root), |key| {
                 unknown.insert(key.to_string());
             });
-        problems.extend(unknown.into_iter().map(|k| format!("unknown key `{k}`")));
+        problems.extend(unknown.into_iter().map(|k| {
+            let message = format!("unknown key `{k}`");
+            Problem::new(ProblemKind::UnknownKey, &k, message)
+        }));
         match config {
             Err(e) => {
-                problems.push(e.to_string());
+                problems.push(syntax(e.to_string()));
                 Err(problems)
             }
             Ok(mut config) => {
@@ -404,10 +424,11 @@ impl Config {
                         }
                     }
                 }
-                let already = |p: &String| {
-                    bad_dialects
-                        .iter()
-                        .any(|i| *p == format!("providers[{i}].dialect is required"))
+                let already = |p: &Problem| {
+                    p.kind == ProblemKind::Required
+                        && bad_dialects
+                            .iter()
+                            .any(|i| p.key == format!("providers[{i}].dialect"))
                 };
                 problems.extend(config.problems().into_iter().filter(|p| !already(p)));
                 if problems.is_empty() {
@@ -420,92 +441,124 @@ impl Config {
     }
 
     /// Semantic checks; each problem names its key.
-    fn problems(&self) -> Vec<String> {
+    fn problems(&self) -> Vec<Problem> {
+        use ProblemKind::{Duplicate, Durability, Invalid, Range, Required};
         let mut p = Vec::new();
+        let mut range = |key: &str, ok: bool, rule: &str| {
+            if !ok {
+                p.push(Problem::new(Range, key, format!("{key} must be {rule}")));
+            }
+        };
         let s = &self.server;
-        if s.body_bytes_max == 0 || s.body_bytes_max > 16 * 1024 * 1024 {
-            p.push("server.body_bytes_max must be between 1 and 16777216".into());
-        }
-        if s.header_read_timeout_ms == 0 {
-            p.push("server.header_read_timeout_ms must be > 0".into());
-        }
-        if s.request_timeout_ms == 0 {
-            p.push("server.request_timeout_ms must be > 0".into());
-        }
-        if s.connections_max == 0 {
-            p.push("server.connections_max must be > 0".into());
-        }
-        if !(8..=1024).contains(&s.headers_max) {
-            p.push("server.headers_max must be between 8 and 1024".into());
-        }
+        range(
+            "server.body_bytes_max",
+            (1..=16 * 1024 * 1024).contains(&s.body_bytes_max),
+            "between 1 and 16777216",
+        );
+        range(
+            "server.header_read_timeout_ms",
+            s.header_read_timeout_ms > 0,
+            "> 0",
+        );
+        range("server.request_timeout_ms", s.request_timeout_ms > 0, "> 0");
+        range("server.connections_max", s.connections_max > 0, "> 0");
+        range(
+            "server.headers_max",
+            (8..=1024).contains(&s.headers_max),
+            "between 8 and 1024",
+        );
         // hyper needs at least 8 KiB of read buffer.
-        if !(8192..=1024 * 1024).contains(&s.header_bytes_max) {
-            p.push("server.header_bytes_max must be between 8192 and 1048576".into());
-        }
-        if self.database.pool_size_max == 0 {
-            p.push("database.pool_size_max must be > 0".into());
-        }
+        range(
+            "server.header_bytes_max",
+            (8192..=1024 * 1024).contains(&s.header_bytes_max),
+            "between 8192 and 1048576",
+        );
+        range(
+            "database.pool_size_max",
+            self.database.pool_size_max > 0,
+            "> 0",
+        );
         let st = &self.settlement;
-        if !(1..=64).contains(&st.lanes) {
-            p.push("settlement.lanes must be between 1 and 64".into());
-        }
-        if !(1..=settlement_batch_len_limit()).contains(&st.batch_len_max) {
-            p.push(format!(
-                "settlement.batch_len_max must be between 1 and {}",
-                settlement_batch_len_limit()
-            ));
-        }
-        if st.queue_len_max == 0 {
-            p.push("settlement.queue_len_max must be > 0".into());
-        }
-        if st.callback_deadline_ms == 0 {
-            p.push("settlement.callback_deadline_ms must be > 0".into());
-        }
-        if self.dedup.entries_max == 0 || self.dedup.bytes_max == 0 {
-            p.push("dedup.entries_max and dedup.bytes_max must be > 0".into());
-        }
-        if !["text", "json"].contains(&self.log.format.as_str()) {
-            p.push("log.format must be `text` or `json`".into());
-        }
+        range(
+            "settlement.lanes",
+            (1..=64).contains(&st.lanes),
+            "between 1 and 64",
+        );
+        range(
+            "settlement.batch_len_max",
+            (1..=settlement_batch_len_limit()).contains(&st.batch_len_max),
+            &format!("between 1 and {}", settlement_batch_len_limit()),
+        );
+        range("settlement.queue_len_max", st.queue_len_max > 0, "> 0");
+        range(
+            "settlement.callback_deadline_ms",
+            st.callback_deadline_ms > 0,
+            "> 0",
+        );
+        range(
+            "dedup.entries_max and dedup.bytes_max",
+            self.dedup.entries_max > 0 && self.dedup.bytes_max > 0,
+            "> 0",
+        );
+        range(
+            "log.format",
+            ["text", "json"].contains(&self.log.format.as_str()),
+            "`text` or `json`",
+        );
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            p.push(format!("log.level: {e}"));
+            p.push(Problem::new(
+                Invalid,
+                "log.level",
+                format!("log.level: {e}"),
+            ));
         }
         if self.demo.enabled {
             match settlement::money::Currency::from_code(&self.demo.currency) {
-                None => p.push(format!(
-                    "demo.currency: unknown currency {:?}",
-                    self.demo.currency
+                None => p.push(Problem::new(
+                    Invalid,
+                    "demo.currency",
+                    format!("demo.currency: unknown currency {:?}", self.demo.currency),
                 )),
                 Some(c) => {
                     if let Err(e) =
                         settlement::money::parse_minor(&self.demo.opening_balance, c.exponent)
                     {
-                        p.push(format!("demo.opening_balance: {e}"));
+                        let key = "demo.opening_balance";
+                        p.push(Problem::new(Invalid, key, format!("{key}: {e}")));
                     }
                 }
             }
         }
         for key in self.embedded.settings.keys() {
             if DURABILITY_SETTINGS.contains(&key.to_ascii_lowercase().as_str()) {
-                p.push(format!(
-                    "embedded.settings.{key}: durability settings cannot be overridden \
-                     (every acknowledged callback must survive a crash)"
+                let key = format!("embedded.settings.{key}");
+                p.push(Problem::new(
+                    Durability,
+                    &key,
+                    format!(
+                        "{key}: durability settings cannot be overridden \
+                         (every acknowledged callback must survive a crash)"
+                    ),
                 ));
             }
         }
         if let Err(e) = self.database.resolve_url() {
-            p.push(e);
+            p.push(Problem::new(Invalid, "database.url", e));
         }
         let mut codes = BTreeSet::new();
         for (i, provider) in self.providers.iter().enumerate() {
             let at = format!("providers[{i}]");
+            let code_key = format!("{at}.code");
             if !valid_code(&provider.code) {
-                p.push(format!("{at}.code must match [a-z0-9][a-z0-9_-]{{0,31}}"));
+                let message = format!("{code_key} must match [a-z0-9][a-z0-9_-]{{0,31}}");
+                p.push(Problem::new(Invalid, &code_key, message));
             } else if !codes.insert(provider.code.clone()) {
-                p.push(format!("{at}.code {:?} is used twice", provider.code));
+                let message = format!("{code_key} {:?} is used twice", provider.code);
+                p.push(Problem::new(Duplicate, &code_key, message));
             }
             if provider.dialect.is_none() {
-                p.push(format!("{at}.dialect is required"));
+                let key = format!("{at}.dialect");
+                p.push(Problem::new(Required, &key, format!("{key} is required")));
             }
             let current = resolve_secret(
                 &provider.secret,
@@ -520,34 +573,87 @@ impl Config {
             let keyed = provider.dialect.is_some_and(Dialect::uses_public_key);
             if keyed {
                 if let Err(e) = provider.public_keys() {
-                    p.push(format!("{at}.{e}"));
+                    let key = format!("{at}.public_key_file");
+                    p.push(Problem::new(Invalid, &key, format!("{at}.{e}")));
                 }
             }
             for (key, resolved) in [("secret", current), ("previous_secret", previous)] {
+                let full = format!("{at}.{key}");
                 match resolved {
-                    Err(e) => p.push(format!("{at}.{key}{e}")),
-                    Ok(None) if key == "secret" && !keyed => p.push(format!(
-                        "{at}: one of secret, secret_env, secret_file is required"
+                    Err(e) => p.push(Problem::new(
+                        ProblemKind::Secret,
+                        &full,
+                        format!("{full}{e}"),
+                    )),
+                    Ok(None) if key == "secret" && !keyed => p.push(Problem::new(
+                        Required,
+                        &full,
+                        format!("{at}: one of secret, secret_env, secret_file is required"),
                     )),
                     Ok(None) => {}
-                    Ok(Some(secret)) => p.extend(weak_secret(
-                        &format!("{at}.{key}"),
-                        secret.as_bytes(),
-                        self.demo.enabled,
-                    )),
+                    Ok(Some(secret)) => p.extend(
+                        weak_secret(&full, secret.as_bytes(), self.demo.enabled)
+                            .map(|why| Problem::new(ProblemKind::Secret, &full, why)),
+                    ),
                 }
             }
             if settlement::money::Currency::from_code(&provider.currency).is_none() {
-                p.push(format!(
-                    "{at}.currency {:?} is not a known currency",
-                    provider.currency
-                ));
+                let key = format!("{at}.currency");
+                let message = format!("{key} {:?} is not a known currency", provider.currency);
+                p.push(Problem::new(Invalid, &key, message));
             }
             if provider.signature_window_s == 0 {
-                p.push(format!("{at}.signature_window_s must be > 0"));
+                let key = format!("{at}.signature_window_s");
+                p.push(Problem::new(Range, &key, format!("{key} must be > 0")));
             }
         }
         p
+    }
+}
+
+/// What kind of problem a configuration has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// Not TOML, or a value of the wrong type or an unknown variant.
+    Syntax,
+    /// A key nothing reads.
+    UnknownKey,
+    /// A number or choice outside what is allowed.
+    Range,
+    /// Something that must be given is missing.
+    Required,
+    /// A value that cannot be used (a malformed code, an unknown currency, a bad URL or key).
+    Invalid,
+    /// A secret that is missing, unreadable or too weak.
+    Secret,
+    /// A setting that would weaken durability.
+    Durability,
+    /// A value that must be unique is used twice.
+    Duplicate,
+}
+
+/// One thing wrong with a configuration: its kind, the key it is about, and the message an
+/// operator reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub key: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(kind: ProblemKind, key: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            kind,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

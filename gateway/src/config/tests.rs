@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// Every problem's message, one a line.
+fn messages(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -76,7 +85,7 @@ code = "ok"
 dialect = "native"
 "#;
     let problems = Config::from_toml(text, &[]).unwrap_err();
-    let all = problems.join("\n");
+    let all = messages(&problems);
     for expected in [
         "unknown key `server.bogus`",
         "unknown key `nonsense`",
@@ -90,6 +99,19 @@ dialect = "native"
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
+    // Typed: each problem says its kind and the key it is about.
+    let has =
+        |kind: ProblemKind, key: &str| problems.iter().any(|p| p.kind == kind && p.key == key);
+    assert!(has(ProblemKind::UnknownKey, "server.bogus"), "{problems:?}");
+    assert!(has(ProblemKind::Range, "settlement.lanes"), "{problems:?}");
+    assert!(
+        has(ProblemKind::Invalid, "providers[0].dialect"),
+        "{problems:?}"
+    );
+    assert!(
+        has(ProblemKind::Required, "providers[1].secret"),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -112,7 +134,7 @@ fn secrets_come_from_env_or_file() {
     let missing = text.replace("secret\"", "nope\"");
     let problems = Config::from_toml(&missing, &[]).unwrap_err();
     assert!(
-        problems.join("\n").contains("secret_file: cannot read"),
+        messages(&problems).contains("secret_file: cannot read"),
         "{problems:?}"
     );
 }
@@ -121,7 +143,7 @@ fn secrets_come_from_env_or_file() {
 fn duplicate_provider_codes_are_refused() {
     let text = format!("{PROVIDER}{PROVIDER}");
     let problems = Config::from_toml(&text, &[]).unwrap_err();
-    assert!(problems.join("\n").contains("used twice"), "{problems:?}");
+    assert!(messages(&problems).contains("used twice"), "{problems:?}");
 }
 
 #[test]
@@ -142,7 +164,7 @@ fn a_provider_policy_is_read_into_the_core_policy() {
     );
     let problems = Config::from_toml(&with("tombstone_answer = \"maybe\""), &[]).unwrap_err();
     assert!(
-        problems.join("\n").contains("expected `ok` or `not_found`"),
+        messages(&problems).contains("expected `ok` or `not_found`"),
         "{problems:?}"
     );
 }
@@ -190,7 +212,7 @@ fn empty_or_short_secrets_refuse_to_start() {
     ];
     for (keys, expected) in cases {
         let problems = Config::from_toml(&provider_with(&keys), &[]).unwrap_err();
-        let all = problems.join("\n");
+        let all = messages(&problems);
         assert!(all.contains(expected), "{keys}: {expected:?} not in {all}");
     }
     // 16 bytes is enough; public demo values pass only while the demo is on.
@@ -210,7 +232,7 @@ fn durability_settings_cannot_be_overridden() {
         "[embedded.settings]\nfsync = false\nsynchronous_commit = \"off\"\nFull_Page_Writes = \"off\"\nwork_mem = \"8MB\"\n{PROVIDER}"
     );
     let problems = Config::from_toml(&text, &[]).unwrap_err();
-    let all = problems.join("\n");
+    let all = messages(&problems);
     for key in ["fsync", "synchronous_commit", "Full_Page_Writes"] {
         assert!(
             all.contains(&format!("embedded.settings.{key}: durability")),
