@@ -223,3 +223,31 @@ async fn blocked_players_cannot_bet_but_wins_and_rollbacks_apply() {
     assert_eq!(gw.balance("player-2").await, START - 400 + 900);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn a_win_for_a_rolled_back_round_is_refused() {
+    let gw = gateway().await;
+    let bet = play(
+        "player-1",
+        "r1",
+        false,
+        json!([{"action": "bet", "action_id": "b1", "amount": 300}]),
+    );
+    assert_eq!(gw.ss("play", &bet).await.status, StatusCode::OK);
+    let rollback = json!({"user_id": "player-1", "currency": "EUR", "game": "ss-slot", "game_id": "r1",
+        "actions": [{"action": "rollback", "action_id": "rb1", "original_action_id": "b1"}]});
+    assert_eq!(gw.ss("rollback", &rollback).await.status, StatusCode::OK);
+    let win = play(
+        "player-1",
+        "r1",
+        true,
+        json!([{"action": "win", "action_id": "w1", "amount": 900}]),
+    );
+    let refused = gw.ss("play", &win).await;
+    assert_eq!(
+        (refused.status, refused.json()["code"].clone()),
+        (StatusCode::PRECONDITION_FAILED, json!(400))
+    );
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}
