@@ -65,6 +65,9 @@ pub struct Options {
     pub sustained_s: u64,
     /// Also run a soak at the best rate for this many seconds (0: none).
     pub soak_s: u64,
+    /// Another gateway build (and the configuration it reads) to compare with this one at
+    /// 10,000/s, fresh clusters in turn, in the same run.
+    pub compare: Option<(PathBuf, PathBuf)>,
 }
 
 impl Options {
@@ -73,7 +76,9 @@ impl Options {
             step_s: 15,
             sustained_s: 60,
             soak_s: 0,
+            compare: None,
         };
+        let mut compare_config = PathBuf::from("config/demo.toml");
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = || -> anyhow::Result<u64> {
@@ -86,8 +91,22 @@ impl Options {
                 "--step" => options.step_s = value()?,
                 "--sustained" => options.sustained_s = value()?,
                 "--soak" => options.soak_s = value()?,
-                other => bail!("unknown bench option {other} (--step S, --sustained S, --soak S)"),
+                "--compare" => {
+                    let bin = it.next().context("--compare needs a gateway binary")?;
+                    options.compare = Some((PathBuf::from(bin), PathBuf::new()));
+                }
+                "--compare-config" => {
+                    compare_config =
+                        PathBuf::from(it.next().context("--compare-config needs a path")?);
+                }
+                other => bail!(
+                    "unknown bench option {other} (--step S, --sustained S, --soak S, \
+                     --compare GATEWAY_BIN, --compare-config PATH)"
+                ),
             }
+        }
+        if let Some((_, config)) = &mut options.compare {
+            *config = compare_config;
         }
         Ok(options)
     }
@@ -101,16 +120,27 @@ struct Gateway {
 
 impl Gateway {
     fn start(data: &Path, env: &[(&str, &str)]) -> anyhow::Result<Gateway> {
+        Gateway::start_from(
+            Path::new("target/release/gateway"),
+            Path::new("config/demo.toml"),
+            data,
+            env,
+        )
+    }
+
+    /// Another build's gateway, reading the configuration it understands.
+    fn start_from(
+        bin: &Path,
+        config: &Path,
+        data: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Gateway> {
         std::fs::create_dir_all(data)?;
-        let mut command = Command::new("target/release/gateway");
+        let mut command = Command::new(bin);
         command
-            .args([
-                "--config",
-                "config/demo.toml",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .arg("--config")
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .env("GATEWAY__DEMO__PLAYERS", PLAYERS.to_string())
             .env("RUST_LOG", "warn")
@@ -120,7 +150,9 @@ impl Gateway {
         for (k, v) in env {
             command.env(k, v);
         }
-        let mut child = command.spawn().context("start target/release/gateway")?;
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let addr = line
@@ -665,6 +697,29 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     )?;
     let single_rate = single.as_ref().map(|(r, _)| *r).unwrap_or(0);
     gw.stop()?;
+
+    // 5. Before/after: this build and another one, fresh clusters in turn (A B A B).
+    let mut compared = Vec::new();
+    if let Some((bin, config)) = &options.compare {
+        let this = (
+            Path::new("target/release/gateway"),
+            Path::new("config/demo.toml"),
+        );
+        let other = (bin.as_path(), config.as_path());
+        for (turn, (label, (bin, config))) in [("this build", this), ("compared build", other)]
+            .into_iter()
+            .cycle()
+            .take(4)
+            .enumerate()
+        {
+            let gw = Gateway::start_from(bin, config, &root.join(format!("compare-{turn}")), &[])?;
+            settle_down();
+            loadtest(&gw, 5_000, 10, &[])?;
+            let run = loadtest(&gw, 10_000, options.step_s * 2, &[])?;
+            gw.stop()?;
+            compared.push((label, run));
+        }
+    }
     let _ = std::fs::remove_dir_all(&root);
 
     // The report.
@@ -753,6 +808,26 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         w,
         "| batch failures (deadlock, serialization, conflict, other) over all runs | {conflicts} |"
     )?;
+
+    if let Some((bin, _)) = &options.compare {
+        writeln!(w, "\n## Before/after: this build and `{}`\n", bin.display())?;
+        writeln!(w, "Each build on a fresh cluster in turn (this, compared, this, compared): warm-up at 5,000/s, then 10,000/s for {} s. CPU per callback over the measured part.\n", options.step_s * 2)?;
+        writeln!(w, "| build | achieved/s | p50 ms | p99 ms | errors | gateway µs/callback | PostgreSQL µs/callback |\n|---|---|---|---|---|---|---|")?;
+        for (label, run) in &compared {
+            let callbacks = (run.achieved() * run.wall_s).max(1.0);
+            let per = |party: &str| run.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
+            writeln!(
+                w,
+                "| {label} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
+                run.achieved(),
+                run.p("p50"),
+                run.p("p99"),
+                run.errors(),
+                per("gateway"),
+                per("postgres")
+            )?;
+        }
+    }
 
     writeln!(
         w,
