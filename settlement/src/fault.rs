@@ -170,7 +170,9 @@ mod seam {
 
     /// Production builds: no rules, no plants.
     #[derive(Debug, Default)]
-    pub struct Faults;
+    pub struct Faults {
+        _nothing: (),
+    }
 
     impl Faults {
         #[inline(always)]
