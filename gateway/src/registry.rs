@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use settlement::command::{Policy, ProviderId};
+use settlement::command::{Action, Command, PlayerRef, Policy, ProviderId};
 use settlement::money::Currency;
 
 use crate::config::{Config, Dialect};
@@ -29,6 +29,16 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// A core command of this provider (under its policy) for `player`.
+    pub fn command(&self, player: PlayerRef, action: Action) -> Command {
+        Command {
+            provider: self.id,
+            policy: self.policy,
+            player,
+            action,
+        }
+    }
+
     /// An empty allowlist allows every source address.
     pub fn allows(&self, ip: IpAddr) -> bool {
         self.allow_ips.is_empty() || self.allow_ips.iter().any(|a| same_ip(*a, ip))

@@ -151,12 +151,7 @@ async fn currency_mismatch(
         money_moved: false,
     };
     if let Some(player) = player {
-        let balance = Command {
-            provider: provider.id,
-            policy: provider.policy,
-            player,
-            action: Action::Balance { currency: None },
-        };
+        let balance = provider.command(player, Action::Balance { currency: None });
         if let Ok(wallet) = state.settler.settle(balance).await {
             answer.currency = wallet.currency;
             answer.balance_minor = wallet.balance_minor;

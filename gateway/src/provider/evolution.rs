@@ -31,13 +31,15 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use settlement::command::{
-    Action, Answer, Command, GameId, Money, PlayerRef, ProviderTxId, RoundId, SessionToken,
+    Action, Answer, GameId, Money, PlayerRef, ProviderTxId, RoundId, SessionToken,
 };
 use settlement::money;
 use settlement::Code;
 use subtle::ConstantTimeEq;
 
-use super::{any_secret, id, json_body, Decoded, Dialect, Inbound, Outcome, Refusal};
+use super::{
+    any_secret, id, json_body, wallet_currency, Decoded, Dialect, Inbound, Outcome, Refusal,
+};
 use crate::config::Dialect as DialectKind;
 use crate::http::{json, Body};
 use crate::registry::Provider;
@@ -183,30 +185,18 @@ impl Dialect for Evolution {
             uuid: request.uuid.clone(),
         };
         let player = id(PlayerRef::new(request.user_id), "userId")?;
-        let currency = match &request.currency {
-            None => provider.currency,
-            Some(code) => match money::Currency::from_code(code) {
-                Some(c) => c,
-                None => {
-                    return Ok(Decoded::UnsupportedCurrency {
-                        player: Some(player),
-                        echo,
-                    })
-                }
-            },
-        };
-        let mut policy = provider.policy;
-        let command = |player, policy, action| Command {
-            provider: provider.id,
-            policy,
-            player,
-            action,
+        let mut promotion = false;
+        let Some(currency) = wallet_currency(request.currency.as_deref(), provider) else {
+            return Ok(Decoded::UnsupportedCurrency {
+                player: Some(player),
+                echo,
+            });
         };
         if matches!(action, EvoAction::Check | EvoAction::Balance) {
             let balance = Action::Balance {
                 currency: request.currency.as_ref().map(|_| currency),
             };
-            return Ok(Decoded::Command(command(player, policy, balance), echo));
+            return Ok(Decoded::Command(provider.command(player, balance), echo));
         }
         let transaction = request
             .transaction
@@ -246,7 +236,7 @@ impl Dialect for Evolution {
                 bet_tx: Some(id(ProviderTxId::new(ref_id), "transaction.refId")?),
             },
             EvoAction::PromoPayout => {
-                policy.wins_without_bet_allowed = true;
+                promotion = true;
                 Action::Win {
                     money: money(format!("promo:{ref_id}"))?,
                     bet_tx: None,
@@ -263,7 +253,10 @@ impl Dialect for Evolution {
             },
             EvoAction::Check | EvoAction::Balance => unreachable!("answered above"),
         };
-        Ok(Decoded::Command(command(player, policy, action), echo))
+        let mut command = provider.command(player, action);
+        // Promotional payouts have no bet.
+        command.policy.wins_without_bet_allowed |= promotion;
+        Ok(Decoded::Command(command, echo))
     }
 
     fn render(&self, outcome: Outcome<'_, EvoEcho>) -> http::Response<Body> {

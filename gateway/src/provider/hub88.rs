@@ -24,13 +24,15 @@ use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
 use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use serde::{Deserialize, Serialize};
 use settlement::command::{
-    Action, Answer, Command, GameId, Money, PlayerRef, ProviderTxId, RoundId, SessionToken,
+    Action, Answer, GameId, Money, PlayerRef, ProviderTxId, RoundId, SessionToken,
 };
 use settlement::money::Currency;
 use settlement::Code;
 use sha2::Sha256;
 
-use super::{id, json_body, verified, Decoded, Dialect, Inbound, Outcome, Refusal};
+use super::{
+    id, json_body, verified, wallet_currency, Decoded, Dialect, Inbound, Outcome, Refusal,
+};
 use crate::config::Dialect as DialectKind;
 use crate::http::{json, Body};
 use crate::registry::Provider;
@@ -188,24 +190,13 @@ impl Dialect for Hub88 {
             request_uuid: request.request_uuid.clone(),
         };
         let player = id(PlayerRef::new(request.user), "user")?;
-        let currency = match &request.currency {
-            None => provider.currency,
-            Some(code) => match Currency::from_code(code) {
-                Some(c) => c,
-                None => {
-                    return Ok(Decoded::UnsupportedCurrency {
-                        player: Some(player),
-                        echo,
-                    })
-                }
-            },
+        let Some(currency) = wallet_currency(request.currency.as_deref(), provider) else {
+            return Ok(Decoded::UnsupportedCurrency {
+                player: Some(player),
+                echo,
+            });
         };
-        let command = |action| Command {
-            provider: provider.id,
-            policy: provider.policy,
-            player: player.clone(),
-            action,
-        };
+        let command = |action| provider.command(player.clone(), action);
         let action = *inbound.action;
         if matches!(action, Hub88Action::Info | Hub88Action::Balance) {
             let currency = request.currency.as_ref().map(|_| currency);

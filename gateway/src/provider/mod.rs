@@ -146,6 +146,18 @@ pub(crate) fn optional<T>(
     value.map(|v| id(v, field)).transpose()
 }
 
+/// The wallet currency a call names, or the provider's own when it names none; `None` for a
+/// code the gateway does not settle (the dialect answers `Decoded::UnsupportedCurrency`).
+pub(crate) fn wallet_currency(
+    given: Option<&str>,
+    provider: &Provider,
+) -> Option<settlement::money::Currency> {
+    match given {
+        None => Some(provider.currency),
+        Some(code) => settlement::money::Currency::from_code(code),
+    }
+}
+
 /// A JSON body, or a malformed refusal saying why not.
 pub(crate) fn json_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Refusal> {
     serde_json::from_slice(body).map_err(|e| Refusal::malformed("body", e.to_string()))

@@ -149,12 +149,7 @@ fn decode(
     body: &Bytes,
 ) -> Result<Decoded<Option<String>>, Refusal> {
     let command = |player: &str, action: Action| -> Result<Command, Refusal> {
-        Ok(Command {
-            provider: provider.id,
-            policy: provider.policy,
-            player: id(PlayerRef::new(player), "player_id")?,
-            action,
-        })
+        Ok(provider.command(id(PlayerRef::new(player), "player_id")?, action))
     };
     let unsupported = |player: &str, echo: Option<String>| Decoded::UnsupportedCurrency {
         player: PlayerRef::new(player),

@@ -30,14 +30,14 @@ use http::StatusCode;
 use md5::{Digest, Md5};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use settlement::command::{
-    Action, Answer, Command, GameId, Money, PlayerRef, ProviderTxId, RoundId,
-};
+use settlement::command::{Action, Answer, GameId, Money, PlayerRef, ProviderTxId, RoundId};
 use settlement::money;
 use settlement::Code;
 use subtle::ConstantTimeEq;
 
-use super::{any_secret, id, optional, Decoded, Dialect, Inbound, Outcome, Refusal};
+use super::{
+    any_secret, id, optional, wallet_currency, Decoded, Dialect, Inbound, Outcome, Refusal,
+};
 use crate::config::Dialect as DialectKind;
 use crate::http::{json, Body};
 use crate::registry::Provider;
@@ -182,19 +182,13 @@ impl Dialect for Pragmatic {
                 .map(|(_, v)| v.as_str())
         };
         let echo = PpEcho { method };
-        let mut policy = provider.policy;
+        let mut promotion = false;
         let player = id(PlayerRef::new(get("userId")?), "userId")?;
-        let currency = match params.iter().find(|(k, _)| k == "currency") {
-            None => provider.currency,
-            Some((_, code)) => match money::Currency::from_code(code) {
-                Some(c) => c,
-                None => {
-                    return Ok(Decoded::UnsupportedCurrency {
-                        player: Some(player),
-                        echo,
-                    })
-                }
-            },
+        let Some(currency) = wallet_currency(maybe("currency"), provider) else {
+            return Ok(Decoded::UnsupportedCurrency {
+                player: Some(player),
+                echo,
+            });
         };
         let money = |tx: &str| -> Result<Money, Refusal> {
             Ok(Money {
@@ -222,10 +216,7 @@ impl Dialect for Pragmatic {
                         "a second payout in one call is not supported yet",
                     ));
                 }
-                if method == PpMethod::PromoWin {
-                    // Promotions have no bet.
-                    policy.wins_without_bet_allowed = true;
-                }
+                promotion = method == PpMethod::PromoWin;
                 Action::Win {
                     money: money(get("reference")?)?,
                     bet_tx: None,
@@ -248,12 +239,9 @@ impl Dialect for Pragmatic {
                 game: optional(maybe("gameId").map(GameId::new), "gameId")?,
             },
         };
-        let command = Command {
-            provider: provider.id,
-            policy,
-            player,
-            action,
-        };
+        let mut command = provider.command(player, action);
+        // Promotions have no bet.
+        command.policy.wins_without_bet_allowed |= promotion;
         Ok(Decoded::Command(command, echo))
     }
 

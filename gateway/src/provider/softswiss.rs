@@ -22,13 +22,12 @@
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use settlement::apply::UNIT_LEN_MAX;
-use settlement::command::{
-    Action, Answer, Command, GameId, Money, PlayerRef, ProviderTxId, RoundId,
-};
-use settlement::money::Currency;
+use settlement::command::{Action, Answer, GameId, Money, PlayerRef, ProviderTxId, RoundId};
 use settlement::Code;
 
-use super::{any_secret, id, json_body, Decoded, Dialect, Inbound, Outcome, Refusal};
+use super::{
+    any_secret, id, json_body, wallet_currency, Decoded, Dialect, Inbound, Outcome, Refusal,
+};
 use crate::config::Dialect as DialectKind;
 use crate::http::{json, Body};
 use crate::registry::Provider;
@@ -159,18 +158,13 @@ impl Dialect for SoftSwiss {
                 .collect(),
         };
         let player = id(PlayerRef::new(request.user_id.clone()), "user_id")?;
-        let Some(currency) = Currency::from_code(&request.currency) else {
+        let Some(currency) = wallet_currency(Some(&request.currency), provider) else {
             return Ok(Decoded::UnsupportedCurrency {
                 player: Some(player),
                 echo,
             });
         };
-        let command = |action| Command {
-            provider: provider.id,
-            policy: provider.policy,
-            player: player.clone(),
-            action,
-        };
+        let command = |action| provider.command(player.clone(), action);
         let round = || id(request.game_id.clone().and_then(RoundId::new), "game_id");
         let game = || id(request.game.clone().and_then(GameId::new), "game");
         let finished = request.finished.unwrap_or(false);
