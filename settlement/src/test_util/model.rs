@@ -280,16 +280,13 @@ impl Model {
                         None => self.tombstones.contains(&b),
                     };
                     if rolled_back {
-                        return self.record(
+                        return self.refused_win(
                             tx,
                             player,
-                            Kind::Win,
                             amount,
                             round,
                             payload,
                             Code::TransactionRolledBack,
-                            0,
-                            MState::Done,
                         );
                     }
                     let seen = self
@@ -318,16 +315,13 @@ impl Model {
                         && bets.iter().any(|t| t.state == MState::RolledBack)
                         && !bets.iter().any(|t| t.state == MState::Settled);
                     if cancelled {
-                        return self.record(
+                        return self.refused_win(
                             tx,
                             player,
-                            Kind::Win,
                             amount,
                             round,
                             payload,
                             Code::TransactionRolledBack,
-                            0,
-                            MState::Done,
                         );
                     }
                     if !self.rounds_seen.contains(&(player, round))
@@ -426,6 +420,26 @@ impl Model {
         if self.policy.wins_wait_for_bet {
             return (Code::BetNotSeen, balance, false);
         }
+        self.refused_win(
+            tx,
+            player,
+            amount,
+            round,
+            payload,
+            Code::TransactionNotFound,
+        )
+    }
+
+    /// A win refused with `code`, stored, moving nothing.
+    fn refused_win(
+        &mut self,
+        tx: u8,
+        player: u8,
+        amount: i64,
+        round: u8,
+        payload: String,
+        code: Code,
+    ) -> (Code, i64, bool) {
         self.record(
             tx,
             player,
@@ -433,7 +447,7 @@ impl Model {
             amount,
             round,
             payload,
-            Code::TransactionNotFound,
+            code,
             0,
             MState::Done,
         )
