@@ -19,8 +19,9 @@ pub struct Provider {
     pub enabled: bool,
     /// Current secret first, then the previous one.
     pub secrets: Vec<Vec<u8>>,
-    /// RSA public keys for dialects that verify signatures with one (current first).
-    pub public_keys: Vec<rsa::RsaPublicKey>,
+    /// RSA-SHA256 (PKCS#1 v1.5) verifiers for dialects that check signatures with the
+    /// provider's public key (current first); built once, not per callback.
+    pub public_keys: Vec<rsa::pkcs1v15::VerifyingKey<sha2::Sha256>>,
     pub allow_ips: Vec<IpAddr>,
     pub signature_window_s: u64,
     /// The wallet currency of calls that name none.
@@ -101,7 +102,11 @@ impl Registry {
                 enabled: p.enabled,
                 secrets: p.secrets()?,
                 public_keys: match p.dialect {
-                    Some(d) if d.uses_public_key() => p.public_keys()?,
+                    Some(d) if d.uses_public_key() => p
+                        .public_keys()?
+                        .into_iter()
+                        .map(rsa::pkcs1v15::VerifyingKey::new)
+                        .collect(),
                     _ => Vec::new(),
                 },
                 allow_ips: p.allow_ips.clone(),

@@ -20,7 +20,7 @@
 
 use base64::Engine;
 use http::StatusCode;
-use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
+use rsa::pkcs1v15::{Signature, SigningKey};
 use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use serde::{Deserialize, Serialize};
 use settlement::command::{
@@ -171,11 +171,10 @@ impl Dialect for Hub88 {
             .map_err(|_| Refusal::Signature(signature::Refusal::Malformed))?;
         let signature = Signature::try_from(bytes.as_slice())
             .map_err(|_| Refusal::Signature(signature::Refusal::Malformed))?;
-        let ok = provider.public_keys.iter().any(|key| {
-            VerifyingKey::<Sha256>::new(key.clone())
-                .verify(inbound.body, &signature)
-                .is_ok()
-        });
+        let ok = provider
+            .public_keys
+            .iter()
+            .any(|key| key.verify(inbound.body, &signature).is_ok());
         verified(ok)
     }
 
