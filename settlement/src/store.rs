@@ -662,8 +662,9 @@ async fn prefetch(
     for player in world.players.values_mut() {
         if player.wallets.len() > 1 {
             let id = player.id;
-            player.wallets.sort_by_cached_key(|w| {
-                (created_at[&(id, w.currency)], w.currency.code().to_string())
+            let created = |w: &Wallet| created_at[&(id, w.currency)];
+            player.wallets.sort_by(|a, b| {
+                (created(a), a.currency.code()).cmp(&(created(b), b.currency.code()))
             });
         }
     }
