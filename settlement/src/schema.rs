@@ -4,10 +4,16 @@
 use tokio_postgres::Client;
 
 /// Every migration, in order. `migrations_dir_matches_this_list` keeps this true.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_create_wallets",
-    include_str!("../../migrations/0001_create_wallets.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_create_wallets",
+        include_str!("../../migrations/0001_create_wallets.sql"),
+    ),
+    (
+        "0002_accounts",
+        include_str!("../../migrations/0002_accounts.sql"),
+    ),
+];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.
 const MIGRATION_LOCK_KEY: i64 = 0x7761_6c6c_6574; // "wallet"

@@ -69,6 +69,30 @@ pub async fn seed_demo_players(
         .await
 }
 
+/// Creates a player known by `external_id` with an empty wallet in `currency` (an empty
+/// wallet needs no ledger row: its balance is the sum of none). `None` when the external id is
+/// taken.
+pub async fn create_player(
+    client: &impl GenericClient,
+    external_id: &str,
+    currency: &str,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "WITH new_player AS (
+                 INSERT INTO players (external_id) VALUES ($1)
+                 ON CONFLICT (external_id) DO NOTHING
+                 RETURNING id
+             ), new_wallet AS (
+                 INSERT INTO wallets (player_id, currency) SELECT id, $2 FROM new_player
+             )
+             SELECT id FROM new_player",
+            &[&external_id, &currency],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// Refreshes planner statistics after bulk seeding (fresh tables look empty to the planner).
 pub async fn analyze(client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
     client
@@ -246,6 +270,8 @@ impl Statements {
                 "SELECT token, player_id, currency, game_id, expires_at > now()
                  FROM game_sessions WHERE token = ANY($1::text[])"
             ),
+            // A limit's amount in force: a raised one only once its cooling-off is over
+            // (`rg::in_force`, the same rule in Rust).
             client.prepare(
                 "SELECT l.player_id, l.currency, l.kind, l.amount,
                         CASE WHEN l.kind = 'max_bet' THEN 0 ELSE coalesce((
@@ -261,7 +287,11 @@ impl Statements {
                               AND t.created_at >= date_trunc(l.period, now() AT TIME ZONE 'UTC')
                                                   AT TIME ZONE 'UTC'
                         ), 0) END::bigint
-                 FROM rg_limits l WHERE l.player_id = ANY($1::bigint[])"
+                 FROM (SELECT player_id, currency, kind, period,
+                              CASE WHEN next_from <= now() THEN next_amount ELSE amount END
+                                  AS amount
+                       FROM rg_limits WHERE player_id = ANY($1::bigint[])) l
+                 WHERE l.amount IS NOT NULL"
             ),
         )?;
         let (insert_txs, update_wallets, update_states, insert_rounds, close_rounds) = tokio::try_join!(

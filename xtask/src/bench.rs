@@ -482,7 +482,7 @@ SELECT player_id, currency, balance, bonus, needs_reconciliation FROM wallets WH
 SELECT t.* FROM unnest(:ids::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT * FROM transactions t WHERE t.provider_id = 1 AND t.provider_tx_id = 'pgb-' || k.id OFFSET 0) t;
 SELECT DISTINCT t.provider_id, t.reference_tx_id FROM unnest(:ids::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT * FROM transactions t WHERE t.provider_id = 1 AND t.reference_tx_id = 'pgb-' || k.id AND t.kind = 'rollback' OFFSET 0) t;
 SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id FROM unnest(:ids::bigint[]) WITH ORDINALITY AS k(id, i) CROSS JOIN LATERAL (SELECT * FROM rounds r WHERE r.provider_id = 1 AND r.player_id = :base + k.i - 1 AND r.round_id = 'pgb-' || k.id OFFSET 0) r;
-SELECT l.player_id, l.currency, l.kind, l.amount FROM rg_limits l WHERE l.player_id = ANY(ARRAY(SELECT generate_series(:base, :base + 63)::bigint));
+SELECT l.player_id, l.currency, l.kind, l.amount FROM (SELECT player_id, currency, kind, CASE WHEN next_from <= now() THEN next_amount ELSE amount END AS amount FROM rg_limits WHERE player_id = ANY(ARRAY(SELECT generate_series(:base, :base + 63)::bigint))) l WHERE l.amount IS NOT NULL;
 INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state, player_id, currency, round_id, game_id, amount, real_delta, bonus_delta, balance_before, balance_after, bonus_before, bonus_after, reference_tx_id, fingerprint)
   SELECT k.id, 1, 'pgb-' || k.id, 'bet', 'OK', 'open', :base + k.i - 1, 'EUR', 'pgb-' || k.id, 'slot-1', 1, -1, 0, 1000, 999, 0, 0, NULL, decode(repeat('ab', 32), 'hex')
   FROM unnest(:ids::bigint[]) WITH ORDINALITY AS k(id, i);

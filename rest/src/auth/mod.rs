@@ -1,0 +1,271 @@
+//! Who is calling and what they may do: roles, the one RBAC table every `/api/admin/...`
+//! route is checked against, the caller extracted from a bearer token (whose login session
+//! must still be live), and the rate limits on login, 2FA and registration.
+
+pub mod password;
+pub mod token;
+pub mod totp;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{ApiError, ApiResult};
+use crate::Rest;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Manager,
+    Support,
+    Player,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Manager, Role::Support, Role::Player];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Manager => "manager",
+            Role::Support => "support",
+            Role::Player => "player",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// Staff roles must log in with a second factor to use the back office.
+    pub fn needs_second_factor(self) -> bool {
+        self != Role::Player
+    }
+}
+
+use Role::{Admin, Manager, Support};
+
+/// The back office's access rules: every `/api/admin/...` route, by method and path template,
+/// and the roles allowed on it. A route missing here is refused to everyone (403), and a test
+/// walks the whole role × route matrix.
+pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
+    ("GET", "/api/admin/players", &[Admin, Manager, Support]),
+    ("GET", "/api/admin/players/{id}", &[Admin, Manager, Support]),
+];
+
+/// The roles allowed on `method path` (a route template), if it is an admin route at all.
+pub fn allowed_roles(method: &Method, path: &str) -> Option<&'static [Role]> {
+    ADMIN_ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method.as_str() && *p == path)
+        .map(|(_, _, roles)| *roles)
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub account: i64,
+    pub role: Role,
+    pub player: Option<i64>,
+    pub session: i64,
+    /// This login passed a second factor.
+    pub mfa: bool,
+}
+
+impl FromRequestParts<Arc<Rest>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, rest: &Arc<Rest>) -> ApiResult<Caller> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(*caller);
+        }
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::unauthorized("UNAUTHORIZED", "send Authorization: Bearer <access token>")
+            })?;
+        let claims = rest.keys.check(token.trim()).map_err(|e| match e {
+            token::TokenError::Expired => {
+                ApiError::unauthorized("TOKEN_EXPIRED", "the access token has expired; refresh it")
+            }
+            token::TokenError::Invalid => {
+                ApiError::unauthorized("TOKEN_INVALID", "the access token is not valid")
+            }
+        })?;
+        let account: i64 = claims.sub.parse().map_err(|_| {
+            ApiError::unauthorized("TOKEN_INVALID", "the access token is not valid")
+        })?;
+        // The session must still be live (logout and refresh-token reuse revoke it), and the
+        // role is the account's role now, not the one the token was issued with.
+        let client = rest.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT a.role, a.player_id FROM auth_sessions s JOIN accounts a ON a.id = s.account_id
+                 WHERE s.id = $1 AND s.account_id = $2 AND s.revoked_at IS NULL",
+                &[&claims.sid, &account],
+            )
+            .await?
+            .ok_or_else(|| {
+                ApiError::unauthorized("SESSION_REVOKED", "this login has ended; log in again")
+            })?;
+        let role = Role::parse(row.get(0))
+            .ok_or_else(|| ApiError::internal("account role", &"unknown role in the database"))?;
+        let caller = Caller {
+            account,
+            role,
+            player: row.get(1),
+            session: claims.sid,
+            mfa: claims.mfa,
+        };
+        parts.extensions.insert(caller);
+        Ok(caller)
+    }
+}
+
+/// A caller with a player account (the `/api/user/...` and game routes).
+#[derive(Debug, Clone, Copy)]
+pub struct PlayerCaller {
+    pub caller: Caller,
+    pub player: i64,
+}
+
+impl FromRequestParts<Arc<Rest>> for PlayerCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, rest: &Arc<Rest>) -> ApiResult<PlayerCaller> {
+        let caller = Caller::from_request_parts(parts, rest).await?;
+        match caller.player {
+            Some(player) if caller.role == Role::Player => Ok(PlayerCaller { caller, player }),
+            _ => Err(ApiError::forbidden(
+                "PLAYERS_ONLY",
+                "this route is for player accounts",
+            )),
+        }
+    }
+}
+
+/// Middleware on every `/api/admin/...` route: the caller must hold a role the table allows
+/// for this route and have logged in with a second factor.
+pub async fn enforce_rbac(State(rest): State<Arc<Rest>>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let caller = match Caller::from_request_parts(&mut parts, &rest).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let template = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let allowed = allowed_roles(&parts.method, &template).unwrap_or(&[]);
+    if !allowed.contains(&caller.role) {
+        return ApiError::forbidden("FORBIDDEN", "your role may not use this route")
+            .into_response();
+    }
+    if !caller.mfa {
+        return ApiError::forbidden(
+            "SECOND_FACTOR_REQUIRED",
+            "the back office needs a login with a TOTP code; enable 2FA and log in again",
+        )
+        .into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// Attempts per minute allowed, per client address and per account.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub login_per_ip: u32,
+    pub login_per_account: u32,
+    pub register_per_ip: u32,
+    pub second_factor_per_account: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            login_per_ip: 30,
+            login_per_account: 10,
+            register_per_ip: 10,
+            second_factor_per_account: 10,
+        }
+    }
+}
+
+/// The keyed limiters (governor's GCRA): a key over its quota waits, and is told how long.
+pub struct Limiters {
+    login_ip: DefaultKeyedRateLimiter<String>,
+    login_account: DefaultKeyedRateLimiter<String>,
+    register_ip: DefaultKeyedRateLimiter<String>,
+    second_factor: DefaultKeyedRateLimiter<String>,
+}
+
+impl std::fmt::Debug for Limiters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiters").finish_non_exhaustive()
+    }
+}
+
+fn per_minute(n: u32) -> DefaultKeyedRateLimiter<String> {
+    let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::keyed(Quota::per_minute(n))
+}
+
+/// Which limit a request counts against.
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    LoginIp,
+    LoginAccount,
+    RegisterIp,
+    SecondFactor,
+}
+
+impl Limiters {
+    pub fn new(limits: RateLimits) -> Limiters {
+        Limiters {
+            login_ip: per_minute(limits.login_per_ip),
+            login_account: per_minute(limits.login_per_account),
+            register_ip: per_minute(limits.register_per_ip),
+            second_factor: per_minute(limits.second_factor_per_account),
+        }
+    }
+
+    /// Counts one attempt by `key`; 429 with `Retry-After` when over the limit.
+    pub fn check(&self, limit: Limit, key: &str) -> ApiResult<()> {
+        let limiter = match limit {
+            Limit::LoginIp => &self.login_ip,
+            Limit::LoginAccount => &self.login_account,
+            Limit::RegisterIp => &self.register_ip,
+            Limit::SecondFactor => &self.second_factor,
+        };
+        limiter.check_key(&key.to_string()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::rate_limited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        })
+    }
+
+    /// Forgets keys whose limit is back to full (bounds the memory held for past callers).
+    pub fn forget_idle(&self) {
+        for limiter in [
+            &self.login_ip,
+            &self.login_account,
+            &self.register_ip,
+            &self.second_factor,
+        ] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}

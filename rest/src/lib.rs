@@ -1,0 +1,263 @@
+//! The REST module for players and admins, mounted by the gateway under `/api/` (and
+//! `/openapi.json`): accounts and login (Argon2id, JWT access tokens, rotating refresh tokens,
+//! TOTP), roles, the player's own wallet, history, limits and game launch, and the back office.
+//! It shares the database with the callback path and never writes a wallet or the ledger but
+//! through `settlement`.
+
+pub mod auth;
+pub mod demo;
+pub mod envelope;
+mod handlers;
+pub mod openapi;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::MethodRouter;
+use axum::Router;
+use bytes::Bytes;
+use deadpool_postgres::Pool;
+use http::Method;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use crate::auth::password::Hasher;
+use crate::auth::token::Keys;
+use crate::auth::{Limiters, RateLimits};
+use crate::envelope::ApiError;
+
+/// What the gateway configures the module with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// HS256 key of access tokens (≥ 32 bytes, checked by the configuration).
+    pub jwt_key: Vec<u8>,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    /// Password hashes computed at once, at most.
+    pub hash_slots: usize,
+    pub rate_limits: RateLimits,
+    /// How long a game launch's provider session lives.
+    pub game_session_ttl: Duration,
+    /// The currency of a registered player's first wallet.
+    pub currency: String,
+    pub providers: Vec<ProviderInfo>,
+    /// Largest request body accepted under `/api/`.
+    pub body_bytes_max: usize,
+    /// An `/api/` request's whole time, body included.
+    pub request_timeout: Duration,
+}
+
+/// What game launch needs to know of a configured provider.
+#[derive(Debug, Clone)]
+pub struct ProviderInfo {
+    pub code: String,
+    pub enabled: bool,
+    /// The provider's currency, used when a launch names none.
+    pub currency: String,
+    /// Template with `{token}`, `{game_id}`, `{currency}`, `{player}` placeholders.
+    pub launch_url: Option<String>,
+}
+
+/// The module's shared handles.
+#[derive(Debug)]
+pub struct Rest {
+    pub pool: Pool,
+    pub keys: Keys,
+    pub hasher: Hasher,
+    pub limiters: Limiters,
+    pub options: Options,
+}
+
+/// The client's address (after the gateway's trusted-proxy rule), put in each request's
+/// extensions by the gateway; rate limits are keyed by it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+/// The mounted module: the router and what it was built with.
+#[derive(Clone)]
+pub struct Api {
+    router: Router,
+    rest: Arc<Rest>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+/// `true` for the paths this module answers.
+pub fn owns(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/api" || path == openapi::PATH
+}
+
+impl Api {
+    pub fn new(pool: Pool, options: Options) -> Api {
+        let rest = Arc::new(Rest {
+            pool,
+            keys: Keys::new(&options.jwt_key, options.access_ttl),
+            hasher: Hasher::new(options.hash_slots),
+            limiters: Limiters::new(options.rate_limits),
+            options,
+        });
+        let router = routes(rest.clone()).router;
+        Api { router, rest }
+    }
+
+    pub fn rest(&self) -> &Arc<Rest> {
+        &self.rest
+    }
+
+    /// Answers one request under `/api/`; the body is read within the request timeout.
+    pub async fn serve<B>(&self, mut request: http::Request<B>, ip: IpAddr) -> http::Response<Bytes>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        request.extensions_mut().insert(ClientIp(ip));
+        let timeout = self.rest.options.request_timeout;
+        let answer = async {
+            let response = self
+                .router
+                .clone()
+                .oneshot(request.map(axum::body::Body::new))
+                .await
+                .unwrap_or_else(|never| match never {});
+            let (parts, body) = response.into_parts();
+            let bytes = body.collect().await.map(|c| c.to_bytes());
+            (parts, bytes)
+        };
+        let (parts, bytes) = match tokio::time::timeout(timeout, answer).await {
+            Ok((parts, Ok(bytes))) => (parts, bytes),
+            Ok((_, Err(e))) => return plain(ApiError::internal("answer body", &e)),
+            Err(_) => {
+                return plain(ApiError::new(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    "REQUEST_TIMEOUT",
+                    "the request took too long",
+                ))
+            }
+        };
+        http::Response::from_parts(parts, bytes)
+    }
+
+    /// Background upkeep: forgets idle rate-limit keys every minute, until the process ends.
+    pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
+        let rest = self.rest.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                rest.limiters.forget_idle();
+            }
+        })
+    }
+}
+
+fn plain(error: ApiError) -> http::Response<Bytes> {
+    use axum::response::IntoResponse;
+    let (parts, _) = error.clone().into_response().into_parts();
+    let body = serde_json::json!({
+        "success": false, "status": error.status.as_u16(), "code": error.code,
+        "message": error.message, "errors": [],
+    });
+    http::Response::from_parts(parts, Bytes::from(body.to_string()))
+}
+
+/// The router, and every (method, path) it serves, recorded as they are added so a test can
+/// hold the OpenAPI document to them.
+pub struct Routes {
+    pub router: Router,
+    pub listed: Vec<(Method, &'static str)>,
+}
+
+struct Builder {
+    public: Router<Arc<Rest>>,
+    admin: Router<Arc<Rest>>,
+    listed: Vec<(Method, &'static str)>,
+}
+
+impl Builder {
+    fn add(
+        mut self,
+        method: Method,
+        path: &'static str,
+        handler: MethodRouter<Arc<Rest>>,
+    ) -> Builder {
+        self.listed.push((method, path));
+        if path.starts_with("/api/admin/") {
+            self.admin = self.admin.route(path, handler);
+        } else {
+            self.public = self.public.route(path, handler);
+        }
+        self
+    }
+}
+
+/// Every route of the module.
+pub fn routes(rest: Arc<Rest>) -> Routes {
+    use axum::routing::{get, post, put};
+    use handlers::{admin, auth, games, user};
+    let b = Builder {
+        public: Router::new(),
+        admin: Router::new(),
+        listed: Vec::new(),
+    };
+    let b = b
+        .add(Method::POST, "/api/auth/register", post(auth::register))
+        .add(Method::POST, "/api/auth/login", post(auth::login))
+        .add(Method::POST, "/api/auth/refresh", post(auth::refresh))
+        .add(Method::POST, "/api/auth/logout", post(auth::logout))
+        .add(Method::GET, "/api/auth/me", get(auth::me))
+        .add(Method::POST, "/api/auth/2fa/setup", post(auth::totp_setup))
+        .add(
+            Method::POST,
+            "/api/auth/2fa/enable",
+            post(auth::totp_enable),
+        )
+        .add(
+            Method::POST,
+            "/api/auth/2fa/disable",
+            post(auth::totp_disable),
+        )
+        .add(Method::GET, "/api/user/balance", get(user::balance))
+        .add(
+            Method::GET,
+            "/api/user/transactions",
+            get(user::transactions),
+        )
+        .add(Method::GET, "/api/user/rounds", get(user::rounds))
+        .add(Method::GET, "/api/user/limits", get(user::limits))
+        .add(Method::PUT, "/api/user/limits", put(user::set_limit))
+        .add(
+            Method::POST,
+            "/api/user/self-exclusion",
+            post(user::self_exclude),
+        )
+        .add(
+            Method::POST,
+            "/api/games/{game_id}/launch",
+            post(games::launch),
+        )
+        .add(Method::GET, "/api/admin/players", get(admin::players))
+        .add(Method::GET, "/api/admin/players/{id}", get(admin::player));
+    let admin = b.admin.route_layer(axum::middleware::from_fn_with_state(
+        rest.clone(),
+        crate::auth::enforce_rbac,
+    ));
+    let body_max = rest.options.body_bytes_max;
+    let router = b
+        .public
+        .merge(admin)
+        .route(openapi::PATH, axum::routing::get(openapi::serve))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_max))
+        .with_state(rest);
+    Routes {
+        router,
+        listed: b.listed,
+    }
+}
