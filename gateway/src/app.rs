@@ -228,6 +228,19 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
         }
         tracing::info!(created, total = demo.players, "demo players ready");
     }
+    let api = if config.rest.enabled {
+        let api = rest::Api::new(pool.clone(), rest_options(&config)?);
+        if demo.enabled {
+            let seeded = rest::demo::seed(&**client, &api.rest().hasher, &demo_accounts(&config))
+                .await
+                .context("seed demo accounts")?;
+            tracing::info!(seeded, "demo accounts ready");
+        }
+        api.spawn_upkeep();
+        Some(api)
+    } else {
+        None
+    };
     drop(client);
 
     let st = &config.settlement;
@@ -252,5 +265,55 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
         dedup: crate::dedup::Index::new(config.dedup.entries_max, config.dedup.bytes_max),
         metrics: crate::metrics::install(),
         ready: std::sync::atomic::AtomicBool::new(true),
+        api,
     }))
+}
+
+/// The REST module's settings from `[rest]` (checked by the configuration already).
+fn rest_options(config: &Config) -> anyhow::Result<rest::Options> {
+    let r = &config.rest;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let l = &r.rate_limits;
+    Ok(rest::Options {
+        jwt_key: r.jwt_key(config.demo.enabled).map_err(anyhow::Error::msg)?,
+        access_ttl: Duration::from_secs(r.access_token_ttl_s),
+        refresh_ttl: Duration::from_secs(r.refresh_token_ttl_s),
+        hash_slots: if r.hash_concurrency == 0 {
+            cores
+        } else {
+            r.hash_concurrency
+        },
+        rate_limits: rest::auth::RateLimits {
+            login_per_ip: l.login_per_ip,
+            login_per_account: l.login_per_account,
+            register_per_ip: l.register_per_ip,
+            second_factor_per_account: l.second_factor_per_account,
+        },
+        game_session_ttl: Duration::from_secs(r.game_session_ttl_s),
+        currency: r.currency.clone(),
+        providers: config
+            .providers
+            .iter()
+            .map(|p| rest::ProviderInfo {
+                code: p.code.clone(),
+                enabled: p.enabled,
+                currency: p.currency.clone(),
+                launch_url: (!p.launch_url.is_empty()).then(|| p.launch_url.clone()),
+            })
+            .collect(),
+        body_bytes_max: config.server.body_bytes_max,
+        request_timeout: Duration::from_millis(config.server.request_timeout_ms),
+    })
+}
+
+/// The demo's REST logins (public values of the operational contract).
+pub fn demo_accounts(config: &Config) -> rest::demo::Demo {
+    let d = &config.demo;
+    rest::demo::Demo {
+        admin_username: d.admin_username.clone(),
+        admin_password: d.admin_password.clone(),
+        admin_totp_secret: d.admin_totp_secret.clone(),
+        player_prefix: d.player_prefix.clone(),
+        player_password: d.player_password.clone(),
+    }
 }

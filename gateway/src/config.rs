@@ -23,6 +23,7 @@ pub struct Config {
     pub dedup: Dedup,
     pub log: Log,
     pub demo: Demo,
+    pub rest: Rest,
     pub providers: Vec<Provider>,
 }
 
@@ -197,6 +198,12 @@ pub struct Demo {
     pub player_prefix: String,
     pub currency: String,
     pub opening_balance: String,
+    /// REST logins seeded with the demo (when `rest.enabled`): an admin with 2FA on, and
+    /// every demo player. Public values, printed at start.
+    pub admin_username: String,
+    pub admin_password: String,
+    pub admin_totp_secret: String,
+    pub player_password: String,
 }
 
 impl Default for Demo {
@@ -207,6 +214,89 @@ impl Default for Demo {
             player_prefix: "player-".into(),
             currency: "EUR".into(),
             opening_balance: "1000.00".into(),
+            admin_username: "admin".into(),
+            admin_password: "demo-admin-password".into(),
+            admin_totp_secret: "JBSWY3DPEHPK3PXP".into(),
+            player_password: "demo-player-password".into(),
+        }
+    }
+}
+
+/// The REST module under `/api/` (players and the back office).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Rest {
+    /// Off: `/api/` answers 404 and the gateway serves callbacks only.
+    pub enabled: bool,
+    /// HS256 key of access tokens, at least 32 bytes (inline, or `_env` / `_file`).
+    pub jwt_secret: String,
+    pub jwt_secret_env: String,
+    pub jwt_secret_file: String,
+    /// Access token lifetime, at most 900 s.
+    pub access_token_ttl_s: u64,
+    pub refresh_token_ttl_s: u64,
+    /// Password hashes computed at once (Argon2id, 19 MiB each); 0: one per core.
+    pub hash_concurrency: usize,
+    pub game_session_ttl_s: u64,
+    /// Currency of a registered player's first wallet.
+    pub currency: String,
+    pub rate_limits: RateLimits,
+}
+
+impl Default for Rest {
+    fn default() -> Self {
+        Rest {
+            enabled: false,
+            jwt_secret: String::new(),
+            jwt_secret_env: String::new(),
+            jwt_secret_file: String::new(),
+            access_token_ttl_s: 900,
+            refresh_token_ttl_s: 30 * 24 * 60 * 60,
+            hash_concurrency: 0,
+            game_session_ttl_s: 4 * 60 * 60,
+            currency: "EUR".into(),
+            rate_limits: RateLimits::default(),
+        }
+    }
+}
+
+/// Attempts per minute before 429 (`Retry-After`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RateLimits {
+    pub login_per_ip: u32,
+    pub login_per_account: u32,
+    pub register_per_ip: u32,
+    pub second_factor_per_account: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        let d = rest::auth::RateLimits::default();
+        RateLimits {
+            login_per_ip: d.login_per_ip,
+            login_per_account: d.login_per_account,
+            register_per_ip: d.register_per_ip,
+            second_factor_per_account: d.second_factor_per_account,
+        }
+    }
+}
+
+impl Rest {
+    /// The access-token key, resolved; `Err` says why it cannot be used.
+    pub fn jwt_key(&self, demo_enabled: bool) -> Result<Vec<u8>, String> {
+        let key = "rest.jwt_secret";
+        let secret = resolve_secret(&self.jwt_secret, &self.jwt_secret_env, &self.jwt_secret_file)
+            .map_err(|e| format!("{key}{e}"))?
+            .ok_or_else(|| format!("rest: one of jwt_secret, jwt_secret_env, jwt_secret_file is required when rest.enabled"))?;
+        match weak_secret(
+            key,
+            secret.as_bytes(),
+            rest::auth::token::KEY_BYTES_MIN,
+            demo_enabled,
+        ) {
+            Some(why) => Err(why),
+            None => Ok(secret.into_bytes()),
         }
     }
 }
@@ -235,6 +325,9 @@ pub struct Provider {
     pub previous_public_key_file: String,
     /// The wallet currency of calls that name none (the Pragmatic-style dialect's).
     pub currency: String,
+    /// Game launch URL handed to players (`POST /api/games/{game_id}/launch`), with
+    /// `{token}`, `{game_id}`, `{currency}` and `{player}` filled in. Empty: none.
+    pub launch_url: String,
     pub policy: settlement::Policy,
 }
 
@@ -255,6 +348,7 @@ impl Default for Provider {
             public_key_file: String::new(),
             previous_public_key_file: String::new(),
             currency: "EUR".into(),
+            launch_url: String::new(),
             policy: settlement::Policy::default(),
         }
     }
@@ -440,6 +534,72 @@ impl Config {
         }
     }
 
+    /// Checks of `[rest]` (and of the demo logins it seeds), when the module is on.
+    fn rest_problems(&self) -> Vec<Problem> {
+        use ProblemKind::{Invalid, Range};
+        let mut p = Vec::new();
+        let r = &self.rest;
+        if !r.enabled {
+            return p;
+        }
+        let range = |p: &mut Vec<Problem>, key: &str, ok: bool, rule: &str| {
+            if !ok {
+                p.push(Problem::new(Range, key, format!("{key} must be {rule}")));
+            }
+        };
+        if let Err(why) = r.jwt_key(self.demo.enabled) {
+            p.push(Problem::new(ProblemKind::Secret, "rest.jwt_secret", why));
+        }
+        range(
+            &mut p,
+            "rest.access_token_ttl_s",
+            (1..=rest::auth::token::ACCESS_TTL_MAX.as_secs()).contains(&r.access_token_ttl_s),
+            "between 1 and 900",
+        );
+        range(
+            &mut p,
+            "rest.refresh_token_ttl_s",
+            r.refresh_token_ttl_s > 0,
+            "> 0",
+        );
+        range(
+            &mut p,
+            "rest.game_session_ttl_s",
+            r.game_session_ttl_s > 0,
+            "> 0",
+        );
+        let l = &r.rate_limits;
+        range(
+            &mut p,
+            "rest.rate_limits",
+            [
+                l.login_per_ip,
+                l.login_per_account,
+                l.register_per_ip,
+                l.second_factor_per_account,
+            ]
+            .iter()
+            .all(|n| *n > 0),
+            "> 0 for every limit",
+        );
+        if settlement::money::Currency::from_code(&r.currency).is_none() {
+            p.push(Problem::new(
+                Invalid,
+                "rest.currency",
+                format!("rest.currency {:?} is not a known currency", r.currency),
+            ));
+        }
+        if self.demo.enabled && rest::auth::totp::code_at(&self.demo.admin_totp_secret, 0).is_none()
+        {
+            p.push(Problem::new(
+                Invalid,
+                "demo.admin_totp_secret",
+                "demo.admin_totp_secret must be base32".to_string(),
+            ));
+        }
+        p
+    }
+
     /// Semantic checks; each problem names its key.
     fn problems(&self) -> Vec<Problem> {
         use ProblemKind::{Duplicate, Durability, Invalid, Range, Required};
@@ -529,6 +689,7 @@ impl Config {
                 }
             }
         }
+        p.extend(self.rest_problems());
         for key in self.embedded.settings.keys() {
             if DURABILITY_SETTINGS.contains(&key.to_ascii_lowercase().as_str()) {
                 let key = format!("embedded.settings.{key}");
@@ -592,8 +753,13 @@ impl Config {
                     )),
                     Ok(None) => {}
                     Ok(Some(secret)) => p.extend(
-                        weak_secret(&full, secret.as_bytes(), self.demo.enabled)
-                            .map(|why| Problem::new(ProblemKind::Secret, &full, why)),
+                        weak_secret(
+                            &full,
+                            secret.as_bytes(),
+                            SECRET_BYTES_MIN,
+                            self.demo.enabled,
+                        )
+                        .map(|why| Problem::new(ProblemKind::Secret, &full, why)),
                     ),
                 }
             }
@@ -713,7 +879,7 @@ fn override_key(root: &mut toml::Table, path: &str, raw: &str) -> Result<(), Str
 
 mod secrets;
 use secrets::{resolve_secret, resolve_url};
-pub use secrets::{weak_secret, PUBLIC_DEMO_SECRETS, SECRET_BYTES_MIN};
+pub use secrets::{weak_secret, DEMO_JWT_SECRET, PUBLIC_DEMO_SECRETS, SECRET_BYTES_MIN};
 
 #[cfg(test)]
 mod tests;

@@ -69,6 +69,14 @@ async fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     let running = app::start(config, overrides).await?;
     // Tests and tools read this exact line to find the chosen port.
     println!("listening on http://{}", running.addr);
+    if config_demo_logins(&running) {
+        let d = &running.state.config.demo;
+        println!(
+            "demo logins (public values): admin `{}` / `{}` with TOTP secret {}; players {}1..{}{} / `{}`",
+            d.admin_username, d.admin_password, d.admin_totp_secret, d.player_prefix,
+            d.player_prefix, d.players, d.player_password
+        );
+    }
     let shutdown = running.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -78,6 +86,12 @@ async fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     running.wait().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Whether this gateway seeded the demo's REST logins.
+fn config_demo_logins(running: &app::Running) -> bool {
+    let config = &running.state.config;
+    config.demo.enabled && config.rest.enabled
 }
 
 async fn wait_for_signal() {

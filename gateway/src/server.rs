@@ -128,6 +128,17 @@ async fn route(state: &Arc<State>, peer: SocketAddr, request: Request<Incoming>)
         (_, p) if p.starts_with(crate::provider::CALLBACK_PREFIX) => {
             crate::provider::handle(state, peer, request).await
         }
+        (_, p) if rest::owns(p) => match &state.api {
+            Some(api) => {
+                let trusted = &state.config.server.trusted_proxies;
+                let ip = crate::registry::caller_ip(peer.ip(), request.headers(), trusted);
+                api.serve(request, ip).await.map(Full::new)
+            }
+            None => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"success": false, "status": 404, "code": "NOT_FOUND", "message": "the REST module is not enabled (rest.enabled)"}),
+            ),
+        },
         (_, "/health" | "/ready" | "/metrics") => method_not_allowed(),
         _ => json(
             StatusCode::NOT_FOUND,

@@ -20,6 +20,8 @@ pub struct State {
     pub dedup: crate::dedup::Index,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub ready: AtomicBool,
+    /// The REST module under `/api/`, when `rest.enabled`.
+    pub api: Option<rest::Api>,
 }
 
 impl State {

@@ -21,6 +21,7 @@ code = "demo"
 dialect = "native"
 secret = "demo-secret-for-tests"
 previous_secret = "old-demo-secret-for-tests"
+launch_url = "https://games.example.com/{game_id}?token={token}&cur={currency}&p={player}"
 
 [[providers]]
 code = "strict"
@@ -89,6 +90,30 @@ pub fn hub88_private_key() -> rsa::RsaPrivateKey {
     );
     let pem = std::fs::read_to_string(path).expect("demo hub88 key");
     crate::provider::hub88::private_key_from_pem(&pem).expect("PKCS#8 key")
+}
+
+/// The REST module on, with a test key, and demo players with logins: prepend to a test's
+/// configuration (it opens the `[rest]` and `[demo]` tables; add keys to `[demo]` after it).
+pub const REST_ON: &str = "[rest]
+enabled = true
+jwt_secret = \"jwt-secret-for-tests-0123456789abcdef\"
+[demo]
+enabled = true
+players = 10
+";
+
+/// The test key of access tokens in [`REST_ON`].
+pub const JWT_TEST_KEY: &[u8] = b"jwt-secret-for-tests-0123456789abcdef";
+
+/// The demo admin's TOTP secret and the demo passwords.
+pub const ADMIN_TOTP: &str = "JBSWY3DPEHPK3PXP";
+pub const ADMIN_PASSWORD: &str = "demo-admin-password";
+pub const PLAYER_PASSWORD: &str = "demo-player-password";
+
+/// The TOTP code of `secret` at `offset_steps` 30-second steps from now.
+pub fn totp_code(secret: &str, offset_steps: i64) -> String {
+    let at = (now_s() + offset_steps * 30).max(0) as u64;
+    rest::auth::totp::code_at(secret, at).expect("base32 secret")
 }
 
 /// The token of the test provider `evo` (Evolution-style).
@@ -196,6 +221,60 @@ impl TestClient {
 
     pub async fn get(&self, path: &str) -> Answer {
         self.request(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    /// A REST call: `token` as bearer, `body` as JSON.
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Answer {
+        let mut headers = Vec::new();
+        if let Some(token) = token {
+            headers.push(("Authorization", format!("Bearer {token}")));
+        }
+        let body = match body {
+            Some(json) => {
+                headers.push(("Content-Type", "application/json".to_string()));
+                Bytes::from(json.to_string())
+            }
+            None => Bytes::new(),
+        };
+        self.request(method, path, &headers, body).await
+    }
+
+    /// Logs in (with `totp_code` when given) and answers the login's `data`; panics unless
+    /// the login succeeds.
+    pub async fn login_with(
+        &self,
+        username: &str,
+        password: &str,
+        totp_code: Option<String>,
+    ) -> serde_json::Value {
+        let mut body = serde_json::json!({"username": username, "password": password});
+        if let Some(code) = totp_code {
+            body["totp_code"] = serde_json::json!(code);
+        }
+        let a = self
+            .api(Method::POST, "/api/auth/login", None, Some(body))
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "login {username}: {:?}", a.json());
+        a.json()["data"].clone()
+    }
+
+    /// An access token of the demo player `username`.
+    pub async fn player_token(&self, username: &str) -> String {
+        let data = self.login_with(username, PLAYER_PASSWORD, None).await;
+        data["access_token"].as_str().expect("token").to_string()
+    }
+
+    /// An access token of the demo admin, logged in with a TOTP code of `offset_steps`.
+    pub async fn admin_token(&self, offset_steps: i64) -> String {
+        let code = totp_code(ADMIN_TOTP, offset_steps);
+        let data = self.login_with("admin", ADMIN_PASSWORD, Some(code)).await;
+        data["access_token"].as_str().expect("token").to_string()
     }
 }
 

@@ -184,7 +184,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         }
         let bytes = bytes::Bytes::from_request(request, state)
             .await
-            .map_err(|e| ApiError::new(e.status(), "BODY_REJECTED", e.body_text()))?;
+            .map_err(|e| {
+                let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    "PAYLOAD_TOO_LARGE"
+                } else {
+                    "BODY_REJECTED"
+                };
+                ApiError::new(e.status(), code, e.body_text())
+            })?;
         decode(&bytes).map(Body)
     }
 }

@@ -52,37 +52,44 @@ impl Provider {
 /// The shortest secret the gateway accepts (HMAC keys, and every secret it will hold).
 pub const SECRET_BYTES_MIN: usize = 16;
 
-/// The public demo values of the operational contract that are shorter than
-/// [`SECRET_BYTES_MIN`]. They are accepted only while `demo.enabled` is on (a setup that seeds
+/// The public demo values of the operational contract (some shorter than
+/// [`SECRET_BYTES_MIN`]). They are accepted only while `demo.enabled` is on (a setup that seeds
 /// play money and prints these values at start), never otherwise.
 pub const PUBLIC_DEMO_SECRETS: &[&str] = &[
     "demo-secret",
     "demo-pp-secret",
     "demo-ss-secret",
     "demo-evo-token",
+    "demo-strict-secret",
+    DEMO_JWT_SECRET,
 ];
 
-/// Why `secret` may not be used, if it may not; `key` names it in the message.
-pub fn weak_secret(key: &str, secret: &[u8], demo_enabled: bool) -> Option<String> {
+/// The access-token key of `config/demo.toml`: public, so demo only.
+pub const DEMO_JWT_SECRET: &str = "demo-jwt-secret-public-never-use-in-production";
+
+/// Why `secret` may not be used where at least `bytes_min` bytes are required, if it may not;
+/// `key` names it in the message.
+pub fn weak_secret(
+    key: &str,
+    secret: &[u8],
+    bytes_min: usize,
+    demo_enabled: bool,
+) -> Option<String> {
     if secret.is_empty() {
         return Some(format!("{key} is empty"));
     }
-    if secret.len() >= SECRET_BYTES_MIN {
-        return None;
-    }
     let public_demo = PUBLIC_DEMO_SECRETS.iter().any(|d| d.as_bytes() == secret);
-    if demo_enabled && public_demo {
-        return None;
+    if public_demo {
+        return (!demo_enabled).then(|| {
+            format!("{key} is a public demo value, accepted only with demo.enabled = true")
+        });
     }
-    Some(format!(
-        "{key} is {} bytes; at least {SECRET_BYTES_MIN} are required{}",
-        secret.len(),
-        if public_demo {
-            " (public demo values only with demo.enabled = true)"
-        } else {
-            ""
-        }
-    ))
+    (secret.len() < bytes_min).then(|| {
+        format!(
+            "{key} is {} bytes; at least {bytes_min} are required",
+            secret.len()
+        )
+    })
 }
 
 /// The first of: the named environment variable, the named file, the inline value. A named

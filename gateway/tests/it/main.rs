@@ -8,4 +8,5 @@ mod money_path;
 mod native_input;
 mod pragmatic;
 mod recovery;
+mod rest_auth;
 mod softswiss;
