@@ -9,4 +9,6 @@ mod native_input;
 mod pragmatic;
 mod recovery;
 mod rest_auth;
+mod rest_bet_path;
+mod rest_player;
 mod softswiss;
