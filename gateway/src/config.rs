@@ -286,9 +286,16 @@ impl Rest {
     /// The access-token key, resolved; `Err` says why it cannot be used.
     pub fn jwt_key(&self, demo_enabled: bool) -> Result<Vec<u8>, String> {
         let key = "rest.jwt_secret";
-        let secret = resolve_secret(&self.jwt_secret, &self.jwt_secret_env, &self.jwt_secret_file)
-            .map_err(|e| format!("{key}{e}"))?
-            .ok_or_else(|| format!("rest: one of jwt_secret, jwt_secret_env, jwt_secret_file is required when rest.enabled"))?;
+        let secret = resolve_secret(
+            &self.jwt_secret,
+            &self.jwt_secret_env,
+            &self.jwt_secret_file,
+        )
+        .map_err(|e| format!("{key}{e}"))?
+        .ok_or_else(|| {
+            "rest: one of jwt_secret, jwt_secret_env, jwt_secret_file is required when rest.enabled"
+                .to_string()
+        })?;
         match weak_secret(
             key,
             secret.as_bytes(),

@@ -1,6 +1,7 @@
 //! The `gateway` binary: parse the command line, load the configuration (exit 64 when invalid),
 //! start, and shut down gracefully on SIGINT/SIGTERM.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,10 +72,19 @@ async fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     println!("listening on http://{}", running.addr);
     if config_demo_logins(&running) {
         let d = &running.state.config.demo;
-        println!(
-            "demo logins (public values): admin `{}` / `{}` with TOTP secret {}; players {}1..{}{} / `{}`",
-            d.admin_username, d.admin_password, d.admin_totp_secret, d.player_prefix,
-            d.player_prefix, d.players, d.player_password
+        // Written, not `println!`: a reader that took the line above and closed the pipe
+        // must not take the gateway down.
+        let _ = writeln!(
+            std::io::stdout(),
+            "demo logins (public values): admin `{}` / `{}` with TOTP secret {}; players \
+             {}1..{}{} / `{}`",
+            d.admin_username,
+            d.admin_password,
+            d.admin_totp_secret,
+            d.player_prefix,
+            d.player_prefix,
+            d.players,
+            d.player_password
         );
     }
     let shutdown = running.shutdown_handle();

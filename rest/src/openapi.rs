@@ -43,3 +43,77 @@ impl Modify for Bearer {
 pub async fn serve() -> Response {
     axum::Json(ApiDoc::openapi()).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::password::Hasher;
+    use crate::auth::token::Keys;
+    use crate::auth::{Limiters, RateLimits};
+    use crate::{Options, Rest};
+
+    /// A module whose pool never connects: enough to build the router.
+    fn rest() -> Arc<Rest> {
+        let pg: tokio_postgres::Config = "host=/nonexistent dbname=none".parse().unwrap();
+        let manager = deadpool_postgres::Manager::new(pg, tokio_postgres::NoTls);
+        let pool = deadpool_postgres::Pool::builder(manager).build().unwrap();
+        let options = Options {
+            jwt_key: vec![7; 32],
+            access_ttl: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(60),
+            hash_slots: 1,
+            rate_limits: RateLimits::default(),
+            game_session_ttl: Duration::from_secs(60),
+            currency: "EUR".into(),
+            providers: Vec::new(),
+            body_bytes_max: 1024,
+            request_timeout: Duration::from_secs(1),
+        };
+        Arc::new(Rest {
+            pool,
+            keys: Keys::new(&options.jwt_key, options.access_ttl),
+            hasher: Hasher::new(1),
+            limiters: Limiters::new(options.rate_limits),
+            options,
+        })
+    }
+
+    #[tokio::test]
+    async fn every_route_is_described_and_nothing_else() {
+        let routes = crate::routes(rest());
+        let served: BTreeSet<(String, String)> = routes
+            .listed
+            .iter()
+            .map(|(m, p)| (m.as_str().to_lowercase(), p.to_string()))
+            .collect();
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut described = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                described.insert((method.clone(), path.clone()));
+            }
+        }
+        assert_eq!(served, described);
+        assert_eq!(served.len(), routes.listed.len(), "no route added twice");
+    }
+
+    #[tokio::test]
+    async fn every_admin_route_has_a_row_in_the_role_table_and_back() {
+        let routes = crate::routes(rest());
+        let admin: BTreeSet<(String, String)> = routes
+            .listed
+            .iter()
+            .filter(|(_, p)| p.starts_with("/api/admin/"))
+            .map(|(m, p)| (m.as_str().to_string(), p.to_string()))
+            .collect();
+        let table: BTreeSet<(String, String)> = crate::auth::ADMIN_ROUTES
+            .iter()
+            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(admin, table);
+    }
+}

@@ -207,7 +207,7 @@ fn empty_or_short_secrets_refuse_to_start() {
         // A public demo value outside demo mode.
         (
             "secret = \"demo-secret\"".to_string(),
-            "public demo values only",
+            "public demo value, accepted only with demo.enabled",
         ),
     ];
     for (keys, expected) in cases {
@@ -224,6 +224,61 @@ fn empty_or_short_secrets_refuse_to_start() {
     Config::from_toml(&demo, &[]).unwrap();
     let demo_short = demo.replace("\"demo-secret\"", "\"demo-secre\"");
     assert!(Config::from_toml(&demo_short, &[]).is_err());
+}
+
+#[test]
+fn the_rest_module_refuses_to_start_without_a_strong_jwt_key() {
+    let key = "0123456789abcdef0123456789abcdef";
+    let rest = |keys: &str| format!("[rest]\nenabled = true\n{keys}\n{PROVIDER}");
+    let empty_file = tempfile::NamedTempFile::new().unwrap();
+    let cases = [
+        (String::new(), "rest: one of jwt_secret"),
+        (
+            "jwt_secret = \"0123456789abcdef\"".into(),
+            "rest.jwt_secret is 16 bytes; at least 32",
+        ),
+        (
+            format!("jwt_secret_file = \"{}\"", empty_file.path().display()),
+            "rest.jwt_secret_file: ",
+        ),
+        (
+            "jwt_secret_env = \"GATEWAY_TEST_UNSET_JWT_KEY\"".into(),
+            "rest.jwt_secret_env: environment variable GATEWAY_TEST_UNSET_JWT_KEY is unset",
+        ),
+        (
+            format!("jwt_secret = \"{}\"", crate::config::DEMO_JWT_SECRET),
+            "public demo value",
+        ),
+        (
+            format!("jwt_secret = \"{key}\"\naccess_token_ttl_s = 901"),
+            "rest.access_token_ttl_s must be between 1 and 900",
+        ),
+        (
+            format!("jwt_secret = \"{key}\"\ncurrency = \"XXX1\""),
+            "rest.currency",
+        ),
+        (
+            format!("jwt_secret = \"{key}\"\n[rest.rate_limits]\nlogin_per_ip = 0"),
+            "rest.rate_limits must be > 0",
+        ),
+    ];
+    for (keys, expected) in cases {
+        let problems = Config::from_toml(&rest(&keys), &[]).unwrap_err();
+        let all = messages(&problems);
+        assert!(all.contains(expected), "{keys}: {expected:?} not in {all}");
+    }
+    Config::from_toml(&rest(&format!("jwt_secret = \"{key}\"")), &[]).unwrap();
+    // Off (the default), no key is needed.
+    Config::from_toml(PROVIDER, &[]).unwrap();
+    // The demo's public key, with the demo on.
+    let demo = format!(
+        "[demo]\nenabled = true\n{}",
+        rest(&format!(
+            "jwt_secret = \"{}\"",
+            crate::config::DEMO_JWT_SECRET
+        ))
+    );
+    Config::from_toml(&demo, &[]).unwrap();
 }
 
 #[test]

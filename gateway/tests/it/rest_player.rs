@@ -21,7 +21,11 @@ fn data(a: &Answer) -> Value {
 
 fn refused(a: &Answer, status: StatusCode, code: &str) -> Value {
     let body = a.json();
-    assert_eq!((a.status, body["code"].as_str()), (status, Some(code)), "{body}");
+    assert_eq!(
+        (a.status, body["code"].as_str()),
+        (status, Some(code)),
+        "{body}"
+    );
     body
 }
 
@@ -34,11 +38,26 @@ async fn status(gw: &TestGateway, action: &str, body: Value) -> String {
 #[tokio::test]
 async fn balance_history_and_rounds_with_filters_and_cursors() {
     let gw = gateway().await;
-    assert_eq!(status(&gw, "bet", bet("player-1", "b1", "10.00", "r1")).await, "OK");
-    assert_eq!(status(&gw, "win", win("player-1", "w1", "25.50", "r1")).await, "OK");
-    assert_eq!(status(&gw, "bet", bet("player-1", "b2", "5.00", "r2")).await, "OK");
-    assert_eq!(status(&gw, "rollback", rollback("player-1", "x2", "b2")).await, "OK");
-    assert_eq!(status(&gw, "bet", bet("player-1", "b3", "2000.00", "r3")).await, "INSUFFICIENT_FUNDS");
+    assert_eq!(
+        status(&gw, "bet", bet("player-1", "b1", "10.00", "r1")).await,
+        "OK"
+    );
+    assert_eq!(
+        status(&gw, "win", win("player-1", "w1", "25.50", "r1")).await,
+        "OK"
+    );
+    assert_eq!(
+        status(&gw, "bet", bet("player-1", "b2", "5.00", "r2")).await,
+        "OK"
+    );
+    assert_eq!(
+        status(&gw, "rollback", rollback("player-1", "x2", "b2")).await,
+        "OK"
+    );
+    assert_eq!(
+        status(&gw, "bet", bet("player-1", "b3", "2000.00", "r3")).await,
+        "INSUFFICIENT_FUNDS"
+    );
     let token = gw.player_token("player-1").await;
     let get = |path: &str| {
         let path = path.to_string();
@@ -54,7 +73,12 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
 
     // Newest first: the refused bet, rollback, bet, win, bet, seed deposit.
     let all = data(&get("/api/user/transactions").await);
-    let kinds: Vec<&str> = all["items"].as_array().unwrap().iter().map(|t| t["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["bet", "rollback", "bet", "win", "bet", "deposit"]);
     assert_eq!(all["items"][0]["outcome"], "INSUFFICIENT_FUNDS");
     assert_eq!(all["items"][3]["amount"], "25.50");
@@ -65,7 +89,12 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
     let bets = data(&get("/api/user/transactions?kind=bet").await);
     assert_eq!(bets["items"].as_array().unwrap().len(), 3);
     let round = data(&get("/api/user/transactions?round=r1").await);
-    let ids: Vec<&str> = round["items"].as_array().unwrap().iter().map(|t| t["provider_tx_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = round["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["provider_tx_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["w1", "b1"]);
     let future = data(&get("/api/user/transactions?from=2999-01-01T00:00:00Z").await);
     assert_eq!(future["items"], json!([]));
@@ -77,33 +106,56 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
     let mut path = "/api/user/transactions?limit=2".to_string();
     loop {
         let page = data(&get(&path).await);
-        walked.extend(page["items"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()));
+        walked.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_i64().unwrap()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => path = format!("/api/user/transactions?limit=2&cursor={c}"),
             None => break,
         }
     }
-    let expected: Vec<i64> = all["items"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    let expected: Vec<i64> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(walked, expected);
 
     // Rounds with their totals; the refused bet's round has nothing accepted.
     let rounds = data(&get("/api/user/rounds").await);
     let items = rounds["items"].as_array().unwrap();
     let r1 = items.iter().find(|r| r["round_id"] == "r1").unwrap();
-    assert_eq!((r1["bet"].as_str(), r1["win"].as_str()), (Some("10.00"), Some("25.50")));
+    assert_eq!(
+        (r1["bet"].as_str(), r1["win"].as_str()),
+        (Some("10.00"), Some("25.50"))
+    );
     let r2 = items.iter().find(|r| r["round_id"] == "r2").unwrap();
     assert_eq!(r2["refunded"], "5.00");
     let mut walked = Vec::new();
     let mut path = "/api/user/rounds?limit=1".to_string();
     loop {
         let page = data(&get(&path).await);
-        walked.extend(page["items"].as_array().unwrap().iter().map(|r| r["round_id"].as_str().unwrap().to_string()));
+        walked.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["round_id"].as_str().unwrap().to_string()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => path = format!("/api/user/rounds?limit=1&cursor={c}"),
             None => break,
         }
     }
-    let listed: Vec<String> = items.iter().map(|r| r["round_id"].as_str().unwrap().to_string()).collect();
+    let listed: Vec<String> = items
+        .iter()
+        .map(|r| r["round_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(walked, listed);
 
     // Bad filters are named.
@@ -117,8 +169,14 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
     ] {
         let a = get(&format!("/api/user/transactions?{query}")).await;
         let body = refused(&a, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
-        let named = body["errors"][0]["field"].as_str().unwrap_or_default().to_string();
-        let message = body["errors"][0]["message"].as_str().unwrap_or_default().to_string();
+        let named = body["errors"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let message = body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert!(named == field || message.contains(field), "{query}: {body}");
     }
     gw.finish().await;
@@ -127,8 +185,14 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
 #[tokio::test]
 async fn no_player_can_reach_another_players_data() {
     let gw = gateway().await;
-    assert_eq!(status(&gw, "bet", bet("player-1", "b1", "10.00", "secret-round")).await, "OK");
-    assert_eq!(status(&gw, "bet", bet("player-2", "c1", "1.00", "own-round")).await, "OK");
+    assert_eq!(
+        status(&gw, "bet", bet("player-1", "b1", "10.00", "secret-round")).await,
+        "OK"
+    );
+    assert_eq!(
+        status(&gw, "bet", bet("player-2", "c1", "1.00", "own-round")).await,
+        "OK"
+    );
     let one = gw.player_token("player-1").await;
     let two = gw.player_token("player-2").await;
     let get = |path: &str, token: &str| {
@@ -148,24 +212,44 @@ async fn no_player_can_reach_another_players_data() {
         assert_ne!(t["round_id"], "secret-round", "{t}");
     }
     let rounds = data(&get("/api/user/rounds", &two).await);
-    assert!(rounds["items"].as_array().unwrap().iter().all(|r| r["round_id"] == "own-round"));
+    assert!(rounds["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["round_id"] == "own-round"));
     // Ids of other players through the back office: 403 for a player, whatever the id.
     for id in ["1", "2", "3", "999"] {
         let a = get(&format!("/api/admin/players/{id}"), &two).await;
         refused(&a, StatusCode::FORBIDDEN, "FORBIDDEN");
     }
-    refused(&get("/api/admin/players", &two).await, StatusCode::FORBIDDEN, "FORBIDDEN");
+    refused(
+        &get("/api/admin/players", &two).await,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    );
     // A staff token on the player routes: 403 (staff have no wallet).
     let admin = gw.admin_token(0).await;
-    refused(&get("/api/user/balance", &admin).await, StatusCode::FORBIDDEN, "PLAYERS_ONLY");
+    refused(
+        &get("/api/user/balance", &admin).await,
+        StatusCode::FORBIDDEN,
+        "PLAYERS_ONLY",
+    );
     // The admin sees both players through the back office.
     let listed = data(&get("/api/admin/players?username=player-", &admin).await);
     assert_eq!(listed["items"].as_array().unwrap().len(), 10);
     let detail = data(&get("/api/admin/players/1", &admin).await);
     assert_eq!(detail["username"], "player-1");
     assert_eq!(detail["wallets"][0]["balance"], "990.00");
-    refused(&get("/api/admin/players/0", &admin).await, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
-    refused(&get("/api/admin/players/99999", &admin).await, StatusCode::NOT_FOUND, "NOT_FOUND");
+    refused(
+        &get("/api/admin/players/0", &admin).await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
+    refused(
+        &get("/api/admin/players/99999", &admin).await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
     gw.finish().await;
 }
 
@@ -175,36 +259,73 @@ async fn limits_tighten_at_once_and_loosen_after_a_day() {
     let token = gw.player_token("player-1").await;
     let put = |body: Value| gw.api(Method::PUT, "/api/user/limits", Some(&token), Some(body));
     let set = data(&put(json!({"kind": "loss", "period": "day", "amount": "50.00"})).await);
-    assert_eq!(set, json!([{"currency": "EUR", "kind": "loss", "period": "day", "amount": "50.00", "pending": null}]));
+    assert_eq!(
+        set,
+        json!([{"currency": "EUR", "kind": "loss", "period": "day", "amount": "50.00", "pending": null}])
+    );
     // Raising waits 24 h: 50.00 stays in force, 80.00 is pending.
     let raised = data(&put(json!({"kind": "loss", "period": "day", "amount": "80.00"})).await);
     assert_eq!(raised[0]["amount"], "50.00");
     assert_eq!(raised[0]["pending"]["amount"], "80.00");
     let effective = raised[0]["pending"]["effective_at"].as_str().unwrap();
     let at = humantime::parse_rfc3339_weak(effective).unwrap();
-    let wait = at.duration_since(std::time::SystemTime::now()).unwrap().as_secs();
+    let wait = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs();
     assert!((86_000..=86_400).contains(&wait), "effective in {wait} s");
     // Lowering applies at once and drops the pending raise.
     let lowered = data(&put(json!({"kind": "loss", "period": "day", "amount": "30.00"})).await);
-    assert_eq!((lowered[0]["amount"].as_str(), &lowered[0]["pending"]), (Some("30.00"), &Value::Null));
+    assert_eq!(
+        (lowered[0]["amount"].as_str(), &lowered[0]["pending"]),
+        (Some("30.00"), &Value::Null)
+    );
     // Removing is a loosening: pending.
     let removed = data(&put(json!({"kind": "loss", "period": "day", "amount": null})).await);
     assert_eq!(removed[0]["amount"], "30.00");
     assert_eq!(removed[0]["pending"]["amount"], Value::Null);
     data(&put(json!({"kind": "max_bet", "amount": "5.00"})).await);
-    let all = data(&gw.api(Method::GET, "/api/user/limits", Some(&token), None).await);
+    let all = data(
+        &gw.api(Method::GET, "/api/user/limits", Some(&token), None)
+            .await,
+    );
     assert_eq!(all.as_array().unwrap().len(), 2);
     for (body, field) in [
         (json!({"kind": "loss", "amount": "1.00"}), "period"),
-        (json!({"kind": "loss", "period": "year", "amount": "1.00"}), "period"),
-        (json!({"kind": "max_bet", "period": "day", "amount": "1.00"}), "period"),
-        (json!({"kind": "deposit", "period": "day", "amount": "1.00"}), "kind"),
-        (json!({"kind": "loss", "period": "day", "amount": "1.001"}), "amount"),
-        (json!({"kind": "loss", "period": "day", "amount": "-1"}), "amount"),
-        (json!({"kind": "loss", "period": "day", "amount": 1}), "amount"),
-        (json!({"kind": "loss", "period": "day", "amount": "1.00", "currency": "USD"}), "currency"),
+        (
+            json!({"kind": "loss", "period": "year", "amount": "1.00"}),
+            "period",
+        ),
+        (
+            json!({"kind": "max_bet", "period": "day", "amount": "1.00"}),
+            "period",
+        ),
+        (
+            json!({"kind": "deposit", "period": "day", "amount": "1.00"}),
+            "kind",
+        ),
+        (
+            json!({"kind": "loss", "period": "day", "amount": "1.001"}),
+            "amount",
+        ),
+        (
+            json!({"kind": "loss", "period": "day", "amount": "-1"}),
+            "amount",
+        ),
+        (
+            json!({"kind": "loss", "period": "day", "amount": 1}),
+            "amount",
+        ),
+        (
+            json!({"kind": "loss", "period": "day", "amount": "1.00", "currency": "USD"}),
+            "currency",
+        ),
     ] {
-        let body = refused(&put(body.clone()).await, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+        let body = refused(
+            &put(body.clone()).await,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+        );
         assert_eq!(body["errors"][0]["field"], field, "{body}");
     }
     gw.finish().await;
@@ -214,20 +335,54 @@ async fn limits_tighten_at_once_and_loosen_after_a_day() {
 async fn self_exclusion_cannot_be_shortened_and_blocks_game_launch() {
     let gw = gateway().await;
     let token = gw.player_token("player-1").await;
-    let exclude = |days: Value| gw.api(Method::POST, "/api/user/self-exclusion", Some(&token), Some(json!({"days": days})));
+    let exclude = |days: Value| {
+        gw.api(
+            Method::POST,
+            "/api/user/self-exclusion",
+            Some(&token),
+            Some(json!({"days": days})),
+        )
+    };
     let launch = || {
-        gw.api(Method::POST, "/api/games/slot-1/launch", Some(&token), Some(json!({"provider": "demo"})))
+        gw.api(
+            Method::POST,
+            "/api/games/slot-1/launch",
+            Some(&token),
+            Some(json!({"provider": "demo"})),
+        )
     };
     // Before: a launch works.
     let session = data(&launch().await);
     assert_eq!(session["currency"], "EUR");
-    assert!(session["launch_url"].as_str().unwrap().starts_with("https://games.example.com/slot-1?token="));
-    assert!(session["launch_url"].as_str().unwrap().ends_with("&cur=EUR&p=player-1"));
-    refused(&exclude(json!(0)).await, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
-    refused(&exclude(json!(3651)).await, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
-    refused(&exclude(json!("7")).await, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    assert!(session["launch_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://games.example.com/slot-1?token="));
+    assert!(session["launch_url"]
+        .as_str()
+        .unwrap()
+        .ends_with("&cur=EUR&p=player-1"));
+    refused(
+        &exclude(json!(0)).await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
+    refused(
+        &exclude(json!(3651)).await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
+    refused(
+        &exclude(json!("7")).await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
     let until = data(&exclude(json!(30)).await)["self_excluded_until"].clone();
-    refused(&exclude(json!(1)).await, StatusCode::CONFLICT, "EXCLUSION_CANNOT_BE_SHORTENED");
+    refused(
+        &exclude(json!(1)).await,
+        StatusCode::CONFLICT,
+        "EXCLUSION_CANNOT_BE_SHORTENED",
+    );
     let longer = data(&exclude(json!(60)).await)["self_excluded_until"].clone();
     assert!(longer.as_str() > until.as_str());
     refused(&launch().await, StatusCode::FORBIDDEN, "PLAYER_BLOCKED");
@@ -244,13 +399,35 @@ async fn game_launch_refuses_unknown_providers_games_and_currencies() {
         let token = token.clone();
         async move { gw.api(Method::POST, &path, Some(&token), Some(body)).await }
     };
-    refused(&launch("slot-1", json!({"provider": "nope"})).await, StatusCode::NOT_FOUND, "NOT_FOUND");
-    refused(&launch("bad%20id", json!({"provider": "demo"})).await, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
-    refused(&launch("slot-1", json!({"provider": "demo", "currency": "USD"})).await, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    refused(
+        &launch("slot-1", json!({"provider": "nope"})).await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+    refused(
+        &launch("bad%20id", json!({"provider": "demo"})).await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
+    refused(
+        &launch("slot-1", json!({"provider": "demo", "currency": "USD"})).await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
     // No launch URL configured: the session still comes, without a URL.
     let s = data(&launch("slot-1", json!({"provider": "strict"})).await);
     assert_eq!(s["launch_url"], Value::Null);
     assert_eq!(s["session_token"].as_str().unwrap().len(), 43);
-    refused(&gw.api(Method::POST, "/api/games/slot-1/launch", None, Some(json!({"provider": "demo"}))).await, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    refused(
+        &gw.api(
+            Method::POST,
+            "/api/games/slot-1/launch",
+            None,
+            Some(json!({"provider": "demo"})),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+    );
     gw.finish().await;
 }
