@@ -33,6 +33,9 @@ enum Mode {
     Callbacks,
     /// `GET /ready`: the HTTP ceiling (no signature, no database).
     Ping,
+    /// `POST /api/auth/login` of random demo players (`--password`): the REST module's
+    /// Argon2-bound login rate (raise the gateway's login rate limits for it).
+    Logins,
 }
 
 /// Open-loop load of signed provider callbacks against a gateway on this machine.
@@ -83,6 +86,9 @@ struct Args {
     /// GATEWAY__SETTLEMENT__BATCH_LEN_MAX=1).
     #[arg(long = "gateway-env")]
     gateway_env: Vec<String>,
+    /// The demo players' password (`--mode logins`).
+    #[arg(long, default_value = "demo-player-password")]
+    password: String,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -125,6 +131,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let problem = match args.mode {
         Mode::Callbacks => refusals_problem(&summary.tally.statuses),
         Mode::Ping => None,
+        Mode::Logins => logins_problem(&summary.tally.statuses),
     };
     if let Some(problem) = problem {
         // A run whose answers are mostly refusals measured the refusal path, not settlement.
@@ -132,6 +139,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         std::process::exit(3);
     }
     Ok(())
+}
+
+/// Logins that were refused for a reason other than load: wrong password or players, or the
+/// gateway's rate limits (a measurement of 429s measures nothing).
+fn logins_problem(statuses: &std::collections::BTreeMap<String, u64>) -> Option<String> {
+    let total: u64 = statuses.values().sum();
+    let set_up = [
+        "401 INVALID_CREDENTIALS",
+        "429 RATE_LIMITED",
+        "404 NOT_FOUND",
+    ]
+    .iter()
+    .map(|label| statuses.get(*label).copied().unwrap_or(0))
+    .sum::<u64>();
+    if total == 0 {
+        return Some("no request was answered".into());
+    }
+    (set_up * 100 >= total).then(|| {
+        format!(
+            "{set_up} of {total} logins were refused (credentials, rate limits or REST off): \
+             {statuses:?}"
+        )
+    })
 }
 
 /// Refusals that mean the run was set up wrong (players that do not exist, a wrong secret or
@@ -300,6 +330,7 @@ enum Kind {
     Duplicate,
     Balance,
     Ping,
+    Login,
 }
 
 struct Job {
@@ -601,6 +632,7 @@ async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
     let measure_from = start + Duration::from_secs(args.warmup);
     let total = args.rate * (args.warmup + args.duration);
     let ping: Arc<str> = "/ready".into();
+    let login: Arc<str> = "/api/auth/login".into();
     let mut sent = 0u64;
     for i in 0..total {
         let intended = start + Duration::from_nanos(i * 1_000_000_000 / args.rate);
@@ -617,6 +649,21 @@ async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
                 },
             ),
             Mode::Callbacks => mix.next(),
+            Mode::Logins => {
+                let player = 1 + mix.next_u32(args.players);
+                let body = serde_json::json!({
+                    "username": format!("player-{player}"),
+                    "password": args.password,
+                });
+                (
+                    Kind::Login,
+                    Call {
+                        path: login.clone(),
+                        body: Bytes::from(body.to_string()),
+                        dialect: None,
+                    },
+                )
+            }
         };
         let job = Job {
             intended,
@@ -745,6 +792,11 @@ async fn send(
         http::Request::get(&*call.path)
             .header(http::header::HOST, "loadtest")
             .body(Full::new(Bytes::new()))?
+    } else if job.kind == Kind::Login {
+        http::Request::post(&*call.path)
+            .header(http::header::HOST, "loadtest")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(call.body.clone()))?
     } else if let (Some(provider), Some((headers, _))) = (dialect, &call.dialect) {
         let content_type = if provider.kind == sim::dialect::Kind::Pragmatic {
             "application/x-www-form-urlencoded"
@@ -811,9 +863,16 @@ fn dialect_of(args: &Args) -> anyhow::Result<Option<Arc<sim::dialect::Provider>>
     Ok((provider.kind != sim::dialect::Kind::Native).then(|| Arc::new(provider)))
 }
 
-/// `HTTP/200 OK`, `HTTP/503 TEMPORARY_ERROR`, ...: the HTTP status and the answer's status.
+/// `HTTP/200 OK`, `HTTP/503 TEMPORARY_ERROR`, ...: the HTTP status and the answer's status
+/// (a REST answer's `code`; `OK` for its successes).
 fn status_label(code: u16, body: &[u8]) -> String {
     let text = std::str::from_utf8(body).unwrap_or("");
+    if text.starts_with(r#"{"success":true"#) || text.contains(r#""success":true"#) {
+        return format!("{code} OK");
+    }
+    if let Some((_, rest)) = text.split_once(r#""code":""#) {
+        return format!("{code} {}", rest.split('"').next().unwrap_or("-"));
+    }
     let status = text
         .split_once(r#""status":""#)
         .and_then(|(_, rest)| rest.split('"').next())

@@ -68,6 +68,8 @@ pub struct Options {
     /// Another gateway build (and the configuration it reads) to compare with this one at
     /// 10,000/s, fresh clusters in turn, in the same run.
     pub compare: Option<(PathBuf, PathBuf)>,
+    /// Run only the REST logins section and write `docs/performance-logins.md`.
+    pub only_logins: bool,
 }
 
 impl Options {
@@ -77,6 +79,7 @@ impl Options {
             sustained_s: 60,
             soak_s: 0,
             compare: None,
+            only_logins: false,
         };
         let mut compare_config = PathBuf::from("config/demo.toml");
         let mut it = args.iter();
@@ -91,6 +94,10 @@ impl Options {
                 "--step" => options.step_s = value()?,
                 "--sustained" => options.sustained_s = value()?,
                 "--soak" => options.soak_s = value()?,
+                "--only" => match it.next().map(String::as_str) {
+                    Some("logins") => options.only_logins = true,
+                    other => bail!("--only takes `logins`, not {other:?}"),
+                },
                 "--compare" => {
                     let bin = it.next().context("--compare needs a gateway binary")?;
                     options.compare = Some((PathBuf::from(bin), PathBuf::new()));
@@ -101,7 +108,7 @@ impl Options {
                 }
                 other => bail!(
                     "unknown bench option {other} (--step S, --sustained S, --soak S, \
-                     --compare GATEWAY_BIN, --compare-config PATH)"
+                     --compare GATEWAY_BIN, --compare-config PATH, --only logins)"
                 ),
             }
         }
@@ -360,6 +367,106 @@ fn loadtest(gateway: &Gateway, rate: u64, duration_s: u64, extra: &[&str]) -> an
     })
 }
 
+/// Callbacks offered while REST logins run beside them.
+const CALLBACKS_BESIDE_LOGINS: u64 = 5_000;
+
+/// The REST module's logins: the Argon2id-bound login rate (one hashing slot, so hashing never
+/// takes more than one of the two cores), then callbacks at 5,000/s alone, with logins running
+/// beside them, and alone again (the spread of the two alone runs is the noise). Markdown.
+fn logins_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
+    let env = [
+        ("GATEWAY__REST__RATE_LIMITS__LOGIN_PER_IP", "1000000000"),
+        (
+            "GATEWAY__REST__RATE_LIMITS__LOGIN_PER_ACCOUNT",
+            "1000000000",
+        ),
+        ("GATEWAY__REST__HASH_CONCURRENCY", "1"),
+    ];
+    let gw = Gateway::start(&root.join("logins"), &env)?;
+    settle_down();
+    loadtest(&gw, CALLBACKS_BESIDE_LOGINS, 20, &[])?;
+    let logins_args = ["--mode", "logins", "--connections", "64"];
+    let mut login_log = String::new();
+    let best = ladder(
+        &gw,
+        &[10, 20, 40, 60, 80, 120],
+        step_s,
+        &logins_args,
+        &mut login_log,
+    )?;
+    let best_logins = best.as_ref().map_or(0, |(r, _)| *r);
+    let beside = (best_logins / 2).max(10);
+    let duration = step_s * 2;
+    let alone = loadtest(&gw, CALLBACKS_BESIDE_LOGINS, duration, &[])?;
+    // The login generator runs over the whole callback run (its 3 s warm-up included).
+    let login_child = Command::new("target/release/loadtest")
+        .args([
+            "--target",
+            &gw.url,
+            "--json",
+            "--players",
+            &PLAYERS.to_string(),
+        ])
+        .args([
+            "--rate",
+            &beside.to_string(),
+            "--duration",
+            &(duration + 2).to_string(),
+        ])
+        .args(["--warmup", "3"])
+        .args(logins_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start the login generator")?;
+    let with_logins = loadtest(&gw, CALLBACKS_BESIDE_LOGINS, duration, &[])?;
+    let login_out = login_child.wait_with_output()?;
+    let login_report: Value = serde_json::from_slice(&login_out.stdout).context("login JSON")?;
+    let alone_again = loadtest(&gw, CALLBACKS_BESIDE_LOGINS, duration, &[])?;
+    gw.stop()?;
+
+    let mut w = String::new();
+    writeln!(w, "\n## REST logins beside callbacks\n")?;
+    writeln!(w, "`POST /api/auth/login` of random demo players: Argon2id (m = 19 MiB, t = 2, p = 1) with `rest.hash_concurrency = 1`, so hashing never holds more than one of the two cores. Login rate ladder ({step_s} s a step; pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms):\n")?;
+    writeln!(w, "| logins/s offered | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+    w.push_str(&login_log);
+    writeln!(w, "\nHighest login rate passing: {best_logins}/s.\n")?;
+    writeln!(w, "Callbacks at {CALLBACKS_BESIDE_LOGINS}/s for {duration} s on the same gateway: alone, with {beside} logins/s beside them, alone again.\n")?;
+    writeln!(w, "| run | achieved/s | p50 ms | p99 ms | p99.9 ms | errors | gateway + PostgreSQL CPU µs per callback |\n|---|---|---|---|---|---|---|")?;
+    for (label, run) in [
+        ("alone", &alone),
+        ("with logins", &with_logins),
+        ("alone again", &alone_again),
+    ] {
+        let cpu =
+            run.cpu_s.get("gateway").unwrap_or(&0.0) + run.cpu_s.get("postgres").unwrap_or(&0.0);
+        let per = cpu / (run.achieved() * run.wall_s).max(1.0) * 1e6;
+        writeln!(
+            w,
+            "| {label} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {per:.0} |",
+            run.achieved(),
+            run.p("p50"),
+            run.p("p99"),
+            run.p("p99.9"),
+            run.errors()
+        )?;
+    }
+    let lp = |q: &str| {
+        login_report["latency_ms"][q]
+            .as_f64()
+            .unwrap_or(f64::INFINITY)
+    };
+    writeln!(
+        w,
+        "\nThe logins meanwhile: achieved {:.1}/s, p50 {:.1} ms, p99 {:.1} ms, answers {}. (The CPU per callback with logins running includes the gateway's hashing.)",
+        login_report["achieved_rate"].as_f64().unwrap_or(0.0),
+        lp("p50"),
+        lp("p99"),
+        login_report["statuses"]
+    )?;
+    Ok(w)
+}
+
 /// Highest rate of `ladder` that passes; stops at the first failure past a pass.
 fn ladder(
     gateway: &Gateway,
@@ -597,6 +704,20 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let root = PathBuf::from("target/bench-data");
     let _ = std::fs::remove_dir_all(&root);
     let started = Instant::now();
+    if options.only_logins {
+        let section = logins_section(&root, options.step_s)?;
+        let _ = std::fs::remove_dir_all(&root);
+        let report = format!(
+            "# REST logins beside callbacks\n\nProduced by `cargo xtask bench --only logins` \
+             (overwritten by each run; the full `cargo xtask bench` puts the same section in \
+             `docs/performance.md`). Total time: {:.0} s.\n\n{section}",
+            started.elapsed().as_secs_f64()
+        );
+        std::fs::create_dir_all("docs")?;
+        std::fs::write("docs/performance-logins.md", report)?;
+        eprintln!("bench: wrote docs/performance-logins.md");
+        return Ok(());
+    }
     let mut report = String::new();
     let machine = format!(
         "{} cores, {}",
@@ -698,7 +819,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let single_rate = single.as_ref().map(|(r, _)| *r).unwrap_or(0);
     gw.stop()?;
 
-    // 5. Before/after: this build and another one, fresh clusters in turn (A B A B).
+    // 5. REST logins beside callbacks.
+    let logins = logins_section(&root, options.step_s)?;
+
+    // 6. Before/after: this build and another one, fresh clusters in turn (A B A B).
     let mut compared = Vec::new();
     if let Some((bin, config)) = &options.compare {
         let this = (
@@ -888,6 +1012,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     if let Some(s) = &soak {
         writeln!(w, "\n## Soak\n\n{}/s for {} s: p99 {:.2} ms, p99.9 {:.2} ms, errors {}, batch failures {conflicts}.", best_rate, options.soak_s, s.p("p99"), s.p("p99.9"), s.errors())?;
     }
+    w.push_str(&logins);
     w.push_str(NOTES);
     writeln!(w, "\n## Reproduce\n\n```sh\ncargo xtask bench                 # this report\ncargo xtask bench --soak 600      # plus a 10-minute soak at the best rate\ncargo bench -p benches            # criterion micro-benchmarks of the hot paths\n```")?;
     std::fs::create_dir_all("docs")?;

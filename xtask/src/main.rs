@@ -14,6 +14,7 @@ const USAGE: &str =
   test      run the whole test suite (unit and integration, real PostgreSQL)
   ci        formatting, lints and the test suite, as .ci/run does
   bench     the performance report (docs/performance.md) [--step S] [--sustained S] [--soak S]
+            [--only logins: REST logins beside callbacks, docs/performance-logins.md]
             [--compare GATEWAY_BIN [--compare-config PATH]]
   postgres  only make sure the PostgreSQL server binaries are installed";
 
