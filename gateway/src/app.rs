@@ -287,6 +287,7 @@ fn rest_options(config: &Config) -> anyhow::Result<rest::Options> {
             login_per_ip: l.login_per_ip,
             login_per_account: l.login_per_account,
             register_per_ip: l.register_per_ip,
+            second_factor_per_ip: l.second_factor_per_ip,
             second_factor_per_account: l.second_factor_per_account,
         },
         game_session_ttl: Duration::from_secs(r.game_session_ttl_s),

@@ -267,6 +267,7 @@ pub struct RateLimits {
     pub login_per_ip: u32,
     pub login_per_account: u32,
     pub register_per_ip: u32,
+    pub second_factor_per_ip: u32,
     pub second_factor_per_account: u32,
 }
 
@@ -277,6 +278,7 @@ impl Default for RateLimits {
             login_per_ip: d.login_per_ip,
             login_per_account: d.login_per_account,
             register_per_ip: d.register_per_ip,
+            second_factor_per_ip: d.second_factor_per_ip,
             second_factor_per_account: d.second_factor_per_account,
         }
     }
@@ -583,6 +585,7 @@ impl Config {
                 l.login_per_ip,
                 l.login_per_account,
                 l.register_per_ip,
+                l.second_factor_per_ip,
                 l.second_factor_per_account,
             ]
             .iter()

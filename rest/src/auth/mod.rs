@@ -190,6 +190,7 @@ pub struct RateLimits {
     pub login_per_ip: u32,
     pub login_per_account: u32,
     pub register_per_ip: u32,
+    pub second_factor_per_ip: u32,
     pub second_factor_per_account: u32,
 }
 
@@ -199,6 +200,7 @@ impl Default for RateLimits {
             login_per_ip: 30,
             login_per_account: 10,
             register_per_ip: 10,
+            second_factor_per_ip: 30,
             second_factor_per_account: 10,
         }
     }
@@ -209,6 +211,7 @@ pub struct Limiters {
     login_ip: DefaultKeyedRateLimiter<String>,
     login_account: DefaultKeyedRateLimiter<String>,
     register_ip: DefaultKeyedRateLimiter<String>,
+    second_factor_ip: DefaultKeyedRateLimiter<String>,
     second_factor: DefaultKeyedRateLimiter<String>,
 }
 
@@ -229,6 +232,7 @@ pub enum Limit {
     LoginIp,
     LoginAccount,
     RegisterIp,
+    SecondFactorIp,
     SecondFactor,
 }
 
@@ -238,6 +242,7 @@ impl Limiters {
             login_ip: per_minute(limits.login_per_ip),
             login_account: per_minute(limits.login_per_account),
             register_ip: per_minute(limits.register_per_ip),
+            second_factor_ip: per_minute(limits.second_factor_per_ip),
             second_factor: per_minute(limits.second_factor_per_account),
         }
     }
@@ -248,6 +253,7 @@ impl Limiters {
             Limit::LoginIp => &self.login_ip,
             Limit::LoginAccount => &self.login_account,
             Limit::RegisterIp => &self.register_ip,
+            Limit::SecondFactorIp => &self.second_factor_ip,
             Limit::SecondFactor => &self.second_factor,
         };
         limiter.check_key(&key.to_string()).map_err(|not_until| {
@@ -262,6 +268,7 @@ impl Limiters {
             &self.login_ip,
             &self.login_account,
             &self.register_ip,
+            &self.second_factor_ip,
             &self.second_factor,
         ] {
             limiter.retain_recent();

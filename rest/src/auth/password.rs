@@ -1,8 +1,8 @@
-//! Password hashing with Argon2id at OWASP's parameters, off the async workers and bounded in
-//! concurrency (each hash holds 19 MiB and tens of milliseconds of a core), and the policy a
-//! new password must meet.
+//! Password hashing with Argon2id at OWASP's parameters, on threads of its own at a lower
+//! priority and bounded in concurrency (each hash holds 19 MiB and ~20 ms of a core), and the
+//! policy a new password must meet.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -29,14 +29,19 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Hashes and verifies passwords, at most `slots` at a time.
+/// Hashes and verifies passwords on its own threads, one per slot, at a lower scheduling
+/// priority (nice 10) than the callback path: logins use the CPU callbacks leave, and a burst
+/// of logins cannot take more than `slots` cores.
 #[derive(Clone)]
 pub struct Hasher {
     slots: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     /// Verified against when the account does not exist, so an unknown user costs the same
     /// time as a wrong password.
     decoy: Arc<String>,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
 
 impl std::fmt::Debug for Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,26 +49,56 @@ impl std::fmt::Debug for Hasher {
     }
 }
 
+/// The hashing threads' priority: nice 10 on Linux (the crate maps 22 of 0..99 to it).
+fn lower_this_threads_priority() {
+    let priority = thread_priority::ThreadPriorityValue::try_from(22u8)
+        .map(thread_priority::ThreadPriority::Crossplatform);
+    if let Err(e) = priority.map(thread_priority::set_current_thread_priority) {
+        tracing::debug!(error = ?e, "password hashing keeps the default priority");
+    }
+}
+
 impl Hasher {
     /// `slots` hashes may run at once (one per core is the useful most).
     pub fn new(slots: usize) -> Hasher {
+        let slots = slots.max(1);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..slots {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || {
+                    lower_this_threads_priority();
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match queue.lock().map(|q| q.recv()) {
+                            Ok(Ok(job)) => job,
+                            _ => return,
+                        };
+                        job();
+                    }
+                })
+                .expect("start a password hashing thread");
+        }
         let decoy = hash_now("a password nobody has, for timing only");
         Hasher {
-            slots: Arc::new(Semaphore::new(slots.max(1))),
+            slots: Arc::new(Semaphore::new(slots)),
+            jobs,
             decoy: Arc::new(decoy),
         }
     }
 
     /// The PHC string of `password` with a fresh salt.
     pub async fn hash(&self, password: String) -> ApiResult<String> {
-        self.blocking(move || hash_now(&password)).await
+        self.run(move || hash_now(&password)).await
     }
 
     /// Whether `password` matches `phc`; with `phc` absent, spends the same effort on the
     /// decoy and answers `false`.
     pub async fn verify(&self, password: String, phc: Option<String>) -> ApiResult<bool> {
         let decoy = self.decoy.clone();
-        self.blocking(move || {
+        self.run(move || {
             let known = phc.is_some();
             let phc = phc.unwrap_or_else(|| decoy.to_string());
             let matches = PasswordHash::new(&phc)
@@ -78,7 +113,8 @@ impl Hasher {
         .await
     }
 
-    async fn blocking<T: Send + 'static>(
+    /// Runs `work` on a hashing thread once a slot is free (waiting at most [`SLOT_WAIT`]).
+    async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> ApiResult<T> {
@@ -86,13 +122,17 @@ impl Hasher {
             .await
             .map_err(|_| busy())?
             .map_err(|_| busy())?;
-        let result = tokio::task::spawn_blocking(move || {
-            let result = work();
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
             drop(permit);
-            result
-        })
-        .await;
-        result.map_err(|e| ApiError::internal("password hashing task", &e))
+        });
+        self.jobs
+            .send(job)
+            .map_err(|e| ApiError::internal("password hashing threads", &e))?;
+        result
+            .await
+            .map_err(|e| ApiError::internal("password hashing job", &e))
     }
 }
 
@@ -159,6 +199,28 @@ mod tests {
         assert!(policy_refuses("Password1234", "bob").is_some());
         assert!(policy_refuses(&"x".repeat(129), "bob").is_some());
         assert!(policy_refuses("correct horse battery", "bob").is_none());
+    }
+
+    /// The nice value of this process's thread named `name` (Linux `/proc`).
+    fn niceness_of(name: &str) -> Option<i64> {
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let dir = task.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if comm.trim() == name {
+                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                // After the parenthesised command: state is field 3, nice field 19.
+                let after = stat.rsplit_once(')')?.1;
+                return after.split_whitespace().nth(16)?.parse().ok();
+            }
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn hashing_runs_on_threads_of_lower_priority() {
+        let hasher = Hasher::new(1);
+        hasher.hash("correct horse battery".into()).await.unwrap();
+        assert_eq!(niceness_of("password-hash-0"), Some(10));
     }
 
     #[tokio::test]

@@ -217,7 +217,7 @@ pub async fn login(
                 "this account uses 2FA: send totp_code",
             ));
         };
-        rest.limiters.check(Limit::SecondFactor, &id.to_string())?;
+        second_factor_attempt(&rest, ip, id)?;
         let secret: String = account.get(4);
         accept_code(&**client, id, &secret, code).await?;
         true
@@ -226,6 +226,14 @@ pub async fn login(
     };
     let tokens = start_session(&rest, &**client, id, role, mfa, &ip.to_string()).await?;
     ok(tokens)
+}
+
+/// A second-factor attempt counts against the caller's address and the account.
+fn second_factor_attempt(rest: &Rest, ip: std::net::IpAddr, account: i64) -> ApiResult<()> {
+    rest.limiters
+        .check(Limit::SecondFactorIp, &ip.to_string())?;
+    rest.limiters
+        .check(Limit::SecondFactor, &account.to_string())
 }
 
 fn invalid_credentials() -> ApiError {
@@ -443,9 +451,12 @@ pub struct TotpSetup {
     responses((status = 200, description = "a new secret, in force once enabled with a code", body = TotpSetup),
               (status = 409, description = "2FA is on already", body = crate::envelope::ErrorBody),
               (status = 429, description = "too many attempts", body = crate::envelope::ErrorBody)))]
-pub async fn totp_setup(State(rest): State<Arc<Rest>>, caller: Caller) -> ApiResult<Ok<TotpSetup>> {
-    rest.limiters
-        .check(Limit::SecondFactor, &caller.account.to_string())?;
+pub async fn totp_setup(
+    State(rest): State<Arc<Rest>>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    caller: Caller,
+) -> ApiResult<Ok<TotpSetup>> {
+    second_factor_attempt(&rest, ip, caller.account)?;
     let secret = totp::new_secret();
     let client = rest.pool.get().await?;
     let row = client
@@ -484,11 +495,11 @@ pub struct TotpState {
               (status = 429, description = "too many attempts", body = crate::envelope::ErrorBody)))]
 pub async fn totp_enable(
     State(rest): State<Arc<Rest>>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
     caller: Caller,
     Body(req): Body<TotpEnableRequest>,
 ) -> ApiResult<Ok<TotpState>> {
-    rest.limiters
-        .check(Limit::SecondFactor, &caller.account.to_string())?;
+    second_factor_attempt(&rest, ip, caller.account)?;
     let mut client = rest.pool.get().await?;
     let tx = client.transaction().await?;
     let row = tx
@@ -537,11 +548,11 @@ pub struct TotpDisableRequest {
               (status = 429, description = "too many attempts", body = crate::envelope::ErrorBody)))]
 pub async fn totp_disable(
     State(rest): State<Arc<Rest>>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
     caller: Caller,
     Body(req): Body<TotpDisableRequest>,
 ) -> ApiResult<Ok<TotpState>> {
-    rest.limiters
-        .check(Limit::SecondFactor, &caller.account.to_string())?;
+    second_factor_attempt(&rest, ip, caller.account)?;
     if caller.role.needs_second_factor() {
         return Err(ApiError::forbidden(
             "SECOND_FACTOR_MANDATORY",
