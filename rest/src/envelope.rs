@@ -123,15 +123,22 @@ impl From<deadpool_postgres::PoolError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({
+impl ApiError {
+    /// The error envelope.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
             "success": false,
             "status": self.status.as_u16(),
             "code": self.code,
             "message": self.message,
             "errors": self.errors,
-        });
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
             response

@@ -156,14 +156,12 @@ impl Api {
     }
 }
 
+/// An error answered outside the router (timeout, unreadable answer).
 fn plain(error: ApiError) -> http::Response<Bytes> {
     use axum::response::IntoResponse;
-    let (parts, _) = error.clone().into_response().into_parts();
-    let body = serde_json::json!({
-        "success": false, "status": error.status.as_u16(), "code": error.code,
-        "message": error.message, "errors": [],
-    });
-    http::Response::from_parts(parts, Bytes::from(body.to_string()))
+    let body = Bytes::from(error.body().to_string());
+    let (parts, _) = error.into_response().into_parts();
+    http::Response::from_parts(parts, body)
 }
 
 /// The router, and every (method, path) it serves, recorded as they are added so a test can
