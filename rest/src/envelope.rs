@@ -124,15 +124,15 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 }
 
 impl ApiError {
-    /// The error envelope.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "success": false,
-            "status": self.status.as_u16(),
-            "code": self.code,
-            "message": self.message,
-            "errors": self.errors,
-        })
+    /// The error envelope, fields in the documented order.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            success: false,
+            status: self.status.as_u16(),
+            code: self.code.to_string(),
+            message: self.message.clone(),
+            errors: self.errors.clone(),
+        }
     }
 }
 
@@ -161,9 +161,19 @@ pub fn created<T: Serialize>(data: T) -> ApiResult<Ok<T>> {
     Result::Ok(Ok(StatusCode::CREATED, data))
 }
 
+/// The success envelope as sent: `success` first, then `data`.
+#[derive(Serialize)]
+struct Success<T> {
+    success: bool,
+    data: T,
+}
+
 impl<T: Serialize> IntoResponse for Ok<T> {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"success": true, "data": self.1});
+        let body = Success {
+            success: true,
+            data: self.1,
+        };
         (self.0, axum::Json(body)).into_response()
     }
 }

@@ -159,7 +159,7 @@ impl Api {
 /// An error answered outside the router (timeout, unreadable answer).
 fn plain(error: ApiError) -> http::Response<Bytes> {
     use axum::response::IntoResponse;
-    let body = Bytes::from(error.body().to_string());
+    let body = Bytes::from(serde_json::to_vec(&error.body()).unwrap_or_default());
     let (parts, _) = error.into_response().into_parts();
     http::Response::from_parts(parts, body)
 }
