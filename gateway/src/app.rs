@@ -273,7 +273,6 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
 fn rest_options(config: &Config) -> anyhow::Result<rest::Options> {
     let r = &config.rest;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let l = &r.rate_limits;
     Ok(rest::Options {
         jwt_key: r.jwt_key(config.demo.enabled).map_err(anyhow::Error::msg)?,
         access_ttl: Duration::from_secs(r.access_token_ttl_s),
@@ -283,13 +282,7 @@ fn rest_options(config: &Config) -> anyhow::Result<rest::Options> {
         } else {
             r.hash_concurrency
         },
-        rate_limits: rest::auth::RateLimits {
-            login_per_ip: l.login_per_ip,
-            login_per_account: l.login_per_account,
-            register_per_ip: l.register_per_ip,
-            second_factor_per_ip: l.second_factor_per_ip,
-            second_factor_per_account: l.second_factor_per_account,
-        },
+        rate_limits: r.rate_limits,
         game_session_ttl: Duration::from_secs(r.game_session_ttl_s),
         currency: r.currency.clone(),
         providers: config

@@ -240,7 +240,8 @@ pub struct Rest {
     pub game_session_ttl_s: u64,
     /// Currency of a registered player's first wallet.
     pub currency: String,
-    pub rate_limits: RateLimits,
+    /// Attempts per minute before 429 (`Retry-After`).
+    pub rate_limits: rest::auth::RateLimits,
 }
 
 impl Default for Rest {
@@ -255,31 +256,7 @@ impl Default for Rest {
             hash_concurrency: 0,
             game_session_ttl_s: 4 * 60 * 60,
             currency: "EUR".into(),
-            rate_limits: RateLimits::default(),
-        }
-    }
-}
-
-/// Attempts per minute before 429 (`Retry-After`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct RateLimits {
-    pub login_per_ip: u32,
-    pub login_per_account: u32,
-    pub register_per_ip: u32,
-    pub second_factor_per_ip: u32,
-    pub second_factor_per_account: u32,
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        let d = rest::auth::RateLimits::default();
-        RateLimits {
-            login_per_ip: d.login_per_ip,
-            login_per_account: d.login_per_account,
-            register_per_ip: d.register_per_ip,
-            second_factor_per_ip: d.second_factor_per_ip,
-            second_factor_per_account: d.second_factor_per_account,
+            rate_limits: rest::auth::RateLimits::default(),
         }
     }
 }

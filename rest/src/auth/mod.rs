@@ -184,8 +184,10 @@ pub async fn enforce_rbac(State(rest): State<Arc<Rest>>, request: Request, next:
     next.run(Request::from_parts(parts, body)).await
 }
 
-/// Attempts per minute allowed, per client address and per account.
-#[derive(Debug, Clone, Copy)]
+/// Attempts per minute allowed, per client address and per account (`[rest.rate_limits]` of
+/// the gateway's configuration).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
 pub struct RateLimits {
     pub login_per_ip: u32,
     pub login_per_account: u32,
