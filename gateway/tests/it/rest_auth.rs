@@ -688,3 +688,36 @@ async fn second_factor_attempts_are_limited_per_address_too() {
     );
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn every_route_that_needs_a_login_refuses_anonymous_and_garbage_tokens() {
+    let gw = gateway().await;
+    let doc = gw.get("/openapi.json").await.json();
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if operation["security"].is_null() {
+                continue;
+            }
+            let path = template.replace("{id}", "1").replace("{game_id}", "slot-1");
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let body = (method != Method::GET).then(|| json!({}));
+            let anonymous = gw.api(method.clone(), &path, None, body.clone()).await;
+            refused(&anonymous, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+            let garbage = gw
+                .api(method.clone(), &path, Some("not.a.token"), body)
+                .await;
+            refused(&garbage, StatusCode::UNAUTHORIZED, "TOKEN_INVALID");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "only {checked} protected routes described");
+    // 2FA set-up while it is on already is refused, and changes nothing.
+    let admin = gw.admin_token(0).await;
+    let again = gw
+        .api(Method::POST, "/api/auth/2fa/setup", Some(&admin), None)
+        .await;
+    refused(&again, StatusCode::CONFLICT, "TOTP_ALREADY_ENABLED");
+    gw.admin_token(1).await;
+    gw.finish().await;
+}
