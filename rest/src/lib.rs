@@ -194,6 +194,28 @@ impl Builder {
     }
 }
 
+/// Counts every routed request by method, route template and status, and times it
+/// (`wallet_rest_requests_total`, `wallet_rest_request_duration_seconds`): labels come from
+/// the route table, never from the request, so their number stays bounded.
+async fn observe(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_str().to_string();
+    metrics::counter!("wallet_rest_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("wallet_rest_request_duration_seconds", "route" => route)
+        .record(started.elapsed());
+    response
+}
+
 /// Every route of the module.
 pub fn routes(rest: Arc<Rest>) -> Routes {
     use axum::routing::{get, post, put};
@@ -250,6 +272,7 @@ pub fn routes(rest: Arc<Rest>) -> Routes {
         .public
         .merge(admin)
         .route(openapi::PATH, axum::routing::get(openapi::serve))
+        .route_layer(axum::middleware::from_fn(observe))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_max))

@@ -646,6 +646,16 @@ async fn openapi_document_is_served() {
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
     );
+    // REST requests are counted by route template and status.
+    let metrics = String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wallet_rest_requests_total{")
+                && l.contains(r#"route="/openapi.json""#)
+                && l.contains(r#"status="200""#)),
+        "no REST request counter in /metrics"
+    );
     gw.finish().await;
 }
 
