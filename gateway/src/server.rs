@@ -89,8 +89,18 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
 
 /// One request: correlation id in and out, then routing. Every log line written while the
 /// request is handled carries its correlation id (the span's field).
-async fn handle(state: Arc<State>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: Arc<State>,
+    peer: SocketAddr,
+    mut request: Request<Incoming>,
+) -> Response<Body> {
     let correlation = correlation_id(&request);
+    if rest::owns(request.uri().path()) {
+        // The REST module records it (audit log) as the answer will carry it.
+        request
+            .headers_mut()
+            .insert(CORRELATION_HEADER, correlation.clone());
+    }
     let span = tracing::info_span!(
         "request",
         correlation_id = %correlation.to_str().unwrap_or_default()

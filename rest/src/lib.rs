@@ -4,6 +4,7 @@
 //! It shares the database with the callback path and never writes a wallet or the ledger but
 //! through `settlement`.
 
+pub mod audit;
 pub mod auth;
 pub mod demo;
 pub mod envelope;
@@ -262,7 +263,18 @@ pub fn routes(rest: Arc<Rest>) -> Routes {
             post(games::launch),
         )
         .add(Method::GET, "/api/admin/players", get(admin::players))
-        .add(Method::GET, "/api/admin/players/{id}", get(admin::player));
+        .add(Method::GET, "/api/admin/players/{id}", get(admin::player))
+        .add(
+            Method::PUT,
+            "/api/admin/players/{id}/status",
+            put(admin::set_status),
+        )
+        .add(
+            Method::POST,
+            "/api/admin/players/{id}/logout",
+            post(admin::force_logout),
+        )
+        .add(Method::GET, "/api/admin/audit-log", get(admin::audit_log));
     let admin = b.admin.route_layer(axum::middleware::from_fn_with_state(
         rest.clone(),
         crate::auth::enforce_rbac,

@@ -17,6 +17,7 @@ pub const PATH: &str = "/openapi.json";
         auth::totp_setup, auth::totp_enable, auth::totp_disable,
         user::balance, user::transactions, user::rounds, user::limits, user::set_limit,
         user::self_exclude, games::launch, admin::players, admin::player,
+        admin::set_status, admin::force_logout, admin::audit_log,
     ),
     modifiers(&Bearer),
     tags((name = "auth"), (name = "player"), (name = "admin"))

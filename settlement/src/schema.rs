@@ -13,6 +13,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_accounts",
         include_str!("../../migrations/0002_accounts.sql"),
     ),
+    (
+        "0003_audit_and_player_status",
+        include_str!("../../migrations/0003_audit_and_player_status.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

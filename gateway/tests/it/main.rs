@@ -8,6 +8,7 @@ mod money_path;
 mod native_input;
 mod pragmatic;
 mod recovery;
+mod rest_admin;
 mod rest_auth;
 mod rest_bet_path;
 mod rest_player;

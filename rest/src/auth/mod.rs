@@ -60,6 +60,13 @@ use Role::{Admin, Manager, Support};
 pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
     ("GET", "/api/admin/players", &[Admin, Manager, Support]),
     ("GET", "/api/admin/players/{id}", &[Admin, Manager, Support]),
+    ("PUT", "/api/admin/players/{id}/status", &[Admin, Manager]),
+    (
+        "POST",
+        "/api/admin/players/{id}/logout",
+        &[Admin, Manager, Support],
+    ),
+    ("GET", "/api/admin/audit-log", &[Admin]),
 ];
 
 /// The roles allowed on `method path` (a route template), if it is an admin route at all.

@@ -1,5 +1,6 @@
 //! `/api/admin/...`: the back office. Every route here is behind `auth::enforce_rbac` (the
-//! role × route table and a second-factor login).
+//! role × route table and a second-factor login); every mutation writes one audit row in its
+//! own transaction.
 
 use std::sync::Arc;
 
@@ -7,7 +8,12 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::envelope::{decode_cursor, ok, page_len, ApiError, ApiResult, Ok, Page, Query};
+use serde_json::Value;
+
+use crate::audit::{self, Actor};
+use crate::envelope::{
+    decode_cursor, ok, page_len, time_param, ApiError, ApiResult, Body, Ok, Page, Query,
+};
 use crate::handlers::path_id;
 use crate::handlers::user::{wallets_of, Wallet};
 use crate::Rest;
@@ -124,4 +130,252 @@ pub async fn player(
         },
         wallets,
     })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetStatus {
+    /// active, suspended or banned. Suspended and banned players' bets are refused
+    /// (`PLAYER_BLOCKED`); wins and rollbacks still apply. Banning also ends their logins.
+    pub status: String,
+    /// Why (1–500 characters), kept in the audit log.
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusChanged {
+    pub id: i64,
+    pub status: String,
+    pub previous: String,
+    /// Login sessions ended by this change.
+    pub sessions_revoked: u64,
+}
+
+fn reason_of(reason: &str) -> ApiResult<&str> {
+    let reason = reason.trim();
+    if (1..=500).contains(&reason.chars().count()) {
+        Result::Ok(reason)
+    } else {
+        Err(ApiError::field("reason", "1 to 500 characters"))
+    }
+}
+
+/// Ends every live login session of `player`'s account; answers how many.
+async fn revoke_player_sessions(
+    client: &impl tokio_postgres::GenericClient,
+    player: i64,
+    why: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE auth_sessions s SET revoked_at = now(), revoked_reason = $2
+             FROM accounts a
+             WHERE a.player_id = $1 AND s.account_id = a.id AND s.revoked_at IS NULL",
+            &[&player, &why],
+        )
+        .await
+}
+
+#[utoipa::path(put, path = "/api/admin/players/{id}/status", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "player id")), request_body = SetStatus,
+    responses((status = 200, description = "the status changed (and was audited)", body = StatusChanged),
+              (status = 400, description = "bad status or reason", body = crate::envelope::ErrorBody),
+              (status = 404, description = "no such player", body = crate::envelope::ErrorBody)))]
+pub async fn set_status(
+    State(rest): State<Arc<Rest>>,
+    actor: Actor,
+    Path(id): Path<String>,
+    Body(req): Body<SetStatus>,
+) -> ApiResult<Ok<StatusChanged>> {
+    let id = path_id(&id)?;
+    if !["active", "suspended", "banned"].contains(&req.status.as_str()) {
+        return Err(ApiError::field("status", "active, suspended or banned"));
+    }
+    let reason = reason_of(&req.reason)?;
+    let mut client = rest.pool.get().await?;
+    let tx = client.transaction().await?;
+    let previous: String = tx
+        .query_opt(
+            "SELECT status FROM players WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such player"))?
+        .get(0);
+    tx.execute(
+        "UPDATE players SET status = $2, status_reason = $3, status_changed_at = now() WHERE id = $1",
+        &[&id, &req.status, &reason],
+    )
+    .await?;
+    let sessions_revoked = if req.status == "banned" {
+        revoke_player_sessions(&*tx, id, "banned").await?
+    } else {
+        0
+    };
+    audit::record(
+        &*tx,
+        &actor,
+        audit::Entry {
+            action: "player.status",
+            target_kind: "player",
+            target_id: id.to_string(),
+            before: serde_json::json!({"status": previous}),
+            after: serde_json::json!({"status": req.status, "sessions_revoked": sessions_revoked}),
+            reason,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    ok(StatusChanged {
+        id,
+        status: req.status,
+        previous,
+        sessions_revoked,
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForceLogout {
+    /// Why (1–500 characters), kept in the audit log.
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoggedOutSessions {
+    pub sessions_revoked: u64,
+}
+
+#[utoipa::path(post, path = "/api/admin/players/{id}/logout", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "player id")), request_body = ForceLogout,
+    responses((status = 200, description = "every login of the player ended (access and refresh tokens refused from now on)", body = LoggedOutSessions),
+              (status = 404, description = "no such player", body = crate::envelope::ErrorBody)))]
+pub async fn force_logout(
+    State(rest): State<Arc<Rest>>,
+    actor: Actor,
+    Path(id): Path<String>,
+    Body(req): Body<ForceLogout>,
+) -> ApiResult<Ok<LoggedOutSessions>> {
+    let id = path_id(&id)?;
+    let reason = reason_of(&req.reason)?;
+    let mut client = rest.pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.query_opt("SELECT 1 FROM players WHERE id = $1 FOR UPDATE", &[&id])
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such player"))?;
+    let sessions_revoked = revoke_player_sessions(&*tx, id, "forced logout").await?;
+    audit::record(
+        &*tx,
+        &actor,
+        audit::Entry {
+            action: "player.logout",
+            target_kind: "player",
+            target_id: id.to_string(),
+            before: Value::Null,
+            after: serde_json::json!({"sessions_revoked": sessions_revoked}),
+            reason,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    ok(LoggedOutSessions { sessions_revoked })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSearch {
+    /// The acting account's id.
+    pub actor: Option<i64>,
+    /// e.g. `player.status`.
+    pub action: Option<String>,
+    /// e.g. `player`, with `target_id`.
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    /// From this time on (RFC 3339).
+    pub from: Option<String>,
+    /// Before this time (RFC 3339).
+    pub to: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: String,
+    pub actor_id: Option<i64>,
+    pub actor_role: Option<String>,
+    pub action: String,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub before: Value,
+    #[schema(value_type = Object)]
+    pub after: Value,
+    pub reason: Option<String>,
+    pub ip: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/admin/audit-log", tag = "admin", security(("bearer" = [])),
+    params(AuditSearch),
+    responses((status = 200, description = "audit rows, newest first", body = Page<AuditRow>),
+              (status = 400, description = "a bad filter or cursor", body = crate::envelope::ErrorBody)))]
+pub async fn audit_log(
+    State(rest): State<Arc<Rest>>,
+    Query(q): Query<AuditSearch>,
+) -> ApiResult<Ok<Page<AuditRow>>> {
+    let from = time_param("from", q.from.as_deref())?;
+    let to = time_param("to", q.to.as_deref())?;
+    let len = page_len(q.limit)?;
+    let before_id = decode_cursor(q.cursor.as_deref(), |c| c.parse::<i64>().ok())?;
+    let client = rest.pool.get().await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT id, {}, actor_id, actor_role, action, target_kind, target_id,
+                        coalesce(before, 'null')::text, coalesce(after, 'null')::text, reason, ip,
+                        correlation_id
+                 FROM audit_log
+                 WHERE ($1::bigint IS NULL OR actor_id = $1)
+                   AND ($2::text IS NULL OR action = $2)
+                   AND ($3::text IS NULL OR target_kind = $3)
+                   AND ($4::text IS NULL OR target_id = $4)
+                   AND ($5::text IS NULL OR at >= $5::timestamptz)
+                   AND ($6::text IS NULL OR at < $6::timestamptz)
+                   AND ($7::bigint IS NULL OR id < $7)
+                 ORDER BY id DESC LIMIT $8",
+                crate::rfc3339!("at")
+            ),
+            &[
+                &q.actor,
+                &q.action,
+                &q.target_kind,
+                &q.target_id,
+                &from,
+                &to,
+                &before_id,
+                &(len + 1),
+            ],
+        )
+        .await?;
+    let json = |text: String| serde_json::from_str(&text).unwrap_or(Value::Null);
+    let items = rows
+        .iter()
+        .map(|r| AuditRow {
+            id: r.get(0),
+            at: r.get(1),
+            actor_id: r.get(2),
+            actor_role: r.get(3),
+            action: r.get(4),
+            target_kind: r.get(5),
+            target_id: r.get(6),
+            before: json(r.get(7)),
+            after: json(r.get(8)),
+            reason: r.get(9),
+            ip: r.get(10),
+            correlation_id: r.get(11),
+        })
+        .collect();
+    ok(Page::of(items, len, |a| a.id.to_string()))
 }

@@ -167,6 +167,7 @@ pub struct Tokens {
 
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, description = "logged in", body = Tokens),
+              (status = 403, description = "ACCOUNT_BANNED", body = crate::envelope::ErrorBody),
               (status = 401, description = "INVALID_CREDENTIALS, TOTP_REQUIRED or TOTP_INVALID", body = crate::envelope::ErrorBody),
               (status = 429, description = "too many attempts (Retry-After)", body = crate::envelope::ErrorBody)))]
 pub async fn login(
@@ -194,8 +195,10 @@ pub async fn login(
     let account = client
         .query_opt(
             &format!(
-                "SELECT id, password_hash, role, totp_enabled, totp_secret
-                 FROM accounts WHERE {column} = $1"
+                "SELECT a.id, a.password_hash, a.role, a.totp_enabled, a.totp_secret,
+                        coalesce(p.status = 'banned', false)
+                 FROM accounts a LEFT JOIN players p ON p.id = a.player_id
+                 WHERE a.{column} = $1"
             ),
             &[&login],
         )
@@ -209,6 +212,12 @@ pub async fn login(
     let id: i64 = account.get(0);
     let role = Role::parse(account.get(2))
         .ok_or_else(|| ApiError::internal("account role", &"unknown role"))?;
+    if account.get::<_, bool>(5) {
+        return Err(ApiError::forbidden(
+            "ACCOUNT_BANNED",
+            "this account is banned; contact support",
+        ));
+    }
     let totp_enabled: bool = account.get(3);
     let mfa = if totp_enabled {
         let Some(code) = req.totp_code.as_deref() else {
