@@ -285,6 +285,7 @@ fn rest_options(config: &Config) -> anyhow::Result<rest::Options> {
         rate_limits: r.rate_limits,
         game_session_ttl: Duration::from_secs(r.game_session_ttl_s),
         currency: r.currency.clone(),
+        adjustment_approval_above: r.adjustment_approval_above,
         providers: config
             .providers
             .iter()

@@ -240,6 +240,9 @@ pub struct Rest {
     pub game_session_ttl_s: u64,
     /// Currency of a registered player's first wallet.
     pub currency: String,
+    /// Back-office adjustments above this many whole units of the wallet's currency need a
+    /// second admin's approval.
+    pub adjustment_approval_above: u64,
     /// Attempts per minute before 429 (`Retry-After`).
     pub rate_limits: rest::auth::RateLimits,
 }
@@ -256,6 +259,7 @@ impl Default for Rest {
             hash_concurrency: 0,
             game_session_ttl_s: 4 * 60 * 60,
             currency: "EUR".into(),
+            adjustment_approval_above: 1000,
             rate_limits: rest::auth::RateLimits::default(),
         }
     }
@@ -553,6 +557,12 @@ impl Config {
             "rest.game_session_ttl_s",
             r.game_session_ttl_s > 0,
             "> 0",
+        );
+        range(
+            &mut p,
+            "rest.adjustment_approval_above",
+            r.adjustment_approval_above <= 1_000_000_000_000,
+            "at most 1000000000000 (whole units)",
         );
         let l = &r.rate_limits;
         range(

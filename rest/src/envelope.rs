@@ -113,7 +113,14 @@ impl ApiError {
 /// Database errors are ours, never the client's.
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> ApiError {
-        ApiError::internal("database", &e)
+        // The server's own words (the driver's Display says only "db error").
+        match e.as_db_error() {
+            Some(db) => {
+                let detail = format!("{} ({})", db.message(), db.code().code());
+                ApiError::internal("database", &detail)
+            }
+            None => ApiError::internal("database", &e),
+        }
     }
 }
 

@@ -43,6 +43,9 @@ pub struct Options {
     pub game_session_ttl: Duration,
     /// The currency of a registered player's first wallet.
     pub currency: String,
+    /// Adjustments larger than this many whole units of the wallet's currency wait for a
+    /// second admin's approval.
+    pub adjustment_approval_above: u64,
     pub providers: Vec<ProviderInfo>,
     /// Largest request body accepted under `/api/`.
     pub body_bytes_max: usize,
@@ -220,7 +223,7 @@ async fn observe(
 /// Every route of the module.
 pub fn routes(rest: Arc<Rest>) -> Routes {
     use axum::routing::{get, post, put};
-    use handlers::{admin, auth, games, user};
+    use handlers::{adjustments, admin, auth, games, user};
     let b = Builder {
         public: Router::new(),
         admin: Router::new(),
@@ -274,7 +277,17 @@ pub fn routes(rest: Arc<Rest>) -> Routes {
             "/api/admin/players/{id}/logout",
             post(admin::force_logout),
         )
-        .add(Method::GET, "/api/admin/audit-log", get(admin::audit_log));
+        .add(Method::GET, "/api/admin/audit-log", get(admin::audit_log))
+        .add(
+            Method::POST,
+            "/api/admin/players/{id}/adjustments",
+            post(adjustments::create),
+        )
+        .add(
+            Method::POST,
+            "/api/admin/adjustments/{id}/approve",
+            post(adjustments::approve),
+        );
     let admin = b.admin.route_layer(axum::middleware::from_fn_with_state(
         rest.clone(),
         crate::auth::enforce_rbac,

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{admin, auth, games, user};
+use crate::handlers::{adjustments, admin, auth, games, user};
 
 pub const PATH: &str = "/openapi.json";
 
@@ -17,7 +17,8 @@ pub const PATH: &str = "/openapi.json";
         auth::totp_setup, auth::totp_enable, auth::totp_disable,
         user::balance, user::transactions, user::rounds, user::limits, user::set_limit,
         user::self_exclude, games::launch, admin::players, admin::player,
-        admin::set_status, admin::force_logout, admin::audit_log,
+        admin::set_status, admin::force_logout, admin::audit_log, adjustments::create,
+        adjustments::approve,
     ),
     modifiers(&Bearer),
     tags((name = "auth"), (name = "player"), (name = "admin"))
@@ -70,6 +71,7 @@ mod tests {
             rate_limits: RateLimits::default(),
             game_session_ttl: Duration::from_secs(60),
             currency: "EUR".into(),
+            adjustment_approval_above: 1000,
             providers: Vec::new(),
             body_bytes_max: 1024,
             request_timeout: Duration::from_secs(1),

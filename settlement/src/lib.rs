@@ -6,6 +6,7 @@ pub mod rg;
 pub mod schema;
 pub mod store;
 
+pub mod adjust;
 pub mod apply;
 pub mod batch;
 pub mod command;

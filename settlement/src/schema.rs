@@ -17,6 +17,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_audit_and_player_status",
         include_str!("../../migrations/0003_audit_and_player_status.sql"),
     ),
+    (
+        "0004_adjustments",
+        include_str!("../../migrations/0004_adjustments.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

@@ -2,12 +2,14 @@
 //! mutation audited exactly once in its own transaction, refusals audited never, and an audit
 //! log the application's own database role cannot change.
 
-use gateway::test_util::{start_gateway, TestGateway, PLAYER_PASSWORD, REST_ON};
+use gateway::test_util::{
+    start_gateway, totp_code, TestGateway, ADMIN_TOTP, PLAYER_PASSWORD, REST_ON,
+};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::money_path::{bet, win, START};
-use crate::rest_auth::{data, refused, staff_token};
+use crate::rest_auth::{data, refused, staff_token, staff_token_at};
 
 async fn audit_rows(gw: &TestGateway) -> i64 {
     let client = gw.db.connect().await;
@@ -252,5 +254,233 @@ async fn the_applications_database_role_cannot_change_or_remove_audit_rows() {
         );
     }
     assert_eq!(audit_rows(&gw).await, 1);
+    gw.finish().await;
+}
+
+/// Ledger rows of kind `adjustment` for `player`, and their sum.
+async fn adjustment_rows(gw: &TestGateway, player: &str) -> (i64, i64) {
+    let client = gw.db.connect().await;
+    let row = client
+        .query_one(
+            "SELECT count(*), coalesce(sum(real_delta), 0)::bigint FROM transactions t
+             JOIN players p ON p.id = t.player_id
+             WHERE p.external_id = $1 AND t.kind = 'adjustment'",
+            &[&player],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+fn adjustment(amount: &str, direction: &str, key: &str, code: String) -> Value {
+    json!({"currency": "EUR", "amount": amount, "direction": direction, "reason": "goodwill",
+           "idempotency_key": key, "totp_code": code})
+}
+
+#[tokio::test]
+async fn adjustments_move_money_once_with_a_ledger_and_an_audit_row() {
+    let gw = start_gateway(REST_ON).await;
+    let manager = staff_token_at(&gw, "manager-1", "manager", -1).await;
+    let one = player_id(&gw, "player-1").await;
+    let path = format!("/api/admin/players/{one}/adjustments");
+    let post = |body: Value| gw.api(Method::POST, &path, Some(&manager), Some(body));
+    // A wrong code and bad fields change nothing.
+    let wrong = if totp_code(ADMIN_TOTP, 0) == "111111" {
+        "222222"
+    } else {
+        "111111"
+    };
+    refused(
+        &post(adjustment("50.00", "credit", "k1", wrong.into())).await,
+        StatusCode::UNAUTHORIZED,
+        "TOTP_INVALID",
+    );
+    for (body, field) in [
+        (
+            adjustment("0.00", "credit", "k1", totp_code(ADMIN_TOTP, 0)),
+            "amount",
+        ),
+        (
+            adjustment("1.001", "credit", "k1", totp_code(ADMIN_TOTP, 0)),
+            "amount",
+        ),
+        (
+            adjustment("1.00", "gift", "k1", totp_code(ADMIN_TOTP, 0)),
+            "direction",
+        ),
+    ] {
+        let a = refused(
+            &post(body).await,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+        );
+        assert_eq!(a["errors"][0]["field"], field);
+    }
+    assert_eq!(
+        (
+            audit_rows(&gw).await,
+            adjustment_rows(&gw, "player-1").await
+        ),
+        (0, (0, 0))
+    );
+
+    let credit = data(
+        &post(adjustment(
+            "50.00",
+            "credit",
+            "k1",
+            totp_code(ADMIN_TOTP, 0),
+        ))
+        .await,
+        StatusCode::CREATED,
+    );
+    assert_eq!(
+        (credit["state"].as_str(), credit["balance_after"].as_str()),
+        (Some("applied"), Some("1050.00"))
+    );
+    assert_eq!(gw.balance("player-1").await, START + 5000);
+    assert_eq!(audit_rows(&gw).await, 1);
+    // The retry answers the first outcome: no second ledger row, no second audit row.
+    let retry = data(
+        &post(adjustment("50.00", "credit", "k1", "000000".into())).await,
+        StatusCode::OK,
+    );
+    assert_eq!(
+        (retry["id"].clone(), retry["duplicate"].clone()),
+        (credit["id"].clone(), json!(true))
+    );
+    refused(
+        &post(adjustment(
+            "60.00",
+            "credit",
+            "k1",
+            totp_code(ADMIN_TOTP, 1),
+        ))
+        .await,
+        StatusCode::CONFLICT,
+        "IDEMPOTENCY_KEY_REUSED",
+    );
+    let debit = data(
+        &post(adjustment("60.00", "debit", "k2", totp_code(ADMIN_TOTP, 1))).await,
+        StatusCode::CREATED,
+    );
+    assert_eq!(debit["delta"], "-60.00");
+    assert_eq!(gw.balance("player-1").await, START + 5000 - 6000);
+    assert_eq!(adjustment_rows(&gw, "player-1").await, (2, -1000));
+    assert_eq!(audit_rows(&gw).await, 2);
+
+    // Never below zero: a debit past the balance is refused and leaves nothing behind.
+    let manager2 = staff_token_at(&gw, "manager-2", "manager", -1).await;
+    let reg =
+        json!({"username": "zed", "email": "zed@example.com", "password": "correct horse battery"});
+    gw.api(Method::POST, "/api/auth/register", None, Some(reg))
+        .await;
+    let zed = player_id(&gw, "zed").await;
+    let broke = gw
+        .api(
+            Method::POST,
+            &format!("/api/admin/players/{zed}/adjustments"),
+            Some(&manager2),
+            Some(adjustment("1.00", "debit", "k3", totp_code(ADMIN_TOTP, 0))),
+        )
+        .await;
+    refused(&broke, StatusCode::CONFLICT, "INSUFFICIENT_FUNDS");
+    assert_eq!(
+        (gw.balance("zed").await, adjustment_rows(&gw, "zed").await),
+        (0, (0, 0))
+    );
+    assert_eq!(audit_rows(&gw).await, 2);
+    let client = gw.db.connect().await;
+    let kept: i64 = client
+        .query_one("SELECT count(*) FROM adjustments", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 2);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn large_adjustments_wait_for_another_admin() {
+    let gw = start_gateway(REST_ON).await;
+    let manager = staff_token_at(&gw, "manager-1", "manager", -1).await;
+    let admin = gw.admin_token(-1).await;
+    let two = player_id(&gw, "player-2").await;
+    let request = gw
+        .api(
+            Method::POST,
+            &format!("/api/admin/players/{two}/adjustments"),
+            Some(&manager),
+            Some(adjustment(
+                "1500.00",
+                "credit",
+                "big-1",
+                totp_code(ADMIN_TOTP, 0),
+            )),
+        )
+        .await;
+    let pending = data(&request, StatusCode::ACCEPTED);
+    assert_eq!(
+        (pending["state"].as_str(), &pending["ledger_id"]),
+        (Some("pending_approval"), &Value::Null)
+    );
+    assert_eq!(gw.balance("player-2").await, START);
+    let id = pending["id"].as_i64().unwrap();
+    let approve = |token: &str, code: String| {
+        let (gw, token) = (&gw, token.to_string());
+        async move {
+            gw.api(
+                Method::POST,
+                &format!("/api/admin/adjustments/{id}/approve"),
+                Some(&token),
+                Some(json!({"totp_code": code})),
+            )
+            .await
+        }
+    };
+    // A manager may not approve (role table); the admin may, with a fresh code.
+    refused(
+        &approve(&manager, totp_code(ADMIN_TOTP, 1)).await,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    );
+    let applied = data(
+        &approve(&admin, totp_code(ADMIN_TOTP, 0)).await,
+        StatusCode::OK,
+    );
+    assert_eq!(applied["state"], "applied");
+    assert_eq!(applied["balance_after"], "2500.00");
+    assert_eq!(gw.balance("player-2").await, START + 150_000);
+    refused(
+        &approve(&admin, totp_code(ADMIN_TOTP, 1)).await,
+        StatusCode::CONFLICT,
+        "NOT_PENDING",
+    );
+    // The requester never approves their own request.
+    let own = gw
+        .api(
+            Method::POST,
+            &format!("/api/admin/players/{two}/adjustments"),
+            Some(&admin),
+            Some(adjustment(
+                "2000.00",
+                "debit",
+                "big-2",
+                totp_code(ADMIN_TOTP, 1),
+            )),
+        )
+        .await;
+    let own_id = data(&own, StatusCode::ACCEPTED)["id"].as_i64().unwrap();
+    let four_eyes = gw
+        .api(
+            Method::POST,
+            &format!("/api/admin/adjustments/{own_id}/approve"),
+            Some(&admin),
+            Some(json!({"totp_code": "000000"})),
+        )
+        .await;
+    refused(&four_eyes, StatusCode::FORBIDDEN, "FOUR_EYES");
+    // request, approve, request: three audit rows.
+    assert_eq!(audit_rows(&gw).await, 3);
     gw.finish().await;
 }

@@ -569,18 +569,26 @@ async fn brute_force_is_slowed_with_429_and_retry_after() {
 
 /// Creates a staff account with 2FA on and answers a second-factor access token for it.
 pub async fn staff_token(gw: &TestGateway, username: &str, role: &str) -> String {
+    staff_token_at(gw, username, role, 0).await
+}
+
+/// As [`staff_token`], logging in with the code of `offset_steps` (an earlier step leaves the
+/// later ones of the window for step-up codes).
+pub async fn staff_token_at(
+    gw: &TestGateway,
+    username: &str,
+    role: &str,
+    offset_steps: i64,
+) -> String {
     let hash = rest::auth::password::hash_now("staff-password-long");
     gw.sql(&format!(
         "INSERT INTO accounts (username, password_hash, role, totp_secret, totp_enabled)
          VALUES ('{username}', '{hash}', '{role}', '{ADMIN_TOTP}', true)"
     ))
     .await;
+    let code = totp_code(ADMIN_TOTP, offset_steps);
     let data = gw
-        .login_with(
-            username,
-            "staff-password-long",
-            Some(totp_code(ADMIN_TOTP, 0)),
-        )
+        .login_with(username, "staff-password-long", Some(code))
         .await;
     data["access_token"].as_str().unwrap().to_string()
 }

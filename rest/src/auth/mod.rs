@@ -67,6 +67,12 @@ pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
         &[Admin, Manager, Support],
     ),
     ("GET", "/api/admin/audit-log", &[Admin]),
+    (
+        "POST",
+        "/api/admin/players/{id}/adjustments",
+        &[Admin, Manager],
+    ),
+    ("POST", "/api/admin/adjustments/{id}/approve", &[Admin]),
 ];
 
 /// The roles allowed on `method path` (a route template), if it is an admin route at all.

@@ -238,7 +238,11 @@ pub async fn login(
 }
 
 /// A second-factor attempt counts against the caller's address and the account.
-fn second_factor_attempt(rest: &Rest, ip: std::net::IpAddr, account: i64) -> ApiResult<()> {
+pub(crate) fn second_factor_attempt(
+    rest: &Rest,
+    ip: std::net::IpAddr,
+    account: i64,
+) -> ApiResult<()> {
     rest.limiters
         .check(Limit::SecondFactorIp, &ip.to_string())?;
     rest.limiters
@@ -250,7 +254,7 @@ fn invalid_credentials() -> ApiError {
 }
 
 /// Accepts `code` for `account` once: its time step must be later than the last accepted.
-async fn accept_code(
+pub(crate) async fn accept_code(
     client: &impl tokio_postgres::GenericClient,
     account: i64,
     secret: &str,

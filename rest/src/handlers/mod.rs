@@ -2,6 +2,7 @@
 //! `settlement` call for anything that touches a wallet) and the answer into the envelope.
 //! Decisions about money and limits are `settlement`'s.
 
+pub mod adjustments;
 pub mod admin;
 pub mod auth;
 pub mod games;
