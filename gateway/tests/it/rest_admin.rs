@@ -484,3 +484,66 @@ async fn large_adjustments_wait_for_another_admin() {
     assert_eq!(audit_rows(&gw).await, 3);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn player_search_and_detail_show_what_support_needs() {
+    let gw = start_gateway(REST_ON).await;
+    let reg = json!({"username": "yara", "email": "Yara@Example.com", "password": "correct horse battery"});
+    data(
+        &gw.api(Method::POST, "/api/auth/register", None, Some(reg))
+            .await,
+        StatusCode::CREATED,
+    );
+    let token = gw.player_token("player-5").await;
+    let limit = json!({"kind": "wager", "period": "week", "amount": "300.00"});
+    gw.api(Method::PUT, "/api/user/limits", Some(&token), Some(limit))
+        .await;
+    assert_eq!(
+        status_of(&gw.demo("bet", bet("player-5", "b1", "7.00", "r1")).await),
+        "OK"
+    );
+    let support = staff_token(&gw, "support-1", "support").await;
+    let get = |path: String| {
+        let (gw, support) = (&gw, support.clone());
+        async move { gw.api(Method::GET, &path, Some(&support), None).await }
+    };
+    let by_mail = data(
+        &get("/api/admin/players?email=YARA@example.com".into()).await,
+        StatusCode::OK,
+    );
+    assert_eq!(by_mail["items"].as_array().unwrap().len(), 1);
+    assert_eq!(by_mail["items"][0]["username"], "yara");
+    let none = data(
+        &get("/api/admin/players?created_from=2999-01-01T00:00:00Z".into()).await,
+        StatusCode::OK,
+    );
+    assert_eq!(none["items"], json!([]));
+    let all = data(
+        &get("/api/admin/players?created_to=2999-01-01T00:00:00Z&limit=200".into()).await,
+        StatusCode::OK,
+    );
+    assert_eq!(all["items"].as_array().unwrap().len(), 11);
+    refused(
+        &get("/api/admin/players?created_from=soon".into()).await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
+
+    let five = player_id(&gw, "player-5").await;
+    let detail = data(
+        &get(format!("/api/admin/players/{five}")).await,
+        StatusCode::OK,
+    );
+    assert_eq!(detail["wallets"][0]["balance"], "993.00");
+    assert_eq!(detail["limits"][0]["kind"], "wager");
+    let recent: Vec<&str> = detail["recent_transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(recent, ["bet", "deposit"]);
+    assert_eq!(detail["logins"].as_array().unwrap().len(), 1);
+    assert_eq!(detail["logins"][0]["ip"], "127.0.0.1");
+    gw.finish().await;
+}

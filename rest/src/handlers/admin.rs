@@ -15,7 +15,9 @@ use crate::envelope::{
     decode_cursor, ok, page_len, time_param, ApiError, ApiResult, Body, Ok, Page, Query,
 };
 use crate::handlers::path_id;
-use crate::handlers::user::{wallets_of, Wallet};
+use crate::handlers::user::{
+    read_limits, transaction_of, wallets_of, LimitView, Transaction, Wallet, TX_SELECT,
+};
 use crate::Rest;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -23,8 +25,14 @@ use crate::Rest;
 pub struct PlayerSearch {
     /// Usernames (external ids) starting with this.
     pub username: Option<String>,
+    /// The login's email address, exactly (any case).
+    pub email: Option<String>,
     /// active, suspended or banned.
     pub status: Option<String>,
+    /// Created from this time on (RFC 3339).
+    pub created_from: Option<String>,
+    /// Created before this time (RFC 3339).
+    pub created_to: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
 }
@@ -34,9 +42,32 @@ pub struct PlayerSummary {
     pub id: i64,
     /// The id providers know the player by (the login username).
     pub username: String,
+    pub email: Option<String>,
     pub status: String,
+    pub status_reason: Option<String>,
     pub self_excluded_until: Option<String>,
     pub created_at: String,
+}
+
+/// The columns of [`summary_of`]; `pl` is `players`, `a` its account (if any).
+const PLAYER_SELECT: &str = concat!(
+    "SELECT pl.id, pl.external_id, a.email, pl.status, pl.status_reason, ",
+    crate::rfc3339!("pl.self_excluded_until"),
+    ", ",
+    crate::rfc3339!("pl.created_at"),
+    " FROM players pl LEFT JOIN accounts a ON a.player_id = pl.id"
+);
+
+fn summary_of(r: &tokio_postgres::Row) -> PlayerSummary {
+    PlayerSummary {
+        id: r.get(0),
+        username: r.get(1),
+        email: r.get(2),
+        status: r.get(3),
+        status_reason: r.get(4),
+        self_excluded_until: r.get(5),
+        created_at: r.get(6),
+    }
 }
 
 #[utoipa::path(get, path = "/api/admin/players", tag = "admin", security(("bearer" = [])),
@@ -53,6 +84,8 @@ pub async fn players(
             return Err(ApiError::field("status", "active, suspended or banned"));
         }
     }
+    let from = time_param("created_from", q.created_from.as_deref())?;
+    let to = time_param("created_to", q.created_to.as_deref())?;
     let len = page_len(q.limit)?;
     let after = decode_cursor(q.cursor.as_deref(), |c| c.parse::<i64>().ok())?;
     let prefix = q.username.map(|u| {
@@ -63,31 +96,24 @@ pub async fn players(
             .replace('_', "\\_");
         format!("{escaped}%")
     });
+    let email = q.email.map(|e| e.trim().to_lowercase());
     let client = rest.pool.get().await?;
     let rows = client
         .query(
             &format!(
-                "SELECT id, external_id, status, {}, {} FROM players
-                 WHERE ($1::text IS NULL OR external_id LIKE $1)
-                   AND ($2::text IS NULL OR status = $2)
-                   AND ($3::bigint IS NULL OR id > $3)
-                 ORDER BY id LIMIT $4",
-                crate::rfc3339!("self_excluded_until"),
-                crate::rfc3339!("created_at")
+                "{PLAYER_SELECT}
+                 WHERE ($1::text IS NULL OR pl.external_id LIKE $1)
+                   AND ($2::text IS NULL OR pl.status = $2)
+                   AND ($3::bigint IS NULL OR pl.id > $3)
+                   AND ($4::text IS NULL OR a.email = $4)
+                   AND ($5::text IS NULL OR pl.created_at >= $5::timestamptz)
+                   AND ($6::text IS NULL OR pl.created_at < $6::timestamptz)
+                 ORDER BY pl.id LIMIT $7"
             ),
-            &[&prefix, &q.status, &after, &(len + 1)],
+            &[&prefix, &q.status, &after, &email, &from, &to, &(len + 1)],
         )
         .await?;
-    let items = rows
-        .iter()
-        .map(|r| PlayerSummary {
-            id: r.get(0),
-            username: r.get(1),
-            status: r.get(2),
-            self_excluded_until: r.get(3),
-            created_at: r.get(4),
-        })
-        .collect();
+    let items = rows.iter().map(summary_of).collect();
     ok(Page::of(items, len, |p| p.id.to_string()))
 }
 
@@ -96,11 +122,27 @@ pub struct PlayerDetail {
     #[serde(flatten)]
     pub player: PlayerSummary,
     pub wallets: Vec<Wallet>,
+    pub limits: Vec<LimitView>,
+    /// The newest ledger rows (20).
+    pub recent_transactions: Vec<Transaction>,
+    /// The newest logins (20).
+    pub logins: Vec<Login>,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Login {
+    pub at: String,
+    pub ip: Option<String>,
+    pub second_factor: bool,
+    pub revoked_at: Option<String>,
+    pub revoked_reason: Option<String>,
+}
+
+const RECENT: i64 = 20;
 
 #[utoipa::path(get, path = "/api/admin/players/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = i64, Path, description = "player id")),
-    responses((status = 200, description = "one player with wallets", body = PlayerDetail),
+    responses((status = 200, description = "one player: wallets, limits, exclusion, recent activity, login history", body = PlayerDetail),
               (status = 404, description = "no such player", body = crate::envelope::ErrorBody)))]
 pub async fn player(
     State(rest): State<Arc<Rest>>,
@@ -109,26 +151,49 @@ pub async fn player(
     let id = path_id(&id)?;
     let client = rest.pool.get().await?;
     let row = client
-        .query_opt(
-            &format!(
-                "SELECT id, external_id, status, {}, {} FROM players WHERE id = $1",
-                crate::rfc3339!("self_excluded_until"),
-                crate::rfc3339!("created_at")
-            ),
-            &[&id],
-        )
+        .query_opt(&format!("{PLAYER_SELECT} WHERE pl.id = $1"), &[&id])
         .await?
         .ok_or_else(|| ApiError::not_found("no such player"))?;
     let wallets = wallets_of(&**client, id).await?;
+    let limits = read_limits(&**client, id, None).await?;
+    let recent_transactions = client
+        .query(
+            &format!(
+                "{TX_SELECT} WHERE t.player_id = $1 ORDER BY t.created_at DESC, t.id DESC LIMIT $2"
+            ),
+            &[&id, &RECENT],
+        )
+        .await?
+        .iter()
+        .map(transaction_of)
+        .collect();
+    let logins = client
+        .query(
+            &format!(
+                "SELECT {}, s.ip, s.mfa, {}, s.revoked_reason
+                 FROM auth_sessions s JOIN accounts a ON a.id = s.account_id
+                 WHERE a.player_id = $1 ORDER BY s.id DESC LIMIT $2",
+                crate::rfc3339!("s.created_at"),
+                crate::rfc3339!("s.revoked_at")
+            ),
+            &[&id, &RECENT],
+        )
+        .await?
+        .iter()
+        .map(|r| Login {
+            at: r.get(0),
+            ip: r.get(1),
+            second_factor: r.get(2),
+            revoked_at: r.get(3),
+            revoked_reason: r.get(4),
+        })
+        .collect();
     ok(PlayerDetail {
-        player: PlayerSummary {
-            id: row.get(0),
-            username: row.get(1),
-            status: row.get(2),
-            self_excluded_until: row.get(3),
-            created_at: row.get(4),
-        },
+        player: summary_of(&row),
         wallets,
+        limits,
+        recent_transactions,
+        logins,
     })
 }
 

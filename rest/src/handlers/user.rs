@@ -107,6 +107,38 @@ pub struct Transaction {
 
 const KINDS: &[&str] = &["bet", "win", "rollback", "deposit", "adjustment"];
 
+/// The ledger columns every history answer shows, for [`transaction_of`]; `t` is
+/// `transactions`, joined to its provider.
+pub const TX_SELECT: &str = concat!(
+    "SELECT t.id, t.kind, t.outcome, t.state, p.code, t.provider_tx_id, t.round_id, t.game_id,
+            t.currency, t.amount, t.real_delta, t.bonus_delta, t.balance_after, t.bonus_after, ",
+    crate::rfc3339!("t.created_at"),
+    " FROM transactions t LEFT JOIN providers p ON p.id = t.provider_id"
+);
+
+/// A row of [`TX_SELECT`].
+pub fn transaction_of(r: &tokio_postgres::Row) -> Transaction {
+    let currency: String = r.get(8);
+    let money = |i: usize| decimal(r.get(i), &currency);
+    Transaction {
+        id: r.get(0),
+        kind: r.get(1),
+        outcome: r.get(2),
+        state: r.get(3),
+        provider: r.get(4),
+        provider_tx_id: r.get(5),
+        round_id: r.get(6),
+        game_id: r.get(7),
+        amount: money(9),
+        real_delta: money(10),
+        bonus_delta: money(11),
+        balance_after: money(12),
+        bonus_after: money(13),
+        created_at: r.get(14),
+        currency,
+    }
+}
+
 #[utoipa::path(get, path = "/api/user/transactions", tag = "player", security(("bearer" = [])),
     params(TransactionFilter),
     responses((status = 200, description = "the caller's ledger rows, newest first", body = Page<Transaction>),
@@ -137,10 +169,7 @@ pub async fn transactions(
     let rows = client
         .query(
             &format!(
-                "SELECT t.id, t.kind, t.outcome, t.state, p.code, t.provider_tx_id, t.round_id,
-                        t.game_id, t.currency, t.amount, t.real_delta, t.bonus_delta,
-                        t.balance_after, t.bonus_after, {}
-                 FROM transactions t LEFT JOIN providers p ON p.id = t.provider_id
+                "{TX_SELECT}
                  WHERE t.player_id = $1
                    AND ($2::text IS NULL OR t.kind = $2)
                    AND ($3::text IS NULL OR t.created_at >= $3::timestamptz)
@@ -148,8 +177,7 @@ pub async fn transactions(
                    AND ($5::text IS NULL OR t.round_id = $5)
                    AND ($6::text IS NULL OR (t.created_at, t.id) < ($6::timestamptz, $7::bigint))
                  ORDER BY t.created_at DESC, t.id DESC
-                 LIMIT $8",
-                crate::rfc3339!("t.created_at")
+                 LIMIT $8"
             ),
             &[
                 &who.player,
@@ -163,30 +191,7 @@ pub async fn transactions(
             ],
         )
         .await?;
-    let items = rows
-        .iter()
-        .map(|r| {
-            let currency: String = r.get(8);
-            let money = |i: usize| decimal(r.get(i), &currency);
-            Transaction {
-                id: r.get(0),
-                kind: r.get(1),
-                outcome: r.get(2),
-                state: r.get(3),
-                provider: r.get(4),
-                provider_tx_id: r.get(5),
-                round_id: r.get(6),
-                game_id: r.get(7),
-                amount: money(9),
-                real_delta: money(10),
-                bonus_delta: money(11),
-                balance_after: money(12),
-                bonus_after: money(13),
-                created_at: r.get(14),
-                currency,
-            }
-        })
-        .collect();
+    let items = rows.iter().map(transaction_of).collect();
     ok(Page::of(items, len, |t| {
         format!("{}|{}", t.created_at, t.id)
     }))
@@ -333,7 +338,7 @@ pub async fn limits(
     ok(read_limits(&**client, who.player, None).await?)
 }
 
-async fn read_limits(
+pub async fn read_limits(
     client: &impl tokio_postgres::GenericClient,
     player: i64,
     only: Option<(&str, &str, &str)>,
