@@ -27,6 +27,25 @@ struct Args {
     /// Folder of the embedded PostgreSQL cluster (overrides embedded.data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Tool>,
+}
+
+/// Tools that read the gateway's database instead of serving.
+#[derive(Debug, clap::Subcommand)]
+enum Tool {
+    /// Prints the reconciliation report as JSON (wallets against their ledger, open rounds,
+    /// unmatched tombstones, flagged wallets, provider totals) and exits 1 when a wallet
+    /// differs from its ledger. Reads `DATABASE_URL` / `database.url`, else the embedded
+    /// cluster of `--data-dir` while its gateway runs.
+    Reconcile {
+        /// Provider totals from this time on (RFC 3339; default: 24 hours ago).
+        #[arg(long)]
+        from: Option<String>,
+        /// ...and before this time (RFC 3339; default: now).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 /// sysexits.h EX_CONFIG-adjacent EX_USAGE: the configuration was refused.
@@ -52,6 +71,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Tool::Reconcile { from, to }) = args.command {
+        let data_dir = args
+            .data_dir
+            .unwrap_or_else(|| config.embedded.data_dir.clone());
+        return match runtime.block_on(reconcile(&config, &data_dir, from, to)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("gateway reconcile: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let overrides = Overrides {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -96,6 +128,38 @@ async fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     running.wait().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `gateway reconcile`: the report on stdout; `Ok(false)` when a wallet differs from its ledger.
+async fn reconcile(
+    config: &Config,
+    data_dir: &std::path::Path,
+    from: Option<String>,
+    to: Option<String>,
+) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    let url = match config.database.resolve_url().map_err(anyhow::Error::msg)? {
+        Some(url) => url,
+        None => pgembed::running_connection_string(data_dir, &config.database.embedded_dbname),
+    };
+    let pg: tokio_postgres::Config = url.parse().context("database url")?;
+    let (client, connection) = pg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("connect (is the gateway running on this --data-dir, or DATABASE_URL set?)")?;
+    tokio::spawn(connection);
+    let window = client
+        .query_one(
+            "SELECT coalesce($1::text::timestamptz, now() - interval '1 day')::text,
+                    coalesce($2::text::timestamptz, now())::text",
+            &[&from, &to],
+        )
+        .await
+        .context("--from / --to")?;
+    let (from, to): (String, String) = (window.get(0), window.get(1));
+    let report = settlement::reconcile::report(&client, &from, &to).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(report.balanced)
 }
 
 /// Whether this gateway seeded the demo's REST logins.

@@ -654,6 +654,19 @@ fn absolute(path: &Path) -> Result<PathBuf, Error> {
 
 /// `<dir>/run` when short enough for a unix socket path, else a folder in the temp dir named
 /// after `dir` (so the same data folder always gets the same socket folder).
+/// How a tool reaches the cluster of data folder `dir` while the process that supervises it
+/// runs (its unix socket; nothing is started or stopped).
+pub fn running_connection_string(dir: &Path, dbname: &str) -> String {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    format!(
+        "host={} port={} user={} dbname={}",
+        socket_dir_for(&dir).display(),
+        SOCKET_PORT,
+        SUPERUSER,
+        dbname
+    )
+}
+
 fn socket_dir_for(dir: &Path) -> PathBuf {
     let preferred = dir.join("run");
     if preferred.as_os_str().len() <= SOCKET_DIR_LEN_MAX {

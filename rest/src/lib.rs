@@ -287,6 +287,11 @@ pub fn routes(rest: Arc<Rest>) -> Routes {
             Method::POST,
             "/api/admin/adjustments/{id}/approve",
             post(adjustments::approve),
+        )
+        .add(
+            Method::GET,
+            "/api/admin/reconciliation",
+            get(admin::reconciliation),
         );
     let admin = b.admin.route_layer(axum::middleware::from_fn_with_state(
         rest.clone(),

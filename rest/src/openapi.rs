@@ -18,7 +18,7 @@ pub const PATH: &str = "/openapi.json";
         user::balance, user::transactions, user::rounds, user::limits, user::set_limit,
         user::self_exclude, games::launch, admin::players, admin::player,
         admin::set_status, admin::force_logout, admin::audit_log, adjustments::create,
-        adjustments::approve,
+        adjustments::approve, admin::reconciliation,
     ),
     modifiers(&Bearer),
     tags((name = "auth"), (name = "player"), (name = "admin"))

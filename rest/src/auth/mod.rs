@@ -73,6 +73,7 @@ pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
         &[Admin, Manager],
     ),
     ("POST", "/api/admin/adjustments/{id}/approve", &[Admin]),
+    ("GET", "/api/admin/reconciliation", &[Admin, Manager]),
 ];
 
 /// The roles allowed on `method path` (a route template), if it is an admin route at all.

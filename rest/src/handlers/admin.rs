@@ -444,3 +444,35 @@ pub async fn audit_log(
         .collect();
     ok(Page::of(items, len, |a| a.id.to_string()))
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReconciliationRange {
+    /// Provider totals from this time on (RFC 3339; default: 24 hours ago).
+    pub from: Option<String>,
+    /// ...and before this time (RFC 3339; default: now).
+    pub to: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/admin/reconciliation", tag = "admin", security(("bearer" = [])),
+    params(ReconciliationRange),
+    responses((status = 200, description = "wallets against their ledger (`balanced`, `wallet_mismatches`), rounds left open, tombstones never matched, flagged wallets, provider totals over the range (minor units)", body = Object),
+              (status = 400, description = "a bad time", body = crate::envelope::ErrorBody)))]
+pub async fn reconciliation(
+    State(rest): State<Arc<Rest>>,
+    Query(q): Query<ReconciliationRange>,
+) -> ApiResult<Ok<settlement::reconcile::Report>> {
+    let from = time_param("from", q.from.as_deref())?;
+    let to = time_param("to", q.to.as_deref())?;
+    let client = rest.pool.get().await?;
+    let (from, to) = match (from, to) {
+        (Some(from), Some(to)) => (from, to),
+        (from, to) => {
+            let row = client
+                .query_one("SELECT (now() - interval '1 day')::text, now()::text", &[])
+                .await?;
+            (from.unwrap_or(row.get(0)), to.unwrap_or(row.get(1)))
+        }
+    };
+    ok(settlement::reconcile::report(&**client, &from, &to).await?)
+}
