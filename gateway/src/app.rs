@@ -296,6 +296,20 @@ fn rest_options(config: &Config) -> anyhow::Result<rest::Options> {
                 launch_url: (!p.launch_url.is_empty()).then(|| p.launch_url.clone()),
             })
             .collect(),
+        payment_providers: config
+            .payment_providers
+            .iter()
+            .map(|p| {
+                Ok(rest::PaymentProvider {
+                    code: p.code.clone(),
+                    secrets: p.secrets(config.demo.enabled).map_err(anyhow::Error::msg)?,
+                    signature_window_s: p.signature_window_s,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        verify_signature: |header, body, secrets, now, window| {
+            crate::signature::verify_native(header, body, secrets, now, window).is_ok()
+        },
         body_bytes_max: config.server.body_bytes_max,
         request_timeout: Duration::from_millis(config.server.request_timeout_ms),
     })

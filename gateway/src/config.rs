@@ -25,6 +25,7 @@ pub struct Config {
     pub demo: Demo,
     pub rest: Rest,
     pub providers: Vec<Provider>,
+    pub payment_providers: Vec<PaymentProvider>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +263,70 @@ impl Default for Rest {
             adjustment_approval_above: 1000,
             rate_limits: rest::auth::RateLimits::default(),
         }
+    }
+}
+
+/// A payment provider whose signed webhooks (`POST /api/payments/webhook/{code}`, signed like
+/// the native dialect) credit deposits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PaymentProvider {
+    pub code: String,
+    pub secret: String,
+    pub secret_env: String,
+    pub secret_file: String,
+    /// Also accepted while the payment provider moves to a rotated secret.
+    pub previous_secret: String,
+    pub previous_secret_env: String,
+    pub previous_secret_file: String,
+    pub signature_window_s: u64,
+}
+
+impl Default for PaymentProvider {
+    fn default() -> Self {
+        PaymentProvider {
+            code: String::new(),
+            secret: String::new(),
+            secret_env: String::new(),
+            secret_file: String::new(),
+            previous_secret: String::new(),
+            previous_secret_env: String::new(),
+            previous_secret_file: String::new(),
+            signature_window_s: 300,
+        }
+    }
+}
+
+impl PaymentProvider {
+    /// Current secret first, then the previous one; `Err` names what is wrong.
+    pub fn secrets(&self, demo_enabled: bool) -> Result<Vec<Vec<u8>>, String> {
+        let mut secrets = Vec::new();
+        for (key, inline, env, file) in [
+            ("secret", &self.secret, &self.secret_env, &self.secret_file),
+            (
+                "previous_secret",
+                &self.previous_secret,
+                &self.previous_secret_env,
+                &self.previous_secret_file,
+            ),
+        ] {
+            let resolved = resolve_secret(inline, env, file).map_err(|e| format!("{key}{e}"))?;
+            match resolved {
+                None if key == "secret" => {
+                    return Err("one of secret, secret_env, secret_file is required".into())
+                }
+                None => {}
+                Some(secret) => {
+                    if let Some(why) =
+                        weak_secret(key, secret.as_bytes(), SECRET_BYTES_MIN, demo_enabled)
+                    {
+                        return Err(why);
+                    }
+                    secrets.push(secret.into_bytes());
+                }
+            }
+        }
+        Ok(secrets)
     }
 }
 
@@ -530,7 +595,34 @@ impl Config {
         let mut p = Vec::new();
         let r = &self.rest;
         if !r.enabled {
+            if !self.payment_providers.is_empty() {
+                let message = "payment_providers need the REST module (rest.enabled)".to_string();
+                p.push(Problem::new(Invalid, "payment_providers", message));
+            }
             return p;
+        }
+        let mut codes = BTreeSet::new();
+        for (i, psp) in self.payment_providers.iter().enumerate() {
+            let at = format!("payment_providers[{i}]");
+            if !valid_code(&psp.code) || !codes.insert(psp.code.clone()) {
+                let message =
+                    format!("{at}.code must be unique and match [a-z0-9][a-z0-9_-]{{0,31}}");
+                p.push(Problem::new(Invalid, &format!("{at}.code"), message));
+            }
+            if let Err(why) = psp.secrets(self.demo.enabled) {
+                p.push(Problem::new(
+                    ProblemKind::Secret,
+                    &format!("{at}.secret"),
+                    format!("{at}.{why}"),
+                ));
+            }
+            if psp.signature_window_s == 0 {
+                p.push(Problem::new(
+                    Range,
+                    &format!("{at}.signature_window_s"),
+                    format!("{at}.signature_window_s must be > 0"),
+                ));
+            }
         }
         let range = |p: &mut Vec<Problem>, key: &str, ok: bool, rule: &str| {
             if !ok {

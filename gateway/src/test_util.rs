@@ -97,10 +97,16 @@ pub fn hub88_private_key() -> rsa::RsaPrivateKey {
 pub const REST_ON: &str = "[rest]
 enabled = true
 jwt_secret = \"jwt-secret-for-tests-0123456789abcdef\"
+[[payment_providers]]
+code = \"psp\"
+secret = \"psp-secret-for-tests\"
 [demo]
 enabled = true
 players = 10
 ";
+
+/// The webhook secret of payment provider `psp` in [`REST_ON`].
+pub const PSP_SECRET: &str = "psp-secret-for-tests";
 
 /// The test key of access tokens in [`REST_ON`].
 pub const JWT_TEST_KEY: &[u8] = b"jwt-secret-for-tests-0123456789abcdef";

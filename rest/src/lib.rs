@@ -47,10 +47,34 @@ pub struct Options {
     /// second admin's approval.
     pub adjustment_approval_above: u64,
     pub providers: Vec<ProviderInfo>,
+    /// Payment providers whose signed webhooks credit deposits.
+    pub payment_providers: Vec<PaymentProvider>,
+    /// Checks an `X-Signature` header (native form) on a raw body with these secrets, at
+    /// second `now` within a window of seconds: the gateway's own check, handed in.
+    pub verify_signature: VerifySignature,
     /// Largest request body accepted under `/api/`.
     pub body_bytes_max: usize,
     /// An `/api/` request's whole time, body included.
     pub request_timeout: Duration,
+}
+
+/// `(header, body, secrets, now_s, window_s) -> valid`.
+pub type VerifySignature = fn(Option<&[u8]>, &[u8], &[Vec<u8>], i64, u64) -> bool;
+
+/// A payment provider: its code (the webhook path) and webhook secrets (current, previous).
+#[derive(Clone)]
+pub struct PaymentProvider {
+    pub code: String,
+    pub secrets: Vec<Vec<u8>>,
+    pub signature_window_s: u64,
+}
+
+impl std::fmt::Debug for PaymentProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentProvider")
+            .field("code", &self.code)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What game launch needs to know of a configured provider.
@@ -223,7 +247,7 @@ async fn observe(
 /// Every route of the module.
 pub fn routes(rest: Arc<Rest>) -> Routes {
     use axum::routing::{get, post, put};
-    use handlers::{adjustments, admin, auth, games, user};
+    use handlers::{adjustments, admin, auth, games, payments, user};
     let b = Builder {
         public: Router::new(),
         admin: Router::new(),
@@ -292,6 +316,26 @@ pub fn routes(rest: Arc<Rest>) -> Routes {
             Method::GET,
             "/api/admin/reconciliation",
             get(admin::reconciliation),
+        )
+        .add(
+            Method::POST,
+            "/api/payments/webhook/{psp}",
+            post(payments::webhook),
+        )
+        .add(
+            Method::POST,
+            "/api/user/withdrawals",
+            post(payments::request),
+        )
+        .add(
+            Method::POST,
+            "/api/admin/withdrawals/{id}/approve",
+            post(payments::approve),
+        )
+        .add(
+            Method::POST,
+            "/api/admin/withdrawals/{id}/reject",
+            post(payments::reject),
         );
     let admin = b.admin.route_layer(axum::middleware::from_fn_with_state(
         rest.clone(),

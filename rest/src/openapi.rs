@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{adjustments, admin, auth, games, user};
+use crate::handlers::{adjustments, admin, auth, games, payments, user};
 
 pub const PATH: &str = "/openapi.json";
 
@@ -18,10 +18,11 @@ pub const PATH: &str = "/openapi.json";
         user::balance, user::transactions, user::rounds, user::limits, user::set_limit,
         user::self_exclude, games::launch, admin::players, admin::player,
         admin::set_status, admin::force_logout, admin::audit_log, adjustments::create,
-        adjustments::approve, admin::reconciliation,
+        adjustments::approve, admin::reconciliation, payments::webhook, payments::request,
+        payments::approve, payments::reject,
     ),
     modifiers(&Bearer),
-    tags((name = "auth"), (name = "player"), (name = "admin"))
+    tags((name = "auth"), (name = "player"), (name = "admin"), (name = "payments"))
 )]
 pub struct ApiDoc;
 
@@ -73,6 +74,8 @@ mod tests {
             currency: "EUR".into(),
             adjustment_approval_above: 1000,
             providers: Vec::new(),
+            payment_providers: Vec::new(),
+            verify_signature: |_, _, _, _, _| false,
             body_bytes_max: 1024,
             request_timeout: Duration::from_secs(1),
         };

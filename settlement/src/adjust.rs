@@ -1,6 +1,7 @@
-//! Money moved by the back office rather than a provider: an adjustment credits or debits a
-//! wallet's real money with a ledger row in the same transaction, and never takes a balance
-//! below zero. The rule is pure (`adjusted`); `apply` is its one writer.
+//! Money moved by the operator rather than a game provider (back-office adjustments, payment
+//! deposits, withdrawals and their refunds): each credits or debits a wallet's real money with
+//! a ledger row of its kind in the same transaction, and never takes a balance below zero. The
+//! rule is pure (`adjusted`); `apply` is its one writer.
 
 use tokio_postgres::GenericClient;
 
@@ -32,11 +33,31 @@ pub struct Applied {
     pub balance_after: i64,
 }
 
+/// The ledger kinds of operator money movements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Adjustment,
+    Deposit,
+    /// A withdrawal's reservation (a debit) and, on rejection, its refund (a credit).
+    Withdrawal,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Adjustment => "adjustment",
+            Kind::Deposit => "deposit",
+            Kind::Withdrawal => "withdrawal",
+        }
+    }
+}
+
 /// Applies `delta` minor units to `player`'s `currency` wallet inside the caller's
-/// transaction: locks the wallet, checks the rule, writes the ledger row (kind `adjustment`,
+/// transaction: locks the wallet, checks the rule, writes the ledger row (of `kind`,
 /// `reference` kept in `reference_tx_id`) and the new balance.
 pub async fn apply(
     tx: &impl GenericClient,
+    kind: Kind,
     player: i64,
     currency: &str,
     delta: i64,
@@ -66,10 +87,18 @@ pub async fn apply(
              INSERT INTO transactions (kind, outcome, player_id, currency, amount, real_delta,
                                        balance_before, balance_after, bonus_before, bonus_after,
                                        reference_tx_id)
-             VALUES ('adjustment', 'OK', $1, $2, $5, $6, $3, $4, $7, $7, $8)
+             VALUES ($9, 'OK', $1, $2, $5, $6, $3, $4, $7, $7, $8)
              RETURNING id",
             &[
-                &player, &currency, &before, &after, &amount, &delta, &bonus, &reference,
+                &player,
+                &currency,
+                &before,
+                &after,
+                &amount,
+                &delta,
+                &bonus,
+                &reference,
+                &kind.as_str(),
             ],
         )
         .await?;

@@ -21,6 +21,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_adjustments",
         include_str!("../../migrations/0004_adjustments.sql"),
     ),
+    (
+        "0005_payments",
+        include_str!("../../migrations/0005_payments.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

@@ -61,6 +61,7 @@ pub const PUBLIC_DEMO_SECRETS: &[&str] = &[
     "demo-ss-secret",
     "demo-evo-token",
     "demo-strict-secret",
+    "demo-psp-secret",
     DEMO_JWT_SECRET,
 ];
 

@@ -11,5 +11,6 @@ mod recovery;
 mod rest_admin;
 mod rest_auth;
 mod rest_bet_path;
+mod rest_payments;
 mod rest_player;
 mod softswiss;

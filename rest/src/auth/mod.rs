@@ -74,6 +74,16 @@ pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
     ),
     ("POST", "/api/admin/adjustments/{id}/approve", &[Admin]),
     ("GET", "/api/admin/reconciliation", &[Admin, Manager]),
+    (
+        "POST",
+        "/api/admin/withdrawals/{id}/approve",
+        &[Admin, Manager],
+    ),
+    (
+        "POST",
+        "/api/admin/withdrawals/{id}/reject",
+        &[Admin, Manager],
+    ),
 ];
 
 /// The roles allowed on `method path` (a route template), if it is an admin route at all.

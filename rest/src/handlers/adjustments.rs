@@ -113,21 +113,22 @@ async fn apply_locked(
     currency: &str,
     delta: i64,
 ) -> ApiResult<i64> {
-    let applied =
-        settlement::adjust::apply(tx, player, currency, delta, &format!("adjustment-{id}"))
-            .await?
-            .map_err(|refusal| match refusal {
-                settlement::adjust::Refusal::InsufficientFunds => ApiError::conflict(
-                    "INSUFFICIENT_FUNDS",
-                    "the debit is larger than the real balance",
-                ),
-                settlement::adjust::Refusal::Overflow => {
-                    ApiError::field("amount", "the balance would leave the range of amounts")
-                }
-                settlement::adjust::Refusal::NoWallet => {
-                    ApiError::field("currency", "the player has no wallet in this currency")
-                }
-            })?;
+    let reference = format!("adjustment-{id}");
+    let kind = settlement::adjust::Kind::Adjustment;
+    let applied = settlement::adjust::apply(tx, kind, player, currency, delta, &reference)
+        .await?
+        .map_err(|refusal| match refusal {
+            settlement::adjust::Refusal::InsufficientFunds => ApiError::conflict(
+                "INSUFFICIENT_FUNDS",
+                "the debit is larger than the real balance",
+            ),
+            settlement::adjust::Refusal::Overflow => {
+                ApiError::field("amount", "the balance would leave the range of amounts")
+            }
+            settlement::adjust::Refusal::NoWallet => {
+                ApiError::field("currency", "the player has no wallet in this currency")
+            }
+        })?;
     tx.execute(
         "UPDATE adjustments SET state = 'applied', ledger_id = $2, applied_at = now() WHERE id = $1",
         &[&id, &applied.ledger_id],

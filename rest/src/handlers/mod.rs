@@ -6,6 +6,7 @@ pub mod adjustments;
 pub mod admin;
 pub mod auth;
 pub mod games;
+pub mod payments;
 pub mod user;
 
 use axum::http::StatusCode;
