@@ -323,6 +323,11 @@ pub fn routes(rest: Arc<Rest>) -> Routes {
             post(payments::webhook),
         )
         .add(
+            Method::GET,
+            "/api/admin/transactions",
+            get(admin::transactions),
+        )
+        .add(
             Method::POST,
             "/api/user/withdrawals",
             post(payments::request),

@@ -19,7 +19,7 @@ pub const PATH: &str = "/openapi.json";
         user::self_exclude, games::launch, admin::players, admin::player,
         admin::set_status, admin::force_logout, admin::audit_log, adjustments::create,
         adjustments::approve, admin::reconciliation, payments::webhook, payments::request,
-        payments::approve, payments::reject,
+        payments::approve, payments::reject, admin::transactions,
     ),
     modifiers(&Bearer),
     tags((name = "auth"), (name = "player"), (name = "admin"), (name = "payments"))

@@ -640,3 +640,90 @@ async fn reconciliation_reports_the_ledger_over_http_and_from_the_command_line()
     // Not `finish`: the ledger check would (rightly) fail on the planted mismatch.
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn transactions_are_found_by_player_provider_id_and_round() {
+    let gw = start_gateway(REST_ON).await;
+    assert_eq!(
+        status_of(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await),
+        "OK"
+    );
+    assert_eq!(
+        status_of(&gw.demo("win", win("player-1", "w1", "3.00", "r1")).await),
+        "OK"
+    );
+    assert_eq!(
+        status_of(&gw.demo("bet", bet("player-1", "b2", "5000.00", "r2")).await),
+        "INSUFFICIENT_FUNDS"
+    );
+    assert_eq!(
+        status_of(&gw.demo("bet", bet("player-2", "c1", "1.00", "r1")).await),
+        "OK"
+    );
+    let support = staff_token(&gw, "support-1", "support").await;
+    let find = |query: &str| {
+        let (gw, support, path) = (
+            &gw,
+            support.clone(),
+            format!("/api/admin/transactions?{query}"),
+        );
+        async move { gw.api(Method::GET, &path, Some(&support), None).await }
+    };
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["provider_tx_id"].as_str().unwrap_or("-").to_string())
+            .collect()
+    };
+    let one = player_id(&gw, "player-1").await;
+    assert_eq!(
+        ids(&data(&find(&format!("player={one}")).await, StatusCode::OK)),
+        ["b2", "w1", "b1", "-"]
+    );
+    assert_eq!(
+        ids(&data(
+            &find("provider=demo&provider_tx_id=w1").await,
+            StatusCode::OK
+        )),
+        ["w1"]
+    );
+    assert_eq!(
+        ids(&data(
+            &find(&format!("provider=demo&round=r1&player={one}")).await,
+            StatusCode::OK
+        )),
+        ["w1", "b1"]
+    );
+    refused(
+        &find("provider=demo&round=r1").await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
+    assert_eq!(
+        ids(&data(
+            &find(&format!("player={one}&outcome=INSUFFICIENT_FUNDS")).await,
+            StatusCode::OK
+        )),
+        ["b2"]
+    );
+    assert_eq!(
+        ids(&data(
+            &find(&format!("player={one}&kind=win")).await,
+            StatusCode::OK
+        )),
+        ["w1"]
+    );
+    refused(
+        &find("kind=bet").await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
+    refused(
+        &find("provider_tx_id=w1").await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
+    gw.finish().await;
+}

@@ -74,6 +74,7 @@ pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
     ),
     ("POST", "/api/admin/adjustments/{id}/approve", &[Admin]),
     ("GET", "/api/admin/reconciliation", &[Admin, Manager]),
+    ("GET", "/api/admin/transactions", &[Admin, Manager, Support]),
     (
         "POST",
         "/api/admin/withdrawals/{id}/approve",

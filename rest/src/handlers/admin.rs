@@ -476,3 +476,92 @@ pub async fn reconciliation(
     };
     ok(settlement::reconcile::report(&**client, &from, &to).await?)
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionSearch {
+    /// The provider's code.
+    pub provider: Option<String>,
+    /// The provider's own transaction id (with `provider`: the unique key).
+    pub provider_tx_id: Option<String>,
+    /// Player id.
+    pub player: Option<i64>,
+    /// One round of the player's.
+    pub round: Option<String>,
+    /// bet, win, rollback, deposit, adjustment, withdrawal.
+    pub kind: Option<String>,
+    /// The answer given: `OK` or a refusal code such as `INSUFFICIENT_FUNDS`.
+    pub outcome: Option<String>,
+    /// From this time on (RFC 3339).
+    pub from: Option<String>,
+    /// Before this time (RFC 3339).
+    pub to: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/admin/transactions", tag = "admin", security(("bearer" = [])),
+    params(TransactionSearch),
+    responses((status = 200, description = "ledger rows, newest first", body = Page<Transaction>),
+              (status = 400, description = "a bad filter or cursor; a search needs a player or a provider and its transaction id", body = crate::envelope::ErrorBody)))]
+pub async fn transactions(
+    State(rest): State<Arc<Rest>>,
+    Query(q): Query<TransactionSearch>,
+) -> ApiResult<Ok<Page<Transaction>>> {
+    // Every search starts from an indexed key: a player (player + time, or a player's round)
+    // or a provider transaction id (the unique key); a scan of the whole ledger is not offered.
+    if q.player.is_none() && q.provider_tx_id.is_none() {
+        return Err(ApiError::field(
+            "player",
+            "give player (with round, if any) or provider_tx_id",
+        ));
+    }
+    if q.provider_tx_id.is_some() && q.provider.is_none() {
+        return Err(ApiError::field("provider", "needed with provider_tx_id"));
+    }
+    let from = time_param("from", q.from.as_deref())?;
+    let to = time_param("to", q.to.as_deref())?;
+    let len = page_len(q.limit)?;
+    let after = decode_cursor(q.cursor.as_deref(), |c| {
+        let (time, id) = c.split_once('|')?;
+        humantime::parse_rfc3339_weak(time).ok()?;
+        Some((time.to_string(), id.parse::<i64>().ok()?))
+    })?;
+    let (after_time, after_id) = after.unzip();
+    let client = rest.pool.get().await?;
+    let rows = client
+        .query(
+            &format!(
+                "{TX_SELECT}
+                 WHERE ($1::text IS NULL OR p.code = $1)
+                   AND ($2::text IS NULL OR t.provider_tx_id = $2)
+                   AND ($3::bigint IS NULL OR t.player_id = $3)
+                   AND ($4::text IS NULL OR t.round_id = $4)
+                   AND ($5::text IS NULL OR t.kind = $5)
+                   AND ($6::text IS NULL OR t.outcome = $6)
+                   AND ($7::text IS NULL OR t.created_at >= $7::timestamptz)
+                   AND ($8::text IS NULL OR t.created_at < $8::timestamptz)
+                   AND ($9::text IS NULL OR (t.created_at, t.id) < ($9::timestamptz, $10::bigint))
+                 ORDER BY t.created_at DESC, t.id DESC
+                 LIMIT $11"
+            ),
+            &[
+                &q.provider,
+                &q.provider_tx_id,
+                &q.player,
+                &q.round,
+                &q.kind,
+                &q.outcome,
+                &from,
+                &to,
+                &after_time,
+                &after_id,
+                &(len + 1),
+            ],
+        )
+        .await?;
+    let items = rows.iter().map(transaction_of).collect();
+    ok(Page::of(items, len, |t| {
+        format!("{}|{}", t.created_at, t.id)
+    }))
+}
