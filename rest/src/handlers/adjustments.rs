@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use crate::audit::{self, Actor};
 use crate::envelope::{ApiError, ApiResult, Body, Ok};
 use crate::handlers::auth::{accept_code, second_factor_attempt};
-use crate::handlers::{decimal, parse_amount, path_id};
+use crate::handlers::{decimal, parse_amount, path_id, reason_of};
 use crate::Rest;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -161,10 +161,7 @@ pub async fn create(
         "debit" => -magnitude,
         _ => return Err(ApiError::field("direction", "credit or debit")),
     };
-    let reason = req.reason.trim();
-    if !(1..=500).contains(&reason.chars().count()) {
-        return Err(ApiError::field("reason", "1 to 500 characters"));
-    }
+    let reason = reason_of(&req.reason)?;
     if !(1..=128).contains(&req.idempotency_key.len()) {
         return Err(ApiError::field("idempotency_key", "1 to 128 bytes"));
     }

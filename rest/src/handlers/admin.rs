@@ -14,10 +14,10 @@ use crate::audit::{self, Actor};
 use crate::envelope::{
     decode_cursor, ok, page_len, time_param, ApiError, ApiResult, Body, Ok, Page, Query,
 };
-use crate::handlers::path_id;
 use crate::handlers::user::{
     read_limits, transaction_of, wallets_of, LimitView, Transaction, Wallet, TX_SELECT,
 };
+use crate::handlers::{path_id, reason_of};
 use crate::Rest;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -214,15 +214,6 @@ pub struct StatusChanged {
     pub previous: String,
     /// Login sessions ended by this change.
     pub sessions_revoked: u64,
-}
-
-fn reason_of(reason: &str) -> ApiResult<&str> {
-    let reason = reason.trim();
-    if (1..=500).contains(&reason.chars().count()) {
-        Result::Ok(reason)
-    } else {
-        Err(ApiError::field("reason", "1 to 500 characters"))
-    }
 }
 
 /// Ends every live login session of `player`'s account; answers how many.

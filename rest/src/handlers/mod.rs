@@ -59,3 +59,14 @@ pub fn path_id(text: &str) -> ApiResult<i64> {
         .filter(|id| *id > 0)
         .ok_or_else(|| ApiError::field("id", "a positive integer"))
 }
+
+/// The reason a back-office change gives (kept with it and in the audit log): 1–500
+/// characters once trimmed.
+pub fn reason_of(reason: &str) -> ApiResult<&str> {
+    let reason = reason.trim();
+    if (1..=500).contains(&reason.chars().count()) {
+        Result::Ok(reason)
+    } else {
+        Err(ApiError::field("reason", "1 to 500 characters"))
+    }
+}

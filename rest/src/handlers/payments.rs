@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::audit::{self, Actor};
 use crate::auth::PlayerCaller;
 use crate::envelope::{decode, ApiError, ApiResult, Body, Ok};
-use crate::handlers::{decimal, parse_amount, path_id};
+use crate::handlers::{decimal, parse_amount, path_id, reason_of};
 use crate::Rest;
 use settlement::adjust::{self, Kind, Refusal};
 
@@ -283,15 +283,6 @@ async fn pending(client: &impl GenericClient, id: i64) -> ApiResult<(i64, String
         ));
     }
     Result::Ok((row.get(0), row.get(1), row.get(2)))
-}
-
-fn reason_of(reason: &str) -> ApiResult<&str> {
-    let reason = reason.trim();
-    if (1..=500).contains(&reason.chars().count()) {
-        Result::Ok(reason)
-    } else {
-        Err(ApiError::field("reason", "1 to 500 characters"))
-    }
 }
 
 /// Approves (`refund` false) or rejects (`refund` true: the reserved funds go back).
