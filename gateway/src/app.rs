@@ -310,6 +310,8 @@ fn rest_options(config: &Config) -> anyhow::Result<rest::Options> {
         verify_signature: |header, body, secrets, now, window| {
             crate::signature::verify_native(header, body, secrets, now, window).is_ok()
         },
+        report_fold_interval: Duration::from_secs(r.report_fold_interval_s),
+        report_settle_after: Duration::from_secs(r.report_settle_s),
         body_bytes_max: config.server.body_bytes_max,
         request_timeout: Duration::from_millis(config.server.request_timeout_ms),
     })

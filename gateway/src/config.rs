@@ -244,6 +244,10 @@ pub struct Rest {
     /// Back-office adjustments above this many whole units of the wallet's currency need a
     /// second admin's approval.
     pub adjustment_approval_above: u64,
+    /// The report rollups fold ledger rows older than `report_settle_s` every
+    /// `report_fold_interval_s`: reports are that fresh.
+    pub report_fold_interval_s: u64,
+    pub report_settle_s: u64,
     /// Attempts per minute before 429 (`Retry-After`).
     pub rate_limits: rest::auth::RateLimits,
 }
@@ -261,6 +265,8 @@ impl Default for Rest {
             game_session_ttl_s: 4 * 60 * 60,
             currency: "EUR".into(),
             adjustment_approval_above: 1000,
+            report_fold_interval_s: 30,
+            report_settle_s: 60,
             rate_limits: rest::auth::RateLimits::default(),
         }
     }
@@ -648,6 +654,12 @@ impl Config {
             &mut p,
             "rest.game_session_ttl_s",
             r.game_session_ttl_s > 0,
+            "> 0",
+        );
+        range(
+            &mut p,
+            "rest.report_fold_interval_s",
+            r.report_fold_interval_s > 0,
             "> 0",
         );
         range(

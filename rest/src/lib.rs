@@ -10,6 +10,7 @@ pub mod demo;
 pub mod envelope;
 mod handlers;
 pub mod openapi;
+pub mod reports;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -52,6 +53,10 @@ pub struct Options {
     /// Checks an `X-Signature` header (native form) on a raw body with these secrets, at
     /// second `now` within a window of seconds: the gateway's own check, handed in.
     pub verify_signature: VerifySignature,
+    /// How often the report rollups fold settled ledger rows, and how old a row must be to
+    /// count as settled (see `reports`).
+    pub report_fold_interval: Duration,
+    pub report_settle_after: Duration,
     /// Largest request body accepted under `/api/`.
     pub body_bytes_max: usize,
     /// An `/api/` request's whole time, body included.
@@ -171,9 +176,15 @@ impl Api {
         http::Response::from_parts(parts, bytes)
     }
 
-    /// Background upkeep: forgets idle rate-limit keys every minute, until the process ends.
+    /// Background upkeep: forgets idle rate-limit keys every minute, and keeps the report
+    /// rollups current, until the process ends.
     pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
         let rest = self.rest.clone();
+        reports::spawn_job(
+            rest.pool.clone(),
+            rest.options.report_fold_interval,
+            rest.options.report_settle_after,
+        );
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
@@ -326,6 +337,11 @@ pub fn routes(rest: Arc<Rest>) -> Routes {
             Method::GET,
             "/api/admin/transactions",
             get(admin::transactions),
+        )
+        .add(
+            Method::GET,
+            "/api/admin/reports/{report}",
+            get(admin::report),
         )
         .add(
             Method::POST,

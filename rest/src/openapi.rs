@@ -19,7 +19,7 @@ pub const PATH: &str = "/openapi.json";
         user::self_exclude, games::launch, admin::players, admin::player,
         admin::set_status, admin::force_logout, admin::audit_log, adjustments::create,
         adjustments::approve, admin::reconciliation, payments::webhook, payments::request,
-        payments::approve, payments::reject, admin::transactions,
+        payments::approve, payments::reject, admin::transactions, admin::report,
     ),
     modifiers(&Bearer),
     tags((name = "auth"), (name = "player"), (name = "admin"), (name = "payments"))
@@ -76,6 +76,8 @@ mod tests {
             providers: Vec::new(),
             payment_providers: Vec::new(),
             verify_signature: |_, _, _, _, _| false,
+            report_fold_interval: Duration::from_secs(60),
+            report_settle_after: Duration::from_secs(60),
             body_bytes_max: 1024,
             request_timeout: Duration::from_secs(1),
         };

@@ -25,6 +25,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_payments",
         include_str!("../../migrations/0005_payments.sql"),
     ),
+    (
+        "0006_report_rollups",
+        include_str!("../../migrations/0006_report_rollups.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

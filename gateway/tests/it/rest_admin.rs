@@ -727,3 +727,133 @@ async fn transactions_are_found_by_player_provider_id_and_round() {
     );
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn reports_come_from_rollups_the_job_keeps_current() {
+    let config = REST_ON.replace(
+        "[rest]\nenabled = true",
+        "[rest]\nenabled = true\nreport_fold_interval_s = 1\nreport_settle_s = 0",
+    );
+    let gw = start_gateway(&config).await;
+    // slot-1: two rounds by player-1 (one with two bets), a win; slot-2: player-2, rolled back.
+    for (action, body) in [
+        ("bet", bet("player-1", "b1", "10.00", "r1")),
+        ("bet", bet("player-1", "b2", "5.00", "r1")),
+        ("win", win("player-1", "w1", "12.00", "r1")),
+        ("bet", bet("player-1", "b3", "3.00", "r2")),
+    ] {
+        assert_eq!(status_of(&gw.demo(action, body).await), "OK");
+    }
+    let mut other = bet("player-2", "c1", "20.00", "r9");
+    other["game_id"] = json!("slot-2");
+    assert_eq!(status_of(&gw.demo("bet", other).await), "OK");
+    let undo =
+        json!({"player_id": "player-2", "transaction_id": "x1", "reference_transaction_id": "c1"});
+    assert_eq!(status_of(&gw.demo("rollback", undo).await), "OK");
+    let admin = gw.admin_token(0).await;
+    let get = |path: &str| {
+        let (gw, admin, path) = (&gw, admin.clone(), path.to_string());
+        async move { gw.api(Method::GET, &path, Some(&admin), None).await }
+    };
+    // The job folds within a couple of seconds.
+    let mut by_game = Value::Null;
+    for _ in 0..50 {
+        by_game = data(
+            &get("/api/admin/reports/ggr?group_by=game").await,
+            StatusCode::OK,
+        );
+        if by_game.as_array().is_some_and(|rows| rows.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let rows = by_game.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{by_game}");
+    let slot1 = rows.iter().find(|r| r["group"] == "demo/slot-1").unwrap();
+    assert_eq!(
+        (
+            slot1["bets"].as_str(),
+            slot1["wins"].as_str(),
+            slot1["ggr"].as_str(),
+            slot1["rtp_percent"].as_str()
+        ),
+        (Some("18.00"), Some("12.00"), Some("6.00"), Some("66.67"))
+    );
+    assert_eq!(
+        (slot1["bet_count"].as_i64(), slot1["rounds"].as_i64()),
+        (Some(3), Some(2))
+    );
+    let slot2 = rows.iter().find(|r| r["group"] == "demo/slot-2").unwrap();
+    assert_eq!(
+        (slot2["refunds"].as_str(), slot2["ggr"].as_str()),
+        (Some("20.00"), Some("0.00"))
+    );
+    let by_provider = data(
+        &get("/api/admin/reports/rtp?group_by=provider").await,
+        StatusCode::OK,
+    );
+    assert_eq!(by_provider[0]["group"], "demo");
+    assert_eq!(by_provider[0]["ggr"], "6.00");
+    let players = data(
+        &get("/api/admin/reports/players?group_by=game").await,
+        StatusCode::OK,
+    );
+    assert_eq!(
+        players,
+        json!([
+            {"group": "demo/slot-1", "currency": null, "bets": null, "wins": null, "refunds": null, "ggr": null,
+             "ngr": null, "rtp_percent": null, "bet_count": null, "rounds": null, "players": 1},
+            {"group": "demo/slot-2", "currency": null, "bets": null, "wins": null, "refunds": null, "ggr": null,
+             "ngr": null, "rtp_percent": null, "bet_count": null, "rounds": null, "players": 1},
+        ])
+    );
+    let rounds = data(&get("/api/admin/reports/rounds").await, StatusCode::OK);
+    assert_eq!(rounds[0]["rounds"], 3);
+    let past = data(
+        &get("/api/admin/reports/ggr?from=2000-01-01&to=2000-01-31").await,
+        StatusCode::OK,
+    );
+    assert_eq!(past, json!([]));
+    refused(
+        &get("/api/admin/reports/ggr?from=2000-13-01").await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
+    refused(
+        &get("/api/admin/reports/ggr?group_by=week").await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
+    refused(
+        &get("/api/admin/reports/profit").await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+    // A further bet is folded once, not again with the earlier ones.
+    assert_eq!(
+        status_of(&gw.demo("bet", bet("player-1", "b4", "1.00", "r2")).await),
+        "OK"
+    );
+    let mut bets = String::new();
+    for _ in 0..50 {
+        let rows = data(
+            &get("/api/admin/reports/ggr?group_by=game").await,
+            StatusCode::OK,
+        );
+        bets = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["group"] == "demo/slot-1")
+            .unwrap()["bets"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if bets != "18.00" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(bets, "19.00");
+    gw.finish().await;
+}

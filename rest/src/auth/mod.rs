@@ -75,6 +75,7 @@ pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
     ("POST", "/api/admin/adjustments/{id}/approve", &[Admin]),
     ("GET", "/api/admin/reconciliation", &[Admin, Manager]),
     ("GET", "/api/admin/transactions", &[Admin, Manager, Support]),
+    ("GET", "/api/admin/reports/{report}", &[Admin, Manager]),
     (
         "POST",
         "/api/admin/withdrawals/{id}/approve",

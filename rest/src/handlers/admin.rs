@@ -17,7 +17,7 @@ use crate::envelope::{
 use crate::handlers::user::{
     read_limits, transaction_of, wallets_of, LimitView, Transaction, Wallet, TX_SELECT,
 };
-use crate::handlers::{path_id, reason_of};
+use crate::handlers::{decimal, path_id, reason_of};
 use crate::Rest;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -555,4 +555,154 @@ pub async fn transactions(
     ok(Page::of(items, len, |t| {
         format!("{}|{}", t.created_at, t.id)
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// First day (YYYY-MM-DD, UTC; default: 30 days ago).
+    pub from: Option<String>,
+    /// Last day, included (default: today).
+    pub to: Option<String>,
+    /// day, provider or game (default: day).
+    pub group_by: Option<String>,
+    /// One provider's code.
+    pub provider: Option<String>,
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportRow {
+    /// The day, the provider's code, or `provider/game`.
+    pub group: String,
+    /// Absent in the players report (players are counted across currencies).
+    pub currency: Option<String>,
+    /// Decimal amounts in the currency's units.
+    pub bets: Option<String>,
+    pub wins: Option<String>,
+    /// Returned by rollbacks.
+    pub refunds: Option<String>,
+    /// bets - wins - refunds.
+    pub ggr: Option<String>,
+    /// GGR less the stakes paid with bonus money.
+    pub ngr: Option<String>,
+    /// wins / bets in percent, two decimals (absent without bets).
+    pub rtp_percent: Option<String>,
+    pub bet_count: Option<i64>,
+    pub rounds: Option<i64>,
+    /// Distinct players who bet.
+    pub players: Option<i64>,
+}
+
+fn valid_day(field: &str, day: Option<&str>) -> ApiResult<Option<String>> {
+    match day {
+        None => Result::Ok(None),
+        Some(d) => {
+            let b = d.as_bytes();
+            let shaped = b.len() == 10
+                && b[4] == b'-'
+                && b[7] == b'-'
+                && b.iter()
+                    .enumerate()
+                    .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+            if shaped && humantime::parse_rfc3339_weak(&format!("{d}T00:00:00Z")).is_ok() {
+                Result::Ok(Some(d.to_string()))
+            } else {
+                Err(ApiError::field(field, "a day, YYYY-MM-DD"))
+            }
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/admin/reports/{report}", tag = "admin", security(("bearer" = [])),
+    params(("report" = String, Path, description = "ggr, rtp, rounds or players"), ReportQuery),
+    responses((status = 200, description = "rows by group (and currency), from the per-day rollups; as fresh as the rollup job", body = Vec<ReportRow>),
+              (status = 400, description = "bad report, days or grouping", body = crate::envelope::ErrorBody)))]
+pub async fn report(
+    State(rest): State<Arc<Rest>>,
+    Path(report): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult<Ok<Vec<ReportRow>>> {
+    if !["ggr", "rtp", "rounds", "players"].contains(&report.as_str()) {
+        return Err(ApiError::not_found("reports: ggr, rtp, rounds, players"));
+    }
+    let group = match q.group_by.as_deref().unwrap_or("day") {
+        "day" => "d.day::text",
+        "provider" => "p.code",
+        "game" => "p.code || '/' || d.game_id",
+        _ => return Err(ApiError::field("group_by", "day, provider or game")),
+    };
+    let from = valid_day("from", q.from.as_deref())?;
+    let to = valid_day("to", q.to.as_deref())?;
+    let client = rest.pool.get().await?;
+    let range = "d.day >= coalesce($1::text::date, (now() AT TIME ZONE 'UTC')::date - 30)
+                 AND d.day <= coalesce($2::text::date, (now() AT TIME ZONE 'UTC')::date)
+                 AND ($3::text IS NULL OR p.code = $3)";
+    if report == "players" {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {group}, count(DISTINCT d.player_id)
+                     FROM report_players_daily d JOIN providers p ON p.id = d.provider_id
+                     WHERE {range} GROUP BY 1 ORDER BY 1"
+                ),
+                &[&from, &to, &q.provider],
+            )
+            .await?;
+        let items = rows
+            .iter()
+            .map(|r| ReportRow {
+                group: r.get(0),
+                currency: None,
+                bets: None,
+                wins: None,
+                refunds: None,
+                ggr: None,
+                ngr: None,
+                rtp_percent: None,
+                bet_count: None,
+                rounds: None,
+                players: Some(r.get(1)),
+            })
+            .collect();
+        return ok(items);
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {group}, d.currency, sum(d.bets)::bigint, sum(d.bonus_bets)::bigint,
+                        sum(d.wins)::bigint, sum(d.refunds)::bigint, sum(d.bet_count)::bigint,
+                        sum(d.rounds)::bigint,
+                        (round(100 * sum(d.wins)::numeric / nullif(sum(d.bets), 0), 2))::text
+                 FROM report_daily d JOIN providers p ON p.id = d.provider_id
+                 WHERE {range} AND ($4::text IS NULL OR d.currency = $4)
+                 GROUP BY 1, 2 ORDER BY 1, 2"
+            ),
+            &[&from, &to, &q.provider, &q.currency],
+        )
+        .await?;
+    let items = rows
+        .iter()
+        .map(|r| {
+            let currency: String = r.get(1);
+            let (bets, bonus, wins, refunds): (i64, i64, i64, i64) =
+                (r.get(2), r.get(3), r.get(4), r.get(5));
+            let ggr = bets.saturating_sub(wins).saturating_sub(refunds);
+            let money = |v: i64| Some(decimal(v, &currency));
+            ReportRow {
+                group: r.get(0),
+                bets: money(bets),
+                wins: money(wins),
+                refunds: money(refunds),
+                ggr: money(ggr),
+                ngr: money(ggr.saturating_sub(bonus)),
+                rtp_percent: r.get(8),
+                bet_count: Some(r.get(6)),
+                rounds: Some(r.get(7)),
+                players: None,
+                currency: Some(currency),
+            }
+        })
+        .collect();
+    ok(items)
 }
