@@ -608,7 +608,7 @@ async fn every_admin_route_is_checked_against_the_role_table() {
     ];
     assert!(!rest::auth::ADMIN_ROUTES.is_empty());
     for (method, template, allowed) in rest::auth::ADMIN_ROUTES {
-        let path = template.replace("{id}", "1");
+        let path = template.replace("{id}", "1").replace("{report}", "ggr");
         let method: Method = method.parse().unwrap();
         let anonymous = gw.api(method.clone(), &path, None, None).await;
         refused(&anonymous, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
@@ -719,7 +719,11 @@ async fn every_route_that_needs_a_login_refuses_anonymous_and_garbage_tokens() {
             if operation["security"].is_null() {
                 continue;
             }
-            let path = template.replace("{id}", "1").replace("{game_id}", "slot-1");
+            let path = template
+                .replace("{id}", "1")
+                .replace("{game_id}", "slot-1")
+                .replace("{report}", "ggr")
+                .replace("{psp}", "psp");
             let method: Method = method.to_uppercase().parse().unwrap();
             let body = (method != Method::GET).then(|| json!({}));
             let anonymous = gw.api(method.clone(), &path, None, body.clone()).await;
