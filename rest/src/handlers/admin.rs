@@ -15,7 +15,8 @@ use crate::envelope::{
     decode_cursor, ok, page_len, time_param, ApiError, ApiResult, Body, Ok, Page, Query,
 };
 use crate::handlers::user::{
-    read_limits, transaction_of, wallets_of, LimitView, Transaction, Wallet, TX_SELECT,
+    ledger_cursor, ledger_page, read_limits, transaction_of, wallets_of, LimitView, Transaction,
+    Wallet, TX_SELECT,
 };
 use crate::handlers::{decimal, path_id, reason_of};
 use crate::Rest;
@@ -513,12 +514,7 @@ pub async fn transactions(
     let from = time_param("from", q.from.as_deref())?;
     let to = time_param("to", q.to.as_deref())?;
     let len = page_len(q.limit)?;
-    let after = decode_cursor(q.cursor.as_deref(), |c| {
-        let (time, id) = c.split_once('|')?;
-        humantime::parse_rfc3339_weak(time).ok()?;
-        Some((time.to_string(), id.parse::<i64>().ok()?))
-    })?;
-    let (after_time, after_id) = after.unzip();
+    let (after_time, after_id) = ledger_cursor(q.cursor.as_deref())?;
     let client = rest.pool.get().await?;
     let rows = client
         .query(
@@ -551,10 +547,7 @@ pub async fn transactions(
             ],
         )
         .await?;
-    let items = rows.iter().map(transaction_of).collect();
-    ok(Page::of(items, len, |t| {
-        format!("{}|{}", t.created_at, t.id)
-    }))
+    ok(ledger_page(&rows, len))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -116,6 +116,22 @@ pub const TX_SELECT: &str = concat!(
     " FROM transactions t LEFT JOIN providers p ON p.id = t.provider_id"
 );
 
+/// The position in a ledger list's cursor: (created_at, id) of the last row shown.
+pub fn ledger_cursor(cursor: Option<&str>) -> ApiResult<(Option<String>, Option<i64>)> {
+    let after = decode_cursor(cursor, |c| {
+        let (time, id) = c.split_once('|')?;
+        humantime::parse_rfc3339_weak(time).ok()?;
+        Some((time.to_string(), id.parse::<i64>().ok()?))
+    })?;
+    Result::Ok(after.unzip())
+}
+
+/// A page of [`TX_SELECT`] rows (fetched `len + 1`, newest first) with its next cursor.
+pub fn ledger_page(rows: &[tokio_postgres::Row], len: i64) -> Page<Transaction> {
+    let items = rows.iter().map(transaction_of).collect();
+    Page::of(items, len, |t| format!("{}|{}", t.created_at, t.id))
+}
+
 /// A row of [`TX_SELECT`].
 pub fn transaction_of(r: &tokio_postgres::Row) -> Transaction {
     let currency: String = r.get(8);
@@ -159,12 +175,7 @@ pub async fn transactions(
     let from = time_param("from", f.from.as_deref())?;
     let to = time_param("to", f.to.as_deref())?;
     let len = page_len(f.limit)?;
-    let after = decode_cursor(f.cursor.as_deref(), |c| {
-        let (time, id) = c.split_once('|')?;
-        humantime::parse_rfc3339_weak(time).ok()?;
-        Some((time.to_string(), id.parse::<i64>().ok()?))
-    })?;
-    let (after_time, after_id) = after.unzip();
+    let (after_time, after_id) = ledger_cursor(f.cursor.as_deref())?;
     let client = rest.pool.get().await?;
     let rows = client
         .query(
@@ -191,10 +202,7 @@ pub async fn transactions(
             ],
         )
         .await?;
-    let items = rows.iter().map(transaction_of).collect();
-    ok(Page::of(items, len, |t| {
-        format!("{}|{}", t.created_at, t.id)
-    }))
+    ok(ledger_page(&rows, len))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
