@@ -228,8 +228,11 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
         }
         tracing::info!(created, total = demo.players, "demo players ready");
     }
+    let providers_changed = Arc::new(tokio::sync::Notify::new());
     let api = if config.rest.enabled {
-        let api = rest::Api::new(pool.clone(), rest_options(&config)?);
+        let mut options = rest_options(&config)?;
+        options.providers_changed = providers_changed.clone();
+        let api = rest::Api::new(pool.clone(), options);
         if demo.enabled {
             let seeded = rest::demo::seed(&**client, &api.rest().hasher, &demo_accounts(&config))
                 .await
@@ -257,16 +260,75 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
     .await
     .context("open settlement connections")?;
 
-    Ok(Arc::new(State {
+    let base = Arc::new(providers);
+    let state = Arc::new(State {
         config: config.clone(),
         pool,
-        providers,
+        providers: std::sync::RwLock::new(base.clone()),
+        providers_changed: providers_changed.clone(),
         settler,
         dedup: crate::dedup::Index::new(config.dedup.entries_max, config.dedup.bytes_max),
         metrics: crate::metrics::install(),
         ready: std::sync::atomic::AtomicBool::new(true),
         api,
-    }))
+    });
+    reload_providers(&state, &base)
+        .await
+        .context("load the providers managed through the back office")?;
+    tokio::spawn(keep_providers_current(Arc::downgrade(&state), base));
+    Ok(state)
+}
+
+/// How often the managed providers are read again even when nobody said they changed (another
+/// gateway's back office, a rotated secret's deadline).
+const PROVIDERS_RELOAD_EVERY: Duration = Duration::from_secs(5);
+
+/// Reads the managed providers again whenever the REST module says they changed, and every
+/// few seconds, until the gateway is gone.
+async fn keep_providers_current(state: std::sync::Weak<State>, base: Arc<Registry>) {
+    loop {
+        let Some(changed) = state.upgrade().map(|s| s.providers_changed.clone()) else {
+            return;
+        };
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(PROVIDERS_RELOAD_EVERY) => {}
+        }
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        if let Err(e) = reload_providers(&state, &base).await {
+            tracing::warn!(error = %e, "managed providers not reloaded; keeping the current ones");
+        }
+    }
+}
+
+/// Swaps in the configuration's providers plus the managed ones stored now.
+async fn reload_providers(state: &State, base: &Registry) -> anyhow::Result<()> {
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, code, dialect, enabled, managed::text, extract(epoch FROM now())::bigint
+             FROM providers WHERE managed IS NOT NULL",
+            &[],
+        )
+        .await?;
+    let now = rows.first().map_or(0, |r| r.get::<_, i64>(5));
+    let managed: Vec<crate::registry::ManagedRow> = rows
+        .iter()
+        .filter_map(|r| {
+            Some(crate::registry::ManagedRow {
+                id: r.get(0),
+                code: r.get(1),
+                dialect: r.get(2),
+                enabled: r.get(3),
+                managed: serde_json::from_str(r.get::<_, &str>(4)).ok()?,
+            })
+        })
+        .collect();
+    let next = Arc::new(base.with_managed(&managed, now));
+    *state.providers.write().unwrap_or_else(|e| e.into_inner()) = next;
+    Ok(())
 }
 
 /// The REST module's settings from `[rest]` (checked by the configuration already).
@@ -307,6 +369,12 @@ fn rest_options(config: &Config) -> anyhow::Result<rest::Options> {
                 })
             })
             .collect::<anyhow::Result<_>>()?,
+        providers_changed: Arc::new(tokio::sync::Notify::new()),
+        managed_dialects: crate::config::Dialect::ALL
+            .into_iter()
+            .filter(|d| !d.uses_public_key())
+            .map(|d| d.as_str().to_string())
+            .collect(),
         verify_signature: |header, body, secrets, now, window| {
             crate::signature::verify_native(header, body, secrets, now, window).is_ok()
         },

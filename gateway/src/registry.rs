@@ -122,6 +122,93 @@ impl Registry {
     pub fn get(&self, code: &str) -> Option<&Arc<Provider>> {
         self.by_code.get(code)
     }
+
+    /// This registry (the configuration's providers) plus the providers managed through the
+    /// back office, as stored at second `now`: a previous secret past its deadline is dropped.
+    /// A stored provider that cannot be used (unknown dialect, bad settings) is left out and
+    /// logged; the configuration's providers always win over a stored one of the same code.
+    pub fn with_managed(&self, rows: &[ManagedRow], now: i64) -> Registry {
+        let mut by_code = self.by_code.clone();
+        for row in rows {
+            if by_code.contains_key(&row.code) {
+                continue;
+            }
+            match row.provider(now) {
+                Ok(provider) => {
+                    by_code.insert(row.code.clone(), Arc::new(provider));
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %row.code, error = %e, "stored provider left out")
+                }
+            }
+        }
+        Registry { by_code }
+    }
+}
+
+/// A provider as the back office stores it (`providers.managed`).
+#[derive(Debug, Clone)]
+pub struct ManagedRow {
+    pub id: i32,
+    pub code: String,
+    pub dialect: String,
+    pub enabled: bool,
+    pub managed: serde_json::Value,
+}
+
+/// The stored settings of a managed provider.
+#[derive(Debug, serde::Deserialize)]
+struct Managed {
+    secret: String,
+    #[serde(default)]
+    previous_secret: Option<String>,
+    #[serde(default)]
+    previous_until: Option<i64>,
+    #[serde(default)]
+    allow_ips: Vec<IpAddr>,
+    currency: String,
+    #[serde(default)]
+    policy: Policy,
+    #[serde(default = "default_window")]
+    signature_window_s: u64,
+}
+
+fn default_window() -> u64 {
+    300
+}
+
+impl ManagedRow {
+    fn provider(&self, now: i64) -> Result<Provider, String> {
+        let dialect = crate::config::Dialect::ALL
+            .into_iter()
+            .find(|d| d.as_str() == self.dialect && !d.uses_public_key())
+            .ok_or_else(|| format!("dialect {:?} cannot be managed here", self.dialect))?;
+        let m: Managed = serde_json::from_value(self.managed.clone()).map_err(|e| e.to_string())?;
+        let mut secrets = vec![m.secret.into_bytes()];
+        if let (Some(previous), Some(until)) = (m.previous_secret, m.previous_until) {
+            if now < until {
+                secrets.push(previous.into_bytes());
+            }
+        }
+        if secrets
+            .iter()
+            .any(|s| s.len() < crate::config::SECRET_BYTES_MIN)
+        {
+            return Err("a secret is shorter than 16 bytes".into());
+        }
+        Ok(Provider {
+            id: ProviderId(self.id),
+            code: self.code.clone(),
+            dialect,
+            enabled: self.enabled,
+            secrets,
+            public_keys: Vec::new(),
+            allow_ips: m.allow_ips,
+            signature_window_s: m.signature_window_s,
+            currency: Currency::from_code(&m.currency).ok_or("unknown currency".to_string())?,
+            policy: m.policy,
+        })
+    }
 }
 
 #[cfg(test)]

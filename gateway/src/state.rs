@@ -15,7 +15,11 @@ use crate::registry::Registry;
 pub struct State {
     pub config: Arc<Config>,
     pub pool: Pool,
-    pub providers: Registry,
+    /// The providers in force: the configuration's, plus those managed through the back
+    /// office (swapped whole when they change; see `app::keep_providers_current`).
+    pub providers: std::sync::RwLock<Arc<Registry>>,
+    /// Notified by the REST module when a managed provider changed.
+    pub providers_changed: Arc<tokio::sync::Notify>,
     pub settler: Settler,
     pub dedup: crate::dedup::Index,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -25,6 +29,12 @@ pub struct State {
 }
 
 impl State {
+    /// The provider with this code, as configured now.
+    pub fn provider(&self, code: &str) -> Option<Arc<crate::registry::Provider>> {
+        let registry = self.providers.read().unwrap_or_else(|e| e.into_inner());
+        registry.get(code).cloned()
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }

@@ -48,6 +48,10 @@ pub struct Options {
     /// second admin's approval.
     pub adjustment_approval_above: u64,
     pub providers: Vec<ProviderInfo>,
+    /// Notified after a managed provider changed, so the gateway takes it up at once.
+    pub providers_changed: Arc<tokio::sync::Notify>,
+    /// Dialects a provider may be created with through the back office (shared-secret ones).
+    pub managed_dialects: Vec<String>,
     /// Payment providers whose signed webhooks credit deposits.
     pub payment_providers: Vec<PaymentProvider>,
     /// Checks an `X-Signature` header (native form) on a raw body with these secrets, at
@@ -258,7 +262,7 @@ async fn observe(
 /// Every route of the module.
 pub fn routes(rest: Arc<Rest>) -> Routes {
     use axum::routing::{get, post, put};
-    use handlers::{adjustments, admin, auth, games, payments, user};
+    use handlers::{adjustments, admin, auth, games, payments, providers, user};
     let b = Builder {
         public: Router::new(),
         admin: Router::new(),
@@ -342,6 +346,22 @@ pub fn routes(rest: Arc<Rest>) -> Routes {
             Method::GET,
             "/api/admin/reports/{report}",
             get(admin::report),
+        )
+        .add(Method::GET, "/api/admin/providers", get(providers::list))
+        .add(
+            Method::POST,
+            "/api/admin/providers",
+            post(providers::create),
+        )
+        .add(
+            Method::PUT,
+            "/api/admin/providers/{code}",
+            put(providers::update),
+        )
+        .add(
+            Method::POST,
+            "/api/admin/providers/{code}/rotate-secret",
+            post(providers::rotate),
         )
         .add(
             Method::POST,

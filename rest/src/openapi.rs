@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{adjustments, admin, auth, games, payments, user};
+use crate::handlers::{adjustments, admin, auth, games, payments, providers, user};
 
 pub const PATH: &str = "/openapi.json";
 
@@ -20,6 +20,7 @@ pub const PATH: &str = "/openapi.json";
         admin::set_status, admin::force_logout, admin::audit_log, adjustments::create,
         adjustments::approve, admin::reconciliation, payments::webhook, payments::request,
         payments::approve, payments::reject, admin::transactions, admin::report,
+        providers::list, providers::create, providers::update, providers::rotate,
     ),
     modifiers(&Bearer),
     tags((name = "auth"), (name = "player"), (name = "admin"), (name = "payments"))
@@ -75,6 +76,8 @@ mod tests {
             adjustment_approval_above: 1000,
             providers: Vec::new(),
             payment_providers: Vec::new(),
+            providers_changed: Arc::new(tokio::sync::Notify::new()),
+            managed_dialects: vec!["native".into()],
             verify_signature: |_, _, _, _, _| false,
             report_fold_interval: Duration::from_secs(60),
             report_settle_after: Duration::from_secs(60),

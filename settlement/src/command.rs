@@ -263,7 +263,7 @@ impl Answer {
 }
 
 /// The answer to a rollback of a transaction never seen (tombstoned either way).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TombstoneAnswer {
     #[default]
@@ -274,7 +274,7 @@ pub enum TombstoneAnswer {
 
 /// Per-provider money rules (design §4), read as they are from each provider's `[policy]` in
 /// the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct Policy {
     /// Bets need a live game session bound to the player (and currency, and game).

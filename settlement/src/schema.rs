@@ -29,6 +29,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_report_rollups",
         include_str!("../../migrations/0006_report_rollups.sql"),
     ),
+    (
+        "0007_managed_providers",
+        include_str!("../../migrations/0007_managed_providers.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

@@ -280,7 +280,7 @@ pub async fn handle(
 ) -> http::Response<Body> {
     let rest = &request.uri().path()[CALLBACK_PREFIX.len()..];
     let code = rest.split('/').next().unwrap_or_default();
-    let Some(provider) = state.providers.get(code).cloned() else {
+    let Some(provider) = state.provider(code) else {
         return json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"status": "UNKNOWN_PROVIDER", "message": "no such provider"}),

@@ -13,4 +13,5 @@ mod rest_auth;
 mod rest_bet_path;
 mod rest_payments;
 mod rest_player;
+mod rest_providers;
 mod softswiss;

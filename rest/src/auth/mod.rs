@@ -76,6 +76,14 @@ pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
     ("GET", "/api/admin/reconciliation", &[Admin, Manager]),
     ("GET", "/api/admin/transactions", &[Admin, Manager, Support]),
     ("GET", "/api/admin/reports/{report}", &[Admin, Manager]),
+    ("GET", "/api/admin/providers", &[Admin, Manager, Support]),
+    ("POST", "/api/admin/providers", &[Admin]),
+    ("PUT", "/api/admin/providers/{code}", &[Admin]),
+    (
+        "POST",
+        "/api/admin/providers/{code}/rotate-secret",
+        &[Admin],
+    ),
     (
         "POST",
         "/api/admin/withdrawals/{id}/approve",

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod games;
 pub mod payments;
+pub mod providers;
 pub mod user;
 
 use axum::http::StatusCode;

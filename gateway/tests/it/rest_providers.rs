@@ -1,0 +1,220 @@
+//! Providers managed through the back office over real HTTP and PostgreSQL: created and in
+//! force without a restart, disabled and enabled, a secret rotated with the old one accepted
+//! until its deadline, secrets never answered nor audited.
+
+use std::time::{Duration, Instant};
+
+use gateway::test_util::{start_gateway, Answer, TestGateway, REST_ON};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::money_path::bet;
+use crate::rest_auth::{data, refused};
+
+const SECRET: &str = "acme-secret-0123456789";
+const NEXT_SECRET: &str = "acme-next-secret-0123456789";
+
+async fn acme_bet(gw: &TestGateway, secret: &str, tx: &str) -> Answer {
+    gw.native("acme", secret, "bet", bet("player-1", tx, "1.00", "r1"))
+        .await
+}
+
+/// Polls `check` until it holds (the gateway takes changes up at once, or within its reload
+/// period for deadlines).
+async fn eventually(mut check: impl AsyncFnMut() -> bool, within: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart() {
+    let gw = start_gateway(REST_ON).await;
+    let admin = gw.admin_token(0).await;
+    let api = |method: Method, path: &str, body: Option<Value>| {
+        let (gw, admin, path) = (&gw, admin.clone(), path.to_string());
+        async move { gw.api(method, &path, Some(&admin), body).await }
+    };
+    assert_eq!(
+        acme_bet(&gw, SECRET, "a0").await.status,
+        StatusCode::NOT_FOUND
+    );
+    for (body, field) in [
+        (
+            json!({"code": "Acme", "dialect": "native", "secret": SECRET}),
+            "code",
+        ),
+        (
+            json!({"code": "acme", "dialect": "hub88", "secret": SECRET}),
+            "dialect",
+        ),
+        (
+            json!({"code": "acme", "dialect": "native", "secret": "short"}),
+            "secret",
+        ),
+        (
+            json!({"code": "acme", "dialect": "native", "secret": SECRET, "policy": {"free_money": true}}),
+            "policy",
+        ),
+        (
+            json!({"code": "acme", "dialect": "native", "secret": SECRET, "currency": "XXXX"}),
+            "currency",
+        ),
+    ] {
+        let a = refused(
+            &api(Method::POST, "/api/admin/providers", Some(body)).await,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+        );
+        assert_eq!(a["errors"][0]["field"], field);
+    }
+    let create = json!({"code": "acme", "dialect": "native", "secret": SECRET,
+                        "policy": {"session_required": false}, "allow_ips": ["127.0.0.1"]});
+    let created = data(
+        &api(Method::POST, "/api/admin/providers", Some(create.clone())).await,
+        StatusCode::CREATED,
+    );
+    assert!(created["settings"].get("secret").is_none(), "{created}");
+    assert_eq!(created["settings"]["allow_ips"], json!(["127.0.0.1"]));
+    refused(
+        &api(Method::POST, "/api/admin/providers", Some(create)).await,
+        StatusCode::CONFLICT,
+        "CODE_TAKEN",
+    );
+    let taken = json!({"code": "demo", "dialect": "native", "secret": SECRET});
+    refused(
+        &api(Method::POST, "/api/admin/providers", Some(taken)).await,
+        StatusCode::CONFLICT,
+        "CODE_TAKEN",
+    );
+
+    assert!(
+        eventually(
+            async || acme_bet(&gw, SECRET, "a1").await.json()["status"] == "OK",
+            Duration::from_secs(3)
+        )
+        .await
+    );
+    let listed = data(
+        &api(Method::GET, "/api/admin/providers", None).await,
+        StatusCode::OK,
+    );
+    let acme = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["code"] == "acme")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            acme["managed"].clone(),
+            acme["settings"]["previous_secret_set"].clone()
+        ),
+        (json!(true), json!(false))
+    );
+    let demo = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["code"] == "demo")
+        .unwrap()
+        .clone();
+    assert_eq!(demo["managed"], false);
+    let in_file = api(
+        Method::PUT,
+        "/api/admin/providers/demo",
+        Some(json!({"enabled": false, "reason": "x"})),
+    )
+    .await;
+    refused(&in_file, StatusCode::CONFLICT, "CONFIGURED_IN_FILE");
+
+    // Disabled: its callbacks are refused for good; enabled again: accepted.
+    let off = api(
+        Method::PUT,
+        "/api/admin/providers/acme",
+        Some(json!({"enabled": false, "reason": "incident"})),
+    )
+    .await;
+    assert_eq!(data(&off, StatusCode::OK)["enabled"], false);
+    assert!(
+        eventually(
+            async || acme_bet(&gw, SECRET, "a2").await.json()["status"] != "OK",
+            Duration::from_secs(3)
+        )
+        .await
+    );
+    let on = api(
+        Method::PUT,
+        "/api/admin/providers/acme",
+        Some(json!({"enabled": true, "reason": "resolved"})),
+    )
+    .await;
+    assert_eq!(data(&on, StatusCode::OK)["enabled"], true);
+    assert!(
+        eventually(
+            async || acme_bet(&gw, SECRET, "a3").await.json()["status"] == "OK",
+            Duration::from_secs(3)
+        )
+        .await
+    );
+
+    // Rotation: the new secret at once, the old one until its deadline (2 s), then refused.
+    let rotate =
+        json!({"secret": NEXT_SECRET, "previous_valid_for_s": 2, "reason": "yearly rotation"});
+    let rotated = data(
+        &api(
+            Method::POST,
+            "/api/admin/providers/acme/rotate-secret",
+            Some(rotate),
+        )
+        .await,
+        StatusCode::OK,
+    );
+    assert_eq!(rotated["settings"]["previous_secret_set"], true);
+    assert!(
+        eventually(
+            async || acme_bet(&gw, NEXT_SECRET, "a4").await.json()["status"] == "OK",
+            Duration::from_secs(3)
+        )
+        .await
+    );
+    let old = acme_bet(&gw, SECRET, "a5").await;
+    assert_eq!(
+        old.json()["status"],
+        "OK",
+        "the old secret holds until its deadline"
+    );
+    assert!(
+        eventually(
+            async || acme_bet(&gw, SECRET, "a6").await.status == StatusCode::UNAUTHORIZED,
+            Duration::from_secs(10)
+        )
+        .await
+    );
+
+    // Four changes audited, none with a secret in it.
+    let client = gw.db.connect().await;
+    let rows: Vec<String> = client
+        .query(
+            "SELECT row_to_json(a)::text FROM audit_log a WHERE target_kind = 'provider'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows.len(), 4);
+    assert!(
+        rows.iter()
+            .all(|r| !r.contains(SECRET) && !r.contains(NEXT_SECRET)),
+        "{rows:?}"
+    );
+    gw.finish().await;
+}

@@ -1,0 +1,368 @@
+//! `/api/admin/providers`: game providers managed through the back office — created with a
+//! dialect, secret, currency, allowlist and policy; changed, enabled or disabled; their secret
+//! rotated with the old one accepted until a deadline. The gateway takes changes up at once
+//! (and every few seconds from other gateways). Secrets are never answered. Providers of the
+//! configuration file are listed but managed in the file.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use crate::audit::{self, Actor};
+use crate::envelope::{ok, ApiError, ApiResult, Body, Ok};
+use crate::Rest;
+
+/// The shortest provider secret accepted (as for configured providers).
+const SECRET_BYTES_MIN: usize = 16;
+/// The longest a rotated-out secret may stay valid.
+const PREVIOUS_VALID_MAX_S: u64 = 30 * 24 * 60 * 60;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderView {
+    pub code: String,
+    pub dialect: String,
+    pub enabled: bool,
+    /// Managed here (`true`) or in the configuration file.
+    pub managed: bool,
+    /// The managed settings, secrets left out.
+    #[schema(value_type = Object)]
+    pub settings: Value,
+}
+
+/// The stored settings without their secrets (and whether a previous one is still pending).
+fn public_settings(managed: Option<&Value>) -> Value {
+    let Some(Value::Object(m)) = managed else {
+        return Value::Null;
+    };
+    let mut shown = m.clone();
+    shown.remove("secret");
+    let previous = shown.remove("previous_secret").is_some();
+    shown.insert("previous_secret_set".into(), json!(previous));
+    Value::Object(shown)
+}
+
+fn view(row: &tokio_postgres::Row) -> ProviderView {
+    let managed: Option<String> = row.get(3);
+    let managed: Option<Value> = managed.and_then(|m| serde_json::from_str(&m).ok());
+    ProviderView {
+        code: row.get(0),
+        dialect: row.get(1),
+        enabled: row.get(2),
+        managed: managed.is_some(),
+        settings: public_settings(managed.as_ref()),
+    }
+}
+
+const SELECT: &str = "SELECT code, dialect, enabled, managed::text FROM providers";
+
+#[utoipa::path(get, path = "/api/admin/providers", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "every provider, secrets left out", body = Vec<ProviderView>)))]
+pub async fn list(State(rest): State<Arc<Rest>>) -> ApiResult<Ok<Vec<ProviderView>>> {
+    let client = rest.pool.get().await?;
+    let rows = client
+        .query(&format!("{SELECT} ORDER BY code"), &[])
+        .await?;
+    ok(rows.iter().map(view).collect())
+}
+
+/// A policy object, checked: only the policy's own keys.
+fn policy(value: Option<Value>) -> ApiResult<Option<Value>> {
+    let Some(value) = value else {
+        return Result::Ok(None);
+    };
+    let parsed: settlement::Policy = serde_json::from_value(value.clone())
+        .map_err(|e| ApiError::field("policy", e.to_string()))?;
+    let known = serde_json::to_value(parsed).unwrap_or(Value::Null);
+    if let (Value::Object(given), Value::Object(known)) = (&value, &known) {
+        if let Some(key) = given.keys().find(|k| !known.contains_key(*k)) {
+            return Err(ApiError::field("policy", format!("unknown key `{key}`")));
+        }
+    }
+    Result::Ok(Some(known))
+}
+
+fn check_secret(secret: &str) -> ApiResult<()> {
+    if secret.len() < SECRET_BYTES_MIN {
+        return Err(ApiError::field(
+            "secret",
+            format!("at least {SECRET_BYTES_MIN} bytes"),
+        ));
+    }
+    Result::Ok(())
+}
+
+fn check_currency(currency: &str) -> ApiResult<()> {
+    settlement::money::Currency::from_code(currency)
+        .map(drop)
+        .ok_or_else(|| ApiError::field("currency", "a known currency"))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProvider {
+    /// Path segment of its callbacks: `[a-z0-9][a-z0-9_-]{0,31}`.
+    pub code: String,
+    /// native, pragmatic, evolution or softswiss (shared-secret dialects).
+    pub dialect: String,
+    /// At least 16 bytes; never answered again.
+    pub secret: String,
+    /// Wallet currency of calls that name none (default EUR).
+    pub currency: Option<String>,
+    /// Addresses allowed to call (empty: any).
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allow_ips: Option<Vec<IpAddr>>,
+    /// The provider's money rules (keys of `[providers.policy]`).
+    #[schema(value_type = Object)]
+    pub policy: Option<Value>,
+    /// Signed timestamps further than this from now are refused (default 300).
+    pub signature_window_s: Option<u64>,
+}
+
+fn valid_code(code: &str) -> bool {
+    let b = code.as_bytes();
+    (1..=32).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+#[utoipa::path(post, path = "/api/admin/providers", tag = "admin", security(("bearer" = [])),
+    request_body = CreateProvider,
+    responses((status = 201, description = "created and in force (secret not answered)", body = ProviderView),
+              (status = 400, description = "invalid fields", body = crate::envelope::ErrorBody),
+              (status = 409, description = "CODE_TAKEN", body = crate::envelope::ErrorBody)))]
+pub async fn create(
+    State(rest): State<Arc<Rest>>,
+    actor: Actor,
+    Body(req): Body<CreateProvider>,
+) -> ApiResult<Ok<ProviderView>> {
+    if !valid_code(&req.code) {
+        return Err(ApiError::field("code", "[a-z0-9][a-z0-9_-]{0,31}"));
+    }
+    if !rest.options.managed_dialects.contains(&req.dialect) {
+        return Err(ApiError::field(
+            "dialect",
+            format!("one of {}", rest.options.managed_dialects.join(", ")),
+        ));
+    }
+    check_secret(&req.secret)?;
+    let currency = req.currency.unwrap_or_else(|| "EUR".into());
+    check_currency(&currency)?;
+    let window = req.signature_window_s.unwrap_or(300);
+    if window == 0 {
+        return Err(ApiError::field("signature_window_s", "> 0"));
+    }
+    let policy = policy(req.policy)?.unwrap_or_else(|| json!({}));
+    let managed = json!({
+        "secret": req.secret, "currency": currency, "allow_ips": req.allow_ips.unwrap_or_default(),
+        "policy": policy, "signature_window_s": window,
+    });
+    let mut client = rest.pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "INSERT INTO providers (code, dialect, enabled, managed)
+             VALUES ($1, $2, true, $3::text::jsonb)
+             ON CONFLICT (code) DO NOTHING
+             RETURNING code, dialect, enabled, managed::text",
+            &[&req.code, &req.dialect, &managed.to_string()],
+        )
+        .await?
+        .ok_or_else(|| ApiError::conflict("CODE_TAKEN", "a provider with this code exists"))?;
+    let created = view(&row);
+    audit::record(
+        &*tx,
+        &actor,
+        audit::Entry {
+            action: "provider.create",
+            target_kind: "provider",
+            target_id: req.code.clone(),
+            before: Value::Null,
+            after: json!({"dialect": req.dialect, "settings": created.settings}),
+            reason: "created",
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    rest.options.providers_changed.notify_one();
+    Result::Ok(Ok(StatusCode::CREATED, created))
+}
+
+/// Locks managed provider `code`: its row as a view and its stored settings.
+async fn managed_locked(
+    tx: &impl tokio_postgres::GenericClient,
+    code: &str,
+) -> ApiResult<(ProviderView, serde_json::Map<String, Value>)> {
+    let row = tx
+        .query_opt(&format!("{SELECT} WHERE code = $1 FOR UPDATE"), &[&code])
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such provider"))?;
+    let stored: Option<String> = row.get(3);
+    let Some(Value::Object(settings)) = stored.and_then(|m| serde_json::from_str(&m).ok()) else {
+        return Err(ApiError::conflict(
+            "CONFIGURED_IN_FILE",
+            "this provider is managed in the configuration file",
+        ));
+    };
+    Result::Ok((view(&row), settings))
+}
+
+/// A managed provider's state after a change.
+struct Next {
+    enabled: bool,
+    settings: serde_json::Map<String, Value>,
+}
+
+/// Stores `next` for the provider of `before`, audits the change and tells the gateway.
+async fn store(
+    rest: &Rest,
+    tx: deadpool_postgres::Transaction<'_>,
+    actor: &Actor,
+    action: &str,
+    before: ProviderView,
+    next: Next,
+    reason: &str,
+) -> ApiResult<Ok<ProviderView>> {
+    let row = tx
+        .query_one(
+            "UPDATE providers SET enabled = $2, managed = $3::text::jsonb, updated_at = now()
+             WHERE code = $1 RETURNING code, dialect, enabled, managed::text",
+            &[
+                &before.code,
+                &next.enabled,
+                &Value::Object(next.settings).to_string(),
+            ],
+        )
+        .await?;
+    let after = view(&row);
+    audit::record(
+        &*tx,
+        actor,
+        audit::Entry {
+            action,
+            target_kind: "provider",
+            target_id: before.code.clone(),
+            before: json!({"enabled": before.enabled, "settings": before.settings}),
+            after: json!({"enabled": after.enabled, "settings": after.settings}),
+            reason,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    rest.options.providers_changed.notify_one();
+    ok(after)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProvider {
+    /// A disabled provider's callbacks get the dialect's final refusal.
+    pub enabled: Option<bool>,
+    pub currency: Option<String>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allow_ips: Option<Vec<IpAddr>>,
+    #[schema(value_type = Object)]
+    pub policy: Option<Value>,
+    pub signature_window_s: Option<u64>,
+    /// Why (kept in the audit log).
+    pub reason: String,
+}
+
+#[utoipa::path(put, path = "/api/admin/providers/{code}", tag = "admin", security(("bearer" = [])),
+    params(("code" = String, Path, description = "provider code")), request_body = UpdateProvider,
+    responses((status = 200, description = "changed and in force", body = ProviderView),
+              (status = 404, description = "no such provider", body = crate::envelope::ErrorBody),
+              (status = 409, description = "CONFIGURED_IN_FILE", body = crate::envelope::ErrorBody)))]
+pub async fn update(
+    State(rest): State<Arc<Rest>>,
+    actor: Actor,
+    Path(code): Path<String>,
+    Body(req): Body<UpdateProvider>,
+) -> ApiResult<Ok<ProviderView>> {
+    let reason = crate::handlers::reason_of(&req.reason)?;
+    let policy = policy(req.policy)?;
+    if let Some(c) = &req.currency {
+        check_currency(c)?;
+    }
+    if req.signature_window_s == Some(0) {
+        return Err(ApiError::field("signature_window_s", "> 0"));
+    }
+    let mut client = rest.pool.get().await?;
+    let tx = client.transaction().await?;
+    let (before, mut settings) = managed_locked(&*tx, &code).await?;
+    if let Some(c) = req.currency {
+        settings.insert("currency".into(), json!(c));
+    }
+    if let Some(ips) = req.allow_ips {
+        settings.insert("allow_ips".into(), json!(ips));
+    }
+    if let Some(p) = policy {
+        settings.insert("policy".into(), p);
+    }
+    if let Some(w) = req.signature_window_s {
+        settings.insert("signature_window_s".into(), json!(w));
+    }
+    let next = Next {
+        enabled: req.enabled.unwrap_or(before.enabled),
+        settings,
+    };
+    store(&rest, tx, &actor, "provider.update", before, next, reason).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// The new secret (at least 16 bytes); never answered again.
+    pub secret: String,
+    /// How long the old secret is still accepted (0 to 30 days).
+    pub previous_valid_for_s: u64,
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/api/admin/providers/{code}/rotate-secret", tag = "admin", security(("bearer" = [])),
+    params(("code" = String, Path, description = "provider code")), request_body = RotateSecret,
+    responses((status = 200, description = "the new secret is in force; the old one until the deadline", body = ProviderView),
+              (status = 404, description = "no such provider", body = crate::envelope::ErrorBody),
+              (status = 409, description = "CONFIGURED_IN_FILE", body = crate::envelope::ErrorBody)))]
+pub async fn rotate(
+    State(rest): State<Arc<Rest>>,
+    actor: Actor,
+    Path(code): Path<String>,
+    Body(req): Body<RotateSecret>,
+) -> ApiResult<Ok<ProviderView>> {
+    let reason = crate::handlers::reason_of(&req.reason)?;
+    check_secret(&req.secret)?;
+    if req.previous_valid_for_s > PREVIOUS_VALID_MAX_S {
+        return Err(ApiError::field("previous_valid_for_s", "at most 30 days"));
+    }
+    let mut client = rest.pool.get().await?;
+    let tx = client.transaction().await?;
+    let (before, mut settings) = managed_locked(&*tx, &code).await?;
+    let now: i64 = tx
+        .query_one("SELECT extract(epoch FROM now())::bigint", &[])
+        .await?
+        .get(0);
+    let old = settings.insert("secret".into(), json!(req.secret));
+    settings.insert("previous_secret".into(), old.unwrap_or(Value::Null));
+    let valid_for = i64::try_from(req.previous_valid_for_s).unwrap_or(0);
+    settings.insert("previous_until".into(), json!(now + valid_for));
+    let next = Next {
+        enabled: before.enabled,
+        settings,
+    };
+    store(
+        &rest,
+        tx,
+        &actor,
+        "provider.rotate_secret",
+        before,
+        next,
+        reason,
+    )
+    .await
+}
