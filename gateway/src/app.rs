@@ -268,10 +268,20 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
         providers_changed: providers_changed.clone(),
         settler,
         dedup: crate::dedup::Index::new(config.dedup.entries_max, config.dedup.bytes_max),
-        metrics: crate::metrics::install(),
+        trace: crate::trace::Tracer::start(database.config.clone(), &config.trace),
+        metrics: {
+            let handle = crate::metrics::install();
+            crate::metrics::register_known_series();
+            handle
+        },
         ready: std::sync::atomic::AtomicBool::new(true),
         api,
     });
+    if let Some(api) = &state.api {
+        api.attach_desk(Arc::new(crate::provider::replay::Desk(Arc::downgrade(
+            &state,
+        ))));
+    }
     reload_providers(&state, &base)
         .await
         .context("load the providers managed through the back office")?;

@@ -21,6 +21,7 @@ pub struct Config {
     pub embedded: Embedded,
     pub settlement: Settlement,
     pub dedup: Dedup,
+    pub trace: Trace,
     pub log: Log,
     pub demo: Demo,
     pub rest: Rest,
@@ -168,6 +169,29 @@ impl Default for Dedup {
         Dedup {
             entries_max: 1_000_000,
             bytes_max: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Raw callbacks kept for the back office's trace and replay (see `trace`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Trace {
+    /// Store each callback that names a transaction: bytes and headers as received, the
+    /// answer sent, the batch and timings. Written after the answer, off the commit path.
+    pub enabled: bool,
+    /// Records waiting for the writer; when full, new ones are dropped (and counted).
+    pub queue_len_max: usize,
+    /// Records the writer copies in one statement, at most.
+    pub batch_len_max: usize,
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Trace {
+            enabled: true,
+            queue_len_max: 65_536,
+            batch_len_max: 2_000,
         }
     }
 }
@@ -760,6 +784,12 @@ impl Config {
             "dedup.entries_max and dedup.bytes_max",
             self.dedup.entries_max > 0 && self.dedup.bytes_max > 0,
             "> 0",
+        );
+        range("trace.queue_len_max", self.trace.queue_len_max > 0, "> 0");
+        range(
+            "trace.batch_len_max",
+            (1..=100_000).contains(&self.trace.batch_len_max),
+            "between 1 and 100000",
         );
         range(
             "log.format",

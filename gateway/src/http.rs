@@ -37,11 +37,15 @@ pub enum BodyError {
 
 /// Reads the whole body, refusing more than `body_bytes_max` (early, from Content-Length, when
 /// the client announces it) and bodies slower than `request_timeout_ms`.
-pub async fn read_body(
+pub async fn read_body<B>(
     server: &config::Server,
     headers: &HeaderMap,
-    body: hyper::body::Incoming,
-) -> Result<Bytes, BodyError> {
+    body: B,
+) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -15,6 +15,7 @@ pub mod registry;
 pub mod server;
 pub mod signature;
 pub mod state;
+pub mod trace;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;

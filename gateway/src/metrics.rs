@@ -51,10 +51,36 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Counters whose label values are known in advance, registered at zero so that alert
+/// expressions over them (`rate(...) > 0`) have a series before the first event.
+pub fn register_known_series() {
+    for reason in ["overloaded", "deadline", "storage", "shutting_down"] {
+        metrics::counter!("wallet_unavailable_total", "reason" => reason).increment(0);
+    }
+    for kind in [
+        "connection",
+        "conflict",
+        "database",
+        "invariant",
+        "not_connected",
+    ] {
+        metrics::counter!("wallet_batch_failures_total", "kind" => kind).increment(0);
+    }
+    for reason in ["queue_full", "storage"] {
+        metrics::counter!("wallet_trace_dropped_total", "reason" => reason).increment(0);
+    }
+    metrics::counter!("wallet_deadline_expired_total").increment(0);
+    metrics::counter!("wallet_trace_records_total").increment(0);
+}
+
 /// Gauges sampled at scrape time by the caller (so this module needs no handles).
 #[derive(Debug, Clone, Default)]
 pub struct Gauges {
     pub queue_depths: Vec<usize>,
+    /// Commands a lane's queue holds at most (the same for every lane).
+    pub queue_capacity: usize,
+    /// The database answered a trivial query within a second, just now.
+    pub database_up: bool,
     pub pool_size: usize,
     pub pool_available: usize,
     pub dedup: crate::dedup::Snapshot,
@@ -66,6 +92,8 @@ pub fn render(handle: &PrometheusHandle, gauges: &Gauges) -> String {
         metrics::gauge!("wallet_settlement_queue_depth", "lane" => lane.to_string())
             .set(*depth as f64);
     }
+    metrics::gauge!("wallet_settlement_queue_capacity").set(gauges.queue_capacity as f64);
+    metrics::gauge!("wallet_database_up").set(if gauges.database_up { 1.0 } else { 0.0 });
     metrics::gauge!("wallet_db_pool_size").set(gauges.pool_size as f64);
     metrics::gauge!("wallet_db_pool_available").set(gauges.pool_available as f64);
     let d = &gauges.dedup;

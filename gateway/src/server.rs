@@ -117,7 +117,7 @@ async fn route(state: &Arc<State>, peer: SocketAddr, request: Request<Incoming>)
     match (request.method(), path) {
         (&Method::GET, "/health") => health(state).await,
         (&Method::GET, "/metrics") => {
-            let text = crate::metrics::render(&state.metrics, &state.gauges());
+            let text = crate::metrics::render(&state.metrics, &state.gauges().await);
             let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

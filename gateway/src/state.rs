@@ -1,5 +1,5 @@
 //! The handles every request shares: configuration, the database pool, the provider registry,
-//! the settlement lanes, the dedup index, the metrics handle and the readiness flag. Built by
+//! the settlement lanes, the dedup index, the trace writer, the metrics handle and the readiness flag. Built by
 //! `app` at start-up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +22,8 @@ pub struct State {
     pub providers_changed: Arc<tokio::sync::Notify>,
     pub settler: Settler,
     pub dedup: crate::dedup::Index,
+    /// Callbacks as received and answered, for the back office (see `trace`).
+    pub trace: crate::trace::Tracer,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub ready: AtomicBool,
     /// The REST module under `/api/`, when `rest.enabled`.
@@ -44,6 +46,7 @@ impl State {
     pub async fn shutdown(&self) {
         self.ready.store(false, Ordering::Release);
         self.settler.drain().await;
+        self.trace.flush().await;
         self.pool.close();
     }
 
@@ -52,11 +55,14 @@ impl State {
         self.ready.store(false, Ordering::Release);
     }
 
-    /// Gauges sampled now, for `/metrics`.
-    pub fn gauges(&self) -> crate::metrics::Gauges {
+    /// Gauges sampled now, for `/metrics` (the database is asked, within a second).
+    pub async fn gauges(&self) -> crate::metrics::Gauges {
+        let database_up = self.database_up().await;
         let pool = self.pool.status();
         crate::metrics::Gauges {
             queue_depths: self.settler.queue_depths(),
+            queue_capacity: self.config.settlement.queue_len_max,
+            database_up,
             pool_size: pool.size,
             pool_available: pool.available,
             dedup: self.dedup.snapshot(),

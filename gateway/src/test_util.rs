@@ -210,19 +210,36 @@ impl TestClient {
         headers: &[(&str, String)],
         body: impl Into<Bytes>,
     ) -> Answer {
+        self.try_request(method, path, headers, body)
+            .await
+            .expect("send request")
+    }
+
+    /// [`TestClient::request`], answering transport failures (refused, reset) as `Err`.
+    pub async fn try_request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: impl Into<Bytes>,
+    ) -> Result<Answer, String> {
         let mut builder = Request::builder().method(method).uri(self.url(path));
         for (name, value) in headers {
             builder = builder.header(*name, value);
         }
         let request = builder.body(Full::new(body.into())).expect("request");
-        let response = self.client.request(request).await.expect("send request");
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("read body").to_bytes();
-        Answer {
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Answer {
             status: parts.status,
             headers: parts.headers,
             body,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -289,6 +306,12 @@ impl TestGateway {
     pub fn faults(&self) -> std::sync::Arc<settlement::fault::Faults> {
         let running = self.running.as_ref().expect("gateway running");
         running.state.settler.faults().clone()
+    }
+
+    /// Waits until every trace record queued so far is in the database.
+    pub async fn flush_trace(&self) {
+        let running = self.running.as_ref().expect("gateway running");
+        running.state.trace.flush().await;
     }
 
     /// Graceful shutdown; waits until the gateway has stopped.

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod demo;
+pub mod desk;
 pub mod envelope;
 mod handlers;
 pub mod openapi;
@@ -105,6 +106,8 @@ pub struct Rest {
     pub hasher: Hasher,
     pub limiters: Limiters,
     pub options: Options,
+    /// The callback pipeline's trace and replay, once the gateway attached it.
+    pub desk: std::sync::OnceLock<Arc<dyn desk::CallbackDesk>>,
 }
 
 /// The client's address (after the gateway's trusted-proxy rule), put in each request's
@@ -138,6 +141,7 @@ impl Api {
             hasher: Hasher::new(options.hash_slots),
             limiters: Limiters::new(options.rate_limits),
             options,
+            desk: std::sync::OnceLock::new(),
         });
         let router = routes(rest.clone()).router;
         Api { router, rest }
@@ -145,6 +149,11 @@ impl Api {
 
     pub fn rest(&self) -> &Arc<Rest> {
         &self.rest
+    }
+
+    /// Hands in the callback pipeline for trace and replay (once; later calls are ignored).
+    pub fn attach_desk(&self, desk: Arc<dyn desk::CallbackDesk>) {
+        let _ = self.rest.desk.set(desk);
     }
 
     /// Answers one request under `/api/`; the body is read within the request timeout.
@@ -262,7 +271,7 @@ async fn observe(
 /// Every route of the module.
 pub fn routes(rest: Arc<Rest>) -> Routes {
     use axum::routing::{get, post, put};
-    use handlers::{adjustments, admin, auth, games, payments, providers, user};
+    use handlers::{adjustments, admin, auth, games, payments, providers, trace, user};
     let b = Builder {
         public: Router::new(),
         admin: Router::new(),
@@ -341,6 +350,16 @@ pub fn routes(rest: Arc<Rest>) -> Routes {
             Method::GET,
             "/api/admin/transactions",
             get(admin::transactions),
+        )
+        .add(
+            Method::GET,
+            "/api/admin/transactions/{id}/trace",
+            get(trace::trace),
+        )
+        .add(
+            Method::POST,
+            "/api/admin/transactions/{id}/replay",
+            post(trace::replay),
         )
         .add(
             Method::GET,

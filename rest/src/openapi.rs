@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{adjustments, admin, auth, games, payments, providers, user};
+use crate::handlers::{adjustments, admin, auth, games, payments, providers, trace, user};
 
 pub const PATH: &str = "/openapi.json";
 
@@ -21,6 +21,7 @@ pub const PATH: &str = "/openapi.json";
         adjustments::approve, admin::reconciliation, payments::webhook, payments::request,
         payments::approve, payments::reject, admin::transactions, admin::report,
         providers::list, providers::create, providers::update, providers::rotate,
+        trace::trace, trace::replay,
     ),
     modifiers(&Bearer),
     tags((name = "auth"), (name = "player"), (name = "admin"), (name = "payments"))
@@ -90,6 +91,7 @@ mod tests {
             hasher: Hasher::new(1),
             limiters: Limiters::new(options.rate_limits),
             options,
+            desk: std::sync::OnceLock::new(),
         })
     }
 

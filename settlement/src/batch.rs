@@ -55,7 +55,19 @@ impl Unavailable {
     }
 }
 
-type Reply = oneshot::Sender<Result<Vec<Answer>, Unavailable>>;
+type Reply = oneshot::Sender<Result<(Vec<Answer>, Settled), Unavailable>>;
+
+/// Which commit settled a unit, for traces: the lane, the lane's batch counter (since the
+/// gateway started), how many commands the batch held, how long the unit queued before its
+/// batch began and how long the batch's transaction took (BEGIN to COMMIT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    pub lane: u16,
+    pub batch: u64,
+    pub batch_len: u32,
+    pub queued: Duration,
+    pub commit: Duration,
+}
 
 /// One caller's unit: a command, or the actions of one multi-action callback (one player's,
 /// applied all or nothing, in one batch).
@@ -124,6 +136,7 @@ impl Settler {
                 batch_len_max: options.batch_len_max,
                 batch_wait_max: options.batch_wait_max,
                 faults: faults.clone(),
+                batches: 0,
             };
             tasks.push(tokio::spawn(lane.run(rx)));
             lanes.push(tx);
@@ -160,13 +173,26 @@ impl Settler {
 
     /// Settles one command: the answer is returned only after the batch holding it committed.
     pub async fn settle(&self, command: Command) -> Result<Answer, Unavailable> {
-        let mut answers = self.settle_unit(vec![command]).await?;
-        Ok(answers.pop().expect("one answer per command"))
+        Ok(self.settle_traced(command).await?.0)
+    }
+
+    /// [`Settler::settle`], also telling which commit settled it.
+    pub async fn settle_traced(&self, command: Command) -> Result<(Answer, Settled), Unavailable> {
+        let (mut answers, settled) = self.settle_unit_traced(vec![command]).await?;
+        Ok((answers.pop().expect("one answer per command"), settled))
     }
 
     /// Settles the commands of one multi-action callback as one unit: one player's, in order,
     /// in one batch, all or nothing (see `apply::apply_units`); one answer per command.
     pub async fn settle_unit(&self, commands: Vec<Command>) -> Result<Vec<Answer>, Unavailable> {
+        Ok(self.settle_unit_traced(commands).await?.0)
+    }
+
+    /// [`Settler::settle_unit`], also telling which commit settled it.
+    pub async fn settle_unit_traced(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<(Vec<Answer>, Settled), Unavailable> {
         assert!(
             (1..=crate::apply::UNIT_LEN_MAX).contains(&commands.len()),
             "unit size in range"
@@ -283,6 +309,8 @@ struct Lane {
     batch_len_max: usize,
     batch_wait_max: Duration,
     faults: Arc<Faults>,
+    /// Batches this lane has committed.
+    batches: u64,
 }
 
 /// Pause between connection attempts while the database is unreachable.
@@ -398,9 +426,18 @@ impl Lane {
             if units.is_empty() {
                 return;
             }
+            let started = Instant::now();
             let error = match self.settle_once(&units.commands, &units.lens).await {
                 Ok(answers) => {
-                    units.answer(answers);
+                    self.batches += 1;
+                    let settled = Settled {
+                        lane: self.index as u16,
+                        batch: self.batches,
+                        batch_len: units.commands.len() as u32,
+                        queued: Duration::ZERO,
+                        commit: started.elapsed(),
+                    };
+                    units.answer(answers, settled, started);
                     return;
                 }
                 Err(error) => error,
@@ -535,11 +572,18 @@ impl Units {
         dropped
     }
 
-    /// Sends each unit its answers (one per command, in order).
-    fn answer(self, answers: Vec<Answer>) {
+    /// Sends each unit its answers (one per command, in order) and the commit's mark; the
+    /// batch began at `started`.
+    fn answer(self, answers: Vec<Answer>, settled: Settled, started: Instant) {
         let mut answers = answers.into_iter();
         for (len, ticket) in self.lens.into_iter().zip(self.tickets) {
-            let _ = ticket.reply.send(Ok(answers.by_ref().take(len).collect()));
+            let settled = Settled {
+                queued: started.saturating_duration_since(ticket.queued_at),
+                ..settled
+            };
+            let _ = ticket
+                .reply
+                .send(Ok((answers.by_ref().take(len).collect(), settled)));
         }
     }
 

@@ -33,6 +33,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0007_managed_providers",
         include_str!("../../migrations/0007_managed_providers.sql"),
     ),
+    (
+        "0008_callback_requests",
+        include_str!("../../migrations/0008_callback_requests.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

@@ -156,6 +156,13 @@ pub struct Report {
     pub attempts: u64,
     pub operations: u64,
     pub elapsed: Duration,
+    /// Attempts whose outcome the client never learnt (transport error, timeout): each was
+    /// resolved afterwards by a retry's final answer or by a rollback, or is a violation.
+    pub unknown: u64,
+    pub retries: u64,
+    /// Final answers to callbacks with a transaction id: `OK`, and business refusals.
+    pub finals_ok: u64,
+    pub finals_refused: u64,
     pub faults: BTreeMap<&'static str, u64>,
     pub checks: Vec<(String, Result<(), String>)>,
 }
@@ -178,12 +185,17 @@ impl Report {
             .map(|(name, r)| format!("{name}={}", if r.is_ok() { "ok" } else { "FAILED" }))
             .collect();
         format!(
-            "sim seed {}: {} callbacks ({} operations) in {:.1} s, {:.0}/s; faults: {}; checks: {}",
+            "sim seed {}: {} callbacks ({} operations) in {:.1} s, {:.0}/s; final answers: {} OK, \
+             {} refused; unknown outcomes {} (then resolved), retries {}; faults: {}; checks: {}",
             self.seed,
             self.attempts,
             self.operations,
             secs,
             self.attempts as f64 / secs,
+            self.finals_ok,
+            self.finals_refused,
+            self.unknown,
+            self.retries,
             faults.join(" "),
             checks.join(" ")
         )
@@ -256,7 +268,18 @@ impl Worker {
         ] {
             if self.rng.chance(rate) {
                 self.counts.fault(kind);
-                match self.attempt(encoded, send, PATIENCE).await {
+                // No answer at all (the gateway restarting, a timeout) is not an answer: asked
+                // again, like a provider would, until one comes.
+                let started = Instant::now();
+                let mut answer = self.attempt(encoded, send, PATIENCE).await;
+                while matches!(answer, Attempt::Unknown(_))
+                    && started.elapsed() < self.options.final_within
+                {
+                    self.counts.unknown.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    answer = self.attempt(encoded, send, PATIENCE).await;
+                }
+                match answer {
                     Attempt::Refused(..) => {}
                     other => self.violations.0.push(format!(
                         "{kind} on {}: expected a refusal, got {other:?}",
@@ -563,6 +586,23 @@ fn gateway_balance(minor: i64) -> String {
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
+/// Connects, retrying for up to a minute while the database is (re)starting.
+async fn connect_patiently(
+    database: &tokio_postgres::Config,
+) -> anyhow::Result<(
+    tokio_postgres::Client,
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+)> {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        match database.connect(tokio_postgres::NoTls).await {
+            Ok(connected) => return Ok(connected),
+            Err(e) if Instant::now() > give_up => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
 /// Plays the simulation against the gateway at `addr` and checks it against `database`.
 pub async fn run(
     addr: std::net::SocketAddr,
@@ -647,12 +687,23 @@ pub async fn run(
         violations.extend(v.0);
     }
     let elapsed = started.elapsed();
+    let finals_ok = seen.iter().filter(|s| s.status == "OK").count() as u64;
+    let finals_refused = seen.len() as u64 - finals_ok;
+    // A fresh connection for the checks: the one of the start may have been cut by a fault
+    // campaign (a database restart) while the play went on.
+    drop(db);
+    let (db, connection) = connect_patiently(&database).await?;
+    tokio::spawn(connection);
     let checks = check(&db, &options, &models, &openings, &seen, violations).await?;
     Ok(Report {
         seed: options.seed,
         attempts: counts.attempts.load(Ordering::Relaxed),
         operations: counts.operations.load(Ordering::Relaxed),
         elapsed,
+        unknown: counts.unknown.load(Ordering::Relaxed),
+        retries: counts.retries.load(Ordering::Relaxed),
+        finals_ok,
+        finals_refused,
         faults: counts
             .faults
             .iter()

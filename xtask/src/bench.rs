@@ -70,6 +70,9 @@ pub struct Options {
     pub compare: Option<(PathBuf, PathBuf)>,
     /// Run only the REST logins section and write `docs/performance-logins.md`.
     pub only_logins: bool,
+    /// Run only the trace section (raw requests kept or not) and write
+    /// `docs/performance-trace.md`.
+    pub only_trace: bool,
 }
 
 impl Options {
@@ -80,6 +83,7 @@ impl Options {
             soak_s: 0,
             compare: None,
             only_logins: false,
+            only_trace: false,
         };
         let mut compare_config = PathBuf::from("config/demo.toml");
         let mut it = args.iter();
@@ -96,7 +100,8 @@ impl Options {
                 "--soak" => options.soak_s = value()?,
                 "--only" => match it.next().map(String::as_str) {
                     Some("logins") => options.only_logins = true,
-                    other => bail!("--only takes `logins`, not {other:?}"),
+                    Some("trace") => options.only_trace = true,
+                    other => bail!("--only takes `logins` or `trace`, not {other:?}"),
                 },
                 "--compare" => {
                     let bin = it.next().context("--compare needs a gateway binary")?;
@@ -108,7 +113,7 @@ impl Options {
                 }
                 other => bail!(
                     "unknown bench option {other} (--step S, --sustained S, --soak S, \
-                     --compare GATEWAY_BIN, --compare-config PATH, --only logins)"
+                     --compare GATEWAY_BIN, --compare-config PATH, --only logins|trace)"
                 ),
             }
         }
@@ -467,6 +472,107 @@ fn logins_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     Ok(w)
 }
 
+/// The rate the trace's cost is measured at (CPU per callback, turn by turn).
+const TRACE_RATE: u64 = 10_000;
+
+/// What keeping raw callbacks costs (`trace.enabled`): fresh clusters in turn, off, on, off, on,
+/// each warmed up and then run at 10,000/s (CPU per callback of gateway + PostgreSQL, the trace
+/// writer's connection included); then a rate ladder each way. Markdown.
+fn trace_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
+    let mut turns = Vec::new();
+    for (turn, on) in [false, true, false, true].into_iter().enumerate() {
+        let flag = if on { "true" } else { "false" };
+        let gw = Gateway::start(
+            &root.join(format!("trace-{turn}")),
+            &[("GATEWAY__TRACE__ENABLED", flag)],
+        )?;
+        settle_down();
+        loadtest(&gw, 5_000, 10, &[])?;
+        let before = gw.metrics()?;
+        let wal_before = wal_lsn(&gw)?;
+        let run = loadtest(&gw, TRACE_RATE, step_s * 2, &[])?;
+        let wal = wal_lsn(&gw)?.saturating_sub(wal_before);
+        let after = gw.metrics()?;
+        let answered = metric(&after, "wallet_callback_seconds_count")
+            .saturating_sub(metric(&before, "wallet_callback_seconds_count"));
+        let kept = metric(&after, "wallet_trace_records_total")
+            .saturating_sub(metric(&before, "wallet_trace_records_total"));
+        let dropped = metric(&after, "wallet_trace_dropped_total{reason=\"queue_full\"}")
+            + metric(&after, "wallet_trace_dropped_total{reason=\"storage\"}");
+        gw.stop()?;
+        let wal_per_callback = wal as f64 / answered.max(1) as f64;
+        turns.push((on, run, kept, dropped, wal_per_callback));
+    }
+    let mut ladders = Vec::new();
+    for on in [false, true] {
+        let flag = if on { "true" } else { "false" };
+        let gw = Gateway::start(
+            &root.join(format!("trace-ladder-{flag}")),
+            &[("GATEWAY__TRACE__ENABLED", flag)],
+        )?;
+        settle_down();
+        loadtest(&gw, 5_000, 20, &[])?;
+        let mut log = String::new();
+        let best = ladder(
+            &gw,
+            &[
+                6_000, 7_000, 8_000, 9_000, 10_000, 11_000, 12_000, 13_000, 14_000,
+            ],
+            step_s,
+            &[],
+            &mut log,
+        )?;
+        gw.stop()?;
+        ladders.push((on, best.map_or(0, |(r, _)| r), log));
+    }
+
+    let mut w = String::new();
+    writeln!(
+        w,
+        "\n## Keeping raw callbacks for trace and replay (`trace.enabled`)\n"
+    )?;
+    writeln!(w, "Every callback that names a transaction is kept (bytes and headers as received, the answer, batch and timings) by one batched `COPY` writer off the commit path. Fresh clusters in turn (off, on, off, on), each warmed up at 5,000/s, then {TRACE_RATE}/s for {} s; CPU of the gateway and every PostgreSQL process (the writer's connection included) per answered callback.\n", step_s * 2)?;
+    writeln!(w, "| trace | achieved/s | p50 ms | p99 ms | errors | gateway µs/callback | PostgreSQL µs/callback | total µs/callback | WAL bytes/callback | rows kept | dropped |\n|---|---|---|---|---|---|---|---|---|---|---|")?;
+    let mut totals = [Vec::new(), Vec::new()];
+    for (on, run, kept, dropped, wal) in &turns {
+        let callbacks = (run.achieved() * run.wall_s).max(1.0);
+        let per = |party: &str| run.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
+        let total = per("gateway") + per("postgres");
+        totals[*on as usize].push(total);
+        writeln!(
+            w,
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {total:.1} | {wal:.0} | {kept} | {dropped} |",
+            if *on { "on" } else { "off" },
+            run.achieved(),
+            run.p("p50"),
+            run.p("p99"),
+            run.errors(),
+            per("gateway"),
+            per("postgres"),
+        )?;
+    }
+    let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (off, on) = (mean(&totals[0]), mean(&totals[1]));
+    // On a CPU-bound box the rate is inversely proportional to the CPU per callback.
+    let cost = 100.0 * (1.0 - off / on.max(1e-9));
+    writeln!(w, "\nMean CPU per callback: off {off:.1} µs, on {on:.1} µs: keeping raw callbacks costs {cost:.1} % of the throughput the CPU allows (target: at most 10 %).\n")?;
+    for (on, best, log) in &ladders {
+        writeln!(
+            w,
+            "Rate ladder with trace {} ({step_s} s a step; highest passing: {best}/s):\n",
+            if *on { "on" } else { "off" }
+        )?;
+        writeln!(w, "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+        w.push_str(log);
+        w.push('\n');
+    }
+    let (best_off, best_on) = (ladders[0].1, ladders[1].1);
+    if best_off > 0 {
+        writeln!(w, "Highest passing rate: off {best_off}/s, on {best_on}/s ({:+.1} %; one ladder each way, so a step of noise is 1,000/s).", 100.0 * (best_on as f64 / best_off as f64 - 1.0))?;
+    }
+    Ok(w)
+}
+
 /// Highest rate of `ladder` that passes; stops at the first failure past a pass.
 fn ladder(
     gateway: &Gateway,
@@ -655,6 +761,27 @@ fn disk_probe(dir: &Path, seconds: u64) -> anyhow::Result<DiskProbe> {
 }
 
 /// Rows a second that pgbench gets through with `script` (64 rows per transaction, 2 clients).
+/// The cluster's current WAL position, in bytes.
+fn wal_lsn(gateway: &Gateway) -> anyhow::Result<u64> {
+    let out = Command::new("psql")
+        .arg("-h")
+        .arg(&gateway.socket_dir)
+        .args([
+            "-U",
+            "wallet",
+            "-d",
+            "wallet",
+            "-Atc",
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
+        ])
+        .output()
+        .context("run psql (Debian: apt-get install postgresql-client)")?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .with_context(|| format!("psql: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
 fn pgbench(gateway: &Gateway, name: &str, script: &str, seconds: u64) -> anyhow::Result<f64> {
     let path = std::env::temp_dir().join(format!("wallet-{name}.pgbench"));
     std::fs::write(&path, script)?;
@@ -716,6 +843,20 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         std::fs::create_dir_all("docs")?;
         std::fs::write("docs/performance-logins.md", report)?;
         eprintln!("bench: wrote docs/performance-logins.md");
+        return Ok(());
+    }
+    if options.only_trace {
+        let section = trace_section(&root, options.step_s)?;
+        let _ = std::fs::remove_dir_all(&root);
+        let report = format!(
+            "# Keeping raw callbacks for trace and replay: what it costs\n\nProduced by \
+             `cargo xtask bench --only trace` (overwritten by each run; the full `cargo xtask \
+             bench` puts the same section in `docs/performance.md`). Total time: {:.0} s.\n\n{section}",
+            started.elapsed().as_secs_f64()
+        );
+        std::fs::create_dir_all("docs")?;
+        std::fs::write("docs/performance-trace.md", report)?;
+        eprintln!("bench: wrote docs/performance-trace.md");
         return Ok(());
     }
     let mut report = String::new();
@@ -822,7 +963,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     // 5. REST logins beside callbacks.
     let logins = logins_section(&root, options.step_s)?;
 
-    // 6. Before/after: this build and another one, fresh clusters in turn (A B A B).
+    // 6. Raw callbacks kept for trace and replay, or not.
+    let trace = trace_section(&root, options.step_s)?;
+
+    // 7. Before/after: this build and another one, fresh clusters in turn (A B A B).
     let mut compared = Vec::new();
     if let Some((bin, config)) = &options.compare {
         let this = (
@@ -1013,6 +1157,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         writeln!(w, "\n## Soak\n\n{}/s for {} s: p99 {:.2} ms, p99.9 {:.2} ms, errors {}, batch failures {conflicts}.", best_rate, options.soak_s, s.p("p99"), s.p("p99.9"), s.errors())?;
     }
     w.push_str(&logins);
+    w.push_str(&trace);
     w.push_str(NOTES);
     writeln!(w, "\n## Reproduce\n\n```sh\ncargo xtask bench                 # this report\ncargo xtask bench --soak 600      # plus a 10-minute soak at the best rate\ncargo bench -p benches            # criterion micro-benchmarks of the hot paths\n```")?;
     std::fs::create_dir_all("docs")?;

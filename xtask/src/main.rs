@@ -1,12 +1,14 @@
 //! Project tasks behind the README's two commands: `cargo xtask run` and `cargo xtask test`.
 //! Both first make sure the PostgreSQL server binaries are there (installing them with apt-get
-//! when running as root on Debian/Ubuntu), then hand over to cargo.
+//! when running as root on Debian/Ubuntu; `test` also `promtool`, for the alert rules' test),
+//! then hand over to cargo.
 
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context};
 
 mod bench;
+mod chaos;
 
 const USAGE: &str =
     "usage: cargo xtask <run [GATEWAY ARGS...] | test [CARGO TEST ARGS...] | ci | postgres>
@@ -15,7 +17,11 @@ const USAGE: &str =
   ci        formatting, lints and the test suite, as .ci/run does
   bench     the performance report (docs/performance.md) [--step S] [--sustained S] [--soak S]
             [--only logins: REST logins beside callbacks, docs/performance-logins.md]
+            [--only trace: raw callbacks kept or not, docs/performance-trace.md]
             [--compare GATEWAY_BIN [--compare-config PATH]]
+  chaos     a fault campaign: sim against a gateway while it is killed, its PostgreSQL stopped,
+            either paused and their connections cut [--minutes N, 10] [--seed S] [--debug]
+  fuzz      every fuzz target for a while (cargo-fuzz, stable, no sanitizer) [--seconds N, 60]
   postgres  only make sure the PostgreSQL server binaries are installed";
 
 fn main() -> ExitCode {
@@ -29,9 +35,17 @@ fn main() -> ExitCode {
     };
     let result = match task {
         "run" => ensure_postgres().and_then(|()| run(rest)),
-        "test" => ensure_postgres().and_then(|()| test(rest)),
-        "ci" => ensure_postgres().and_then(|()| ci()),
+        "test" => ensure_postgres()
+            .and_then(|()| ensure_promtool())
+            .and_then(|()| test(rest)),
+        "ci" => ensure_postgres()
+            .and_then(|()| ensure_promtool())
+            .and_then(|()| ci()),
         "postgres" => ensure_postgres(),
+        "fuzz" => fuzz(rest),
+        "chaos" => ensure_postgres()
+            .and_then(|()| chaos::Options::parse(rest))
+            .and_then(|options| chaos::run(&options)),
         "bench" => ensure_postgres()
             .and_then(|()| bench::Options::parse(rest))
             .and_then(|options| bench::run(&options)),
@@ -103,11 +117,78 @@ fn ci() -> anyhow::Result<()> {
     test(&[])
 }
 
+/// The fuzz targets of `fuzz/` (each keeps its corpus in `fuzz/corpus/<target>`).
+const FUZZ_TARGETS: &[&str] = &["amount", "dialects", "signature", "config"];
+
+/// Runs every fuzz target for `--seconds` (default 60) on its committed corpus, installing
+/// cargo-fuzz first when it is missing. Stable Rust: `-s none` (no sanitizer; Rust's own
+/// checks and the targets' assertions find the bugs).
+fn fuzz(rest: &[String]) -> anyhow::Result<()> {
+    let seconds: u64 = match rest {
+        [] => 60,
+        [flag, n] if flag == "--seconds" => n.parse().context("--seconds takes a number")?,
+        _ => bail!("usage: cargo xtask fuzz [--seconds N]"),
+    };
+    let installed = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        let mut install = cargo();
+        install.args(["install", "cargo-fuzz", "--locked", "--version", "0.13.2"]);
+        status(install)?;
+    }
+    for target in FUZZ_TARGETS {
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        let mut run = cargo();
+        run.args(["fuzz", "run", "-s", "none", target, "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1");
+        status(run)?;
+    }
+    Ok(())
+}
+
 /// Finds the server binaries, or installs them when that is possible here.
 fn ensure_postgres() -> anyhow::Result<()> {
     if pgembed::Binaries::locate().is_ok() {
         return Ok(());
     }
+    apt_install(
+        "postgresql",
+        "PostgreSQL server binaries not found. Install them, e.g. `sudo apt-get install -y \
+         postgresql` (Debian/Ubuntu) or `sudo dnf install -y postgresql-server`, then run \
+         this command again",
+    )?;
+    pgembed::Binaries::locate().context("after installing postgresql")?;
+    Ok(())
+}
+
+/// Finds `promtool` (the alert rules' test needs it), or installs Debian's `prometheus`
+/// package when that is possible here.
+fn ensure_promtool() -> anyhow::Result<()> {
+    let found = || {
+        Command::new("promtool")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if found() {
+        return Ok(());
+    }
+    apt_install(
+        "prometheus",
+        "promtool not found. Install it, e.g. `sudo apt-get install -y prometheus` \
+         (Debian/Ubuntu), then run this command again",
+    )?;
+    if !found() {
+        bail!("promtool still not found after installing prometheus");
+    }
+    Ok(())
+}
+
+/// `apt-get install PACKAGE` when running as root where apt-get exists; `otherwise` else.
+fn apt_install(package: &str, otherwise: &str) -> anyhow::Result<()> {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -115,21 +196,15 @@ fn ensure_postgres() -> anyhow::Result<()> {
         .unwrap_or(false);
     let apt = std::path::Path::new("/usr/bin/apt-get").exists();
     if !(root && apt) {
-        bail!(
-            "PostgreSQL server binaries not found. Install them, e.g. `sudo apt-get install -y \
-             postgresql` (Debian/Ubuntu) or `sudo dnf install -y postgresql-server`, then run \
-             this command again"
-        );
+        bail!("{otherwise}");
     }
-    eprintln!("xtask: installing PostgreSQL server binaries with apt-get");
+    eprintln!("xtask: installing {package} with apt-get");
     let mut update = Command::new("apt-get");
     update.arg("update");
     status(update)?;
     let mut install = Command::new("apt-get");
     install
-        .args(["install", "-y", "--no-install-recommends", "postgresql"])
+        .args(["install", "-y", "--no-install-recommends", package])
         .env("DEBIAN_FRONTEND", "noninteractive");
-    status(install)?;
-    pgembed::Binaries::locate().context("after installing postgresql")?;
-    Ok(())
+    status(install)
 }

@@ -3,8 +3,10 @@
 //! translate (see `Dialect`); everything here is the same for all of them.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
 use settlement::command::{Action, Answer, Command};
 use settlement::fault::Plant;
 use settlement::Code;
@@ -14,32 +16,117 @@ use crate::dedup::{self, Lookup};
 use crate::http::{read_body, Body, BodyError};
 use crate::registry::{caller_ip, Provider};
 use crate::state::State;
+use crate::trace::{self, Origin, Via};
+
+/// When and from where a callback arrived: now from the wire, or as recorded for a replay
+/// (whose time checks then judge the request as of its arrival).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub peer: std::net::SocketAddr,
+    pub at: SystemTime,
+    pub origin: Origin,
+}
+
+impl Arrival {
+    pub fn now(peer: std::net::SocketAddr) -> Arrival {
+        Arrival {
+            peer,
+            at: SystemTime::now(),
+            origin: Origin::Provider,
+        }
+    }
+}
+
+/// What the pipeline learnt of a callback on its way, for its trace record.
+#[derive(Debug, Default)]
+struct Capture {
+    /// A record will be made (tracing is on, or this is a replay): only then are transaction
+    /// ids copied out of the command.
+    wanted: bool,
+    caller: Option<std::net::IpAddr>,
+    body: Bytes,
+    read: Duration,
+    verify: Duration,
+    tx_ids: Vec<String>,
+    via: Option<Via>,
+}
+
+/// A callback's answer as sent, and the trace record kept of it (when it named transactions).
+#[derive(Debug)]
+pub struct Handled {
+    pub response: http::Response<Body>,
+    pub record: Option<trace::Record>,
+}
 
 /// Runs one callback for `provider` in `dialect`; `path` is what follows the provider code.
-pub async fn run<D: Dialect>(
+pub async fn run<D: Dialect, B>(
     state: &Arc<State>,
     provider: &Provider,
     dialect: &D,
     path: &str,
-    peer: std::net::SocketAddr,
-    request: http::Request<hyper::body::Incoming>,
-) -> http::Response<Body> {
+    arrival: Arrival,
+    request: http::Request<B>,
+) -> http::Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let handled = handle(state, provider, dialect, path, arrival, request).await;
+    if let Some(record) = handled.record {
+        state.trace.keep(record);
+    }
+    handled.response
+}
+
+/// The pipeline, returning the trace record (made only when tracing is on or for a replay)
+/// beside the answer.
+pub async fn handle<D: Dialect, B>(
+    state: &Arc<State>,
+    provider: &Provider,
+    dialect: &D,
+    path: &str,
+    arrival: Arrival,
+    request: http::Request<B>,
+) -> Handled
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let started = Instant::now();
     let action = dialect.action(path);
-    let (outcome, response) = match answer(state, provider, dialect, action, peer, request).await {
+    let (parts, body) = request.into_parts();
+    let mut capture = Capture {
+        wanted: state.trace.is_on() || arrival.origin == Origin::Replay,
+        ..Capture::default()
+    };
+    let result = answer(
+        state,
+        provider,
+        dialect,
+        action,
+        &arrival,
+        &parts,
+        body,
+        &mut capture,
+    )
+    .await;
+    let (outcome, duplicate, response) = match result {
         Ok((answers, echo)) if answers.len() == 1 => (
             answers[0].code.as_str(),
+            answers[0].duplicate,
             dialect.render(Outcome::Answered(&answers[0], &echo)),
         ),
         Ok((answers, echo)) => (
             // A unit is answered whole: OK, or the refusal every action shares.
             answers.first().map_or("OK", |a| a.code.as_str()),
+            answers.iter().any(|a| a.duplicate),
             dialect.render_unit(&answers, &echo),
         ),
         Err((refusal, echo)) => {
             refused(provider, &refusal);
             (
                 refusal.outcome(),
+                false,
                 dialect.render(Outcome::Refused(&refusal, echo.as_ref())),
             )
         }
@@ -59,40 +146,89 @@ pub async fn run<D: Dialect>(
         "action" => action_label,
     )
     .record(started.elapsed().as_secs_f64());
-    response
+    if capture.tx_ids.is_empty() {
+        return Handled {
+            response,
+            record: None,
+        };
+    }
+    // The answer's bytes, kept beside the request's (a full body yields one frame at once).
+    let (head, body) = response.into_parts();
+    let answer = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let record = trace::Record {
+        provider_id: provider.id.0,
+        tx_ids: capture.tx_ids,
+        // A replay is judged as of the original's arrival, but it happened now.
+        received_at: match arrival.origin {
+            Origin::Provider => arrival.at,
+            Origin::Replay => SystemTime::now(),
+        },
+        origin: arrival.origin,
+        peer: arrival.peer,
+        caller_ip: capture.caller.unwrap_or(arrival.peer.ip()),
+        method: parts.method.to_string(),
+        target: dialect
+            .redact_target(parts.uri.path_and_query().map_or("", |p| p.as_str()))
+            .into_owned(),
+        headers: trace::header_lines(&parts.headers),
+        body: capture.body,
+        signature: D::CREDENTIALS,
+        status: head.status.as_u16(),
+        answer: answer.clone(),
+        outcome,
+        via: capture.via.unwrap_or(Via::Refused),
+        duplicate,
+        read: capture.read,
+        verify: capture.verify,
+        total: started.elapsed(),
+    };
+    Handled {
+        response: http::Response::from_parts(head, Body::new(answer)),
+        record: Some(record),
+    }
 }
 
 type Failure<E> = (Refusal, Option<E>);
 
-async fn answer<D: Dialect>(
+#[allow(clippy::too_many_arguments)]
+async fn answer<D: Dialect, B>(
     state: &Arc<State>,
     provider: &Provider,
     dialect: &D,
     action: Option<D::Action>,
-    peer: std::net::SocketAddr,
-    request: http::Request<hyper::body::Incoming>,
-) -> Result<(Vec<Answer>, D::Echo), Failure<D::Echo>> {
+    arrival: &Arrival,
+    parts: &http::request::Parts,
+    body: B,
+    capture: &mut Capture,
+) -> Result<(Vec<Answer>, D::Echo), Failure<D::Echo>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let started = Instant::now();
     let refuse = |refusal| (refusal, None);
     if !provider.enabled {
         return Err(refuse(Refusal::Disabled));
     }
     let caller = caller_ip(
-        peer.ip(),
-        request.headers(),
+        arrival.peer.ip(),
+        &parts.headers,
         &state.config.server.trusted_proxies,
     );
+    capture.caller = Some(caller);
     if !provider.allows(caller) {
         return Err(refuse(Refusal::ForbiddenSource(caller)));
     }
-    if request.method() != http::Method::POST {
-        return Err(refuse(Refusal::MethodNotAllowed(request.method().clone())));
+    if parts.method != http::Method::POST {
+        return Err(refuse(Refusal::MethodNotAllowed(parts.method.clone())));
     }
     let Some(action) = action else {
-        let path = request.uri().path().to_string();
+        let path = parts.uri.path().to_string();
         return Err(refuse(Refusal::UnknownAction(path)));
     };
-    let (parts, body) = request.into_parts();
     let body = read_body(&state.config.server, &parts.headers, body)
         .await
         .map_err(|e| {
@@ -102,32 +238,55 @@ async fn answer<D: Dialect>(
                 BodyError::Broken => Refusal::BodyUnreadable,
             })
         })?;
+    let read_at = Instant::now();
+    capture.read = read_at - started;
     let inbound = Inbound {
         action: &action,
         headers: &parts.headers,
         query: parts.uri.query(),
         body: &body,
-        now_s: now_s(),
+        now_s: unix_s(arrival.at),
     };
     dialect.verify(provider, &inbound).map_err(refuse)?;
-    match dialect.decode(provider, &inbound).map_err(refuse)? {
+    capture.verify = read_at.elapsed();
+    let decoded = dialect.decode(provider, &inbound).map_err(refuse)?;
+    capture.body = body;
+    match decoded {
         Decoded::Command(command, echo) => {
+            if let Some(tx) = command.tx().filter(|_| capture.wanted) {
+                capture.tx_ids.push(tx.as_str().to_string());
+            }
             let seam = Seam {
                 provider: &provider.code,
                 dialect: dialect.kind().as_str(),
                 wait_for_twin: dialect.waits_for_twins(),
             };
             match settle(state, command, started, seam).await {
-                Ok(answer) => Ok((vec![answer], echo)),
+                Ok((answer, via)) => {
+                    capture.via = Some(via);
+                    Ok((vec![answer], echo))
+                }
                 Err(refusal) => Err((refusal, Some(echo))),
             }
         }
         // Units skip the dedup index: a retry of a unit is answered from the database, where
         // each known action replays its stored answer.
-        Decoded::Unit(commands, echo) => match state.settler.settle_unit(commands).await {
-            Ok(answers) => Ok((answers, echo)),
-            Err(unavailable) => Err((Refusal::Unavailable(unavailable), Some(echo))),
-        },
+        Decoded::Unit(commands, echo) => {
+            if capture.wanted {
+                capture.tx_ids.extend(
+                    commands
+                        .iter()
+                        .filter_map(|c| c.tx().map(|t| t.as_str().to_string())),
+                );
+            }
+            match state.settler.settle_unit_traced(commands).await {
+                Ok((answers, settled)) => {
+                    capture.via = Some(Via::Batch(settled));
+                    Ok((answers, echo))
+                }
+                Err(unavailable) => Err((Refusal::Unavailable(unavailable), Some(echo))),
+            }
+        }
         Decoded::UnsupportedCurrency { player, echo } => {
             Ok((vec![currency_mismatch(state, provider, player).await], echo))
         }
@@ -206,7 +365,7 @@ async fn settle(
     command: Command,
     started: Instant,
     seam: Seam<'_>,
-) -> Result<Answer, Refusal> {
+) -> Result<(Answer, Via), Refusal> {
     settle_unless_known(state, command, started, seam)
         .await
         .map_err(|e| e.unwrap_or(Refusal::InFlight))
@@ -218,18 +377,27 @@ async fn settle_unless_known(
     command: Command,
     started: Instant,
     seam: Seam<'_>,
-) -> Result<Answer, Option<Refusal>> {
+) -> Result<(Answer, Via), Option<Refusal>> {
     let unavailable = |u| Some(Refusal::Unavailable(u));
-    let Some(tx) = command.tx() else {
-        return state.settler.settle(command).await.map_err(unavailable);
+    let settle_now = |command| async {
+        let (answer, settled) = state
+            .settler
+            .settle_traced(command)
+            .await
+            .map_err(unavailable)?;
+        Ok((answer, Via::Batch(settled)))
     };
+    if command.tx().is_none() {
+        return settle_now(command).await;
+    }
     // Planted bugs (test builds only; always false otherwise), read here and nowhere else
     // in the gateway.
     let faults = state.settler.faults();
     if faults.planted(Plant::NoDedup) {
-        return state.settler.settle(command).await.map_err(unavailable);
+        return settle_now(command).await;
     }
     let altered_retry_answer = faults.planted(Plant::AlteredRetryAnswer);
+    let tx = command.tx().expect("checked above");
     match state
         .dedup
         .begin(command.provider, tx.as_str(), command.fingerprint())
@@ -242,29 +410,35 @@ async fn settle_unless_known(
                 "dialect" => seam.dialect,
             )
             .record(started.elapsed().as_secs_f64());
-            Ok(answer)
+            Ok((answer, Via::Index))
         }
         Lookup::Wait(_) if !seam.wait_for_twin => Err(None),
-        Lookup::Wait(outcome) => dedup::wait(outcome).await.map_err(unavailable),
+        Lookup::Wait(outcome) => Ok((dedup::wait(outcome).await.map_err(unavailable)?, Via::Twin)),
         Lookup::Settle(claim) => {
-            let outcome = state.settler.settle(command).await;
+            let (outcome, settled) = match state.settler.settle_traced(command).await {
+                Ok((answer, settled)) => (Ok(answer), Some(settled)),
+                Err(e) => (Err(e), None),
+            };
             if altered_retry_answer {
                 let mut kept = outcome.clone();
                 if let Ok(answer) = &mut kept {
                     answer.balance_minor += 1;
                 }
                 claim.finish(&kept);
-                return outcome.map_err(unavailable);
+            } else {
+                claim.finish(&outcome);
             }
-            claim.finish(&outcome);
-            outcome.map_err(unavailable)
+            let answer = outcome.map_err(unavailable)?;
+            Ok((
+                answer,
+                Via::Batch(settled.expect("an answer comes with its commit")),
+            ))
         }
     }
 }
 
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+fn unix_s(at: SystemTime) -> i64 {
+    at.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }

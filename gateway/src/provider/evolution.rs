@@ -35,6 +35,7 @@ use settlement::command::{
 };
 use settlement::money;
 use settlement::Code;
+use std::borrow::Cow;
 use subtle::ConstantTimeEq;
 
 use super::{
@@ -140,9 +141,27 @@ struct Transaction<'a> {
 /// The query parameter carrying the token.
 pub const TOKEN_PARAM: &str = "authToken";
 
+/// What a trace keeps in place of the token.
+const REDACTED_TOKEN: &str = "[redacted]";
+
+fn query_has_token(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == TOKEN_PARAM)
+}
+
+/// The query with every token parameter's value replaced by `token`, other pairs as given.
+fn with_token(query: &str, token: &str) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        out.append_pair(&k, if k == TOKEN_PARAM { token } else { &v });
+    }
+    out.finish()
+}
+
 impl Dialect for Evolution {
     type Action = EvoAction;
     type Echo = EvoEcho;
+    const CREDENTIALS: &'static str =
+        "shared token (authToken query parameter), compared in constant time";
 
     fn kind(&self) -> DialectKind {
         DialectKind::Evolution
@@ -154,6 +173,30 @@ impl Dialect for Evolution {
 
     fn action_label(&self, action: EvoAction) -> &'static str {
         action.as_str()
+    }
+
+    /// The token is the shared secret itself: a trace never keeps it.
+    fn redact_target<'a>(&self, target: &'a str) -> Cow<'a, str> {
+        match target.split_once('?') {
+            Some((path, query)) if query_has_token(query) => {
+                Cow::Owned(format!("{path}?{}", with_token(query, REDACTED_TOKEN)))
+            }
+            _ => Cow::Borrowed(target),
+        }
+    }
+
+    fn restore_target<'a>(&self, provider: &Provider, target: &'a str) -> Cow<'a, str> {
+        let current = provider
+            .secrets
+            .first()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .unwrap_or_default();
+        match target.split_once('?') {
+            Some((path, query)) if query_has_token(query) => {
+                Cow::Owned(format!("{path}?{}", with_token(query, &current)))
+            }
+            _ => Cow::Borrowed(target),
+        }
     }
 
     /// Concurrent twins are told to come back, not held.

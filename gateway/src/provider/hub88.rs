@@ -144,6 +144,8 @@ fn from_minor(minor: i64, currency: Currency) -> i64 {
 impl Dialect for Hub88 {
     type Action = Hub88Action;
     type Echo = Hub88Echo;
+    const CREDENTIALS: &'static str =
+        "RSA-SHA256 over the body (X-Hub88-Signature) with the provider's public key";
 
     fn kind(&self) -> DialectKind {
         DialectKind::Hub88

@@ -24,6 +24,7 @@ pub mod evolution;
 pub mod hub88;
 pub mod native;
 pub mod pragmatic;
+pub mod replay;
 pub mod softswiss;
 pub mod wire;
 
@@ -227,6 +228,9 @@ pub trait Dialect: Send + Sync + 'static {
     /// What an answer must echo from its request (ids, request uuids, ...).
     type Echo: Send + Sync + std::fmt::Debug;
 
+    /// How `verify` checks a callback's credentials, in a few words (shown in traces).
+    const CREDENTIALS: &'static str;
+
     fn kind(&self) -> DialectKind;
 
     /// The action named by the rest of the path (after the provider code).
@@ -256,6 +260,27 @@ pub trait Dialect: Send + Sync + 'static {
         inbound: &Inbound<'_, Self::Action>,
     ) -> Result<Decoded<Self::Echo>, Refusal>;
 
+    /// The request's path and query as a trace keeps it: a credential that is the shared
+    /// secret itself (not a signature over the request) is blanked. Default: as received.
+    fn redact_target<'a>(&self, target: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Borrowed(target)
+    }
+
+    /// The inverse of `redact_target` for a replay: the request was verified when it
+    /// arrived, so its blanked credential is put back as the provider's current one.
+    fn restore_target<'a>(
+        &self,
+        _provider: &Provider,
+        target: &'a str,
+    ) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Borrowed(target)
+    }
+
+    /// Whether a replay's answer says what the original answer said. Default: the same bytes.
+    fn same_answer(&self, original: &[u8], replayed: &[u8]) -> bool {
+        original == replayed
+    }
+
     /// Renders an outcome: HTTP status, headers and body in the dialect's terms.
     fn render(&self, outcome: Outcome<'_, Self::Echo>) -> http::Response<Body>;
 
@@ -272,60 +297,63 @@ pub trait Dialect: Send + Sync + 'static {
     }
 }
 
+/// Runs `$body` with `$d` bound to the dialect value of `$kind` (each dialect is its own type).
+macro_rules! with_dialect {
+    ($kind:expr, |$d:ident| $body:expr) => {
+        match $kind {
+            $crate::config::Dialect::Native => {
+                let $d = $crate::provider::native::Native;
+                $body
+            }
+            $crate::config::Dialect::Evolution => {
+                let $d = $crate::provider::evolution::Evolution;
+                $body
+            }
+            $crate::config::Dialect::Hub88 => {
+                let $d = $crate::provider::hub88::Hub88;
+                $body
+            }
+            $crate::config::Dialect::Softswiss => {
+                let $d = $crate::provider::softswiss::SoftSwiss;
+                $body
+            }
+            $crate::config::Dialect::Pragmatic => {
+                let $d = $crate::provider::pragmatic::Pragmatic;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_dialect;
+
 /// Finds the provider named in the path and runs the callback pipeline with its dialect.
 pub async fn handle(
     state: &Arc<State>,
     peer: std::net::SocketAddr,
     request: http::Request<hyper::body::Incoming>,
 ) -> http::Response<Body> {
-    let rest = &request.uri().path()[CALLBACK_PREFIX.len()..];
-    let code = rest.split('/').next().unwrap_or_default();
-    let Some(provider) = state.provider(code) else {
-        return json(
-            StatusCode::NOT_FOUND,
-            &serde_json::json!({"status": "UNKNOWN_PROVIDER", "message": "no such provider"}),
-        );
+    let Some((provider, path)) = provider_of(state, request.uri().path()) else {
+        return unknown_provider();
     };
+    let arrival = callback::Arrival::now(peer);
+    with_dialect!(provider.dialect, |d| callback::run(
+        state, &provider, &d, &path, arrival, request
+    )
+    .await)
+}
+
+/// The provider named by a callback path, and the rest of the path after its code.
+fn provider_of(state: &State, path: &str) -> Option<(Arc<Provider>, String)> {
+    let rest = path.strip_prefix(CALLBACK_PREFIX)?;
+    let code = rest.split('/').next().unwrap_or_default();
+    let provider = state.provider(code)?;
     let path = rest[code.len()..].trim_start_matches('/').to_string();
-    match provider.dialect {
-        DialectKind::Native => {
-            callback::run(state, &provider, &native::Native, &path, peer, request).await
-        }
-        DialectKind::Evolution => {
-            callback::run(
-                state,
-                &provider,
-                &evolution::Evolution,
-                &path,
-                peer,
-                request,
-            )
-            .await
-        }
-        DialectKind::Hub88 => {
-            callback::run(state, &provider, &hub88::Hub88, &path, peer, request).await
-        }
-        DialectKind::Softswiss => {
-            callback::run(
-                state,
-                &provider,
-                &softswiss::SoftSwiss,
-                &path,
-                peer,
-                request,
-            )
-            .await
-        }
-        DialectKind::Pragmatic => {
-            callback::run(
-                state,
-                &provider,
-                &pragmatic::Pragmatic,
-                &path,
-                peer,
-                request,
-            )
-            .await
-        }
-    }
+    Some((provider, path))
+}
+
+fn unknown_provider() -> http::Response<Body> {
+    json(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({"status": "UNKNOWN_PROVIDER", "message": "no such provider"}),
+    )
 }

@@ -64,9 +64,24 @@ impl Dialect for Native {
     type Action = NativeAction;
     /// The provider's transaction id, echoed in the answer.
     type Echo = Option<String>;
+    const CREDENTIALS: &'static str =
+        "HMAC-SHA256 over timestamp and body (X-Signature), within the time window";
 
     fn kind(&self) -> DialectKind {
         DialectKind::Native
+    }
+
+    /// The same answer, except that a replay says `"duplicate": true`.
+    fn same_answer(&self, original: &[u8], replayed: &[u8]) -> bool {
+        let parse = |bytes: &[u8]| {
+            serde_json::from_slice::<wire::Response>(bytes)
+                .ok()
+                .map(|r| wire::Response {
+                    duplicate: None,
+                    ..r
+                })
+        };
+        matches!((parse(original), parse(replayed)), (Some(a), Some(b)) if a == b)
     }
 
     fn action(&self, path: &str) -> Option<NativeAction> {

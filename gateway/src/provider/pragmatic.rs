@@ -130,6 +130,8 @@ fn params(body: &Bytes) -> Vec<(String, String)> {
 impl Dialect for Pragmatic {
     type Action = PpMethod;
     type Echo = PpEcho;
+    const CREDENTIALS: &'static str =
+        "MD5 over the sorted parameters and the secret (hash parameter)";
 
     fn kind(&self) -> DialectKind {
         DialectKind::Pragmatic

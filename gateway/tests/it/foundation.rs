@@ -258,16 +258,27 @@ impl DefaultListen for Overrides {
 }
 
 /// The binary as an operator runs it.
-struct Binary {
-    child: Child,
-    addr: String,
+pub struct Binary {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for Binary {
+    /// A test that fails half-way leaves no gateway behind (nor, by its parent-death signal,
+    /// its PostgreSQL); after a clean stop this finds the child already reaped.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 fn workspace_file(path: &str) -> String {
     format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn start_binary(data_dir: &Path) -> Binary {
+pub fn start_binary(data_dir: &Path) -> Binary {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["--config", &workspace_file("config/demo.toml")])
         .args(["--listen", "127.0.0.1:0"])
@@ -314,7 +325,7 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
     std::fs::read_to_string(data_dir.join("pg/postmaster.pid"))
         .ok()?
         .lines()
@@ -324,14 +335,14 @@ fn postmaster_pid(data_dir: &Path) -> Option<i32> {
         .ok()
 }
 
-fn process_alive(pid: i32) -> bool {
+pub fn process_alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .unwrap_or_default()
             .contains(") Z ")
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
@@ -339,7 +350,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn sigterm(child: &Child) {
+pub fn sigterm(child: &Child) {
     nix_kill(child.id() as i32, "TERM");
 }
 

@@ -1,8 +1,11 @@
 //! Integration tests of the gateway: the real server over real HTTP against a real PostgreSQL.
 
 mod concurrency;
+mod deploy;
+mod drain;
 mod evolution;
 mod foundation;
+mod hostile;
 mod hub88;
 mod money_path;
 mod native_input;
@@ -14,4 +17,5 @@ mod rest_bet_path;
 mod rest_payments;
 mod rest_player;
 mod rest_providers;
+mod rest_trace;
 mod softswiss;

@@ -606,6 +606,14 @@ async fn every_admin_route_is_checked_against_the_role_table() {
         ("support", &support),
         ("player", &player),
     ];
+    // Ledger transaction 1, for the routes about one transaction.
+    let a = gw
+        .demo(
+            "bet",
+            crate::money_path::bet("player-1", "t1", "1.00", "r1"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
     assert!(!rest::auth::ADMIN_ROUTES.is_empty());
     for (method, template, allowed) in rest::auth::ADMIN_ROUTES {
         let path = template.replace("{id}", "1").replace("{report}", "ggr");

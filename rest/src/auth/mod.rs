@@ -75,6 +75,16 @@ pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
     ("POST", "/api/admin/adjustments/{id}/approve", &[Admin]),
     ("GET", "/api/admin/reconciliation", &[Admin, Manager]),
     ("GET", "/api/admin/transactions", &[Admin, Manager, Support]),
+    (
+        "GET",
+        "/api/admin/transactions/{id}/trace",
+        &[Admin, Manager, Support],
+    ),
+    (
+        "POST",
+        "/api/admin/transactions/{id}/replay",
+        &[Admin, Manager],
+    ),
     ("GET", "/api/admin/reports/{report}", &[Admin, Manager]),
     ("GET", "/api/admin/providers", &[Admin, Manager, Support]),
     ("POST", "/api/admin/providers", &[Admin]),

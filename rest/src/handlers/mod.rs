@@ -8,6 +8,7 @@ pub mod auth;
 pub mod games;
 pub mod payments;
 pub mod providers;
+pub mod trace;
 pub mod user;
 
 use axum::http::StatusCode;
