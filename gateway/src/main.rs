@@ -99,6 +99,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
+    // Hooked before the port is announced: a SIGTERM that follows the "listening" line at once
+    // must drain, not kill with the default action.
+    let stop = stop_signals()?;
     let running = app::start(config, overrides).await?;
     // Tests and tools read this exact line to find the chosen port.
     println!("listening on http://{}", running.addr);
@@ -121,7 +124,7 @@ async fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     }
     let shutdown = running.shutdown_handle();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        stop.await;
         tracing::info!("shutdown requested: draining");
         let _ = shutdown.send(true);
     });
@@ -168,21 +171,17 @@ fn config_demo_logins(running: &app::Running) -> bool {
     config.demo.enabled && config.rest.enabled
 }
 
-async fn wait_for_signal() {
+/// A future that completes on SIGTERM or Ctrl-C; the handlers are installed when this returns.
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let terminated = async {
-        match term.as_mut() {
-            Some(term) => {
-                term.recv().await;
-            }
-            None => std::future::pending().await,
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminated => {}
-    }
+    })
 }
 
 fn init_logging(config: &Config) {
