@@ -259,6 +259,8 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
     )
     .await
     .context("open settlement connections")?;
+    #[cfg(feature = "test-util")]
+    plant_from_env(settler.faults())?;
 
     let base = Arc::new(providers);
     let state = Arc::new(State {
@@ -405,4 +407,24 @@ pub fn demo_accounts(config: &Config) -> rest::demo::Demo {
         player_prefix: d.player_prefix.clone(),
         player_password: d.player_password.clone(),
     }
+}
+
+/// Test builds only: plants the bugs named in `WALLET_PLANTS` (comma-separated, e.g.
+/// `async-commit`), so a fault campaign can show its checkers catch them.
+#[cfg(feature = "test-util")]
+fn plant_from_env(faults: &settlement::fault::Faults) -> anyhow::Result<()> {
+    use settlement::fault::Plant;
+    let names = std::env::var("WALLET_PLANTS").unwrap_or_default();
+    for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let plant = Plant::from_name(name).with_context(|| {
+            let known: Vec<&str> = Plant::ALL.iter().map(|p| p.name()).collect();
+            format!(
+                "WALLET_PLANTS: unknown bug {name:?} (known: {})",
+                known.join(", ")
+            )
+        })?;
+        tracing::warn!(bug = plant.name(), "planted bug switched on (test build)");
+        faults.plant(plant, true);
+    }
+    Ok(())
 }

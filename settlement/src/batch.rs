@@ -408,15 +408,18 @@ impl Lane {
             }
             units.push(job);
         }
-        self.settle_or_split(units).await;
+        if self.faults.planted(Plant::LaneReorder) {
+            units.reverse();
+        }
+        self.settle_or_split(units, false).await;
     }
 
     /// Answers every unit. One transaction for the batch; after a conflict, the same batch
     /// again; after a storage failure, a retryable answer for all; after any other failure,
     /// halves (never splitting a unit), so one poisoned unit fails alone and never changes its
     /// neighbours' outcomes. Before every attempt, units whose callers were already answered
-    /// are dropped.
-    async fn settle_or_split(&mut self, mut units: Units) {
+    /// are dropped. `split_retry`: these units are half of a batch that failed.
+    async fn settle_or_split(&mut self, mut units: Units, split_retry: bool) {
         let mut conflicts = 0;
         loop {
             let dropped = units.drop_abandoned(Instant::now());
@@ -427,7 +430,10 @@ impl Lane {
                 return;
             }
             let started = Instant::now();
-            let error = match self.settle_once(&units.commands, &units.lens).await {
+            let error = match self
+                .settle_once(&units.commands, &units.lens, split_retry)
+                .await
+            {
                 Ok(answers) => {
                     self.batches += 1;
                     let settled = Settled {
@@ -459,8 +465,8 @@ impl Lane {
                 return;
             }
             let right = units.split_off_half();
-            Box::pin(self.settle_or_split(units)).await;
-            Box::pin(self.settle_or_split(right)).await;
+            Box::pin(self.settle_or_split(units, true)).await;
+            Box::pin(self.settle_or_split(right, true)).await;
             return;
         }
     }
@@ -501,6 +507,7 @@ impl Lane {
         &mut self,
         commands: &[Command],
         units: &[usize],
+        split_retry: bool,
     ) -> Result<Vec<Answer>, store::Error> {
         self.connect().await?;
         let connection = self.connection.as_mut().expect("connected above");
@@ -512,6 +519,7 @@ impl Lane {
             commands,
             units,
             &self.faults,
+            split_retry,
         )
         .await;
         match &result {
@@ -590,6 +598,22 @@ impl Units {
     fn refuse(self, why: Unavailable) {
         for ticket in self.tickets {
             let _ = ticket.reply.send(Err(why));
+        }
+    }
+
+    /// Newest unit first (the planted `LaneReorder` bug).
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
+    fn reverse(&mut self) {
+        let old = std::mem::take(self);
+        let mut commands = old.commands.into_iter();
+        let mut units: Vec<(Vec<Command>, usize, Ticket)> = Vec::new();
+        for (len, ticket) in old.lens.into_iter().zip(old.tickets) {
+            units.push((commands.by_ref().take(len).collect(), len, ticket));
+        }
+        for (unit, len, ticket) in units.into_iter().rev() {
+            self.commands.extend(unit);
+            self.lens.push(len);
+            self.tickets.push(ticket);
         }
     }
 

@@ -55,7 +55,8 @@ impl Effect {
     }
 }
 
-/// Planted bugs: each one breaks a promise the checkers must notice.
+/// Planted bugs: each one breaks a promise the checkers must notice (the detection matrix is
+/// in `docs/reliability.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Plant {
     /// The wallet path forgets every transaction id it has seen (no dedup in the database or
@@ -66,6 +67,50 @@ pub enum Plant {
     /// The gateway's index keeps a different answer than the one sent, so a retry is answered
     /// differently from the original.
     AlteredRetryAnswer,
+    /// A batch is answered as soon as its writes and COMMIT are sent, before the server says
+    /// whether they committed.
+    AnswerBeforeCommit,
+    /// Batches commit with `synchronous_commit = off`: acknowledged before the WAL is flushed.
+    AsyncCommit,
+    /// A rollback that finds no bet leaves no mark, so the late bet is applied.
+    TombstonesOff,
+    /// After a failed batch, the halves are retried as if the failure had rolled everything
+    /// back (no look-up of stored transactions), which is wrong when it came after COMMIT.
+    SplitReapplies,
+    /// A lane takes its queued commands newest first, so a player's commands that wait
+    /// together are applied out of arrival order.
+    LaneReorder,
+}
+
+impl Plant {
+    pub const ALL: [Plant; 8] = [
+        Plant::NoDedup,
+        Plant::WinsUnavailable,
+        Plant::AlteredRetryAnswer,
+        Plant::AnswerBeforeCommit,
+        Plant::AsyncCommit,
+        Plant::TombstonesOff,
+        Plant::SplitReapplies,
+        Plant::LaneReorder,
+    ];
+
+    /// The name used on command lines and in `WALLET_PLANTS` (`no-dedup`, `async-commit`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Plant::NoDedup => "no-dedup",
+            Plant::WinsUnavailable => "wins-unavailable",
+            Plant::AlteredRetryAnswer => "altered-retry-answer",
+            Plant::AnswerBeforeCommit => "answer-before-commit",
+            Plant::AsyncCommit => "async-commit",
+            Plant::TombstonesOff => "tombstones-off",
+            Plant::SplitReapplies => "split-reapplies",
+            Plant::LaneReorder => "lane-reorder",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Plant> {
+        Plant::ALL.into_iter().find(|p| p.name() == name)
+    }
 }
 
 #[cfg(any(test, feature = "test-util"))]
@@ -139,6 +184,12 @@ mod seam {
                 .contains(&plant)
         }
 
+        /// Whether a batch skips the look-up of stored transactions: always under `NoDedup`,
+        /// and for the halves of a failed batch under `SplitReapplies`.
+        pub(crate) fn skips_dedup(&self, split_retry: bool) -> bool {
+            self.planted(Plant::NoDedup) || (split_retry && self.planted(Plant::SplitReapplies))
+        }
+
         /// The statement to run at `point` for this batch, if a rule fires.
         pub(crate) fn sql(&self, point: Point, commands: &[Command]) -> Option<String> {
             let mut rules = self.lock_rules();
@@ -177,6 +228,11 @@ mod seam {
     impl Faults {
         #[inline(always)]
         pub fn planted(&self, _plant: Plant) -> bool {
+            false
+        }
+
+        #[inline(always)]
+        pub(crate) fn skips_dedup(&self, _split_retry: bool) -> bool {
             false
         }
 

@@ -351,7 +351,8 @@ impl Statements {
 }
 
 /// Runs one batch as one transaction; the answers are valid only because this returned `Ok`
-/// after the commit.
+/// after the commit. `split_retry` says the batch is half of one that failed (only a planted
+/// bug reads it).
 pub async fn settle(
     client: &mut Client,
     statements: &Statements,
@@ -359,14 +360,23 @@ pub async fn settle(
     commands: &[Command],
     units: &[usize],
     faults: &Faults,
+    split_retry: bool,
 ) -> Result<Vec<Answer>, Error> {
     let n = commands.len();
     player_ids
         .resolve(client, statements, commands)
         .await
         .map_err(Error::database(n))?;
-    let result =
-        settle_in_transaction(client, statements, player_ids, commands, units, faults).await;
+    let result = settle_in_transaction(
+        client,
+        statements,
+        player_ids,
+        commands,
+        units,
+        faults,
+        split_retry,
+    )
+    .await;
     if result.is_err() && !client.is_closed() {
         // Ends the failed transaction (a no-op if COMMIT already turned into a rollback).
         client
@@ -394,19 +404,28 @@ async fn settle_in_transaction(
     commands: &[Command],
     units: &[usize],
     faults: &Faults,
+    split_retry: bool,
 ) -> Result<Vec<Answer>, Error> {
     let n = commands.len();
     let prefetch_fault = faults.sql(Point::Prefetch, commands);
-    let (begun, fault, world) = tokio::join!(
+    let async_commit = faults
+        .planted(Plant::AsyncCommit)
+        .then_some("SET LOCAL synchronous_commit = off");
+    let (begun, planted, fault, world) = tokio::join!(
         biased;
         client.batch_execute("BEGIN"),
+        failpoint(client, async_commit),
         failpoint(client, prefetch_fault.as_deref()),
         prefetch(client, statements, player_ids, commands)
     );
     begun.map_err(Error::database(n))?;
+    planted.map_err(Error::database(n))?;
     fault.map_err(Error::database(n))?;
     let mut world = world?;
-    let no_dedup = faults.planted(Plant::NoDedup);
+    if faults.planted(Plant::TombstonesOff) {
+        world.tombstones.clear();
+    }
+    let no_dedup = faults.skips_dedup(split_retry);
     if no_dedup {
         let own: std::collections::HashSet<(i32, &str)> = commands
             .iter()
@@ -429,13 +448,26 @@ async fn settle_in_transaction(
     })?;
     let write_fault = faults.sql(Point::Write, commands);
     let after_commit_fault = faults.sql(Point::AfterCommit, commands);
-    let (written, fault, committed, after_commit) = tokio::join!(
-        biased;
-        write(client, statements, &world, no_dedup),
-        failpoint(client, write_fault.as_deref()),
-        client.batch_execute("COMMIT"),
-        failpoint(client, after_commit_fault.as_deref())
-    );
+    let finish = async {
+        tokio::join!(
+            biased;
+            write(client, statements, &world, no_dedup),
+            failpoint(client, write_fault.as_deref()),
+            client.batch_execute("COMMIT"),
+            failpoint(client, after_commit_fault.as_deref())
+        )
+    };
+    if faults.planted(Plant::AnswerBeforeCommit) {
+        // One poll puts every statement on the wire; their outcome is never looked at.
+        let mut finish = std::pin::pin!(finish);
+        std::future::poll_fn(|cx| {
+            let _ = std::future::Future::poll(finish.as_mut(), cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+        return Ok(answers);
+    }
+    let (written, fault, committed, after_commit) = finish.await;
     written.map_err(Error::database(n))?;
     fault.map_err(Error::database(n))?;
     committed.map_err(Error::database(n))?;

@@ -24,6 +24,9 @@ pub struct Options {
     pub seed: u64,
     /// Use debug binaries (already built by the test suite) instead of release ones.
     pub debug: bool,
+    /// A planted bug (`--plant NAME`, a test build of the gateway): the campaign must then
+    /// fail a checker, and succeeds only if it does.
+    pub plant: Option<String>,
 }
 
 impl Options {
@@ -32,6 +35,7 @@ impl Options {
             minutes: 10,
             seed: 1,
             debug: false,
+            plant: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -41,7 +45,10 @@ impl Options {
                 }
                 "--seed" => options.seed = it.next().context("--seed S")?.parse()?,
                 "--debug" => options.debug = true,
-                other => bail!("unknown chaos option {other} (--minutes N, --seed S, --debug)"),
+                "--plant" => options.plant = Some(it.next().context("--plant NAME")?.clone()),
+                other => bail!(
+                    "unknown chaos option {other} (--minutes N, --seed S, --debug, --plant NAME)"
+                ),
             }
         }
         if options.minutes < 1 {
@@ -181,6 +188,8 @@ struct Gateway {
     bin: PathBuf,
     port: u16,
     database_url: String,
+    /// `WALLET_PLANTS` for a test build (empty: none).
+    plants: String,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -198,6 +207,7 @@ impl Gateway {
                 .args(["--config", "config/demo.toml", "--listen"])
                 .arg(format!("127.0.0.1:{}", self.port))
                 .env("DATABASE_URL", &self.database_url)
+                .env("WALLET_PLANTS", &self.plants)
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::piped())
                 .stderr(log)
@@ -302,6 +312,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let profile = if options.debug { "debug" } else { "release" };
     let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     build.args(["build", "-p", "gateway", "-p", "sim"]);
+    if options.plant.is_some() {
+        // The seam that plants bugs exists only in test builds.
+        build.args(["--features", "gateway/test-util"]);
+    }
     if !options.debug {
         build.arg("--release");
     }
@@ -315,8 +329,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&root)?;
     let mut rng = Rng(options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     println!(
-        "chaos: seed {}, {} minutes, {profile} binaries",
-        options.seed, options.minutes
+        "chaos: seed {}, {} minutes, {profile} binaries{}",
+        options.seed,
+        options.minutes,
+        options
+            .plant
+            .as_ref()
+            .map(|p| format!(", planted bug {p}"))
+            .unwrap_or_default()
     );
 
     // PostgreSQL of our own, supervised: an immediate stop is followed by crash recovery.
@@ -352,6 +372,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             "host=127.0.0.1 port={} user=wallet dbname=wallet connect_timeout=2",
             proxy.port
         ),
+        plants: options.plant.clone().unwrap_or_default(),
         log: root.join("gateway.log"),
         child: None,
     };
@@ -480,6 +501,13 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     }
     for line in sim_output.lines() {
         println!("  {line}");
+    }
+    if let Some(plant) = &options.plant {
+        if status.success() {
+            bail!("planted bug {plant} was NOT detected: every checker passed");
+        }
+        println!("chaos: planted bug {plant} detected (sim exited with {status})");
+        return Ok(());
     }
     if !status.success() {
         bail!(

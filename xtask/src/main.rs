@@ -21,6 +21,7 @@ const USAGE: &str =
             [--compare GATEWAY_BIN [--compare-config PATH]]
   chaos     a fault campaign: sim against a gateway while it is killed, its PostgreSQL stopped,
             either paused and their connections cut [--minutes N, 10] [--seed S] [--debug]
+            [--plant NAME: a test build with that bug, which the checkers must catch]
   fuzz      every fuzz target for a while (cargo-fuzz, stable, no sanitizer) [--seconds N, 60]
   postgres  only make sure the PostgreSQL server binaries are installed";
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use gateway::test_util::{start_gateway, TestGateway, EVO_TOKEN, PP_SECRET, TEST_PROVIDERS};
-use settlement::fault::Plant;
+use settlement::fault::{Effect, Plant, Point, Trigger};
 use sim::dialect::{Kind, Provider};
 use sim::{Faults, Options, Report};
 
@@ -65,21 +65,57 @@ fn failed(report: &Report) -> Vec<&str> {
 
 /// Plays `callbacks` with `plant` on and returns the checkers that failed.
 async fn planted_run(gw: &TestGateway, plant: Plant, seed: u64, callbacks: u64) -> Vec<String> {
-    gw.faults().plant(plant, true);
-    let tag = format!("{plant:?}").to_lowercase();
+    run_with(gw, Some(plant), None, seed, callbacks).await
+}
+
+/// Plays `callbacks` with `plant` (if any) on while, if `failing` names a point, one batch in
+/// every 25 ms fails there (a statement error: before COMMIT the batch rolls back, after it
+/// the batch is durable but its lane sees an error); returns the checkers that failed.
+async fn run_with(
+    gw: &TestGateway,
+    plant: Option<Plant>,
+    failing: Option<Point>,
+    seed: u64,
+    callbacks: u64,
+) -> Vec<String> {
+    let name = plant.map_or("none", Plant::name);
+    if let Some(plant) = plant {
+        gw.faults().plant(plant, true);
+    }
+    let failer = failing.map(|point| {
+        let faults = gw.faults();
+        tokio::spawn(async move {
+            loop {
+                faults.add(point, Effect::Fail, Trigger::Always, 1);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    });
+    let tag = format!("{name}-{failing:?}")
+        .to_lowercase()
+        .replace(['(', ')'], "");
     let report = sim::run(
         gw.addr,
         gw.db.config.clone(),
         Options {
             // A win that is never final is reported after this long.
-            final_within: Duration::from_secs(2),
+            final_within: Duration::from_secs(if plant.is_some() { 2 } else { 30 }),
             ..options(seed, &tag, callbacks)
         },
     )
     .await;
-    gw.faults().plant(plant, false);
+    if let Some(failer) = failer {
+        failer.abort();
+        gw.faults().clear();
+    }
+    if let Some(plant) = plant {
+        gw.faults().plant(plant, false);
+    }
     let report = report.expect("simulation runs");
-    println!("planted {plant:?}: {}", report.summary());
+    println!(
+        "planted {name}, failing at {failing:?}: {}",
+        report.summary()
+    );
     failed(&report).into_iter().map(str::to_string).collect()
 }
 
@@ -124,7 +160,136 @@ async fn simulation_shows_no_drift_and_planted_bugs_are_caught() {
         failed.iter().any(|f| f == "d_retries_same_answer"),
         "{failed:?}"
     );
+    // A rollback that leaves no tombstone: the bet sent after it is applied.
+    let failed = planted_run(&gw, Plant::TombstonesOff, seed, 4_000).await;
+    assert!(
+        failed.iter().any(|f| f == "answers_match_model"),
+        "{failed:?}"
+    );
     gw.stop().await;
+}
+
+/// The bugs that only show when batches fail: each is run beside a control (the same
+/// failures, no bug) that must pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_bugs_that_need_failing_batches_are_caught() {
+    let seed = seed();
+    let gw = start_gateway("[demo]\nenabled = true\nplayers = 100\n").await;
+
+    // Batches failing before COMMIT: retried or refused, nothing acknowledged is lost...
+    let failed = run_with(&gw, None, Some(Point::Write), seed, 4_000).await;
+    assert!(failed.is_empty(), "control run failed: {failed:?}");
+    // ...unless the answers left before the server said whether the batch committed.
+    let failed = run_with(
+        &gw,
+        Some(Plant::AnswerBeforeCommit),
+        Some(Point::Write),
+        seed,
+        4_000,
+    )
+    .await;
+    assert!(
+        failed.iter().any(|f| f == "a_balance_equals_model"),
+        "{failed:?}"
+    );
+
+    // Batches that committed but whose lane saw an error: the halves find what is stored...
+    let failed = run_with(&gw, None, Some(Point::AfterCommit), seed, 4_000).await;
+    assert!(failed.is_empty(), "control run failed: {failed:?}");
+    // ...unless the split assumes nothing committed and applies the halves again.
+    let failed = run_with(
+        &gw,
+        Some(Plant::SplitReapplies),
+        Some(Point::AfterCommit),
+        seed,
+        4_000,
+    )
+    .await;
+    assert!(
+        failed.iter().any(|f| f == "c_no_double_application"),
+        "{failed:?}"
+    );
+    gw.stop().await;
+}
+
+/// Per-player arrival order: two callbacks of one player that wait in the same lane (held
+/// by a stalled batch) are applied in the order they arrived, so each answer carries the
+/// balance after itself and everything before it. A lane that takes newest first breaks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_that_reorders_a_players_commands_is_caught() {
+    let gw = start_gateway("[demo]\nenabled = true\nplayers = 10\n").await;
+    assert_eq!(overlapping_pair(&gw, "kept").await, Ok(()));
+    gw.faults().plant(Plant::LaneReorder, true);
+    let reordered = overlapping_pair(&gw, "reordered").await;
+    gw.faults().plant(Plant::LaneReorder, false);
+    assert!(reordered.is_err(), "the reordering lane went unnoticed");
+    println!("planted lane-reorder: {}", reordered.unwrap_err());
+    gw.stop().await;
+}
+
+/// Sends a stalled bet of 1, then 100 ms later a bet of 100, then 100 ms later a bet of 200,
+/// all for one player; checks each answer's balance against arrival order.
+async fn overlapping_pair(gw: &TestGateway, tag: &str) -> Result<(), String> {
+    use sim::client::{Attempt, Client, Send};
+    use sim::model::Op;
+    let player = "player-3";
+    let opening: i64 = gw
+        .db
+        .connect()
+        .await
+        .query_one(
+            "SELECT w.balance + w.bonus FROM wallets w JOIN players p ON p.id = w.player_id
+             WHERE p.external_id = $1 AND w.currency = 'EUR'",
+            &[&player],
+        )
+        .await
+        .expect("wallet")
+        .get(0);
+    let stall_tx = format!("overlap-{tag}-stall");
+    gw.faults().add(
+        Point::Prefetch,
+        Effect::StallMs(400),
+        Trigger::Tx(stall_tx.clone()),
+        1,
+    );
+    let client = Client::new(gw.addr, native());
+    let mut calls = Vec::new();
+    for (k, (tx, amount)) in [
+        (stall_tx, 1),
+        (format!("overlap-{tag}-a"), 100),
+        (format!("overlap-{tag}-b"), 200),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let client = client.clone();
+        let op = Op::Bet {
+            tx,
+            amount,
+            round: format!("overlap-{tag}"),
+        };
+        calls.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100 * k as u64)).await;
+            let encoded = client.provider().encode(player, &op);
+            client
+                .attempt(&encoded, Send::Signed, Duration::from_secs(5))
+                .await
+        }));
+    }
+    let mut expected = opening;
+    for (call, amount) in calls.into_iter().zip([1, 100, 200]) {
+        expected -= amount;
+        let want = format!("{}.{:02}", expected / 100, expected % 100);
+        match call.await.expect("call") {
+            Attempt::Final(r) if r.status == "OK" && r.balance.as_deref() == Some(&want) => {}
+            other => {
+                return Err(format!(
+                    "bet of {amount} answered {other:?}, arrival order says balance {want}"
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The README's command: `sim --target URL --database-url "host=./data/run ..."` against a
