@@ -602,18 +602,16 @@ impl Units {
     }
 
     /// Newest unit first (the planted `LaneReorder` bug).
-    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     fn reverse(&mut self) {
         let old = std::mem::take(self);
         let mut commands = old.commands.into_iter();
-        let mut units: Vec<(Vec<Command>, usize, Ticket)> = Vec::new();
+        let mut jobs: Vec<Job> = Vec::with_capacity(old.tickets.len());
         for (len, ticket) in old.lens.into_iter().zip(old.tickets) {
-            units.push((commands.by_ref().take(len).collect(), len, ticket));
+            let commands = commands.by_ref().take(len).collect();
+            jobs.push(Job { commands, ticket });
         }
-        for (unit, len, ticket) in units.into_iter().rev() {
-            self.commands.extend(unit);
-            self.lens.push(len);
-            self.tickets.push(ticket);
+        for job in jobs.into_iter().rev() {
+            self.push(job);
         }
     }
 

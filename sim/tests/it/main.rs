@@ -227,8 +227,9 @@ async fn a_lane_that_reorders_a_players_commands_is_caught() {
     gw.stop().await;
 }
 
-/// Sends a stalled bet of 1, then 100 ms later a bet of 100, then 100 ms later a bet of 200,
-/// all for one player; checks each answer's balance against arrival order.
+/// Sends a bet of 1 whose batch stalls for a second, then 150 ms later a bet of 100, then
+/// 150 ms later a bet of 200, all for one player (so one lane): the two wait behind the stall
+/// and are settled in one batch. Checks each answer's balance against arrival order.
 async fn overlapping_pair(gw: &TestGateway, tag: &str) -> Result<(), String> {
     use sim::client::{Attempt, Client, Send};
     use sim::model::Op;
@@ -248,7 +249,7 @@ async fn overlapping_pair(gw: &TestGateway, tag: &str) -> Result<(), String> {
     let stall_tx = format!("overlap-{tag}-stall");
     gw.faults().add(
         Point::Prefetch,
-        Effect::StallMs(400),
+        Effect::StallMs(1_000),
         Trigger::Tx(stall_tx.clone()),
         1,
     );
@@ -269,7 +270,7 @@ async fn overlapping_pair(gw: &TestGateway, tag: &str) -> Result<(), String> {
             round: format!("overlap-{tag}"),
         };
         calls.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(100 * k as u64)).await;
+            tokio::time::sleep(Duration::from_millis(150 * k as u64)).await;
             let encoded = client.provider().encode(player, &op);
             client
                 .attempt(&encoded, Send::Signed, Duration::from_secs(5))
