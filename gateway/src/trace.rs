@@ -1,20 +1,21 @@
 //! Callbacks as received, kept for the back office's trace and replay. The pipeline hands a
-//! [`Record`] to a bounded queue after it has answered; one writer task copies what queued up
-//! into `callback_requests` (`COPY ... BINARY`, one statement per batch) on its own connection.
-//! Nothing here is on the commit path: a full queue drops the record, a failed copy drops its
+//! [`Record`] to a bounded queue after it has answered; one writer task stores what queued up
+//! as one compressed segment (`callback_segments`, one row and one statement per batch; the
+//! format is `rest::segments`) on its own connection.
+//! Nothing here is on the commit path: a full queue drops the record, a failed write drops its
 //! batch (both counted in `wallet_trace_dropped_total`) and the writer reconnects; its commits
 //! are asynchronous (no fsync of their own). A lost row costs a diagnosis, never money: the
 //! ledger stays the record of what happened.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::HeaderMap;
+use rest::segments;
 use settlement::batch::Settled;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
 
 use crate::config;
 
@@ -158,8 +159,9 @@ impl Tracer {
         let (queue, rx) = mpsc::channel(options.queue_len_max);
         let writer = Writer {
             pg,
-            client: None,
+            connection: None,
             batch_len_max: options.batch_len_max,
+            segment: segments::Builder::default(),
         };
         tokio::spawn(writer.run(rx));
         Tracer { queue: Some(queue) }
@@ -189,47 +191,50 @@ impl Tracer {
 
 struct Writer {
     pg: tokio_postgres::Config,
-    client: Option<tokio_postgres::Client>,
+    connection: Option<(tokio_postgres::Client, tokio_postgres::Statement)>,
     batch_len_max: usize,
+    segment: segments::Builder,
 }
 
-/// Pause after a failed connect or copy, so a database outage costs one attempt per pause.
+/// Pause after a failed connect or write, so a database outage costs one attempt per pause.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-const COLUMNS: &str = "provider_id, provider_tx_id, received_at, origin, peer, caller_ip, \
-    method, target, headers, body, signature, status, answer, outcome, answered_by, duplicate, \
-    lane, batch, batch_len, read_us, verify_us, queued_us, commit_us, total_us";
-
-/// The types of [`COLUMNS`], in order.
-const TYPES: &[Type] = &[
-    Type::INT4,
-    Type::TEXT,
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::BYTEA,
-    Type::TEXT,
-    Type::INT2,
-    Type::BYTEA,
-    Type::TEXT,
-    Type::TEXT,
-    Type::BOOL,
-    Type::INT2,
-    Type::INT8,
-    Type::INT4,
-    Type::INT4,
-    Type::INT4,
-    Type::INT4,
-    Type::INT4,
-    Type::INT4,
-];
+const INSERT: &str = "INSERT INTO callback_segments (first_at, last_at, records, tx_keys, data)
+    VALUES ($1, $2, $3, $4, $5)";
 
 fn micros(d: Duration) -> i32 {
     i32::try_from(d.as_micros()).unwrap_or(i32::MAX)
+}
+
+/// The stored form of a record, borrowing its bytes.
+fn traced<'r>(r: &'r Record, peer: &'r str, caller: &'r str) -> segments::Traced<'r> {
+    let settled = r.via.settled();
+    segments::Traced {
+        provider_id: r.provider_id,
+        tx_ids: r.tx_ids.iter().map(|t| Cow::Borrowed(t.as_str())).collect(),
+        received_at: r.received_at,
+        origin: Cow::Borrowed(r.origin.as_str()),
+        peer: Cow::Borrowed(peer),
+        caller_ip: Cow::Borrowed(caller),
+        method: Cow::Borrowed(&r.method),
+        target: Cow::Borrowed(&r.target),
+        headers: Cow::Borrowed(&r.headers),
+        body: Cow::Borrowed(&r.body),
+        signature: Cow::Borrowed(r.signature),
+        status: r.status,
+        answer: Cow::Borrowed(&r.answer),
+        outcome: Cow::Borrowed(r.outcome),
+        answered_by: Cow::Borrowed(r.via.as_str()),
+        duplicate: r.duplicate,
+        lane: settled.map(|s| s.lane as i16),
+        batch: settled.map(|s| s.batch as i64),
+        batch_len: settled.map(|s| s.batch_len as i32),
+        read_us: micros(r.read),
+        verify_us: micros(r.verify),
+        queued_us: settled.map(|s| micros(s.queued)),
+        commit_us: settled.map(|s| micros(s.commit)),
+        total_us: micros(r.total),
+    }
 }
 
 impl Writer {
@@ -253,7 +258,7 @@ impl Writer {
                     tracing::warn!(error = %e, records = n, "trace records not written");
                     metrics::counter!("wallet_trace_dropped_total", "reason" => "storage")
                         .increment(n as u64);
-                    self.client = None;
+                    self.connection = None;
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
                 records.clear();
@@ -264,8 +269,16 @@ impl Writer {
         }
     }
 
+    /// Writes `records` as one segment (one row, one statement).
     async fn write(&mut self, records: &[Box<Record>]) -> Result<(), tokio_postgres::Error> {
-        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+        for r in records {
+            let (peer, caller) = (r.peer.to_string(), r.caller_ip.to_string());
+            self.segment.push(&traced(r, &peer, &caller));
+        }
+        let Some(segment) = self.segment.finish() else {
+            return Ok(());
+        };
+        if self.connection.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             let (client, driver) = self.pg.connect(tokio_postgres::NoTls).await?;
             tokio::spawn(async move {
                 if let Err(e) = driver.await {
@@ -275,60 +288,26 @@ impl Writer {
             // Diagnostics, not money: this connection's commits do not wait for their own WAL
             // flush (the WAL writer flushes them within a fraction of a second), so the trace
             // never adds an fsync beside the lanes'. The lanes commit synchronously whatever
-            // any other connection does; a crash may lose the last moment's trace rows, never
-            // a ledger row.
+            // any other connection does; a crash may lose the last moment's segments, never a
+            // ledger row.
             client.batch_execute("SET synchronous_commit = off").await?;
-            self.client = Some(client);
+            let insert = client.prepare(INSERT).await?;
+            self.connection = Some((client, insert));
         }
-        let client = self.client.as_ref().expect("connected above");
-        let sink = client
-            .copy_in(&format!(
-                "COPY callback_requests ({COLUMNS}) FROM STDIN BINARY"
-            ))
+        let (client, insert) = self.connection.as_ref().expect("connected above");
+        client
+            .execute(
+                insert,
+                &[
+                    &segment.first_at,
+                    &segment.last_at,
+                    &segment.records,
+                    &segment.tx_keys,
+                    &segment.data,
+                ],
+            )
             .await?;
-        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, TYPES));
-        for r in records {
-            let peer = r.peer.to_string();
-            let caller = r.caller_ip.to_string();
-            let settled = r.via.settled();
-            let lane = settled.map(|s| s.lane as i16);
-            let batch = settled.map(|s| s.batch as i64);
-            let batch_len = settled.map(|s| s.batch_len as i32);
-            let queued = settled.map(|s| micros(s.queued));
-            let commit = settled.map(|s| micros(s.commit));
-            let status = r.status as i16;
-            for tx in &r.tx_ids {
-                let row: [&(dyn ToSql + Sync); 24] = [
-                    &r.provider_id,
-                    tx,
-                    &r.received_at,
-                    &r.origin.as_str(),
-                    &peer,
-                    &caller,
-                    &r.method,
-                    &r.target,
-                    &r.headers,
-                    &r.body.as_ref(),
-                    &r.signature,
-                    &status,
-                    &r.answer.as_ref(),
-                    &r.outcome,
-                    &r.via.as_str(),
-                    &r.duplicate,
-                    &lane,
-                    &batch,
-                    &batch_len,
-                    &micros(r.read),
-                    &micros(r.verify),
-                    &queued,
-                    &commit,
-                    &micros(r.total),
-                ];
-                writer.as_mut().write(&row).await?;
-            }
-        }
-        let written = writer.finish().await?;
-        metrics::counter!("wallet_trace_records_total").increment(written);
+        metrics::counter!("wallet_trace_records_total").increment(segment.records as u64);
         Ok(())
     }
 }

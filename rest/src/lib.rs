@@ -12,6 +12,7 @@ pub mod envelope;
 mod handlers;
 pub mod openapi;
 pub mod reports;
+pub mod segments;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -34,8 +34,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0007_managed_providers.sql"),
     ),
     (
-        "0008_callback_requests",
-        include_str!("../../migrations/0008_callback_requests.sql"),
+        "0008_callback_segments",
+        include_str!("../../migrations/0008_callback_segments.sql"),
     ),
 ];
 

@@ -4,7 +4,7 @@
 //! callback pipeline, which must come back a duplicate with the original answer.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::extract::{Path, State};
 use base64::Engine;
@@ -16,6 +16,7 @@ use crate::desk::StoredCallback;
 use crate::envelope::{ok, ApiError, ApiResult, Body, Ok};
 use crate::handlers::user::{transaction_of, Transaction, TX_SELECT};
 use crate::handlers::{decimal, path_id, reason_of};
+use crate::segments::{self, Traced};
 use crate::Rest;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -90,34 +91,65 @@ pub struct Timings {
     pub total: i32,
 }
 
-/// The columns of `callback_requests` [`stored_of`] reads, joined to the provider's code.
-const REQUEST_SELECT: &str = "SELECT p.code, extract(epoch FROM r.received_at)::text,
-        r.origin, r.peer, r.caller_ip, r.method, r.target, r.headers, r.body, r.signature,
-        r.status, r.answer, r.outcome, r.answered_by, r.duplicate, r.lane, r.batch, r.batch_len,
-        r.read_us, r.verify_us, r.queued_us, r.commit_us, r.total_us, ";
+/// Every kept callback that named transaction `tx` of provider `provider_id`, oldest first:
+/// the segments whose keys hold the id's key, decoded, and their records that name it. A
+/// damaged segment is skipped (and logged), never an error for the whole trace.
+async fn kept_callbacks(
+    client: &tokio_postgres::Client,
+    provider_id: i32,
+    tx: &str,
+) -> Result<Vec<Traced<'static>>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT id, data FROM callback_segments WHERE tx_keys @> ARRAY[$1::bigint]",
+            &[&segments::tx_key(provider_id, tx)],
+        )
+        .await?;
+    let mut kept = Vec::new();
+    for row in &rows {
+        match segments::decode(row.get(1)) {
+            Result::Ok(records) => kept.extend(
+                records
+                    .into_iter()
+                    .filter(|r| r.provider_id == provider_id && r.tx_ids.iter().any(|t| t == tx)),
+            ),
+            Err(why) => {
+                let segment: i64 = row.get(0);
+                tracing::warn!(segment, error = %why, "trace segment does not decode; skipped");
+            }
+        }
+    }
+    kept.sort_by_key(|r| r.received_at);
+    Result::Ok(kept)
+}
 
-fn stored_of(r: &tokio_postgres::Row) -> StoredCallback {
-    let epoch: String = r.get(1);
-    let received_at = parse_epoch(&epoch);
+/// The provider's code, for the desk (which looks providers up by code).
+async fn provider_code(
+    client: &tokio_postgres::Client,
+    provider_id: i32,
+) -> Result<String, ApiError> {
+    let row = client
+        .query_opt("SELECT code FROM providers WHERE id = $1", &[&provider_id])
+        .await?
+        .ok_or_else(|| ApiError::not_found("the transaction's provider is gone"))?;
+    Result::Ok(row.get(0))
+}
+
+fn stored_of(provider: &str, r: &Traced<'_>) -> StoredCallback {
     StoredCallback {
-        provider: r.get(0),
-        received_at,
-        peer: r.get(3),
-        method: r.get(5),
-        target: r.get(6),
-        headers: r.get(7),
-        body: r.get(8),
-        answer: r.get(11),
+        provider: provider.to_string(),
+        received_at: r.received_at,
+        peer: r.peer.to_string(),
+        method: r.method.to_string(),
+        target: r.target.to_string(),
+        headers: r.headers.to_string(),
+        body: r.body.to_vec(),
+        answer: r.answer.to_vec(),
     }
 }
 
-/// `seconds.fraction` since the epoch, to the microsecond (as PostgreSQL keeps time).
-fn parse_epoch(text: &str) -> SystemTime {
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
-    let seconds: u64 = whole.parse().unwrap_or(0);
-    let digits: String = fraction.chars().chain("000000".chars()).take(6).collect();
-    let micros: u64 = digits.parse().unwrap_or(0);
-    SystemTime::UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros)
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_micros(at).to_string()
 }
 
 #[utoipa::path(get, path = "/api/admin/transactions/{id}/trace", tag = "admin", security(("bearer" = [])),
@@ -143,32 +175,24 @@ pub async fn trace(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Api
     let provider_id: Option<i32> = before.get(2);
     let mut requests = Vec::new();
     if let (Some(provider_id), Some(tx)) = (provider_id, &transaction.provider_tx_id) {
-        let rows = client
-            .query(
-                &format!(
-                    "{REQUEST_SELECT} {}
-                     FROM callback_requests r JOIN providers p ON p.id = r.provider_id
-                     WHERE r.provider_id = $1 AND r.provider_tx_id = $2
-                     ORDER BY r.received_at",
-                    crate::rfc3339!("r.received_at")
-                ),
-                &[&provider_id, tx],
-            )
-            .await?;
+        let kept = kept_callbacks(&client, provider_id, tx).await?;
+        let provider = match kept.is_empty() {
+            true => String::new(),
+            false => provider_code(&client, provider_id).await?,
+        };
         let desk = rest.desk.get();
-        for r in &rows {
-            let stored = stored_of(r);
+        for r in &kept {
+            let stored = stored_of(&provider, r);
             let (decoded, decode_error) = match desk.map(|d| d.decode(&stored)) {
                 Some(Result::Ok(command)) => (Some(command), None),
                 Some(Err(why)) => (None, Some(why)),
                 None => (None, Some("the callback pipeline is not attached".into())),
             };
-            let lane: Option<i16> = r.get(15);
             requests.push(TracedRequest {
-                received_at: r.get(23),
-                origin: r.get(2),
+                received_at: rfc3339(r.received_at),
+                origin: r.origin.to_string(),
                 peer: stored.peer.clone(),
-                caller_ip: r.get(4),
+                caller_ip: r.caller_ip.to_string(),
                 method: stored.method.clone(),
                 target: stored.target.clone(),
                 headers: stored.headers.lines().map(str::to_string).collect(),
@@ -176,26 +200,26 @@ pub async fn trace(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Api
                 body: String::from_utf8(stored.body.clone()).ok(),
                 signature: SignatureCheck {
                     verified: true,
-                    scheme: r.get(9),
+                    scheme: r.signature.to_string(),
                 },
                 decoded,
                 decode_error,
-                status: r.get::<_, i16>(10) as u16,
+                status: r.status,
                 answer: String::from_utf8_lossy(&stored.answer).into_owned(),
-                outcome: r.get(12),
-                answered_by: r.get(13),
-                duplicate: r.get(14),
-                batch: lane.map(|lane| BatchMark {
+                outcome: r.outcome.to_string(),
+                answered_by: r.answered_by.to_string(),
+                duplicate: r.duplicate,
+                batch: r.lane.map(|lane| BatchMark {
                     lane,
-                    batch: r.get(16),
-                    len: r.get(17),
+                    batch: r.batch.unwrap_or_default(),
+                    len: r.batch_len.unwrap_or_default(),
                 }),
                 timings_us: Timings {
-                    read_body: r.get(18),
-                    verify: r.get(19),
-                    queued: r.get(20),
-                    commit: r.get(21),
-                    total: r.get(22),
+                    read_body: r.read_us,
+                    verify: r.verify_us,
+                    queued: r.queued_us,
+                    commit: r.commit_us,
+                    total: r.total_us,
                 },
             });
         }
@@ -265,23 +289,15 @@ pub async fn replay(
         return Err(not_traced());
     };
     // The request whose answer came from the commit that wrote the row (not a retry's).
-    let row = client
-        .query_opt(
-            &format!(
-                "{REQUEST_SELECT} {}
-                 FROM callback_requests r JOIN providers p ON p.id = r.provider_id
-                 WHERE r.provider_id = $1 AND r.provider_tx_id = $2 AND r.origin = 'provider'
-                 ORDER BY (r.answered_by = 'batch' AND NOT r.duplicate) DESC, r.received_at
-                 LIMIT 1",
-                crate::rfc3339!("r.received_at")
-            ),
-            &[&provider_id, &tx],
-        )
-        .await?
+    let kept = kept_callbacks(&client, provider_id, &tx).await?;
+    let original = kept
+        .iter()
+        .filter(|r| r.origin == "provider")
+        .min_by_key(|r| (!(r.answered_by == "batch" && !r.duplicate), r.received_at))
         .ok_or_else(not_traced)?;
+    let stored = stored_of(&provider_code(&client, provider_id).await?, original);
     drop(client);
-    let stored = stored_of(&row);
-    let original_status = row.get::<_, i16>(10) as u16;
+    let original_status = original.status;
     let desk = rest.desk.get().ok_or_else(|| {
         ApiError::new(
             http::StatusCode::SERVICE_UNAVAILABLE,
@@ -293,7 +309,7 @@ pub async fn replay(
         ApiError::new(http::StatusCode::SERVICE_UNAVAILABLE, "REPLAY_FAILED", why)
     })?;
     let answer = Replay {
-        received_at: row.get(23),
+        received_at: rfc3339(original.received_at),
         original_status,
         original_answer: String::from_utf8_lossy(&stored.answer).into_owned(),
         status: replayed.status,
@@ -330,17 +346,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn epochs_keep_microseconds() {
-        let at = parse_epoch("1700000000.123456");
-        let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap();
-        assert_eq!(since, Duration::new(1_700_000_000, 123_456_000));
-        assert_eq!(
-            parse_epoch("1700000000.5"),
-            SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_500)
-        );
-        assert_eq!(
-            parse_epoch("1700000000"),
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-        );
+    fn times_are_rfc3339_to_the_microsecond() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
+        assert_eq!(rfc3339(at), "2023-11-14T22:13:20.123456Z");
     }
 }
