@@ -182,8 +182,11 @@ pub struct Trace {
     pub enabled: bool,
     /// Records waiting for the writer; when full, new ones are dropped (and counted).
     pub queue_len_max: usize,
-    /// Records the writer copies in one statement, at most.
+    /// Records the writer stores in one segment (one row, one statement), at most.
     pub batch_len_max: usize,
+    /// How long the writer gathers records before storing a segment (unless `batch_len_max`
+    /// are there first): fewer, larger segments cost less per record.
+    pub linger_ms: u64,
 }
 
 impl Default for Trace {
@@ -191,7 +194,8 @@ impl Default for Trace {
         Trace {
             enabled: true,
             queue_len_max: 65_536,
-            batch_len_max: 2_000,
+            batch_len_max: 4_000,
+            linger_ms: 250,
         }
     }
 }
@@ -790,6 +794,11 @@ impl Config {
             "trace.batch_len_max",
             (1..=100_000).contains(&self.trace.batch_len_max),
             "between 1 and 100000",
+        );
+        range(
+            "trace.linger_ms",
+            self.trace.linger_ms <= 10_000,
+            "at most 10000",
         );
         range(
             "log.format",

@@ -161,6 +161,7 @@ impl Tracer {
             pg,
             connection: None,
             batch_len_max: options.batch_len_max,
+            linger: Duration::from_millis(options.linger_ms),
             segment: segments::Builder::default(),
         };
         tokio::spawn(writer.run(rx));
@@ -193,6 +194,7 @@ struct Writer {
     pg: tokio_postgres::Config,
     connection: Option<(tokio_postgres::Client, tokio_postgres::Statement)>,
     batch_len_max: usize,
+    linger: Duration,
     segment: segments::Builder,
 }
 
@@ -242,14 +244,22 @@ impl Writer {
         let mut records = Vec::with_capacity(self.batch_len_max);
         let mut flushes = Vec::new();
         while let Some(first) = rx.recv().await {
+            // Gathers until the segment is full, the linger is over, or someone waits (flush).
+            let until = tokio::time::Instant::now() + self.linger;
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
                     Message::Record(record) => records.push(record),
                     Message::Flush(done) => flushes.push(done),
                 }
-                if records.len() < self.batch_len_max {
-                    next = rx.try_recv().ok();
+                if records.len() < self.batch_len_max && flushes.is_empty() {
+                    next = match rx.try_recv() {
+                        Ok(message) => Some(message),
+                        Err(_) => tokio::time::timeout_at(until, rx.recv())
+                            .await
+                            .ok()
+                            .flatten(),
+                    };
                 }
             }
             if !records.is_empty() {
@@ -275,8 +285,15 @@ impl Writer {
             let (peer, caller) = (r.peer.to_string(), r.caller_ip.to_string());
             self.segment.push(&traced(r, &peer, &caller));
         }
-        let Some(segment) = self.segment.finish() else {
-            return Ok(());
+        let segment = match self.segment.finish() {
+            Ok(Some(segment)) => segment,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, records = records.len(), "trace segment not compressed");
+                metrics::counter!("wallet_trace_dropped_total", "reason" => "storage")
+                    .increment(records.len() as u64);
+                return Ok(());
+            }
         };
         if self.connection.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             let (client, driver) = self.pg.connect(tokio_postgres::NoTls).await?;

@@ -544,8 +544,8 @@ fn trace_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         w,
         "\n## Keeping raw callbacks for trace and replay (`trace.enabled`)\n"
     )?;
-    writeln!(w, "Every callback that names a transaction is kept (bytes and headers as received, the answer, batch and timings) by one batched `COPY` writer off the commit path. Fresh clusters in turn (off, on, off, on), each warmed up at 5,000/s, then {TRACE_RATE}/s for {} s; CPU of the gateway and every PostgreSQL process (the writer's connection included) per answered callback.\n", step_s * 2)?;
-    writeln!(w, "| trace | achieved/s | p50 ms | p99 ms | errors | gateway µs/callback | PostgreSQL µs/callback | total µs/callback | WAL bytes/callback | rows kept | dropped |\n|---|---|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(w, "Every callback that names a transaction is kept (bytes and headers as received, the answer, batch and timings) by one writer off the commit path, as zstd-compressed segments of up to `trace.batch_len_max` records gathered for up to `trace.linger_ms` (one row each, GIN-indexed by transaction key). Fresh clusters in turn (off, on, off, on), each warmed up at 5,000/s, then {TRACE_RATE}/s for {} s; CPU of the gateway and every PostgreSQL process (the writer's connection included) per answered callback.\n", step_s * 2)?;
+    writeln!(w, "| trace | achieved/s | p50 ms | p99 ms | errors | gateway µs/callback | PostgreSQL µs/callback | total µs/callback | WAL bytes/callback | records kept | dropped |\n|---|---|---|---|---|---|---|---|---|---|---|")?;
     let mut totals = [Vec::new(), Vec::new()];
     let mut saturated = [Vec::new(), Vec::new()];
     for (on, run, kept, dropped, wal, saturating) in &turns {

@@ -293,7 +293,8 @@ pub async fn replay(
     let original = kept
         .iter()
         .filter(|r| r.origin == "provider")
-        .min_by_key(|r| (!(r.answered_by == "batch" && !r.duplicate), r.received_at))
+        // The first application first (`false` sorts before `true`), then the earliest.
+        .min_by_key(|r| (r.answered_by != "batch" || r.duplicate, r.received_at))
         .ok_or_else(not_traced)?;
     let stored = stored_of(&provider_code(&client, provider_id).await?, original);
     drop(client);
