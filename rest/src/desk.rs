@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::SystemTime;
 
-/// A callback as the trace kept it (`callback_requests`).
+/// A callback as the trace kept it (a record of `callback_segments`, see `segments`).
 #[derive(Debug, Clone)]
 pub struct StoredCallback {
     pub provider: String,
