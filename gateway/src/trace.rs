@@ -73,7 +73,7 @@ impl Via {
 #[derive(Debug)]
 pub struct Record {
     pub provider_id: i32,
-    /// Every transaction id the request named (one row each).
+    /// Every transaction id the request named (each a key of the segment that stores it).
     pub tx_ids: Vec<String>,
     pub received_at: SystemTime,
     pub origin: Origin,

@@ -381,6 +381,27 @@ async fn trace_and_replay_refusals() {
     refused(&a, StatusCode::CONFLICT, "NOT_TRACED");
     // Refusals are not audited.
     assert_eq!(audit_count(&gw, "transaction.replay", id).await, 0);
+    // The provider's row gone (the gateway still has it from its configuration): the trace is
+    // still served, decoded by the provider the stored path names.
+    client
+        .execute(
+            "DELETE FROM providers WHERE id = (SELECT provider_id FROM transactions WHERE id = $1)",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let trace = data(
+        &gw.api(
+            Method::GET,
+            &format!("/api/admin/transactions/{id}/trace"),
+            Some(&admin),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    );
+    assert_eq!(trace["requests"].as_array().unwrap().len(), 1, "{trace}");
+    assert!(trace["requests"][0]["decoded"].is_string(), "{trace}");
     gw.finish().await;
 }
 

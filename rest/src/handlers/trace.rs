@@ -123,16 +123,16 @@ async fn kept_callbacks(
     Result::Ok(kept)
 }
 
-/// The provider's code, for the desk (which looks providers up by code).
+/// The provider's code, for the desk's messages (the desk finds the provider by the stored
+/// target, as the pipeline does); `#id` if the provider row is gone.
 async fn provider_code(
     client: &tokio_postgres::Client,
     provider_id: i32,
-) -> Result<String, ApiError> {
+) -> Result<String, tokio_postgres::Error> {
     let row = client
         .query_opt("SELECT code FROM providers WHERE id = $1", &[&provider_id])
-        .await?
-        .ok_or_else(|| ApiError::not_found("the transaction's provider is gone"))?;
-    Result::Ok(row.get(0))
+        .await?;
+    Result::Ok(row.map_or_else(|| format!("#{provider_id}"), |r| r.get(0)))
 }
 
 fn stored_of(provider: &str, r: &Traced<'_>) -> StoredCallback {
