@@ -201,6 +201,10 @@ struct Writer {
 /// Pause after a failed connect or write, so a database outage costs one attempt per pause.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
+/// While gathering, the writer looks at its queue this many times a linger (and sees a flush
+/// within one such tick).
+const GATHER_TICKS: u32 = 25;
+
 const INSERT: &str = "INSERT INTO callback_segments (first_at, last_at, records, tx_keys, data)
     VALUES ($1, $2, $3, $4, $5)";
 
@@ -243,23 +247,37 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let mut records = Vec::with_capacity(self.batch_len_max);
         let mut flushes = Vec::new();
+        let mut arrived = Vec::with_capacity(self.batch_len_max);
+        let tick = (self.linger / GATHER_TICKS).max(Duration::from_millis(1));
         while let Some(first) = rx.recv().await {
             // Gathers until the segment is full, the linger is over, or someone waits (flush).
+            // It looks at the queue once a tick rather than at every record: waking this task
+            // for each callback cost the pipeline more than storing the records did.
             let until = tokio::time::Instant::now() + self.linger;
-            let mut next = Some(first);
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Record(record) => records.push(record),
-                    Message::Flush(done) => flushes.push(done),
+            arrived.push(first);
+            loop {
+                for message in arrived.drain(..) {
+                    match message {
+                        Message::Record(record) => records.push(record),
+                        Message::Flush(done) => flushes.push(done),
+                    }
                 }
-                if records.len() < self.batch_len_max && flushes.is_empty() {
-                    next = match rx.try_recv() {
-                        Ok(message) => Some(message),
-                        Err(_) => tokio::time::timeout_at(until, rx.recv())
-                            .await
-                            .ok()
-                            .flatten(),
-                    };
+                let room = self.batch_len_max.saturating_sub(records.len());
+                let now = tokio::time::Instant::now();
+                if room == 0 || !flushes.is_empty() || now >= until {
+                    break;
+                }
+                if rx.is_empty() {
+                    if rx.is_closed() {
+                        break;
+                    }
+                    tokio::time::sleep_until(until.min(now + tick)).await;
+                }
+                while arrived.len() < room {
+                    match rx.try_recv() {
+                        Ok(message) => arrived.push(message),
+                        Err(_) => break,
+                    }
                 }
             }
             if !records.is_empty() {

@@ -65,6 +65,16 @@ pub struct Traced<'a> {
     pub total_us: i32,
 }
 
+/// Whether a record is found by time rather than by key: a first application (answered by
+/// the batch that wrote its transactions, not a duplicate) lies in a segment whose time range
+/// holds the transaction rows' `created_at` (its batch began after it arrived and before it
+/// was answered), so its ids need no index entry. Every other record (a retry, a refusal, a
+/// replay) is keyed. Most callbacks are first applications: this keeps the per-key index to
+/// the exceptions, the one part of keeping callbacks that cost a write per callback.
+pub fn located_by_time(r: &Traced<'_>) -> bool {
+    r.answered_by == "batch" && !r.duplicate
+}
+
 /// The index key of a transaction id: the first 8 bytes of SHA-256 over the provider id and
 /// the id. Different ids may share a key; readers compare the ids themselves.
 pub fn tx_key(provider_id: i32, tx: &str) -> i64 {
@@ -103,9 +113,12 @@ impl Builder {
         let raw = &mut self.raw;
         put_i32(raw, r.provider_id);
         put_u32(raw, r.tx_ids.len() as u32);
+        let keyed = !located_by_time(r);
         for tx in &r.tx_ids {
             put_bytes(raw, tx.as_bytes());
-            self.keys.push(tx_key(r.provider_id, tx));
+            if keyed {
+                self.keys.push(tx_key(r.provider_id, tx));
+            }
         }
         put_i64(raw, micros_since_epoch(r.received_at));
         for text in [
@@ -369,13 +382,18 @@ mod tests {
     #[test]
     fn records_come_back_as_they_went_in_with_their_keys() {
         let mut builder = Builder::default();
-        let records = [sample("t-1", b"{\"a\":1}"), sample("t-2", &[0xff, 0, 1])];
+        let mut retry = sample("t-2", &[0xff, 0, 1]);
+        retry.duplicate = true;
+        let mut refused = sample("t-3", b"");
+        refused.answered_by = "refused".into();
+        let records = [sample("t-1", b"{\"a\":1}"), retry, refused];
         for r in &records {
             builder.push(r);
         }
-        let segment = builder.finish().unwrap().expect("two records");
-        assert_eq!(segment.records, 2);
-        let mut keys = vec![tx_key(7, "t-1"), tx_key(7, "t-2"), tx_key(7, "second")];
+        let segment = builder.finish().unwrap().expect("three records");
+        assert_eq!(segment.records, 3);
+        // The first application is found by time; the retry and the refusal by key.
+        let mut keys = vec![tx_key(7, "t-2"), tx_key(7, "t-3"), tx_key(7, "second")];
         keys.sort_unstable();
         assert_eq!(segment.tx_keys, keys);
         assert_eq!(decode(&segment.data).unwrap(), records);

@@ -37,6 +37,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_callback_segments",
         include_str!("../../migrations/0008_callback_segments.sql"),
     ),
+    (
+        "0009_trace_keys_for_exceptions",
+        include_str!("../../migrations/0009_trace_keys_for_exceptions.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

@@ -239,6 +239,69 @@ async fn callbacks_of_every_dialect_are_traced_and_replay_as_duplicates() {
     gw.finish().await;
 }
 
+/// First applications carry no index key (the writer keeps keys for the exceptions); each is
+/// found by time among segments written around it, and a retry later is found by its key.
+#[tokio::test]
+async fn first_applications_are_found_by_time_and_retries_by_key() {
+    let gw = start_gateway(REST_ON).await;
+    let admin = gw.admin_token(0).await;
+    let bets: Vec<Value> = (0..6)
+        .map(|i| crate::money_path::bet("player-1", &format!("tt-{i}"), "0.10", &format!("rt-{i}")))
+        .collect();
+    for bet in &bets {
+        let a = gw.demo("bet", bet.clone()).await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.json());
+        gw.flush_trace().await;
+    }
+    let client = gw.db.connect().await;
+    let (segments, keys): (i64, i64) = client
+        .query_one(
+            "SELECT count(*), coalesce(sum(cardinality(tx_keys)), 0) FROM callback_segments",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert!(segments >= 6, "one segment per flush, got {segments}");
+    assert_eq!(keys, 0, "first applications are not keyed");
+    // A retry of the third, a while later: keyed.
+    let a = gw.demo("bet", bets[2].clone()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    gw.flush_trace().await;
+    for (i, bet) in bets.iter().enumerate() {
+        let id: i64 = client
+            .query_one(
+                "SELECT id FROM transactions WHERE provider_tx_id = $1",
+                &[&format!("tt-{i}")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let trace = data(
+            &gw.api(
+                Method::GET,
+                &format!("/api/admin/transactions/{id}/trace"),
+                Some(&admin),
+                None,
+            )
+            .await,
+            StatusCode::OK,
+        );
+        let requests = trace["requests"].as_array().unwrap();
+        assert_eq!(
+            requests.len(),
+            if i == 2 { 2 } else { 1 },
+            "tt-{i}: {trace:#}"
+        );
+        assert_eq!(body_of(&requests[0]), serde_json::to_vec(bet).unwrap());
+        assert_eq!(requests[0]["duplicate"], false);
+        if i == 2 {
+            assert_eq!(requests[1]["duplicate"], true);
+        }
+    }
+    gw.finish().await;
+}
+
 #[tokio::test]
 async fn a_token_that_is_the_secret_is_never_stored_yet_the_replay_verifies() {
     let gw = start_gateway(REST_ON).await;

@@ -4,7 +4,7 @@
 //! callback pipeline, which must come back a duplicate with the original answer.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, State};
 use base64::Engine;
@@ -91,36 +91,93 @@ pub struct Timings {
     pub total: i32,
 }
 
-/// Every kept callback that named transaction `tx` of provider `provider_id`, oldest first:
-/// the segments whose keys hold the id's key, decoded, and their records that name it. A
+/// How far a first application's arrival may lie before its transaction row's `created_at`
+/// (the batch's start): its wait in the lane's queue and any retries of its batch, with room
+/// to spare (answers past the callback deadline are refusals, which are keyed).
+const FIRST_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// How far the gateway's clock may run ahead of the database's (`received_at` is the
+/// gateway's, `created_at` the database's; one clock when PostgreSQL is embedded).
+const CLOCK_SKEW_MAX: Duration = Duration::from_secs(5);
+
+/// Segments decoded in search of a first application, nearest in time first, at most.
+const TIME_SEARCH_MAX: i64 = 64;
+
+/// Segments fetched per round trip while searching by time.
+const TIME_SEARCH_CHUNK: usize = 4;
+
+/// Every kept callback that named transaction `tx` of provider `provider_id`, oldest first. A
 /// damaged segment is skipped (and logged), never an error for the whole trace.
+///
+/// Two paths, as the writer stores them (`segments::located_by_time`): retries, refusals and
+/// replays through the segments whose keys hold the id's key; the first application, which
+/// carries no key, through the segments whose time range holds `created_at`, the row's batch
+/// start, nearest first, until it is found.
 async fn kept_callbacks(
     client: &tokio_postgres::Client,
     provider_id: i32,
     tx: &str,
+    created_at: SystemTime,
 ) -> Result<Vec<Traced<'static>>, tokio_postgres::Error> {
+    let names_it =
+        |r: &Traced<'_>| r.provider_id == provider_id && r.tx_ids.iter().any(|t| t == tx);
     let rows = client
         .query(
             "SELECT id, data FROM callback_segments WHERE tx_keys @> ARRAY[$1::bigint]",
             &[&segments::tx_key(provider_id, tx)],
         )
         .await?;
-    let mut kept = Vec::new();
-    for row in &rows {
-        match segments::decode(row.get(1)) {
-            Result::Ok(records) => kept.extend(
-                records
+    let mut kept: Vec<Traced<'static>> = rows
+        .iter()
+        .flat_map(|row| decoded(row).into_iter().filter(|r| names_it(r)))
+        .collect();
+    if !kept.iter().any(segments::located_by_time) {
+        let near: Vec<i64> = client
+            .query(
+                "SELECT id FROM callback_segments
+                  WHERE first_at BETWEEN $1 AND $2 AND last_at >= $3
+                  ORDER BY abs(extract(epoch FROM first_at - $4)) LIMIT $5",
+                &[
+                    &(created_at - 2 * FIRST_WAIT_MAX),
+                    &(created_at + CLOCK_SKEW_MAX),
+                    &(created_at - FIRST_WAIT_MAX),
+                    &created_at,
+                    &TIME_SEARCH_MAX,
+                ],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        'search: for ids in near.chunks(TIME_SEARCH_CHUNK) {
+            let rows = client
+                .query(
+                    "SELECT id, data FROM callback_segments WHERE id = ANY($1)",
+                    &[&ids],
+                )
+                .await?;
+            for row in &rows {
+                let first = decoded(row)
                     .into_iter()
-                    .filter(|r| r.provider_id == provider_id && r.tx_ids.iter().any(|t| t == tx)),
-            ),
-            Err(why) => {
-                let segment: i64 = row.get(0);
-                tracing::warn!(segment, error = %why, "trace segment does not decode; skipped");
+                    .find(|r| segments::located_by_time(r) && names_it(r));
+                if let Some(first) = first {
+                    kept.push(first);
+                    break 'search;
+                }
             }
         }
     }
     kept.sort_by_key(|r| r.received_at);
     Result::Ok(kept)
+}
+
+/// The records of a `(id, data)` row of `callback_segments`; none (logged) if it is damaged.
+fn decoded(row: &tokio_postgres::Row) -> Vec<Traced<'static>> {
+    segments::decode(row.get(1)).unwrap_or_else(|why| {
+        let segment: i64 = row.get(0);
+        tracing::warn!(segment, error = %why, "trace segment does not decode; skipped");
+        Vec::new()
+    })
 }
 
 /// The provider's code, for the desk's messages (the desk finds the provider by the stored
@@ -165,7 +222,8 @@ pub async fn trace(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Api
         .ok_or_else(|| ApiError::not_found("no such transaction"))?;
     let before = client
         .query_one(
-            "SELECT balance_before, bonus_before, provider_id FROM transactions WHERE id = $1",
+            "SELECT balance_before, bonus_before, provider_id, created_at
+               FROM transactions WHERE id = $1",
             &[&id],
         )
         .await?;
@@ -175,7 +233,7 @@ pub async fn trace(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Api
     let provider_id: Option<i32> = before.get(2);
     let mut requests = Vec::new();
     if let (Some(provider_id), Some(tx)) = (provider_id, &transaction.provider_tx_id) {
-        let kept = kept_callbacks(&client, provider_id, tx).await?;
+        let kept = kept_callbacks(&client, provider_id, tx, before.get(3)).await?;
         let provider = match kept.is_empty() {
             true => String::new(),
             false => provider_code(&client, provider_id).await?,
@@ -273,7 +331,7 @@ pub async fn replay(
     let client = rest.pool.get().await?;
     let ids = client
         .query_opt(
-            "SELECT provider_id, provider_tx_id FROM transactions WHERE id = $1",
+            "SELECT provider_id, provider_tx_id, created_at FROM transactions WHERE id = $1",
             &[&id],
         )
         .await?
@@ -289,7 +347,7 @@ pub async fn replay(
         return Err(not_traced());
     };
     // The request whose answer came from the commit that wrote the row (not a retry's).
-    let kept = kept_callbacks(&client, provider_id, &tx).await?;
+    let kept = kept_callbacks(&client, provider_id, &tx, ids.get(2)).await?;
     let original = kept
         .iter()
         .filter(|r| r.origin == "provider")
