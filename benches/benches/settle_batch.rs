@@ -26,6 +26,7 @@ fn settle_batch(c: &mut Criterion) {
             batch_wait_max: std::time::Duration::ZERO,
             queue_len_max: 100_000,
             deadline: std::time::Duration::from_secs(30),
+            busy_patience: std::time::Duration::from_millis(50),
         };
         (
             Settler::start(db.config.clone(), options)

@@ -141,6 +141,10 @@ pub struct Settlement {
     pub queue_len_max: usize,
     /// A callback not settled within this time gets a retryable answer.
     pub callback_deadline_ms: u64,
+    /// How long a lane leaves a callback for later batches while another transaction holds
+    /// its wallet (another gateway on the same database, the REST module) before a batch
+    /// waits for the wallet.
+    pub busy_wallet_patience_ms: u64,
 }
 
 impl Default for Settlement {
@@ -151,6 +155,7 @@ impl Default for Settlement {
             batch_wait_max_us: 1_000,
             queue_len_max: 8_192,
             callback_deadline_ms: 2_000,
+            busy_wallet_patience_ms: 50,
         }
     }
 }
@@ -783,6 +788,11 @@ impl Config {
             "settlement.callback_deadline_ms",
             st.callback_deadline_ms > 0,
             "> 0",
+        );
+        range(
+            "settlement.busy_wallet_patience_ms",
+            st.busy_wallet_patience_ms < st.callback_deadline_ms,
+            "below settlement.callback_deadline_ms",
         );
         range(
             "dedup.entries_max and dedup.bytes_max",

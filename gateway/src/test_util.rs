@@ -178,7 +178,12 @@ impl Answer {
 /// Starts a gateway with `extra_toml` (on top of [`TEST_PROVIDERS`] and defaults) on a fresh
 /// database.
 pub async fn start_gateway(extra_toml: &str) -> TestGateway {
-    let db = fresh_database().await;
+    start_gateway_on(fresh_database().await, extra_toml).await
+}
+
+/// Starts a gateway with `extra_toml` on `db` (a second gateway on one database: pass
+/// `first.db.clone()`).
+pub async fn start_gateway_on(db: TestDb, extra_toml: &str) -> TestGateway {
     let text = format!("{extra_toml}\n{TEST_PROVIDERS}");
     let mut config = Config::from_toml(&text, &[])
         .unwrap_or_else(|problems| panic!("test config: {problems:?}"));

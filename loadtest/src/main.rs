@@ -42,8 +42,10 @@ enum Mode {
 #[derive(Debug, Parser)]
 struct Args {
     /// A running gateway (loopback only). Without it, one is started from `--gateway-bin`.
+    /// Given more than once (several gateways on one database), the connections are spread
+    /// over them in turn, so every gateway gets callbacks for every player.
     #[arg(long)]
-    target: Option<String>,
+    target: Vec<String>,
     /// Requests per second offered (constant arrival rate).
     #[arg(long, default_value_t = 5_000)]
     rate: u64,
@@ -108,16 +110,18 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut started = None;
-    let addr = match &args.target {
-        Some(target) => loopback_addr(target)?,
-        None => {
-            let gateway = StartedGateway::start(&args)?;
-            let addr = gateway.addr;
-            started = Some(gateway);
-            addr
-        }
+    let addrs = if args.target.is_empty() {
+        let gateway = StartedGateway::start(&args)?;
+        let addr = gateway.addr;
+        started = Some(gateway);
+        vec![addr]
+    } else {
+        args.target
+            .iter()
+            .map(|t| loopback_addr(t))
+            .collect::<anyhow::Result<Vec<_>>>()?
     };
-    let result = drive(&args, addr).await;
+    let result = drive(&args, &addrs).await;
     if let Some(gateway) = started {
         gateway.stop()?;
     }
@@ -575,7 +579,7 @@ struct Summary {
     unsent: u64,
 }
 
-async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
+async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
     let connections = args
         .connections
         .min(open_files_allowed().saturating_sub(64).max(1));
@@ -589,10 +593,10 @@ async fn drive(args: &Args, addr: SocketAddr) -> anyhow::Result<Summary> {
     // Connected before the clock starts: opening a thousand connections is set-up, not load.
     let (ready_tx, ready_rx) = async_channel::bounded::<()>(connections);
     let workers: Vec<_> = (0..connections)
-        .map(|_| {
+        .map(|i| {
             let ready = ready_tx.clone();
             tokio::spawn(worker(
-                addr,
+                addrs[i % addrs.len()],
                 rx.clone(),
                 secret.clone(),
                 dialect.clone(),

@@ -8,6 +8,7 @@
 //! linger only when the previous batch was at least half full (the load is high, so waiting a
 //! little fills the next batch instead of paying another commit).
 
+use std::collections::HashSet;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub struct Options {
     pub queue_len_max: usize,
     /// How long a caller waits for its answer before giving up with a retryable answer.
     pub deadline: Duration,
+    /// How long a unit whose wallet another transaction holds (another gateway's lane, the
+    /// REST module) is left for later batches before its batch waits for the wallet.
+    pub busy_patience: Duration,
 }
 
 /// Why a command got no business answer; every case is retryable for the provider.
@@ -81,6 +85,9 @@ struct Ticket {
     queued_at: Instant,
     deadline: Instant,
     reply: Reply,
+    /// When a batch first left the unit for later: another transaction (another gateway's
+    /// lane, or the REST module) held one of its wallets.
+    deferred_at: Option<Instant>,
 }
 
 impl Ticket {
@@ -137,6 +144,8 @@ impl Settler {
                 batch_wait_max: options.batch_wait_max,
                 faults: faults.clone(),
                 batches: 0,
+                deferred: Vec::new(),
+                busy_patience: options.busy_patience,
             };
             tasks.push(tokio::spawn(lane.run(rx)));
             lanes.push(tx);
@@ -211,6 +220,7 @@ impl Settler {
                 queued_at,
                 deadline,
                 reply,
+                deferred_at: None,
             },
         };
         self.lanes[lane]
@@ -311,6 +321,10 @@ struct Lane {
     faults: Arc<Faults>,
     /// Batches this lane has committed.
     batches: u64,
+    /// Units a batch left for later (their wallets were held elsewhere), in arrival order:
+    /// the next batch begins with them.
+    deferred: Vec<Job>,
+    busy_patience: Duration,
 }
 
 /// Pause between connection attempts while the database is unreachable.
@@ -319,30 +333,52 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 /// Whole-batch retries after a conflict (unique key raced, serialization, deadlock).
 const CONFLICT_RETRIES_MAX: u32 = 3;
 
+/// With only units left for later to settle, the lane gives the wallets' holder this long to
+/// commit (or new work this long to arrive) before trying again.
+const BUSY_PAUSE: Duration = Duration::from_millis(2);
+
 impl Lane {
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let mut last_len = 0;
         // Reused: a fresh `batch_len_max`-sized buffer per batch cost more than settling.
         let mut jobs = Vec::new();
         'lanes: loop {
-            let Some(first) = rx.recv().await else { break };
             let mut drain = None;
+            let first = if self.deferred.is_empty() {
+                let Some(first) = rx.recv().await else { break };
+                Some(first)
+            } else {
+                // What was left for later goes first, ahead of anything that arrived since;
+                // alone, it waits a moment for its wallets' holder to commit.
+                jobs.append(&mut self.deferred);
+                match rx.is_empty() {
+                    true => tokio::time::timeout(BUSY_PAUSE, rx.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                    false => None,
+                }
+            };
             match first {
-                Message::Job(job) => jobs.push(job),
-                Message::Drain(done) => {
+                Some(Message::Job(job)) => jobs.push(job),
+                Some(Message::Drain(done)) if jobs.is_empty() => {
                     let _ = done.send(());
                     break;
                 }
+                Some(Message::Drain(done)) => drain = Some(done),
                 #[cfg(any(test, feature = "test-util"))]
-                Message::Show(setting, reply) => {
+                Some(Message::Show(setting, reply)) => {
                     let _ = reply.send(self.show(setting).await);
-                    continue;
+                    if jobs.is_empty() {
+                        continue;
+                    }
                 }
+                None => {}
             }
             let linger = last_len * 2 >= self.batch_len_max && !self.batch_wait_max.is_zero();
             let linger_until = Instant::now() + self.batch_wait_max;
             let mut len: usize = jobs.iter().map(|j: &Job| j.commands.len()).sum();
-            while len < self.batch_len_max {
+            while len < self.batch_len_max && drain.is_none() {
                 let next = match rx.try_recv() {
                     Ok(message) => message,
                     Err(_) if linger => {
@@ -371,6 +407,13 @@ impl Lane {
             last_len = len;
             self.settle(&mut jobs).await;
             if let Some(done) = drain {
+                // Units left for later are settled before the lane stops (waited for once
+                // their patience is over, so this ends).
+                while !self.deferred.is_empty() {
+                    tokio::time::sleep(BUSY_PAUSE).await;
+                    jobs.append(&mut self.deferred);
+                    self.settle(&mut jobs).await;
+                }
                 let _ = done.send(());
                 break 'lanes;
             }
@@ -426,16 +469,43 @@ impl Lane {
             if dropped > 0 {
                 metrics::counter!("wallet_deadline_expired_total").increment(dropped as u64);
             }
+            if !self.deferred.is_empty() {
+                // A player with a unit left for later keeps its order: its later units wait too
+                // (only after a split can both halves hold one player's units).
+                let players: HashSet<&str> = self
+                    .deferred
+                    .iter()
+                    .map(|job| job.commands[0].player.as_str())
+                    .collect();
+                let busy: Vec<usize> = (0..units.tickets.len())
+                    .filter(|&i| players.contains(units.player(i)))
+                    .collect();
+                self.deferred.extend(units.take(&busy));
+            }
             if units.is_empty() {
                 return;
             }
             let started = Instant::now();
             let error = match self
-                .settle_once(&units.commands, &units.lens, split_retry)
+                .settle_once(
+                    &units.commands,
+                    &units.lens,
+                    &units.patient(Instant::now(), self.busy_patience),
+                    split_retry,
+                )
                 .await
             {
-                Ok(answers) => {
+                Ok(outcome) => {
                     self.batches += 1;
+                    if !outcome.busy.is_empty() {
+                        metrics::counter!("wallet_busy_wallet_deferrals_total")
+                            .increment(outcome.busy.len() as u64);
+                        let now = Instant::now();
+                        for mut job in units.take(&outcome.busy) {
+                            job.ticket.deferred_at.get_or_insert(now);
+                            self.deferred.push(job);
+                        }
+                    }
                     let settled = Settled {
                         lane: self.index as u16,
                         batch: self.batches,
@@ -443,7 +513,7 @@ impl Lane {
                         queued: Duration::ZERO,
                         commit: started.elapsed(),
                     };
-                    units.answer(answers, settled, started);
+                    units.answer(outcome.answers, settled, started);
                     return;
                 }
                 Err(error) => error,
@@ -507,8 +577,9 @@ impl Lane {
         &mut self,
         commands: &[Command],
         units: &[usize],
+        patient: &[bool],
         split_retry: bool,
-    ) -> Result<Vec<Answer>, store::Error> {
+    ) -> Result<store::Outcome, store::Error> {
         self.connect().await?;
         let connection = self.connection.as_mut().expect("connected above");
         let started = Instant::now();
@@ -518,6 +589,7 @@ impl Lane {
             &mut connection.player_ids,
             commands,
             units,
+            patient,
             &self.faults,
             split_retry,
         )
@@ -554,6 +626,43 @@ impl Units {
 
     fn is_empty(&self) -> bool {
         self.tickets.is_empty()
+    }
+
+    /// Unit `i`'s player (a unit is one player's).
+    fn player(&self, i: usize) -> &str {
+        let at: usize = self.lens[..i].iter().sum();
+        self.commands[at].player.as_str()
+    }
+
+    /// Whether each unit's wallets are waited for: it was first left for later `patience` ago
+    /// or more, so a player busy elsewhere is never starved.
+    fn patient(&self, now: Instant, patience: Duration) -> Vec<bool> {
+        self.tickets
+            .iter()
+            .map(|t| t.deferred_at.is_some_and(|at| now >= at + patience))
+            .collect()
+    }
+
+    /// Takes out the units at `indexes` (ascending), in order.
+    fn take(&mut self, indexes: &[usize]) -> Vec<Job> {
+        if indexes.is_empty() {
+            return Vec::new();
+        }
+        let old = std::mem::take(self);
+        let mut commands = old.commands.into_iter();
+        let mut taken = Vec::with_capacity(indexes.len());
+        for (i, (len, ticket)) in old.lens.into_iter().zip(old.tickets).enumerate() {
+            let job = Job {
+                commands: commands.by_ref().take(len).collect(),
+                ticket,
+            };
+            if indexes.binary_search(&i).is_ok() {
+                taken.push(job);
+            } else {
+                self.push(job);
+            }
+        }
+        taken
     }
 
     /// Answers `Deadline` to units whose callers were already answered or went away, and

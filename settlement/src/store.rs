@@ -5,7 +5,8 @@
 //! pure `apply` -> bulk writes with `unnest` arrays -> commit. Statements are prepared once per
 //! connection and pipelined.
 
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use tokio_postgres::{Client, GenericClient, Row, Statement};
 
@@ -200,6 +201,8 @@ pub struct Statements {
     ids: Statement,
     players: Statement,
     wallets: Statement,
+    wallets_skip: Statement,
+    wallet_keys: Statement,
     txs: Statement,
     tombstones: Statement,
     rounds: Statement,
@@ -294,6 +297,20 @@ impl Statements {
                  WHERE l.amount IS NOT NULL"
             ),
         )?;
+        // Another gateway on the same database may hold some of the batch's wallets: those
+        // are skipped rather than waited for (their players' commands wait for a later batch,
+        // see `prefetch`), so a batch never queues behind another's commit and fsync.
+        let (wallets_skip, wallet_keys) = tokio::try_join!(
+            client.prepare(
+                "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at
+                 FROM wallets WHERE player_id = ANY($1::bigint[])
+                 ORDER BY player_id, currency
+                 FOR UPDATE SKIP LOCKED"
+            ),
+            client.prepare(
+                "SELECT player_id, currency FROM wallets WHERE player_id = ANY($1::bigint[])"
+            ),
+        )?;
         let (insert_txs, update_wallets, update_states, insert_rounds, close_rounds) = tokio::try_join!(
             client.prepare(
                 "INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state,
@@ -335,6 +352,8 @@ impl Statements {
             ids,
             players,
             wallets,
+            wallets_skip,
+            wallet_keys,
             txs,
             tombstones,
             rounds,
@@ -350,18 +369,31 @@ impl Statements {
     }
 }
 
+/// What a batch's transaction did: the answers of the units it settled (one per command, in
+/// order) and the units it left alone because another transaction held a wallet of theirs.
+#[derive(Debug)]
+pub struct Outcome {
+    pub answers: Vec<Answer>,
+    /// Indexes of the units not settled (ascending); their players' rows were not written.
+    pub busy: Vec<usize>,
+}
+
 /// Runs one batch as one transaction; the answers are valid only because this returned `Ok`
-/// after the commit. `split_retry` says the batch is half of one that failed (only a planted
-/// bug reads it).
+/// after the commit. A unit's wallets are locked without waiting (held elsewhere: the unit is
+/// `busy`, left for a later batch) unless the unit is `patient` (one entry per unit), whose
+/// wallets are waited for, before any other lock. `split_retry` says the batch is half of one
+/// that failed (only a planted bug reads it).
+#[allow(clippy::too_many_arguments)]
 pub async fn settle(
     client: &mut Client,
     statements: &Statements,
     player_ids: &mut PlayerIds,
     commands: &[Command],
     units: &[usize],
+    patient: &[bool],
     faults: &Faults,
     split_retry: bool,
-) -> Result<Vec<Answer>, Error> {
+) -> Result<Outcome, Error> {
     let n = commands.len();
     player_ids
         .resolve(client, statements, commands)
@@ -373,6 +405,7 @@ pub async fn settle(
         player_ids,
         commands,
         units,
+        patient,
         faults,
         split_retry,
     )
@@ -397,15 +430,17 @@ pub async fn settle(
 /// pipelined on one connection run in the order sent, so every read after the lock sees what
 /// the lock's previous holder committed; an error in any statement aborts the transaction and
 /// the COMMIT behind it becomes a rollback, so nothing is acknowledged.
+#[allow(clippy::too_many_arguments)]
 async fn settle_in_transaction(
     client: &Client,
     statements: &Statements,
     player_ids: &PlayerIds,
     commands: &[Command],
     units: &[usize],
+    patient: &[bool],
     faults: &Faults,
     split_retry: bool,
-) -> Result<Vec<Answer>, Error> {
+) -> Result<Outcome, Error> {
     let n = commands.len();
     let prefetch_fault = faults.sql(Point::Prefetch, commands);
     let async_commit = faults
@@ -416,12 +451,14 @@ async fn settle_in_transaction(
         client.batch_execute("BEGIN"),
         failpoint(client, async_commit),
         failpoint(client, prefetch_fault.as_deref()),
-        prefetch(client, statements, player_ids, commands)
+        prefetch(client, statements, player_ids, commands, units, patient)
     );
     begun.map_err(Error::database(n))?;
     planted.map_err(Error::database(n))?;
     fault.map_err(Error::database(n))?;
-    let mut world = world?;
+    let (mut world, busy_players) = world?;
+    let (commands, units, busy) = without_busy(commands, units, &busy_players);
+    let (commands, units) = (&commands[..], &units[..]);
     if faults.planted(Plant::TombstonesOff) {
         world.tombstones.clear();
     }
@@ -465,14 +502,39 @@ async fn settle_in_transaction(
             std::task::Poll::Ready(())
         })
         .await;
-        return Ok(answers);
+        return Ok(Outcome { answers, busy });
     }
     let (written, fault, committed, after_commit) = finish.await;
     written.map_err(Error::database(n))?;
     fault.map_err(Error::database(n))?;
     committed.map_err(Error::database(n))?;
     after_commit.map_err(Error::database(n))?;
-    Ok(answers)
+    Ok(Outcome { answers, busy })
+}
+
+/// The batch without the units of `busy` players (whose wallets another transaction holds),
+/// and the indexes of the units left out. Borrows the batch when nobody is busy (the rule).
+fn without_busy<'c>(
+    commands: &'c [Command],
+    units: &'c [usize],
+    busy: &HashSet<&str>,
+) -> (Cow<'c, [Command]>, Cow<'c, [usize]>, Vec<usize>) {
+    if busy.is_empty() {
+        return (Cow::Borrowed(commands), Cow::Borrowed(units), Vec::new());
+    }
+    let (mut kept, mut kept_units, mut left) = (Vec::new(), Vec::new(), Vec::new());
+    let mut at = 0;
+    for (i, &len) in units.iter().enumerate() {
+        let unit = &commands[at..at + len];
+        at += len;
+        if unit.iter().any(|c| busy.contains(c.player.as_str())) {
+            left.push(i);
+        } else {
+            kept.extend_from_slice(unit);
+            kept_units.push(len);
+        }
+    }
+    (Cow::Owned(kept), Cow::Owned(kept_units), left)
 }
 
 /// Runs a failpoint's statement, if one fired (test builds only; see `fault`).
@@ -614,12 +676,19 @@ impl PlayerIds {
     }
 }
 
-async fn prefetch(
+/// Reads the batch's world, its wallets locked. Returns it with the players left out as busy:
+/// a wallet of theirs exists but another transaction holds it (only for units not `patient`:
+/// their wallets are locked with `SKIP LOCKED`, then listed without a lock; patient units'
+/// wallets are waited for, first, in (player, currency) order, so two batches that both wait
+/// never deadlock and a batch that waits holds nothing another waiter needs).
+async fn prefetch<'c>(
     tx: &Client,
     s: &Statements,
     player_ids: &PlayerIds,
-    commands: &[Command],
-) -> Result<World, Error> {
+    commands: &'c [Command],
+    units: &[usize],
+    patient: &[bool],
+) -> Result<(World, HashSet<&'c str>), Error> {
     let n = commands.len();
     let want = wanted(commands);
     // Players that exist, by id; unknown ones stay out of the world (UNKNOWN_PLAYER).
@@ -633,6 +702,25 @@ async fn prefetch(
     }
     let mut players: Vec<i64> = id_to_ref.keys().copied().collect();
     players.sort_unstable();
+    // Players with a patient unit are waited for; the others are skipped when held.
+    let mut waited: BTreeSet<i64> = BTreeSet::new();
+    let mut at = 0;
+    for (&len, &patient) in units.iter().zip(patient) {
+        if patient {
+            waited.extend(
+                commands[at..at + len]
+                    .iter()
+                    .filter_map(|c| player_ids.get(c.player.as_str())),
+            );
+        }
+        at += len;
+    }
+    let skipped: Vec<i64> = players
+        .iter()
+        .copied()
+        .filter(|p| !waited.contains(p))
+        .collect();
+    let waited: Vec<i64> = waited.into_iter().collect();
     let ids_needed = i32::try_from(apply::ids_needed(commands)).unwrap_or(i32::MAX);
     let (tx_p, tx_x) = split2(&want.txs);
     let (tomb_p, tomb_x) = split2(&want.tombstones);
@@ -641,6 +729,8 @@ async fn prefetch(
     let sessions: Vec<&str> = want.sessions.iter().copied().collect();
 
     let by_players: Params = vec![&players];
+    let by_waited: Params = vec![&waited];
+    let by_skipped: Params = vec![&skipped];
     let by_count: Params = vec![&ids_needed];
     let by_txs: Params = vec![&tx_p, &tx_x];
     let by_tombs: Params = vec![&tomb_p, &tomb_x];
@@ -651,7 +741,9 @@ async fn prefetch(
     // One pipeline; the lock comes first, so every read after it sees what the lock's previous
     // holder committed. Queries with nothing to look up are not sent.
     let (
-        wallet_rows,
+        waited_rows,
+        skipped_rows,
+        skipped_keys,
         player_rows,
         id_row,
         tx_rows,
@@ -662,7 +754,9 @@ async fn prefetch(
         limit_rows,
     ) = tokio::try_join!(
         biased;
-        query_unless(tx, players.is_empty(), &s.wallets, &by_players),
+        query_unless(tx, waited.is_empty(), &s.wallets, &by_waited),
+        query_unless(tx, skipped.is_empty(), &s.wallets_skip, &by_skipped),
+        query_unless(tx, skipped.is_empty(), &s.wallet_keys, &by_skipped),
         query_unless(tx, players.is_empty(), &s.players, &by_players),
         tx.query_one(&s.ids, &by_count),
         query_unless(tx, tx_p.is_empty(), &s.txs, &by_txs),
@@ -690,8 +784,18 @@ async fn prefetch(
     }
     // Locked in (player, currency) order; kept in creation order, since the first wallet is
     // the player's default.
+    let locked: HashSet<(i64, &str)> = skipped_rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let busy: HashSet<&'c str> = skipped_keys
+        .iter()
+        .filter(|row| !locked.contains(&(row.get(0), row.get(1))))
+        .filter_map(|row| id_to_ref.get(&row.get::<_, i64>(0)))
+        .filter_map(|r| want.players.get(r.as_str()).copied())
+        .collect();
     let mut created_at = HashMap::new();
-    for row in &wallet_rows {
+    for row in waited_rows.iter().chain(&skipped_rows) {
         let player_id: i64 = row.get(0);
         let player = id_to_ref
             .get(&player_id)
@@ -819,7 +923,7 @@ async fn prefetch(
             },
         );
     }
-    Ok(world)
+    Ok((world, busy))
 }
 
 /// Statement parameters, gathered before a pipeline so they outlive it.

@@ -3,6 +3,8 @@
 //! per-attempt client timeout, and the dialect's reading of what came back.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,15 +21,25 @@ pub use crate::dialect::{Attempt, Send};
 #[derive(Clone)]
 pub struct Client {
     http: HyperClient<HttpConnector, Full<Bytes>>,
-    base: String,
+    /// One gateway, or several on one database: then each attempt goes to the next in turn,
+    /// so one player's bet, win and retries land on different gateways.
+    bases: Arc<[String]>,
+    next: Arc<AtomicUsize>,
     provider: Provider,
 }
 
 impl Client {
     pub fn new(addr: SocketAddr, provider: Provider) -> Client {
+        Client::spread(&[addr], provider)
+    }
+
+    /// Attempts spread over `addrs` in turn (at least one).
+    pub fn spread(addrs: &[SocketAddr], provider: Provider) -> Client {
+        assert!(!addrs.is_empty(), "at least one gateway");
         Client {
             http: HyperClient::builder(TokioExecutor::new()).build_http(),
-            base: format!("http://{addr}"),
+            bases: addrs.iter().map(|a| format!("http://{a}")).collect(),
+            next: Arc::new(AtomicUsize::new(0)),
             provider,
         }
     }
@@ -87,7 +99,8 @@ impl Client {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<(u16, Bytes), String> {
-        let mut request = http::Request::post(format!("{}{path}", self.base))
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.bases.len();
+        let mut request = http::Request::post(format!("{}{path}", self.bases[turn]))
             .header(http::header::CONTENT_TYPE, content_type);
         for (name, value) in headers {
             request = request.header(*name, value);

@@ -603,9 +603,10 @@ async fn connect_patiently(
     }
 }
 
-/// Plays the simulation against the gateway at `addr` and checks it against `database`.
+/// Plays the simulation against the gateway at `addrs` (several gateways on one database:
+/// each attempt goes to the next in turn) and checks it against `database`.
 pub async fn run(
-    addr: std::net::SocketAddr,
+    addrs: &[std::net::SocketAddr],
     database: tokio_postgres::Config,
     options: Options,
 ) -> anyhow::Result<Report> {
@@ -654,7 +655,7 @@ pub async fn run(
             })
             .collect();
         let mut worker = Worker {
-            client: Client::new(addr, provider),
+            client: Client::spread(addrs, provider),
             options: options.clone(),
             counts: counts.clone(),
             budget: budget.clone(),

@@ -19,9 +19,11 @@ use sim::{Faults, Options};
 struct Args {
     #[command(subcommand)]
     command: Option<Sub>,
-    /// A running gateway (loopback). Without it, one is started.
+    /// A running gateway (loopback). Without it, one is started. Given more than once
+    /// (several gateways on one database), each attempt goes to the next in turn, so one
+    /// player's calls and retries land on different gateways.
     #[arg(long, global = true)]
-    target: Option<String>,
+    target: Vec<String>,
     /// Its database, for the checkers (required with --target).
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
@@ -121,28 +123,32 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let (addr, database, started) = match &args.target {
-        Some(target) => {
-            let addr = loopback(target)?;
+    let (addrs, database, started) = match args.target.as_slice() {
+        [_, ..] => {
+            let addrs = args
+                .target
+                .iter()
+                .map(|t| loopback(t))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let url = args.database_url.clone().context(
                 "--target needs --database-url (or DATABASE_URL) for the checkers, e.g. \
                  \"host=$PWD/data/run user=wallet dbname=wallet\" for `cargo xtask run`",
             )?;
-            (addr, database_config(&url)?, None)
+            (addrs, database_config(&url)?, None)
         }
-        None => {
+        [] => {
             let players = if args.command.is_some() {
                 1000
             } else {
                 args.players.max(1000)
             };
             let gw = Started::start(players)?;
-            (gw.addr, gw.database()?, Some(gw))
+            (vec![gw.addr], gw.database()?, Some(gw))
         }
     };
     let result = match &args.command {
-        Some(Sub::Replay { file, resign }) => replay(addr, &args, file, *resign).await,
-        None => simulate(addr, database, &args).await,
+        Some(Sub::Replay { file, resign }) => replay(addrs[0], &args, file, *resign).await,
+        None => simulate(&addrs, database, &args).await,
     };
     if let Some(gw) = started {
         gw.stop()?;
@@ -151,7 +157,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 }
 
 async fn simulate(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     database: tokio_postgres::Config,
     args: &Args,
 ) -> anyhow::Result<bool> {
@@ -191,7 +197,7 @@ async fn simulate(
         faults,
         final_within: Duration::from_secs(args.final_within_s),
     };
-    let report = sim::run(addr, database, options).await?;
+    let report = sim::run(addrs, database, options).await?;
     for (name, result) in &report.checks {
         if let Err(first) = result {
             println!("FAILED {name}: {first}");

@@ -73,6 +73,8 @@ pub struct Options {
     /// Run only the trace section (raw requests kept or not) and write
     /// `docs/performance-trace.md`.
     pub only_trace: bool,
+    /// Run only the several-gateways section and write `docs/performance-instances.md`.
+    pub only_instances: bool,
 }
 
 impl Options {
@@ -84,6 +86,7 @@ impl Options {
             compare: None,
             only_logins: false,
             only_trace: false,
+            only_instances: false,
         };
         let mut compare_config = PathBuf::from("config/demo.toml");
         let mut it = args.iter();
@@ -101,7 +104,8 @@ impl Options {
                 "--only" => match it.next().map(String::as_str) {
                     Some("logins") => options.only_logins = true,
                     Some("trace") => options.only_trace = true,
-                    other => bail!("--only takes `logins` or `trace`, not {other:?}"),
+                    Some("instances") => options.only_instances = true,
+                    other => bail!("--only takes `logins`, `trace` or `instances`, not {other:?}"),
                 },
                 "--compare" => {
                     let bin = it.next().context("--compare needs a gateway binary")?;
@@ -113,7 +117,7 @@ impl Options {
                 }
                 other => bail!(
                     "unknown bench option {other} (--step S, --sustained S, --soak S, \
-                     --compare GATEWAY_BIN, --compare-config PATH, --only logins|trace)"
+                     --compare GATEWAY_BIN, --compare-config PATH, --only logins|trace|instances)"
                 ),
             }
         }
@@ -328,14 +332,24 @@ impl Run {
 }
 
 fn loadtest(gateway: &Gateway, rate: u64, duration_s: u64, extra: &[&str]) -> anyhow::Result<Run> {
-    let child = Command::new("target/release/loadtest")
-        .args([
-            "--target",
-            &gateway.url,
-            "--json",
-            "--players",
-            &PLAYERS.to_string(),
-        ])
+    loadtest_many(&[gateway], PLAYERS, rate, duration_s, extra)
+}
+
+/// A loadtest run over several gateways on one database (the generator's connections spread
+/// over them in turn) addressing `players`; the gateways' CPU is counted together.
+fn loadtest_many(
+    gateways: &[&Gateway],
+    players: u32,
+    rate: u64,
+    duration_s: u64,
+    extra: &[&str],
+) -> anyhow::Result<Run> {
+    let mut command = Command::new("target/release/loadtest");
+    for gateway in gateways {
+        command.args(["--target", &gateway.url]);
+    }
+    let child = command
+        .args(["--json", "--players", &players.to_string()])
         .args([
             "--rate",
             &rate.to_string(),
@@ -352,7 +366,7 @@ fn loadtest(gateway: &Gateway, rate: u64, duration_s: u64, extra: &[&str]) -> an
     std::thread::sleep(Duration::from_millis(3_300));
     let pg = postgres_pids();
     let parties = [
-        ("gateway", vec![gateway.pid()]),
+        ("gateway", gateways.iter().map(|g| g.pid()).collect()),
         ("postgres", pg.clone()),
         ("loadtest", vec![child.id()]),
     ];
@@ -491,7 +505,10 @@ const SATURATING_RATE: u64 = 25_000;
 /// Markdown.
 fn trace_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     let mut turns = Vec::new();
-    for (turn, on) in [false, true, false, true, false, true].into_iter().enumerate() {
+    for (turn, on) in [false, true, false, true, false, true]
+        .into_iter()
+        .enumerate()
+    {
         let flag = if on { "true" } else { "false" };
         let gw = Gateway::start(
             &root.join(format!("trace-{turn}")),
@@ -616,10 +633,22 @@ fn ladder(
     extra: &[&str],
     log: &mut String,
 ) -> anyhow::Result<Option<(u64, Run)>> {
+    ladder_many(&[gateway], PLAYERS, ladder, step_s, extra, log)
+}
+
+/// [`ladder`] over several gateways on one database, addressing `players`.
+fn ladder_many(
+    gateways: &[&Gateway],
+    players: u32,
+    ladder: &[u64],
+    step_s: u64,
+    extra: &[&str],
+    log: &mut String,
+) -> anyhow::Result<Option<(u64, Run)>> {
     let mut best = None;
     let mut failures = 0;
     for &rate in ladder {
-        let run = loadtest(gateway, rate, step_s, extra)?;
+        let run = loadtest_many(gateways, players, rate, step_s, extra)?;
         let verdict = if run.passes() { "pass" } else { "fail" };
         let line = format!(
             "| {rate} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {verdict} |",
@@ -645,6 +674,99 @@ fn ladder(
         }
     }
     Ok(best)
+}
+
+/// Players both gateways take callbacks for in the several-gateways section: few enough that
+/// one player's calls often reach both gateways at once.
+const SHARED_PLAYERS: u32 = 1_000;
+
+/// Several gateways on one PostgreSQL, as an operator would run them: gateway A runs the
+/// database, gateway B connects to it, and every connection of the generator goes to one of
+/// them in turn, so both take callbacks for the same 1,000 players. Compared, fresh clusters,
+/// same run: one gateway alone; two gateways; two gateways that wait for a held wallet after
+/// one skip (`busy_wallet_patience_ms = 0`, close to waiting for it at once). Each: a rate
+/// ladder, then saturated. Markdown.
+fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
+    let rates = [
+        6_000, 7_000, 8_000, 9_000, 10_000, 11_000, 12_000, 13_000, 14_000,
+    ];
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let setups: [(&str, usize, Env); 3] = [
+        ("one gateway", 1, &[]),
+        ("two gateways", 2, &[]),
+        (
+            "two gateways, waiting for held wallets",
+            2,
+            &[("GATEWAY__SETTLEMENT__BUSY_WALLET_PATIENCE_MS", "0")],
+        ),
+    ];
+    let mut results = Vec::new();
+    for (turn, (label, count, env)) in setups.into_iter().enumerate() {
+        let first = Gateway::start(&root.join(format!("instances-{turn}-a")), env)?;
+        let url = format!(
+            "host={} user=wallet dbname=wallet",
+            first.socket_dir.display()
+        );
+        let mut env_b = env.to_vec();
+        env_b.push(("DATABASE_URL", &url));
+        let second = match count {
+            2 => Some(Gateway::start(
+                &root.join(format!("instances-{turn}-b")),
+                &env_b,
+            )?),
+            _ => None,
+        };
+        let gateways: Vec<&Gateway> = std::iter::once(&first).chain(second.as_ref()).collect();
+        settle_down();
+        loadtest_many(&gateways, SHARED_PLAYERS, 5_000, 10, &[])?;
+        let mut log = String::new();
+        let best = ladder_many(&gateways, SHARED_PLAYERS, &rates, step_s, &[], &mut log)?;
+        settle_down();
+        let saturated = loadtest_many(&gateways, SHARED_PLAYERS, SATURATING_RATE, step_s, &[])?;
+        let deferrals: u64 = gateways
+            .iter()
+            .map(|g| {
+                g.metrics()
+                    .map(|m| metric(&m, "wallet_busy_wallet_deferrals_total"))
+                    .unwrap_or(0)
+            })
+            .sum();
+        let conflicts: u64 = gateways
+            .iter()
+            .map(|g| {
+                g.metrics()
+                    .map(|m| metric(&m, "wallet_batch_failures_total{kind=\"conflict\"}"))
+                    .unwrap_or(0)
+            })
+            .sum();
+        if let Some(second) = second {
+            second.stop()?;
+        }
+        first.stop()?;
+        results.push((label, best, log, saturated, deferrals, conflicts));
+    }
+
+    let mut w = String::new();
+    writeln!(w, "\n## Several gateways on one database\n")?;
+    writeln!(w, "Gateway A runs the embedded PostgreSQL, gateway B connects to it (`DATABASE_URL`); the generator's connections go to A and B in turn, so both take callbacks for the same {SHARED_PLAYERS} players (one player's bet, win and retries reach both). Each lane locks its batch's wallets with `SKIP LOCKED`: a wallet the other gateway holds is left for the lane's next batch instead of waited for (after `settlement.busy_wallet_patience_ms`, 50 ms by default, the batch waits for it). The third setup waits after one skip, which is close to waiting at once. Fresh clusters in turn; ladder {step_s} s a step (pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms), then {SATURATING_RATE}/s offered for {step_s} s.\n")?;
+    writeln!(w, "| setup | highest passing | its p99 ms | saturated: answered/s | its p99 ms | held wallets skipped | batch conflicts |\n|---|---|---|---|---|---|---|")?;
+    for (label, best, _, saturated, deferrals, conflicts) in &results {
+        let (rate, p99) = best
+            .as_ref()
+            .map_or((0, f64::NAN), |(r, run)| (*r, run.p("p99")));
+        writeln!(
+            w,
+            "| {label} | {rate}/s | {p99:.1} | {:.0} | {:.0} | {deferrals} | {conflicts} |",
+            saturated.answered_rate(),
+            saturated.p("p99"),
+        )?;
+    }
+    for (label, _, log, ..) in &results {
+        writeln!(w, "\nLadder, {label}:\n")?;
+        writeln!(w, "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+        w.push_str(log);
+    }
+    Ok(w)
 }
 
 /// Bucket counts of a Prometheus histogram, as `(le, cumulative count)` in bucket order.
@@ -880,6 +1002,20 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         eprintln!("bench: wrote docs/performance-logins.md");
         return Ok(());
     }
+    if options.only_instances {
+        let section = instances_section(&root, options.step_s)?;
+        let _ = std::fs::remove_dir_all(&root);
+        let report = format!(
+            "# Several gateways on one database\n\nProduced by `cargo xtask bench --only \
+             instances` (overwritten by each run; the full `cargo xtask bench` puts the same \
+             section in `docs/performance.md`). Total time: {:.0} s.\n\n{section}",
+            started.elapsed().as_secs_f64()
+        );
+        std::fs::create_dir_all("docs")?;
+        std::fs::write("docs/performance-instances.md", report)?;
+        eprintln!("bench: wrote docs/performance-instances.md");
+        return Ok(());
+    }
     if options.only_trace {
         let section = trace_section(&root, options.step_s)?;
         let _ = std::fs::remove_dir_all(&root);
@@ -1001,7 +1137,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     // 6. Raw callbacks kept for trace and replay, or not.
     let trace = trace_section(&root, options.step_s)?;
 
-    // 7. Before/after: this build and another one, fresh clusters in turn (A B A B).
+    // 7. Several gateways on one database.
+    let instances = instances_section(&root, options.step_s)?;
+
+    // 8. Before/after: this build and another one, fresh clusters in turn (A B A B).
     let mut compared = Vec::new();
     if let Some((bin, config)) = &options.compare {
         let this = (
@@ -1193,6 +1332,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     }
     w.push_str(&logins);
     w.push_str(&trace);
+    w.push_str(&instances);
     w.push_str(NOTES);
     writeln!(w, "\n## Reproduce\n\n```sh\ncargo xtask bench                 # this report\ncargo xtask bench --soak 600      # plus a 10-minute soak at the best rate\ncargo bench -p benches            # criterion micro-benchmarks of the hot paths\n```")?;
     std::fs::create_dir_all("docs")?;

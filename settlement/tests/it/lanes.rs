@@ -7,7 +7,7 @@ use std::time::Duration;
 use settlement::batch::{Options, Settler, Unavailable};
 use settlement::fault::{Effect, Point, Trigger};
 
-use crate::{fixture, ok, options, OPENING_MINOR, PLAYERS};
+use crate::{fixture, ok, options, Fixture, OPENING_MINOR, PLAYERS};
 
 #[tokio::test]
 async fn lanes_commit_synchronously_whatever_the_role_and_database_say() {
@@ -178,4 +178,91 @@ async fn two_settlers_on_one_database_interleave_without_drift() {
     f.assert_no_drift().await;
     a.drain().await;
     b.drain().await;
+}
+
+/// Holds player `player`'s wallets in a transaction of its own (as another gateway's batch or
+/// the REST module would) until the returned client commits.
+async fn hold_wallet(f: &Fixture, player: u32) -> tokio_postgres::Client {
+    let holder = f.db.connect().await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    let held = holder
+        .execute(
+            "SELECT 1 FROM wallets w JOIN players p ON p.id = w.player_id
+             WHERE p.external_id = $1 FOR UPDATE OF w",
+            &[&format!("player-{player}")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(held, 1);
+    holder
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_held_elsewhere_is_left_for_later_without_holding_up_the_lane() {
+    let f = fixture().await;
+    let settler = Arc::new(
+        f.settler(Options {
+            lanes: 1,
+            busy_patience: Duration::from_secs(5),
+            ..options()
+        })
+        .await,
+    );
+    let holder = hold_wallet(&f, 1).await;
+    let held = tokio::spawn({
+        let (settler, bet) = (settler.clone(), f.bet(1, "held-1", 100));
+        async move { settler.settle(bet).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Another player on the same (only) lane is settled meanwhile, more than once.
+    for n in 0..3 {
+        let other = tokio::time::timeout(
+            Duration::from_secs(3),
+            settler.settle(f.bet(2, &format!("free-{n}"), 100)),
+        )
+        .await
+        .expect("the lane is not held up by player-1's wallet");
+        assert_eq!(ok(&other), OPENING_MINOR - 100 * (n + 1));
+    }
+    assert!(!held.is_finished(), "applied while its wallet was held");
+    assert_eq!(f.wallet(1).await, (OPENING_MINOR, 1));
+    holder.batch_execute("COMMIT").await.unwrap();
+    let held = held.await.unwrap();
+    assert_eq!(ok(&held), OPENING_MINOR - 100);
+    assert_eq!(f.wallet(1).await, (OPENING_MINOR - 100, 2));
+    f.assert_no_drift().await;
+    settler.drain().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_held_past_the_patience_is_waited_for_in_order() {
+    let f = fixture().await;
+    let settler = Arc::new(
+        f.settler(Options {
+            lanes: 1,
+            busy_patience: Duration::from_millis(100),
+            ..options()
+        })
+        .await,
+    );
+    let holder = hold_wallet(&f, 1).await;
+    let started = std::time::Instant::now();
+    // Two bets of the held player, queued in order: both wait, and are applied in that order.
+    let first = tokio::spawn({
+        let (settler, bet) = (settler.clone(), f.bet(1, "held-1", 100));
+        async move { settler.settle(bet).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = tokio::spawn({
+        let (settler, bet) = (settler.clone(), f.bet(1, "held-2", 50));
+        async move { settler.settle(bet).await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!first.is_finished() && !second.is_finished());
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(ok(&first.await.unwrap()), OPENING_MINOR - 100);
+    assert_eq!(ok(&second.await.unwrap()), OPENING_MINOR - 150);
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    f.assert_no_drift().await;
+    settler.drain().await;
 }

@@ -51,6 +51,7 @@ pub fn options() -> Options {
         batch_wait_max: Duration::ZERO,
         queue_len_max: 1024,
         deadline: Duration::from_secs(10),
+        busy_patience: Duration::from_millis(50),
     }
 }
 

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use gateway::test_util::{start_gateway, TestGateway, EVO_TOKEN, PP_SECRET, TEST_PROVIDERS};
+use gateway::test_util::{
+    start_gateway, start_gateway_on, TestGateway, EVO_TOKEN, PP_SECRET, TEST_PROVIDERS,
+};
 use settlement::fault::{Effect, Plant, Point, Trigger};
 use sim::dialect::{Kind, Provider};
 use sim::{Faults, Options, Report};
@@ -95,7 +97,7 @@ async fn run_with(
         .to_lowercase()
         .replace(['(', ')'], "");
     let report = sim::run(
-        gw.addr,
+        &[gw.addr],
         gw.db.config.clone(),
         Options {
             // A win that is never final is reported after this long.
@@ -125,7 +127,7 @@ async fn simulation_shows_no_drift_and_planted_bugs_are_caught() {
     let gw = start_gateway("[demo]\nenabled = true\nplayers = 100\n").await;
 
     let report = sim::run(
-        gw.addr,
+        &[gw.addr],
         gw.db.config.clone(),
         options(seed, "clean", 20_000),
     )
@@ -346,7 +348,7 @@ async fn every_dialect_mixed_shows_no_drift() {
     let seed = seed();
     let gw = start_gateway("[demo]\nenabled = true\nplayers = 100\n").await;
     let report = sim::run(
-        gw.addr,
+        &[gw.addr],
         gw.db.config.clone(),
         Options {
             providers: every_dialect(),
@@ -360,4 +362,40 @@ async fn every_dialect_mixed_shows_no_drift() {
         assert!(result.is_ok(), "{name}: {result:?}");
     }
     gw.stop().await;
+}
+
+/// Two gateways on one database, each attempt sent to the next in turn (one player's bet, win,
+/// concurrent twins and retries land on both), every dialect, every fault: the same checkers,
+/// zero drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_one_database_show_no_drift() {
+    let seed = seed();
+    let config = "[demo]\nenabled = true\nplayers = 100\n";
+    let a = start_gateway(config).await;
+    let b = start_gateway_on(a.db.clone(), config).await;
+    let report = sim::run(
+        &[a.addr, b.addr],
+        a.db.config.clone(),
+        Options {
+            providers: every_dialect(),
+            ..options(seed, "two", 15_000)
+        },
+    )
+    .await
+    .expect("simulation runs");
+    println!("{}", report.summary());
+    for gw in [&a, &b] {
+        let metrics = String::from_utf8_lossy(&gw.get("/metrics").await.body).into_owned();
+        for line in metrics.lines().filter(|l| {
+            l.starts_with("wallet_busy_wallet_deferrals_total")
+                || l.starts_with("wallet_batch_failures_total")
+        }) {
+            println!("{}: {line}", gw.addr);
+        }
+    }
+    for (name, result) in &report.checks {
+        assert!(result.is_ok(), "{name}: {result:?}");
+    }
+    b.stop().await;
+    a.stop().await;
 }
