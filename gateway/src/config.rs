@@ -143,7 +143,8 @@ pub struct Settlement {
     pub callback_deadline_ms: u64,
     /// How long a lane leaves a callback for later batches while another transaction holds
     /// its wallet (another gateway on the same database, the REST module) before a batch
-    /// waits for the wallet.
+    /// waits for the wallet. 0: every batch waits for its wallets (one gateway alone never
+    /// needs more).
     pub busy_wallet_patience_ms: u64,
 }
 

@@ -31,7 +31,8 @@ pub struct Options {
     /// How long a caller waits for its answer before giving up with a retryable answer.
     pub deadline: Duration,
     /// How long a unit whose wallet another transaction holds (another gateway's lane, the
-    /// REST module) is left for later batches before its batch waits for the wallet.
+    /// REST module) is left for later batches before its batch waits for the wallet; zero:
+    /// every batch waits for its wallets.
     pub busy_patience: Duration,
 }
 
@@ -635,11 +636,11 @@ impl Units {
     }
 
     /// Whether each unit's wallets are waited for: it was first left for later `patience` ago
-    /// or more, so a player busy elsewhere is never starved.
+    /// or more, so a player busy elsewhere is never starved; with no patience, always.
     fn patient(&self, now: Instant, patience: Duration) -> Vec<bool> {
         self.tickets
             .iter()
-            .map(|t| t.deferred_at.is_some_and(|at| now >= at + patience))
+            .map(|t| patience.is_zero() || t.deferred_at.is_some_and(|at| now >= at + patience))
             .collect()
     }
 

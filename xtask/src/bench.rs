@@ -683,21 +683,30 @@ const SHARED_PLAYERS: u32 = 1_000;
 /// Several gateways on one PostgreSQL, as an operator would run them: gateway A runs the
 /// database, gateway B connects to it, and every connection of the generator goes to one of
 /// them in turn, so both take callbacks for the same 1,000 players. Compared, fresh clusters,
-/// same run: one gateway alone; two gateways; two gateways that wait for a held wallet after
-/// one skip (`busy_wallet_patience_ms = 0`, close to waiting for it at once). Each: a rate
-/// ladder, then saturated. Markdown.
+/// same run: one gateway alone; two gateways; two gateways whose batches wait for held wallets
+/// (`busy_wallet_patience_ms = 0`). Each: a rate ladder, then saturated, with the CPU per
+/// callback at 10,000/s. Markdown.
 fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     let rates = [
-        6_000, 7_000, 8_000, 9_000, 10_000, 11_000, 12_000, 13_000, 14_000,
+        8_000, 10_000, 12_000, 13_000, 14_000, 15_000, 16_000, 17_000, 18_000, 19_000, 20_000,
     ];
     type Env<'a> = &'a [(&'a str, &'a str)];
+    // Two gateways run one lane each: as many lanes in all as one gateway runs, so each
+    // lane's batches are as large as one gateway's (the per-batch cost is the database's).
     let setups: [(&str, usize, Env); 3] = [
-        ("one gateway", 1, &[]),
-        ("two gateways", 2, &[]),
+        ("one gateway (2 lanes)", 1, &[]),
         (
-            "two gateways, waiting for held wallets",
+            "two gateways (1 lane each)",
             2,
-            &[("GATEWAY__SETTLEMENT__BUSY_WALLET_PATIENCE_MS", "0")],
+            &[("GATEWAY__SETTLEMENT__LANES", "1")],
+        ),
+        (
+            "two gateways (1 lane each), waiting for held wallets",
+            2,
+            &[
+                ("GATEWAY__SETTLEMENT__LANES", "1"),
+                ("GATEWAY__SETTLEMENT__BUSY_WALLET_PATIENCE_MS", "0"),
+            ],
         ),
     ];
     let mut results = Vec::new();
@@ -719,6 +728,10 @@ fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         let gateways: Vec<&Gateway> = std::iter::once(&first).chain(second.as_ref()).collect();
         settle_down();
         loadtest_many(&gateways, SHARED_PLAYERS, 5_000, 10, &[])?;
+        let at_10k = loadtest_many(&gateways, SHARED_PLAYERS, 10_000, step_s, &[])?;
+        let callbacks = (at_10k.achieved() * at_10k.wall_s).max(1.0);
+        let per = |party: &str| at_10k.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
+        let cpu = (per("gateway"), per("postgres"));
         let mut log = String::new();
         let best = ladder_many(&gateways, SHARED_PLAYERS, &rates, step_s, &[], &mut log)?;
         settle_down();
@@ -743,25 +756,25 @@ fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
             second.stop()?;
         }
         first.stop()?;
-        results.push((label, best, log, saturated, deferrals, conflicts));
+        results.push((label, cpu, best, log, saturated, deferrals, conflicts));
     }
 
     let mut w = String::new();
     writeln!(w, "\n## Several gateways on one database\n")?;
-    writeln!(w, "Gateway A runs the embedded PostgreSQL, gateway B connects to it (`DATABASE_URL`); the generator's connections go to A and B in turn, so both take callbacks for the same {SHARED_PLAYERS} players (one player's bet, win and retries reach both). Each lane locks its batch's wallets with `SKIP LOCKED`: a wallet the other gateway holds is left for the lane's next batch instead of waited for (after `settlement.busy_wallet_patience_ms`, 50 ms by default, the batch waits for it). The third setup waits after one skip, which is close to waiting at once. Fresh clusters in turn; ladder {step_s} s a step (pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms), then {SATURATING_RATE}/s offered for {step_s} s.\n")?;
-    writeln!(w, "| setup | highest passing | its p99 ms | saturated: answered/s | its p99 ms | held wallets skipped | batch conflicts |\n|---|---|---|---|---|---|---|")?;
-    for (label, best, _, saturated, deferrals, conflicts) in &results {
+    writeln!(w, "Gateway A runs the embedded PostgreSQL, gateway B connects to it (`DATABASE_URL`); the generator's connections go to A and B in turn, so both take callbacks for the same {SHARED_PLAYERS} players (one player's bet, win and retries reach both, and a retry often finds the other gateway's dedup index empty). Each lane locks its batch's wallets with `SKIP LOCKED`: a wallet the other gateway holds is left for the lane's next batch instead of waited for (after `settlement.busy_wallet_patience_ms`, 50 ms by default, the batch waits for it); the third setup's batches always wait (`busy_wallet_patience_ms = 0`). Fresh clusters in turn; CPU per callback at 10,000/s for {step_s} s (all gateways, every PostgreSQL process); ladder {step_s} s a step (pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms); then {SATURATING_RATE}/s offered for {step_s} s.\n")?;
+    writeln!(w, "| setup | gateway µs/callback | PostgreSQL µs/callback | highest passing | its p99 ms | saturated: answered/s | its p99 ms | held wallets skipped | batch conflicts |\n|---|---|---|---|---|---|---|---|---|")?;
+    for (label, (gw_us, pg_us), best, _, saturated, deferrals, conflicts) in &results {
         let (rate, p99) = best
             .as_ref()
             .map_or((0, f64::NAN), |(r, run)| (*r, run.p("p99")));
         writeln!(
             w,
-            "| {label} | {rate}/s | {p99:.1} | {:.0} | {:.0} | {deferrals} | {conflicts} |",
+            "| {label} | {gw_us:.1} | {pg_us:.1} | {rate}/s | {p99:.1} | {:.0} | {:.0} | {deferrals} | {conflicts} |",
             saturated.answered_rate(),
             saturated.p("p99"),
         )?;
     }
-    for (label, _, log, ..) in &results {
+    for (label, _, _, log, ..) in &results {
         writeln!(w, "\nLadder, {label}:\n")?;
         writeln!(w, "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
         w.push_str(log);
