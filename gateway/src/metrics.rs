@@ -70,6 +70,7 @@ pub fn register_known_series() {
         metrics::counter!("wallet_trace_dropped_total", "reason" => reason).increment(0);
     }
     metrics::counter!("wallet_deadline_expired_total").increment(0);
+    metrics::counter!("wallet_busy_wallet_deferrals_total").increment(0);
     metrics::counter!("wallet_trace_records_total").increment(0);
 }
 

@@ -36,6 +36,10 @@ enum Mode {
     /// `POST /api/auth/login` of random demo players (`--password`): the REST module's
     /// Argon2-bound login rate (raise the gateway's login rate limits for it).
     Logins,
+    /// `GET /api/admin/reports/{ggr,rtp,rounds,players}` of the last 30 days by day, provider
+    /// and game, in turn, as the demo admin (`--admin-password`, `--admin-totp`): what the
+    /// back office's reports cost over the ledger present.
+    Reports,
 }
 
 /// Open-loop load of signed provider callbacks against a gateway on this machine.
@@ -91,6 +95,11 @@ struct Args {
     /// The demo players' password (`--mode logins`).
     #[arg(long, default_value = "demo-player-password")]
     password: String,
+    /// The demo admin's password and TOTP secret (`--mode reports`).
+    #[arg(long, default_value = "demo-admin-password")]
+    admin_password: String,
+    #[arg(long, default_value = "JBSWY3DPEHPK3PXP")]
+    admin_totp: String,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -136,6 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Mode::Callbacks => refusals_problem(&summary.tally.statuses),
         Mode::Ping => None,
         Mode::Logins => logins_problem(&summary.tally.statuses),
+        Mode::Reports => reports_problem(&summary.tally.statuses),
     };
     if let Some(problem) = problem {
         // A run whose answers are mostly refusals measured the refusal path, not settlement.
@@ -143,6 +153,37 @@ async fn run(args: Args) -> anyhow::Result<()> {
         std::process::exit(3);
     }
     Ok(())
+}
+
+/// Reports not answered 200: a run of refusals measured nothing.
+fn reports_problem(statuses: &std::collections::BTreeMap<String, u64>) -> Option<String> {
+    let ok = statuses.get("200 OK").copied().unwrap_or(0);
+    (ok == 0 || ok < statuses.values().sum::<u64>())
+        .then(|| format!("reports not all answered 200: {statuses:?}"))
+}
+
+/// Logs in as the admin (password and a fresh TOTP code) and answers the access token.
+async fn admin_token(addr: SocketAddr, args: &Args) -> anyhow::Result<String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let code = rest::auth::totp::code_at(&args.admin_totp, now).context("--admin-totp")?;
+    let body = serde_json::json!({
+        "username": "admin",
+        "password": args.admin_password,
+        "totp_code": code,
+    });
+    let mut sender = connect(addr).await?;
+    let request = http::Request::post("/api/auth/login")
+        .header(http::header::HOST, "loadtest")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let answer: serde_json::Value =
+        serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+    answer["data"]["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("admin login answered {status}: {answer}"))
 }
 
 /// Logins that were refused for a reason other than load: wrong password or players, or the
@@ -335,6 +376,7 @@ enum Kind {
     Balance,
     Ping,
     Login,
+    Report,
 }
 
 struct Job {
@@ -585,7 +627,18 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
         .min(open_files_allowed().saturating_sub(64).max(1));
     let capacity = (args.rate as usize * 10).max(1_000);
     let (tx, rx) = async_channel::bounded::<Job>(capacity);
-    let secret: Arc<[u8]> = args.secret.clone().into_bytes().into();
+    // Each request's credential: the provider's secret, or the admin's bearer token.
+    let secret: Arc<[u8]> = match args.mode {
+        Mode::Reports => admin_token(addrs[0], args).await?.into_bytes().into(),
+        _ => args.secret.clone().into_bytes().into(),
+    };
+    let reports: Vec<Arc<str>> = ["ggr", "rtp", "rounds", "players"]
+        .iter()
+        .flat_map(|report| {
+            ["day", "provider", "game"]
+                .map(|by| Arc::from(format!("/api/admin/reports/{report}?group_by={by}")))
+        })
+        .collect();
     let dialect = dialect_of(args)?;
     // Connections waiting for a job, less jobs handed out that no connection has taken yet
     // (below zero: requests are waiting for a connection).
@@ -653,6 +706,14 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
                 },
             ),
             Mode::Callbacks => mix.next(),
+            Mode::Reports => (
+                Kind::Report,
+                Call {
+                    path: reports[i as usize % reports.len()].clone(),
+                    body: Bytes::new(),
+                    dialect: None,
+                },
+            ),
             Mode::Logins => {
                 let player = 1 + mix.next_u32(args.players);
                 let body = serde_json::json!({
@@ -795,6 +856,12 @@ async fn send(
     let request = if job.kind == Kind::Ping {
         http::Request::get(&*call.path)
             .header(http::header::HOST, "loadtest")
+            .body(Full::new(Bytes::new()))?
+    } else if job.kind == Kind::Report {
+        let bearer = format!("Bearer {}", String::from_utf8_lossy(secret));
+        http::Request::get(&*call.path)
+            .header(http::header::HOST, "loadtest")
+            .header(http::header::AUTHORIZATION, bearer)
             .body(Full::new(Bytes::new()))?
     } else if job.kind == Kind::Login {
         http::Request::post(&*call.path)

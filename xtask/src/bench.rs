@@ -75,6 +75,9 @@ pub struct Options {
     pub only_trace: bool,
     /// Run only the several-gateways section and write `docs/performance-instances.md`.
     pub only_instances: bool,
+    /// Run only the reports section (10,000,000 ledger rows) and write
+    /// `docs/performance-reports.md`.
+    pub only_reports: bool,
 }
 
 impl Options {
@@ -87,6 +90,7 @@ impl Options {
             only_logins: false,
             only_trace: false,
             only_instances: false,
+            only_reports: false,
         };
         let mut compare_config = PathBuf::from("config/demo.toml");
         let mut it = args.iter();
@@ -105,7 +109,10 @@ impl Options {
                     Some("logins") => options.only_logins = true,
                     Some("trace") => options.only_trace = true,
                     Some("instances") => options.only_instances = true,
-                    other => bail!("--only takes `logins`, `trace` or `instances`, not {other:?}"),
+                    Some("reports") => options.only_reports = true,
+                    other => bail!(
+                        "--only takes `logins`, `trace`, `instances` or `reports`, not {other:?}"
+                    ),
                 },
                 "--compare" => {
                     let bin = it.next().context("--compare needs a gateway binary")?;
@@ -117,7 +124,7 @@ impl Options {
                 }
                 other => bail!(
                     "unknown bench option {other} (--step S, --sustained S, --soak S, \
-                     --compare GATEWAY_BIN, --compare-config PATH, --only logins|trace|instances)"
+                     --compare GATEWAY_BIN, --compare-config PATH, --only logins|trace|instances|reports)"
                 ),
             }
         }
@@ -782,6 +789,107 @@ fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     Ok(w)
 }
 
+/// Ledger rows seeded for the reports section.
+const REPORT_ROWS: u64 = 10_000_000;
+
+/// Runs `sql` on the gateway's embedded database; answers the first column of the first row.
+fn psql(gateway: &Gateway, sql: &str) -> anyhow::Result<String> {
+    let out = Command::new("psql")
+        .arg("-h")
+        .arg(&gateway.socket_dir)
+        .args([
+            "-U",
+            "wallet",
+            "-d",
+            "wallet",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atc",
+            sql,
+        ])
+        .output()
+        .context("run psql (Debian: apt-get install postgresql-client)")?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The back office's reports over a ledger of 10,000,000 rows: seeded in one statement (bets
+/// and wins of the demo provider over the last 30 days, 50 games, every demo player), folded
+/// into the rollups by the gateway's own job, then `loadtest --mode reports` asks every report
+/// by day, provider and game in turn over HTTP. Markdown.
+fn reports_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
+    let gw = Gateway::start(
+        &root.join("reports"),
+        &[("GATEWAY__REST__REPORT_FOLD_INTERVAL_S", "1")],
+    )?;
+    let seeding = Instant::now();
+    psql(
+        &gw,
+        &format!(
+            "INSERT INTO transactions (provider_id, provider_tx_id, kind, outcome, state,
+                 player_id, currency, round_id, game_id, amount, real_delta, bonus_delta,
+                 balance_before, balance_after, bonus_before, bonus_after, created_at)
+             SELECT pr.id, 'seed-' || g, CASE WHEN g % 2 = 0 THEN 'bet' ELSE 'win' END, 'OK',
+                    CASE WHEN g % 2 = 0 THEN 'settled' END,
+                    pl.first + (g / 2) % {PLAYERS}, 'EUR', 'seed-r-' || (g / 2),
+                    'game-' || (g / 2) % 50, 100 + g % 1000,
+                    CASE WHEN g % 2 = 0 THEN -(100 + g % 1000) ELSE 100 + g % 1000 END, 0,
+                    0, CASE WHEN g % 2 = 0 THEN -(100 + g % 1000) ELSE 100 + g % 1000 END, 0, 0,
+                    now() - interval '30 days' + interval '30 days' * g / {REPORT_ROWS}
+             FROM generate_series(1, {REPORT_ROWS}) AS g,
+                  (SELECT id FROM providers WHERE code = 'demo') AS pr,
+                  (SELECT min(id) AS first FROM players) AS pl"
+        ),
+    )?;
+    let seeded_s = seeding.elapsed().as_secs_f64();
+    let rows: u64 = psql(&gw, "SELECT count(*) FROM transactions")?.parse()?;
+    let folding = Instant::now();
+    loop {
+        let done = psql(
+            &gw,
+            "SELECT last_id >= (SELECT max(id) FROM transactions WHERE created_at < now() - interval '1 hour')
+             FROM report_watermark",
+        )?;
+        if done == "t" {
+            break;
+        }
+        if folding.elapsed() > Duration::from_secs(1_800) {
+            bail!("the rollups did not catch up within 30 minutes");
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let folded_s = folding.elapsed().as_secs_f64();
+    let run = loadtest_many(
+        &[&gw],
+        PLAYERS,
+        20,
+        step_s,
+        &["--mode", "reports", "--connections", "4"],
+    )?;
+    gw.stop()?;
+
+    let mut w = String::new();
+    writeln!(w, "\n## Reports over {rows} ledger rows\n")?;
+    writeln!(w, "{REPORT_ROWS} ledger rows (bets and wins of the demo provider over the last 30 days, 50 games, {PLAYERS} players) seeded in one `INSERT ... generate_series` in {seeded_s:.0} s; the gateway's fold job (every second here, `rest.report_fold_interval_s`) brought the rollups up to date {folded_s:.0} s later. Then `loadtest --mode reports`: {} requests a second for {step_s} s over 4 connections, each a report of the last 30 days (`ggr`, `rtp`, `rounds`, `players`) by day, provider and game in turn, over HTTP with an admin token.\n", 20)?;
+    writeln!(
+        w,
+        "| requests | p50 ms | p90 ms | p99 ms | max ms | answers |\n|---|---|---|---|---|---|"
+    )?;
+    writeln!(
+        w,
+        "| {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        run.achieved() * step_s as f64,
+        run.p("p50"),
+        run.p("p90"),
+        run.p("p99"),
+        run.p("max"),
+        run.report["statuses"]
+    )?;
+    Ok(w)
+}
+
 /// Bucket counts of a Prometheus histogram, as `(le, cumulative count)` in bucket order.
 fn histogram(metrics: &str, name: &str) -> Vec<(String, f64)> {
     let mut buckets: Vec<(f64, String, f64)> = metrics
@@ -933,23 +1041,12 @@ fn disk_probe(dir: &Path, seconds: u64) -> anyhow::Result<DiskProbe> {
 /// Rows a second that pgbench gets through with `script` (64 rows per transaction, 2 clients).
 /// The cluster's current WAL position, in bytes.
 fn wal_lsn(gateway: &Gateway) -> anyhow::Result<u64> {
-    let out = Command::new("psql")
-        .arg("-h")
-        .arg(&gateway.socket_dir)
-        .args([
-            "-U",
-            "wallet",
-            "-d",
-            "wallet",
-            "-Atc",
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
-        ])
-        .output()
-        .context("run psql (Debian: apt-get install postgresql-client)")?;
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .with_context(|| format!("psql: {}", String::from_utf8_lossy(&out.stderr)))
+    let lsn = psql(
+        gateway,
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
+    )?;
+    lsn.parse()
+        .with_context(|| format!("psql answered {lsn:?}"))
 }
 
 fn pgbench(gateway: &Gateway, name: &str, script: &str, seconds: u64) -> anyhow::Result<f64> {
@@ -1013,6 +1110,19 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         std::fs::create_dir_all("docs")?;
         std::fs::write("docs/performance-logins.md", report)?;
         eprintln!("bench: wrote docs/performance-logins.md");
+        return Ok(());
+    }
+    if options.only_reports {
+        let section = reports_section(&root, options.step_s)?;
+        let _ = std::fs::remove_dir_all(&root);
+        let report = format!(
+            "# Back-office reports on a large ledger\n\nProduced by `cargo xtask bench --only \
+             reports` (overwritten by each run). Total time: {:.0} s.\n\n{section}",
+            started.elapsed().as_secs_f64()
+        );
+        std::fs::create_dir_all("docs")?;
+        std::fs::write("docs/performance-reports.md", report)?;
+        eprintln!("bench: wrote docs/performance-reports.md");
         return Ok(());
     }
     if options.only_instances {
