@@ -100,6 +100,9 @@ struct Args {
     admin_password: String,
     #[arg(long, default_value = "JBSWY3DPEHPK3PXP")]
     admin_totp: String,
+    /// The reports asked (`--mode reports`), comma-separated.
+    #[arg(long, default_value = "ggr,rtp,rounds,players")]
+    reports: String,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -162,28 +165,52 @@ fn reports_problem(statuses: &std::collections::BTreeMap<String, u64>) -> Option
         .then(|| format!("reports not all answered 200: {statuses:?}"))
 }
 
-/// Logs in as the admin (password and a fresh TOTP code) and answers the access token.
+/// Logs in as the admin (password and a TOTP code) and answers the access token. A code is
+/// accepted once, so a run right after another tries the next step's code (the gateway
+/// accepts one step of clock skew) and, when both were spent, waits for the next step.
 async fn admin_token(addr: SocketAddr, args: &Args) -> anyhow::Result<String> {
+    let mut refusals = Vec::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+            tokio::time::sleep(Duration::from_secs(30 - now % 30 + 1)).await;
+        }
+        if let Some(token) = admin_login(addr, args, &mut refusals).await? {
+            return Ok(token);
+        }
+    }
+    bail!("admin login refused: {refusals:?}")
+}
+
+/// One try with this step's code and the next one's.
+async fn admin_login(
+    addr: SocketAddr,
+    args: &Args,
+    refusals: &mut Vec<String>,
+) -> anyhow::Result<Option<String>> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let code = rest::auth::totp::code_at(&args.admin_totp, now).context("--admin-totp")?;
-    let body = serde_json::json!({
-        "username": "admin",
-        "password": args.admin_password,
-        "totp_code": code,
-    });
-    let mut sender = connect(addr).await?;
-    let request = http::Request::post("/api/auth/login")
-        .header(http::header::HOST, "loadtest")
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let answer: serde_json::Value =
-        serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
-    answer["data"]["access_token"]
-        .as_str()
-        .map(str::to_string)
-        .with_context(|| format!("admin login answered {status}: {answer}"))
+    for at in [now, now + 30] {
+        let code = rest::auth::totp::code_at(&args.admin_totp, at).context("--admin-totp")?;
+        let body = serde_json::json!({
+            "username": "admin",
+            "password": args.admin_password,
+            "totp_code": code,
+        });
+        let mut sender = connect(addr).await?;
+        let request = http::Request::post("/api/auth/login")
+            .header(http::header::HOST, "loadtest")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let answer: serde_json::Value =
+            serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+        if let Some(token) = answer["data"]["access_token"].as_str() {
+            return Ok(Some(token.to_string()));
+        }
+        refusals.push(format!("{status}: {answer}"));
+    }
+    Ok(None)
 }
 
 /// Logins that were refused for a reason other than load: wrong password or players, or the
@@ -632,8 +659,9 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
         Mode::Reports => admin_token(addrs[0], args).await?.into_bytes().into(),
         _ => args.secret.clone().into_bytes().into(),
     };
-    let reports: Vec<Arc<str>> = ["ggr", "rtp", "rounds", "players"]
-        .iter()
+    let reports: Vec<Arc<str>> = args
+        .reports
+        .split(',')
         .flat_map(|report| {
             ["day", "provider", "game"]
                 .map(|by| Arc::from(format!("/api/admin/reports/{report}?group_by={by}")))

@@ -815,78 +815,103 @@ fn psql(gateway: &Gateway, sql: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The back office's reports over a ledger of 10,000,000 rows: seeded in one statement (bets
-/// and wins of the demo provider over the last 30 days, 50 games, every demo player), folded
-/// into the rollups by the gateway's own job, then `loadtest --mode reports` asks every report
-/// by day, provider and game in turn over HTTP. Markdown.
+/// The back office's reports over a ledger of 10,000,000 rows: seeded in ten slices (bets and
+/// wins of the demo provider over the last 30 days, 50 games, every demo player), each folded
+/// into the rollups by the gateway's own job before the next; then `loadtest --mode reports`
+/// asks every report by day, provider and game in turn over HTTP. Markdown.
 fn reports_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     let gw = Gateway::start(
         &root.join("reports"),
         &[("GATEWAY__REST__REPORT_FOLD_INTERVAL_S", "1")],
     )?;
-    let seeding = Instant::now();
-    psql(
-        &gw,
-        &format!(
-            "INSERT INTO transactions (provider_id, provider_tx_id, kind, outcome, state,
-                 player_id, currency, round_id, game_id, amount, real_delta, bonus_delta,
-                 balance_before, balance_after, bonus_before, bonus_after, created_at)
-             SELECT pr.id, 'seed-' || g, CASE WHEN g % 2 = 0 THEN 'bet' ELSE 'win' END, 'OK',
-                    CASE WHEN g % 2 = 0 THEN 'settled' END,
-                    pl.first + (g / 2) % {PLAYERS}, 'EUR', 'seed-r-' || (g / 2),
-                    'game-' || (g / 2) % 50, 100 + g % 1000,
-                    CASE WHEN g % 2 = 0 THEN -(100 + g % 1000) ELSE 100 + g % 1000 END, 0,
-                    0, CASE WHEN g % 2 = 0 THEN -(100 + g % 1000) ELSE 100 + g % 1000 END, 0, 0,
-                    now() - interval '30 days' + interval '30 days' * g / {REPORT_ROWS}
-             FROM generate_series(1, {REPORT_ROWS}) AS g,
-                  (SELECT id FROM providers WHERE code = 'demo') AS pr,
-                  (SELECT min(id) AS first FROM players) AS pl"
-        ),
-    )?;
-    let seeded_s = seeding.elapsed().as_secs_f64();
-    let rows: u64 = psql(&gw, "SELECT count(*) FROM transactions")?.parse()?;
-    let folding = Instant::now();
-    loop {
-        let done = psql(
+    // Seeded in slices of a tenth, oldest first, each folded before the next is written: the
+    // job then folds rows still in memory, as it does in service (every 30 s), rather than a
+    // cold backlog of the whole table.
+    let slices = 10;
+    let per_slice = REPORT_ROWS / slices;
+    let (mut seeded_s, mut folded_s) = (0.0, 0.0);
+    for slice in 0..slices {
+        let seeding = Instant::now();
+        psql(
             &gw,
-            "SELECT last_id >= (SELECT max(id) FROM transactions WHERE created_at < now() - interval '1 hour')
-             FROM report_watermark",
+            &format!(
+                "INSERT INTO transactions (provider_id, provider_tx_id, kind, outcome, state,
+                     player_id, currency, round_id, game_id, amount, real_delta, bonus_delta,
+                     balance_before, balance_after, bonus_before, bonus_after, created_at)
+                 SELECT pr.id, 'seed-' || g, CASE WHEN g % 2 = 0 THEN 'bet' ELSE 'win' END,
+                        'OK', CASE WHEN g % 2 = 0 THEN 'settled' END,
+                        pl.first + (g / 2) % {PLAYERS}, 'EUR', 'seed-r-' || (g / 2),
+                        'game-' || (g / 2) % 50, 100 + g % 1000,
+                        CASE WHEN g % 2 = 0 THEN -(100 + g % 1000) ELSE 100 + g % 1000 END, 0,
+                        0, CASE WHEN g % 2 = 0 THEN -(100 + g % 1000) ELSE 100 + g % 1000 END,
+                        0, 0,
+                        now() - interval '30 days' + interval '30 days' * g / {REPORT_ROWS}
+                 FROM generate_series({} + 1, {}) AS g,
+                      (SELECT id FROM providers WHERE code = 'demo') AS pr,
+                      (SELECT min(id) AS first FROM players) AS pl",
+                slice * per_slice,
+                (slice + 1) * per_slice,
+            ),
         )?;
-        if done == "t" {
-            break;
+        // As after any bulk load: statistics first, so the fold's plan knows the table's size.
+        psql(&gw, "ANALYZE transactions")?;
+        seeded_s += seeding.elapsed().as_secs_f64();
+        let folding = Instant::now();
+        while psql(
+            &gw,
+            "SELECT last_id >= (SELECT max(id) FROM transactions
+                                WHERE created_at < now() - interval '1 hour')
+             FROM report_watermark",
+        )? != "t"
+        {
+            if folding.elapsed() > Duration::from_secs(1_800) {
+                bail!("the rollups did not catch up within 30 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
-        if folding.elapsed() > Duration::from_secs(1_800) {
-            bail!("the rollups did not catch up within 30 minutes");
-        }
-        std::thread::sleep(Duration::from_secs(2));
+        folded_s += folding.elapsed().as_secs_f64();
     }
-    let folded_s = folding.elapsed().as_secs_f64();
-    let run = loadtest_many(
-        &[&gw],
-        PLAYERS,
-        20,
-        step_s,
-        &["--mode", "reports", "--connections", "4"],
-    )?;
+    let rows: u64 = psql(&gw, "SELECT count(*) FROM transactions")?.parse()?;
+    // Each report on its own, a request a second over 4 connections (a report that takes
+    // seconds still gets answered within the run), by day, provider and game in turn.
+    let mut runs = Vec::new();
+    for report in ["ggr", "rtp", "rounds", "players"] {
+        let run = loadtest_many(
+            &[&gw],
+            PLAYERS,
+            1,
+            step_s,
+            &[
+                "--mode",
+                "reports",
+                "--reports",
+                report,
+                "--connections",
+                "4",
+            ],
+        )?;
+        runs.push((report, run));
+    }
     gw.stop()?;
 
     let mut w = String::new();
     writeln!(w, "\n## Reports over {rows} ledger rows\n")?;
-    writeln!(w, "{REPORT_ROWS} ledger rows (bets and wins of the demo provider over the last 30 days, 50 games, {PLAYERS} players) seeded in one `INSERT ... generate_series` in {seeded_s:.0} s; the gateway's fold job (every second here, `rest.report_fold_interval_s`) brought the rollups up to date {folded_s:.0} s later. Then `loadtest --mode reports`: {} requests a second for {step_s} s over 4 connections, each a report of the last 30 days (`ggr`, `rtp`, `rounds`, `players`) by day, provider and game in turn, over HTTP with an admin token.\n", 20)?;
+    writeln!(w, "{REPORT_ROWS} ledger rows (bets and wins of the demo provider over the last 30 days, 50 games, {PLAYERS} players) seeded by `INSERT ... generate_series` in ten slices, oldest first ({seeded_s:.0} s of inserts and `ANALYZE`), each folded into the rollups by the gateway's own job (every second here, `rest.report_fold_interval_s`) before the next ({folded_s:.0} s of folding in all). Then `loadtest --mode reports --reports NAME`: a request a second for {step_s} s over 4 connections, the report of the last 30 days by day, provider and game in turn, over HTTP with an admin token. Target: under 200 ms.\n")?;
     writeln!(
         w,
-        "| requests | p50 ms | p90 ms | p99 ms | max ms | answers |\n|---|---|---|---|---|---|"
+        "| report | requests | p50 ms | p99 ms | max ms | answers |\n|---|---|---|---|---|---|"
     )?;
-    writeln!(
-        w,
-        "| {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
-        run.achieved() * step_s as f64,
-        run.p("p50"),
-        run.p("p90"),
-        run.p("p99"),
-        run.p("max"),
-        run.report["statuses"]
-    )?;
+    for (report, run) in &runs {
+        writeln!(
+            w,
+            "| {report} | {} | {:.2} | {:.2} | {:.2} | {} |",
+            run.report["completed"],
+            run.p("p50"),
+            run.p("p99"),
+            run.p("max"),
+            run.report["statuses"]
+        )?;
+    }
     Ok(w)
 }
 
