@@ -1123,59 +1123,53 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let root = PathBuf::from("target/bench-data");
     let _ = std::fs::remove_dir_all(&root);
     let started = Instant::now();
-    if options.only_logins {
-        let section = logins_section(&root, options.step_s)?;
+    // One section alone: (its name after `--only`, its title, whether the full run has it).
+    type Section = fn(&Path, u64) -> anyhow::Result<String>;
+    let alone: [(bool, &str, &str, bool, Section); 4] = [
+        (
+            options.only_logins,
+            "logins",
+            "REST logins beside callbacks",
+            true,
+            logins_section,
+        ),
+        (
+            options.only_reports,
+            "reports",
+            "Back-office reports on a large ledger",
+            false,
+            reports_section,
+        ),
+        (
+            options.only_instances,
+            "instances",
+            "Several gateways on one database",
+            true,
+            instances_section,
+        ),
+        (
+            options.only_trace,
+            "trace",
+            "Keeping raw callbacks for trace and replay: what it costs",
+            true,
+            trace_section,
+        ),
+    ];
+    if let Some((_, name, title, in_full, section)) = alone.into_iter().find(|a| a.0) {
+        let section = section(&root, options.step_s)?;
         let _ = std::fs::remove_dir_all(&root);
+        let also = match in_full {
+            true => "; the full `cargo xtask bench` puts the same section in `docs/performance.md`",
+            false => "",
+        };
         let report = format!(
-            "# REST logins beside callbacks\n\nProduced by `cargo xtask bench --only logins` \
-             (overwritten by each run; the full `cargo xtask bench` puts the same section in \
-             `docs/performance.md`). Total time: {:.0} s.\n\n{section}",
+            "# {title}\n\nProduced by `cargo xtask bench --only {name}` (overwritten by each \
+             run{also}). Total time: {:.0} s.\n\n{section}",
             started.elapsed().as_secs_f64()
         );
         std::fs::create_dir_all("docs")?;
-        std::fs::write("docs/performance-logins.md", report)?;
-        eprintln!("bench: wrote docs/performance-logins.md");
-        return Ok(());
-    }
-    if options.only_reports {
-        let section = reports_section(&root, options.step_s)?;
-        let _ = std::fs::remove_dir_all(&root);
-        let report = format!(
-            "# Back-office reports on a large ledger\n\nProduced by `cargo xtask bench --only \
-             reports` (overwritten by each run). Total time: {:.0} s.\n\n{section}",
-            started.elapsed().as_secs_f64()
-        );
-        std::fs::create_dir_all("docs")?;
-        std::fs::write("docs/performance-reports.md", report)?;
-        eprintln!("bench: wrote docs/performance-reports.md");
-        return Ok(());
-    }
-    if options.only_instances {
-        let section = instances_section(&root, options.step_s)?;
-        let _ = std::fs::remove_dir_all(&root);
-        let report = format!(
-            "# Several gateways on one database\n\nProduced by `cargo xtask bench --only \
-             instances` (overwritten by each run; the full `cargo xtask bench` puts the same \
-             section in `docs/performance.md`). Total time: {:.0} s.\n\n{section}",
-            started.elapsed().as_secs_f64()
-        );
-        std::fs::create_dir_all("docs")?;
-        std::fs::write("docs/performance-instances.md", report)?;
-        eprintln!("bench: wrote docs/performance-instances.md");
-        return Ok(());
-    }
-    if options.only_trace {
-        let section = trace_section(&root, options.step_s)?;
-        let _ = std::fs::remove_dir_all(&root);
-        let report = format!(
-            "# Keeping raw callbacks for trace and replay: what it costs\n\nProduced by \
-             `cargo xtask bench --only trace` (overwritten by each run; the full `cargo xtask \
-             bench` puts the same section in `docs/performance.md`). Total time: {:.0} s.\n\n{section}",
-            started.elapsed().as_secs_f64()
-        );
-        std::fs::create_dir_all("docs")?;
-        std::fs::write("docs/performance-trace.md", report)?;
-        eprintln!("bench: wrote docs/performance-trace.md");
+        std::fs::write(format!("docs/performance-{name}.md"), report)?;
+        eprintln!("bench: wrote docs/performance-{name}.md");
         return Ok(());
     }
     let mut report = String::new();

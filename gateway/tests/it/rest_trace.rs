@@ -121,6 +121,20 @@ async fn bet_id(gw: &TestGateway, player: &str) -> i64 {
         .get(0)
 }
 
+/// The trace of ledger transaction `id`, as the admin sees it (200 expected).
+async fn trace_of(gw: &TestGateway, admin: &str, id: i64) -> Value {
+    data(
+        &gw.api(
+            Method::GET,
+            &format!("/api/admin/transactions/{id}/trace"),
+            Some(admin),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+}
+
 async fn ledger_and_balances(gw: &TestGateway) -> (i64, i64) {
     let client = gw.db.connect().await;
     let row = client
@@ -277,16 +291,7 @@ async fn first_applications_are_found_by_time_and_retries_by_key() {
             .await
             .unwrap()
             .get(0);
-        let trace = data(
-            &gw.api(
-                Method::GET,
-                &format!("/api/admin/transactions/{id}/trace"),
-                Some(&admin),
-                None,
-            )
-            .await,
-            StatusCode::OK,
-        );
+        let trace = trace_of(&gw, &admin, id).await;
         let requests = trace["requests"].as_array().unwrap();
         assert_eq!(
             requests.len(),
@@ -336,16 +341,7 @@ async fn a_token_that_is_the_secret_is_never_stored_yet_the_replay_verifies() {
     assert!(records > 0, "nothing was kept");
     assert_eq!(stored, 0, "the token was stored");
     let id = bet_id(&gw, "player-2").await;
-    let trace = data(
-        &gw.api(
-            Method::GET,
-            &format!("/api/admin/transactions/{id}/trace"),
-            Some(&admin),
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    );
+    let trace = trace_of(&gw, &admin, id).await;
     let target = trace["requests"][0]["target"].as_str().unwrap();
     assert!(target.contains("authToken=%5Bredacted%5D"), "{target}");
     let replay = data(
@@ -453,16 +449,7 @@ async fn trace_and_replay_refusals() {
         )
         .await
         .unwrap();
-    let trace = data(
-        &gw.api(
-            Method::GET,
-            &format!("/api/admin/transactions/{id}/trace"),
-            Some(&admin),
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    );
+    let trace = trace_of(&gw, &admin, id).await;
     assert_eq!(trace["requests"].as_array().unwrap().len(), 1, "{trace}");
     assert!(trace["requests"][0]["decoded"].is_string(), "{trace}");
     gw.finish().await;
@@ -481,16 +468,7 @@ async fn with_tracing_off_nothing_is_kept_and_replay_says_so() {
     assert_eq!(a.status, StatusCode::OK);
     gw.flush_trace().await;
     let id = bet_id(&gw, "player-1").await;
-    let trace = data(
-        &gw.api(
-            Method::GET,
-            &format!("/api/admin/transactions/{id}/trace"),
-            Some(&admin),
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    );
+    let trace = trace_of(&gw, &admin, id).await;
     assert_eq!(trace["requests"], json!([]));
     let a = gw
         .api(
