@@ -129,6 +129,9 @@ mod seam {
         Always,
         /// Batches holding a command with this provider transaction id.
         Tx(String),
+        /// One batch in this many that reach the point (the last of each run of them), so
+        /// steady failures never single out one request retried alone.
+        OneIn(u32),
     }
 
     #[derive(Debug)]
@@ -137,6 +140,8 @@ mod seam {
         effect: Effect,
         trigger: Trigger,
         remaining: u32,
+        /// Batches that reached the point (for `OneIn`).
+        seen: u32,
     }
 
     /// Failpoint rules and planted bugs of one settler (test builds only).
@@ -155,6 +160,7 @@ mod seam {
                 effect,
                 trigger,
                 remaining: times,
+                seen: 0,
             });
         }
 
@@ -193,16 +199,27 @@ mod seam {
         /// The statement to run at `point` for this batch, if a rule fires.
         pub(crate) fn sql(&self, point: Point, commands: &[Command]) -> Option<String> {
             let mut rules = self.lock_rules();
-            let rule = rules.iter_mut().find(|r| {
-                r.point == point
-                    && r.remaining > 0
-                    && match &r.trigger {
-                        Trigger::Always => true,
-                        Trigger::Tx(tx) => commands
-                            .iter()
-                            .any(|c| c.tx().is_some_and(|t| t.as_str() == tx)),
+            let mut chosen = None;
+            for (i, r) in rules.iter_mut().enumerate() {
+                if r.point != point || r.remaining == 0 {
+                    continue;
+                }
+                let fires = match &r.trigger {
+                    Trigger::Always => true,
+                    Trigger::Tx(tx) => commands
+                        .iter()
+                        .any(|c| c.tx().is_some_and(|t| t.as_str() == tx)),
+                    Trigger::OneIn(n) => {
+                        r.seen = r.seen.wrapping_add(1);
+                        r.seen % (*n).max(1) == 0
                     }
-            })?;
+                };
+                if fires {
+                    chosen = Some(i);
+                    break;
+                }
+            }
+            let rule = &mut rules[chosen?];
             rule.remaining -= 1;
             self.fired.fetch_add(1, Ordering::SeqCst);
             Some(rule.effect.sql())
