@@ -743,22 +743,15 @@ fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         let best = ladder_many(&gateways, SHARED_PLAYERS, &rates, step_s, &[], &mut log)?;
         settle_down();
         let saturated = loadtest_many(&gateways, SHARED_PLAYERS, SATURATING_RATE, step_s, &[])?;
-        let deferrals: u64 = gateways
-            .iter()
-            .map(|g| {
-                g.metrics()
-                    .map(|m| metric(&m, "wallet_busy_wallet_deferrals_total"))
-                    .unwrap_or(0)
-            })
-            .sum();
-        let conflicts: u64 = gateways
-            .iter()
-            .map(|g| {
-                g.metrics()
-                    .map(|m| metric(&m, "wallet_batch_failures_total{kind=\"conflict\"}"))
-                    .unwrap_or(0)
-            })
-            .sum();
+        // A counter summed over the gateways.
+        let total = |line: &str| -> u64 {
+            gateways
+                .iter()
+                .map(|g| g.metrics().map(|m| metric(&m, line)).unwrap_or(0))
+                .sum()
+        };
+        let deferrals = total("wallet_busy_wallet_deferrals_total");
+        let conflicts = total("wallet_batch_failures_total{kind=\"conflict\"}");
         if let Some(second) = second {
             second.stop()?;
         }
