@@ -3,11 +3,17 @@
 //! millions of ledger rows. The rollups are kept current by a job, not by the settlement
 //! path (whose statements stay as they are): every `fold_interval` it folds ledger rows that
 //! are settled — older than `settle_after`, longer than any batch may stay open, so no row
-//! with a smaller id can still appear — into `report_daily` and `report_players_daily`, and
+//! with a smaller id can still appear — into `report_daily` and `report_player_sets`, and
 //! moves the watermark, all in one transaction. One gateway folds at a time (an advisory
 //! lock), so several instances never count a row twice. Reports are as fresh as
 //! `settle_after` plus `fold_interval`.
+//!
+//! Active players are kept as one set of player ids per day, provider and game (a 64-bit
+//! roaring bitmap, [`PlayerSet`]): the fold unions each step's players into the day's sets, and
+//! the players report unions the sets of a range and counts them, exactly, without reading a
+//! row per player.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -80,21 +86,123 @@ pub async fn fold(pool: &Pool, settle_after: Duration) -> Result<i64, FoldError>
         &[&from, &to],
     )
     .await?;
-    tx.execute(
-        "INSERT INTO report_players_daily (day, provider_id, game_id, player_id)
-         SELECT DISTINCT (t.created_at AT TIME ZONE 'UTC')::date, t.provider_id,
-                coalesce(t.game_id, ''), t.player_id
-         FROM transactions t
-         WHERE t.id > $1 AND t.id <= $2 AND t.outcome = 'OK' AND t.kind = 'bet'
-           AND t.provider_id IS NOT NULL
-         ON CONFLICT DO NOTHING",
-        &[&from, &to],
-    )
-    .await?;
+    fold_player_sets(&tx, from, to).await?;
     tx.execute("UPDATE report_watermark SET last_id = $1", &[&to])
         .await?;
     tx.commit().await?;
     Ok(to - from)
+}
+
+/// Unions the players who bet in ledger ids `(from, to]` into their day's sets: one query for
+/// the new ids by set, one for the sets they touch, one upsert of the unions.
+async fn fold_player_sets(
+    tx: &tokio_postgres::Transaction<'_>,
+    from: i64,
+    to: i64,
+) -> Result<(), FoldError> {
+    let fresh = tx
+        .query(
+            "SELECT (t.created_at AT TIME ZONE 'UTC')::date::text, t.provider_id,
+                    coalesce(t.game_id, ''), array_agg(DISTINCT t.player_id)
+             FROM transactions t
+             WHERE t.id > $1 AND t.id <= $2 AND t.outcome = 'OK' AND t.kind = 'bet'
+               AND t.provider_id IS NOT NULL
+             GROUP BY 1, 2, 3",
+            &[&from, &to],
+        )
+        .await?;
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let days: Vec<String> = fresh.iter().map(|r| r.get(0)).collect();
+    let providers: Vec<i32> = fresh.iter().map(|r| r.get(1)).collect();
+    let games: Vec<String> = fresh.iter().map(|r| r.get(2)).collect();
+    let stored = tx
+        .query(
+            "SELECT s.day::text, s.provider_id, s.game_id, s.players
+             FROM report_player_sets s
+             JOIN unnest($1::text[]::date[], $2::int[], $3::text[]) AS k (day, provider_id, game_id)
+               USING (day, provider_id, game_id)",
+            &[&days, &providers, &games],
+        )
+        .await?;
+    let mut before: HashMap<(&str, i32, &str), &[u8]> = stored
+        .iter()
+        .map(|s| ((s.get(0), s.get(1), s.get(2)), s.get(3)))
+        .collect();
+    let mut sets = Vec::with_capacity(fresh.len());
+    for row in &fresh {
+        let key = (row.get(0), row.get(1), row.get(2));
+        let mut set = match before.remove(&key) {
+            Some(bytes) => PlayerSet::decode(bytes)?,
+            None => PlayerSet::default(),
+        };
+        set.insert_all(&row.get::<_, Vec<i64>>(3))?;
+        sets.push(set.encode());
+    }
+    tx.execute(
+        "INSERT INTO report_player_sets AS s (day, provider_id, game_id, players)
+         SELECT * FROM unnest($1::text[]::date[], $2::int[], $3::text[], $4::bytea[])
+         ON CONFLICT (day, provider_id, game_id) DO UPDATE SET players = excluded.players",
+        &[&days, &providers, &games, &sets],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A set of player ids: a 64-bit roaring bitmap, stored in its portable serialization.
+#[derive(Debug, Default)]
+pub struct PlayerSet(roaring::RoaringTreemap);
+
+impl PlayerSet {
+    /// Reads a stored set; every length in it is checked, and nothing may follow it.
+    pub fn decode(mut bytes: &[u8]) -> Result<PlayerSet, SetError> {
+        let set =
+            roaring::RoaringTreemap::deserialize_from(&mut bytes).map_err(SetError::Malformed)?;
+        if !bytes.is_empty() {
+            return Err(SetError::Trailing(bytes.len()));
+        }
+        Ok(PlayerSet(set))
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.serialized_size());
+        self.0
+            .serialize_into(&mut out)
+            .expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// Adds player ids (never negative: they come from a sequence).
+    pub fn insert_all(&mut self, ids: &[i64]) -> Result<(), SetError> {
+        for &id in ids {
+            let id = u64::try_from(id).map_err(|_| SetError::NegativeId(id))?;
+            self.0.insert(id);
+        }
+        Ok(())
+    }
+
+    pub fn union_with(&mut self, other: &PlayerSet) {
+        self.0 |= &other.0;
+    }
+
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    #[error("a stored player set is malformed: {0}")]
+    Malformed(std::io::Error),
+    #[error("a stored player set is followed by {0} stray bytes")]
+    Trailing(usize),
+    #[error("player id {0} is negative")]
+    NegativeId(i64),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +211,8 @@ pub enum FoldError {
     Database(#[from] tokio_postgres::Error),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Set(#[from] SetError),
 }
 
 /// Folds every `interval` until the process ends; a failed fold is logged and retried.
@@ -129,4 +239,41 @@ pub fn spawn_job(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_survive_storage_and_count_a_player_once_across_unions() {
+        let mut monday = PlayerSet::default();
+        monday.insert_all(&[7, 3, 7, 1 << 40]).unwrap();
+        let mut tuesday = PlayerSet::decode(&PlayerSet::default().encode()).unwrap();
+        assert!(tuesday.is_empty());
+        tuesday.insert_all(&[3, 9]).unwrap();
+        let mut both = PlayerSet::decode(&monday.encode()).unwrap();
+        assert_eq!(both.len(), 3);
+        both.union_with(&PlayerSet::decode(&tuesday.encode()).unwrap());
+        assert_eq!(both.len(), 4, "3 played both days and counts once");
+    }
+
+    #[test]
+    fn malformed_or_negative_input_is_refused() {
+        let mut set = PlayerSet::default();
+        set.insert_all(&[1, 2, 3]).unwrap();
+        let bytes = set.encode();
+        assert!(PlayerSet::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(PlayerSet::decode(b"not a set").is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(
+            PlayerSet::decode(&longer),
+            Err(SetError::Trailing(1))
+        ));
+        assert!(matches!(
+            set.insert_all(&[-1]),
+            Err(SetError::NegativeId(-1))
+        ));
+    }
 }

@@ -41,6 +41,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0009_trace_keys_for_exceptions",
         include_str!("../../migrations/0009_trace_keys_for_exceptions.sql"),
     ),
+    (
+        "0010_player_sets",
+        include_str!("../../migrations/0010_player_sets.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

@@ -829,9 +829,15 @@ async fn reports_come_from_rollups_the_job_keeps_current() {
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
     );
-    // A further bet is folded once, not again with the earlier ones.
+    let by_provider = data(
+        &get("/api/admin/reports/players?group_by=provider").await,
+        StatusCode::OK,
+    );
+    assert_eq!(by_provider[0]["players"], 2, "{by_provider}");
+    // A further bet is folded once, not again with the earlier ones; player-2's first bet on
+    // slot-1 joins slot-1's stored set of players (it does not replace it).
     assert_eq!(
-        status_of(&gw.demo("bet", bet("player-1", "b4", "1.00", "r2")).await),
+        status_of(&gw.demo("bet", bet("player-2", "c2", "2.00", "r8")).await),
         "OK"
     );
     let mut bets = String::new();
@@ -849,11 +855,27 @@ async fn reports_come_from_rollups_the_job_keeps_current() {
             .as_str()
             .unwrap()
             .to_string();
-        if bets != "18.00" {
+        if bets == "20.00" {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    assert_eq!(bets, "19.00");
+    assert_eq!(bets, "20.00");
+    let players = data(
+        &get("/api/admin/reports/players?group_by=game").await,
+        StatusCode::OK,
+    );
+    let counts: Vec<(&str, i64)> = players
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["group"].as_str().unwrap(), r["players"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(counts, [("demo/slot-1", 2), ("demo/slot-2", 1)]);
+    let by_provider = data(
+        &get("/api/admin/reports/players?group_by=provider").await,
+        StatusCode::OK,
+    );
+    assert_eq!(by_provider[0]["players"], 2, "{by_provider}");
     gw.finish().await;
 }

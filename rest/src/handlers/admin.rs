@@ -19,6 +19,7 @@ use crate::handlers::user::{
     Wallet, TX_SELECT,
 };
 use crate::handlers::{decimal, path_id, reason_of};
+use crate::reports::PlayerSet;
 use crate::Rest;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -632,20 +633,32 @@ pub async fn report(
                  AND d.day <= coalesce($2::text::date, (now() AT TIME ZONE 'UTC')::date)
                  AND ($3::text IS NULL OR p.code = $3)";
     if report == "players" {
+        // One set per day, provider and game, in group order: each group's sets are unioned
+        // and counted (a player active on several days or games counts once).
         let rows = client
             .query(
                 &format!(
-                    "SELECT {group}, count(DISTINCT d.player_id)
-                     FROM report_players_daily d JOIN providers p ON p.id = d.provider_id
-                     WHERE {range} GROUP BY 1 ORDER BY 1"
+                    "SELECT {group}, d.players
+                     FROM report_player_sets d JOIN providers p ON p.id = d.provider_id
+                     WHERE {range} ORDER BY 1"
                 ),
                 &[&from, &to, &q.provider],
             )
             .await?;
-        let items = rows
-            .iter()
-            .map(|r| ReportRow {
-                group: r.get(0),
+        let mut counted: Vec<(String, PlayerSet)> = Vec::new();
+        for row in &rows {
+            let group: String = row.get(0);
+            let set = PlayerSet::decode(row.get(1))
+                .map_err(|e| ApiError::internal("players report", &e))?;
+            match counted.last_mut() {
+                Some((last, union)) if *last == group => union.union_with(&set),
+                _ => counted.push((group, set)),
+            }
+        }
+        let items = counted
+            .into_iter()
+            .map(|(group, set)| ReportRow {
+                group,
                 currency: None,
                 bets: None,
                 wins: None,
@@ -655,7 +668,7 @@ pub async fn report(
                 rtp_percent: None,
                 bet_count: None,
                 rounds: None,
-                players: Some(r.get(1)),
+                players: Some(i64::try_from(set.len()).unwrap_or(i64::MAX)),
             })
             .collect();
         return ok(items);
