@@ -865,6 +865,11 @@ fn reports_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         folded_s += folding.elapsed().as_secs_f64();
     }
     let rows: u64 = psql(&gw, "SELECT count(*) FROM transactions")?.parse()?;
+    let sets = psql(
+        &gw,
+        "SELECT count(*) || ' sets of players, ' || pg_size_pretty(sum(octet_length(players)))
+         FROM report_player_sets",
+    )?;
     // Each report on its own, a request a second over 4 connections (a report that takes
     // seconds still gets answered within the run), by day, provider and game in turn.
     let mut runs = Vec::new();
@@ -889,7 +894,7 @@ fn reports_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
 
     let mut w = String::new();
     writeln!(w, "\n## Reports over {rows} ledger rows\n")?;
-    writeln!(w, "{REPORT_ROWS} ledger rows (bets and wins of the demo provider over the last 30 days, 50 games, {PLAYERS} players) seeded by `INSERT ... generate_series` in ten slices, oldest first ({seeded_s:.0} s of inserts and `ANALYZE`), each folded into the rollups by the gateway's own job (every second here, `rest.report_fold_interval_s`) before the next ({folded_s:.0} s of folding in all). Then `loadtest --mode reports --reports NAME`: a request a second for {step_s} s over 4 connections, the report of the last 30 days by day, provider and game in turn, over HTTP with an admin token. Target: under 200 ms.\n")?;
+    writeln!(w, "{REPORT_ROWS} ledger rows (bets and wins of the demo provider over the last 30 days, 50 games, {PLAYERS} players) seeded by `INSERT ... generate_series` in ten slices, oldest first ({seeded_s:.0} s of inserts and `ANALYZE`), each folded into the rollups by the gateway's own job (every second here, `rest.report_fold_interval_s`) before the next ({folded_s:.0} s of folding in all). Then `loadtest --mode reports --reports NAME`: a request a second for {step_s} s over 4 connections, the report of the last 30 days by day, provider and game in turn, over HTTP with an admin token. Target: under 200 ms. Active players: {sets} (one per day, provider and game).\n")?;
     writeln!(
         w,
         "| report | requests | p50 ms | p99 ms | max ms | answers |\n|---|---|---|---|---|---|"
