@@ -191,6 +191,15 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
     }
+    // Today's partitions and the next days' exist before the first write.
+    let ahead = config.retention.partitions_ahead_days;
+    let created = settlement::partitions::create_ahead(&mut client, ahead)
+        .await
+        .context("create partitions")?;
+    if !created.is_empty() {
+        tracing::info!(?created, "partitions created");
+    }
+    settlement::partitions::spawn_job(pool.clone(), ahead);
 
     let mut ids = HashMap::new();
     for provider in &config.providers {

@@ -22,6 +22,7 @@ pub struct Config {
     pub settlement: Settlement,
     pub dedup: Dedup,
     pub trace: Trace,
+    pub retention: Retention,
     pub log: Log,
     pub demo: Demo,
     pub rest: Rest,
@@ -202,6 +203,25 @@ impl Default for Trace {
             queue_len_max: 65_536,
             batch_len_max: 4_000,
             linger_ms: 250,
+        }
+    }
+}
+
+/// How long the ledger and the kept callbacks stay (see `settlement::partitions`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Retention {
+    /// `gateway prune` drops the days (daily partitions) older than this; never fewer than 7.
+    pub days: u32,
+    /// Daily partitions are created this many days ahead (at start and every hour).
+    pub partitions_ahead_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            days: 120,
+            partitions_ahead_days: 3,
         }
     }
 }
@@ -810,6 +830,19 @@ impl Config {
             "trace.linger_ms",
             self.trace.linger_ms <= 10_000,
             "at most 10000",
+        );
+        range(
+            "retention.days",
+            self.retention.days >= settlement::partitions::RETENTION_DAYS_MIN,
+            &format!(
+                "at least {} (a pruned transaction's retry would be applied again)",
+                settlement::partitions::RETENTION_DAYS_MIN
+            ),
+        );
+        range(
+            "retention.partitions_ahead_days",
+            (1..=60).contains(&self.retention.partitions_ahead_days),
+            "between 1 and 60",
         );
         range(
             "log.format",

@@ -46,6 +46,18 @@ enum Tool {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Drops the daily partitions of the ledger and of the kept callbacks whose every row is
+    /// older than `retention.days` (never a younger row), oldest first; prints what it did as
+    /// JSON. Each ledger day leaves its per-wallet totals for reconciliation. Same database as
+    /// `reconcile`.
+    Prune {
+        /// Write each partition's rows to DIR/<partition>.csv before dropping it.
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
+        /// Only list what would be dropped.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// sysexits.h EX_CONFIG-adjacent EX_USAGE: the configuration was refused.
@@ -71,18 +83,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Tool::Reconcile { from, to }) = args.command {
-        let data_dir = args
-            .data_dir
-            .unwrap_or_else(|| config.embedded.data_dir.clone());
-        return match runtime.block_on(reconcile(&config, &data_dir, from, to)) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("gateway reconcile: {e:#}");
-                ExitCode::from(2)
-            }
-        };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| config.embedded.data_dir.clone());
+    match args.command {
+        Some(Tool::Reconcile { from, to }) => {
+            return match runtime.block_on(reconcile(&config, &data_dir, from, to)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("gateway reconcile: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Tool::Prune { archive, dry_run }) => {
+            return match runtime.block_on(prune(&config, &data_dir, archive, dry_run)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gateway prune: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        None => {}
     }
     let overrides = Overrides {
         listen: args.listen,
@@ -141,16 +166,7 @@ async fn reconcile(
     to: Option<String>,
 ) -> anyhow::Result<bool> {
     use anyhow::Context;
-    let url = match config.database.resolve_url().map_err(anyhow::Error::msg)? {
-        Some(url) => url,
-        None => pgembed::running_connection_string(data_dir, &config.database.embedded_dbname),
-    };
-    let pg: tokio_postgres::Config = url.parse().context("database url")?;
-    let (client, connection) = pg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .context("connect (is the gateway running on this --data-dir, or DATABASE_URL set?)")?;
-    tokio::spawn(connection);
+    let client = connect(config, data_dir).await?;
     let window = client
         .query_one(
             "SELECT coalesce($1::text::timestamptz, now() - interval '1 day')::text,
@@ -163,6 +179,49 @@ async fn reconcile(
     let report = settlement::reconcile::report(&client, &from, &to).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(report.balanced)
+}
+
+/// `gateway prune`: what it dropped (or would drop), as JSON on stdout.
+async fn prune(
+    config: &Config,
+    data_dir: &std::path::Path,
+    archive: Option<PathBuf>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let mut client = connect(config, data_dir).await?;
+    let pruned = settlement::partitions::prune(
+        &mut client,
+        config.retention.days,
+        archive.as_deref(),
+        dry_run,
+    )
+    .await?;
+    let out = serde_json::json!({
+        "retention_days": config.retention.days,
+        "dry_run": dry_run,
+        "pruned": pruned,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// The tools' connection: `DATABASE_URL` / `database.url`, else the running embedded cluster.
+async fn connect(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<tokio_postgres::Client> {
+    use anyhow::Context;
+    let url = match config.database.resolve_url().map_err(anyhow::Error::msg)? {
+        Some(url) => url,
+        None => pgembed::running_connection_string(data_dir, &config.database.embedded_dbname),
+    };
+    let pg: tokio_postgres::Config = url.parse().context("database url")?;
+    let (client, connection) = pg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("connect (is the gateway running on this --data-dir, or DATABASE_URL set?)")?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 /// Whether this gateway seeded the demo's REST logins.

@@ -54,14 +54,22 @@ pub async fn fold(pool: &Pool, settle_after: Duration) -> Result<i64, FoldError>
         return Ok(0);
     };
     let to = newest.min(from.saturating_add(FOLD_IDS_MAX));
+    // The ledger is partitioned by day: a bet's earlier bets in its round are searched from
+    // the round's start on (its `rounds` row is never younger than its rows), and a rollback's
+    // transaction through its key, so each lookup reads the partitions it needs.
     tx.execute(
         "WITH r AS (
              SELECT t.id, t.kind, t.provider_id, t.player_id, t.round_id, t.currency, t.amount,
                     t.real_delta, t.bonus_delta, (t.created_at AT TIME ZONE 'UTC')::date AS day,
-                    coalesce(t.game_id, (SELECT b.game_id FROM transactions b
-                                         WHERE b.provider_id = t.provider_id
-                                           AND b.provider_tx_id = t.reference_tx_id), '') AS game
+                    coalesce(t.game_id, (SELECT b.game_id FROM transaction_keys k
+                                         JOIN transactions b
+                                           ON b.id = k.id AND b.created_at = k.created_at
+                                         WHERE k.provider_id = t.provider_id
+                                           AND k.provider_tx_id = t.reference_tx_id), '') AS game,
+                    coalesce(ro.created_at, '-infinity') AS round_at
              FROM transactions t
+             LEFT JOIN rounds ro ON t.kind = 'bet' AND ro.provider_id = t.provider_id
+                                AND ro.player_id = t.player_id AND ro.round_id = t.round_id
              WHERE t.id > $1 AND t.id <= $2 AND t.outcome = 'OK' AND t.provider_id IS NOT NULL
                AND t.kind IN ('bet', 'win', 'rollback')
          )
@@ -77,7 +85,7 @@ pub async fn fold(pool: &Pool, settle_after: Duration) -> Result<i64, FoldError>
                     SELECT 1 FROM transactions e
                     WHERE e.provider_id = r.provider_id AND e.player_id = r.player_id
                       AND e.round_id = r.round_id AND e.kind = 'bet' AND e.outcome = 'OK'
-                      AND e.id < r.id))
+                      AND e.id < r.id AND e.created_at >= r.round_at))
          FROM r GROUP BY day, provider_id, game, currency
          ON CONFLICT (day, provider_id, game_id, currency) DO UPDATE SET
              bets = d.bets + excluded.bets, bonus_bets = d.bonus_bets + excluded.bonus_bets,
@@ -226,11 +234,15 @@ pub fn spawn_job(
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
+            if pool.is_closed() {
+                return; // the gateway stopped
+            }
             // A backlog is folded in steps, back to back.
             loop {
                 match fold(&pool, settle_after).await {
                     Ok(n) if n >= FOLD_IDS_MAX => continue,
                     Ok(_) => break,
+                    Err(_) if pool.is_closed() => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "report rollups: fold failed; retrying later");
                         break;

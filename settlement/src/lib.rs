@@ -2,6 +2,7 @@
 //! the only SQL of the wallet path.
 
 pub mod money;
+pub mod partitions;
 pub mod reconcile;
 pub mod rg;
 pub mod schema;

@@ -1,5 +1,6 @@
 //! Reconciliation: what an operator checks against the ledger. Wallets whose balance differs
-//! from the sum of their ledger rows (must be none), rounds left open, rollbacks whose
+//! from the sum of their ledger rows (must be none; rows pruned by retention count through
+//! their per-wallet totals in `ledger_pruned`), rounds left open, rollbacks whose
 //! transaction never arrived (tombstones never matched), wallets flagged after a balance went
 //! below zero by policy, and each provider's totals over a time range. Read-only.
 
@@ -14,6 +15,7 @@ pub struct WalletMismatch {
     pub player_id: i64,
     pub currency: String,
     pub balance: i64,
+    /// Remaining ledger rows plus the pruned ones' total.
     pub ledger_sum: i64,
 }
 
@@ -127,7 +129,7 @@ pub async fn report(
     // A rollback naming a transaction that is not in the ledger (as its own id) at all.
     let unmatched = "FROM transactions t JOIN providers p ON p.id = t.provider_id
         WHERE t.kind = 'rollback' AND t.reference_tx_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM transactions b
+          AND NOT EXISTS (SELECT 1 FROM transaction_keys b
                           WHERE b.provider_id = t.provider_id
                             AND b.provider_tx_id = t.reference_tx_id)";
     let unmatched_tombstones: i64 = client

@@ -45,6 +45,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0010_player_sets",
         include_str!("../../migrations/0010_player_sets.sql"),
     ),
+    (
+        "0011_time_partitions",
+        include_str!("../../migrations/0011_time_partitions.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

@@ -101,18 +101,22 @@ pub async fn analyze(client: &impl GenericClient) -> Result<(), tokio_postgres::
         .await
 }
 
-/// Wallets whose balance (or bonus) differs from the sum of their ledger rows: must be empty.
+/// Wallets whose balance (or bonus) differs from the sum of their ledger rows (with what
+/// pruning took out of the ledger, `ledger_pruned`): must be empty.
 pub async fn ledger_mismatches(
     client: &impl GenericClient,
 ) -> Result<Vec<(i64, String, i64, i64)>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT w.player_id, w.currency, w.balance, coalesce(t.real, 0)::bigint
+            "SELECT w.player_id, w.currency, w.balance,
+                    (coalesce(t.real, 0) + coalesce(p.real_delta, 0))::bigint
              FROM wallets w
              LEFT JOIN (SELECT player_id, currency, sum(real_delta) AS real, sum(bonus_delta) AS bonus
                         FROM transactions GROUP BY player_id, currency) t
                ON t.player_id = w.player_id AND t.currency = w.currency
-             WHERE w.balance <> coalesce(t.real, 0) OR w.bonus <> coalesce(t.bonus, 0)
+             LEFT JOIN ledger_pruned p ON p.player_id = w.player_id AND p.currency = w.currency
+             WHERE w.balance <> coalesce(t.real, 0) + coalesce(p.real_delta, 0)
+                OR w.bonus <> coalesce(t.bonus, 0) + coalesce(p.bonus_delta, 0)
              ORDER BY w.player_id, w.currency",
             &[],
         )
@@ -193,7 +197,7 @@ impl Error {
 
 const TX_COLUMNS: &str = "t.provider_id, t.provider_tx_id, t.id, t.kind, t.outcome, t.state, \
      t.player_id, t.currency, t.round_id, t.game_id, t.amount, t.real_delta, t.bonus_delta, \
-     t.balance_after, t.bonus_after, t.reference_tx_id, t.fingerprint";
+     t.balance_after, t.bonus_after, t.reference_tx_id, t.fingerprint, t.created_at";
 
 /// The wallet path's statements, prepared once per connection.
 pub struct Statements {
@@ -220,16 +224,25 @@ impl Statements {
     /// Lookups by the batch's keys are written as `LATERAL (... OFFSET 0)` so the plan always
     /// walks the keys and probes an index per key: generic plans are made from statistics that
     /// may say a partial index is nearly empty, and would then scan it whole for every batch.
+    ///
+    /// The ledger is partitioned by day (`partitions`): a row is fetched by its key's
+    /// `(id, created_at)` and a round's bets from the round's start on, so each lookup reads
+    /// one partition (the others are pruned while the statement runs).
     pub async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
         let txs = format!(
             "SELECT {TX_COLUMNS} FROM unnest($1::int[], $2::text[]) AS k(p, x)
-             CROSS JOIN LATERAL (SELECT * FROM transactions t
-                 WHERE t.provider_id = k.p AND t.provider_tx_id = k.x OFFSET 0) t"
+             CROSS JOIN LATERAL (SELECT t.* FROM transaction_keys tk
+                 JOIN transactions t ON t.id = tk.id AND t.created_at = tk.created_at
+                 WHERE tk.provider_id = k.p AND tk.provider_tx_id = k.x OFFSET 0) t"
         );
+        // A round's rows are never older than its `rounds` row: the bet that opened the round
+        // wrote it in the same transaction (the same `now()`).
         let open_bets = format!(
             "SELECT {TX_COLUMNS} FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
+             JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
              CROSS JOIN LATERAL (SELECT * FROM transactions t
                  WHERE t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
+                   AND t.created_at >= r.created_at
                    AND t.kind = 'bet' AND t.state IS NOT NULL OFFSET 0) t
              ORDER BY t.id"
         );
@@ -254,12 +267,12 @@ impl Statements {
                  FOR UPDATE"
             ),
             client.prepare(&txs),
+            // Only rollbacks' keys carry a reference.
             client.prepare(
                 "SELECT DISTINCT t.provider_id, t.reference_tx_id
                  FROM unnest($1::int[], $2::text[]) AS k(p, x)
-                 CROSS JOIN LATERAL (SELECT * FROM transactions t
-                     WHERE t.provider_id = k.p AND t.reference_tx_id = k.x AND t.kind = 'rollback'
-                     OFFSET 0) t"
+                 CROSS JOIN LATERAL (SELECT * FROM transaction_keys t
+                     WHERE t.provider_id = k.p AND t.reference_tx_id = k.x OFFSET 0) t"
             ),
             client.prepare(
                 "SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id
@@ -312,15 +325,32 @@ impl Statements {
             ),
         )?;
         let (insert_txs, update_wallets, update_states, insert_rounds, close_rounds) = tokio::try_join!(
+            // The ledger rows and their keys in one statement; both take the transaction's
+            // `now()` as `created_at` (the ledger's default), which the key points at. A
+            // provider transaction id already keyed fails the batch (unique violation), which
+            // is retried and then finds the row.
             client.prepare(
-                "INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state,
+                "WITH rows AS (
+                     SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],
+                         $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[],
+                         $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
+                         $16::bigint[], $17::bigint[], $18::text[], $19::bytea[])
+                         AS u(id, provider_id, provider_tx_id, kind, outcome, state, player_id,
+                              currency, round_id, game_id, amount, real_delta, bonus_delta,
+                              balance_before, balance_after, bonus_before, bonus_after,
+                              reference_tx_id, fingerprint)
+                 ), keys AS (
+                     INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at,
+                                                   reference_tx_id)
+                     SELECT provider_id, provider_tx_id, id, now(),
+                            CASE WHEN kind = 'rollback' THEN reference_tx_id END
+                     FROM rows WHERE provider_id IS NOT NULL
+                 )
+                 INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state,
                      player_id, currency, round_id, game_id, amount, real_delta, bonus_delta,
                      balance_before, balance_after, bonus_before, bonus_after, reference_tx_id,
                      fingerprint)
-                 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[],
-                     $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::bigint[],
-                     $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[],
-                     $17::bigint[], $18::text[], $19::bytea[])"
+                 SELECT * FROM rows"
             ),
             client.prepare(
                 "UPDATE wallets w SET balance = u.b, bonus = u.bo, needs_reconciliation = u.f
@@ -330,7 +360,8 @@ impl Statements {
             ),
             client.prepare(
                 "UPDATE transactions t SET state = u.s
-                 FROM unnest($1::bigint[], $2::text[]) AS u(id, s) WHERE t.id = u.id"
+                 FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(id, c, s)
+                 WHERE t.id = u.id AND t.created_at = u.c"
             ),
             // Rounds the prefetch did not find. No ON CONFLICT: the lane owns the player, so
             // a conflict means another gateway opened the round meanwhile, and the batch is
@@ -456,7 +487,11 @@ async fn settle_in_transaction(
     begun.map_err(Error::database(n))?;
     planted.map_err(Error::database(n))?;
     fault.map_err(Error::database(n))?;
-    let (mut world, busy_players) = world?;
+    let Fetched {
+        mut world,
+        busy: busy_players,
+        row_times,
+    } = world?;
     let (commands, units, busy) = without_busy(commands, units, &busy_players);
     let (commands, units) = (&commands[..], &units[..]);
     if faults.planted(Plant::TombstonesOff) {
@@ -483,12 +518,23 @@ async fn settle_in_transaction(
             .unwrap_or_default();
         Error::Invariant(what)
     })?;
+    // A state update addresses its row by (id, created_at): every changed row was read here.
+    if let Some(t) = world
+        .txs
+        .values()
+        .find(|t| t.state_changed && !row_times.contains_key(&t.id))
+    {
+        return Err(Error::Invariant(format!(
+            "ledger row {} changed state but was not read",
+            t.id
+        )));
+    }
     let write_fault = faults.sql(Point::Write, commands);
     let after_commit_fault = faults.sql(Point::AfterCommit, commands);
     let finish = async {
         tokio::join!(
             biased;
-            write(client, statements, &world, no_dedup),
+            write(client, statements, &world, &row_times, no_dedup),
             failpoint(client, write_fault.as_deref()),
             client.batch_execute("COMMIT"),
             failpoint(client, after_commit_fault.as_deref())
@@ -688,7 +734,7 @@ async fn prefetch<'c>(
     commands: &'c [Command],
     units: &[usize],
     patient: &[bool],
-) -> Result<(World, HashSet<&'c str>), Error> {
+) -> Result<Fetched<'c>, Error> {
     let n = commands.len();
     let want = wanted(commands);
     // Players that exist, by id; unknown ones stay out of the world (UNKNOWN_PLAYER).
@@ -860,8 +906,10 @@ async fn prefetch<'c>(
     }
     world.ids = id_row.get::<_, Vec<i64>>(0);
     world.ids.reverse();
+    let mut row_times = RowTimes::new();
     for row in tx_rows.iter().chain(&open_rows) {
         let (key, tx) = tx_from_row(row)?;
+        row_times.insert(tx.id, row.get(17));
         world.txs.insert(key, tx);
     }
     for row in &tomb_rows {
@@ -923,7 +971,23 @@ async fn prefetch<'c>(
             },
         );
     }
-    Ok((world, busy))
+    Ok(Fetched {
+        world,
+        busy,
+        row_times,
+    })
+}
+
+/// When each stored ledger row the batch read was created, by id: with the id, the address of
+/// its partition for a state update.
+type RowTimes = HashMap<i64, std::time::SystemTime>;
+
+/// What the prefetch read: the batch's world, the players left out as busy, and the stored
+/// rows' times.
+struct Fetched<'c> {
+    world: World,
+    busy: HashSet<&'c str>,
+    row_times: RowTimes,
 }
 
 /// Statement parameters, gathered before a pipeline so they outlive it.
@@ -998,6 +1062,7 @@ async fn write(
     tx: &Client,
     s: &Statements,
     world: &World,
+    row_times: &RowTimes,
     no_dedup: bool,
 ) -> Result<(), tokio_postgres::Error> {
     // New ledger rows, in creation order.
@@ -1073,12 +1138,17 @@ async fn write(
     }
 
     // State changes of rows that existed before the batch.
-    let (state_ids, state_values): (Vec<i64>, Vec<&str>) = world
-        .txs
-        .values()
-        .filter(|t| t.state_changed)
-        .filter_map(|t| Some((t.id, t.state?.as_str())))
-        .unzip();
+    let mut state_ids = Vec::new();
+    let mut state_times = Vec::new();
+    let mut state_values = Vec::new();
+    for t in world.txs.values().filter(|t| t.state_changed) {
+        // Every changed row has its time (checked before the writes).
+        if let (Some(state), Some(at)) = (t.state, row_times.get(&t.id)) {
+            state_ids.push(t.id);
+            state_times.push(*at);
+            state_values.push(state.as_str());
+        }
+    }
 
     // New rounds, and stored ones this batch closed (the only change a stored round sees).
     let mut r_provider = Vec::new();
@@ -1125,7 +1195,7 @@ async fn write(
         &fingerprints,
     ];
     let wallet_rows: Params = vec![&w_player, &w_currency, &w_balance, &w_bonus, &w_flag];
-    let state_rows: Params = vec![&state_ids, &state_values];
+    let state_rows: Params = vec![&state_ids, &state_times, &state_values];
     let new_rounds: Params = vec![&r_provider, &r_player, &r_round, &r_game, &r_closed];
     let closed_rounds: Params = vec![&c_provider, &c_player, &c_round];
     // One pipeline, sent in this order (`biased`); statements with no rows are not sent.

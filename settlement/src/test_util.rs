@@ -108,6 +108,10 @@ pub async fn fresh_database() -> TestDb {
             schema::migrate(&mut client)
                 .await
                 .expect("migrate template");
+            // Partitions for today and the days after, as a gateway creates them at start.
+            crate::partitions::create_ahead(&mut client, 3)
+                .await
+                .expect("create partitions");
         })
         .await;
     create_database(admin_config, "t", TEMPLATE).await

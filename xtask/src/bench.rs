@@ -976,9 +976,11 @@ fn metric(metrics: &str, line_prefix: &str) -> u64 {
 const PGBENCH_WRITES: &str = r"\set base random(1, 99000)
 BEGIN;
 SELECT player_id, balance FROM wallets WHERE player_id BETWEEN :base AND :base + 63 ORDER BY player_id, currency FOR UPDATE;
+WITH rows AS (SELECT nextval('transactions_id_seq') AS id, p FROM generate_series(:base, :base + 63) AS p),
+  keys AS (INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at) SELECT 1, 'pgb-' || id, id, now() FROM rows)
 INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state, player_id, currency, round_id, game_id, amount, real_delta, bonus_delta, balance_before, balance_after, bonus_before, bonus_after, fingerprint)
-  SELECT nextval('transactions_id_seq'), 1, 'pgb-' || :client_id || '-' || currval('transactions_id_seq'), 'bet', 'OK', 'open', p, 'EUR', 'pgb-' || p || '-' || currval('transactions_id_seq'), 'slot-1', 1, -1, 0, 1000, 999, 0, 0, '\x00'::bytea
-  FROM generate_series(:base, :base + 63) AS p;
+  SELECT id, 1, 'pgb-' || id, 'bet', 'OK', 'open', p, 'EUR', 'pgb-' || p || '-' || id, 'slot-1', 1, -1, 0, 1000, 999, 0, 0, '\x00'::bytea
+  FROM rows;
 UPDATE wallets SET balance = balance - 1 WHERE player_id BETWEEN :base AND :base + 63 AND currency = 'EUR';
 INSERT INTO rounds (provider_id, player_id, round_id, game_id)
   SELECT 1, p, 'pgb-' || p || '-' || nextval('transactions_id_seq'), 'slot-1' FROM generate_series(:base, :base + 63) AS p;
@@ -993,10 +995,11 @@ BEGIN;
 SELECT coalesce(array_agg(nextval('transactions_id_seq')), '{}') AS ids FROM generate_series(1, 64) \gset
 SELECT id, status <> 'active' OR coalesce(self_excluded_until > now(), false) FROM players WHERE id = ANY(ARRAY(SELECT generate_series(:base, :base + 63)::bigint));
 SELECT player_id, currency, balance, bonus, needs_reconciliation FROM wallets WHERE player_id = ANY(ARRAY(SELECT generate_series(:base, :base + 63)::bigint)) ORDER BY player_id, currency FOR UPDATE;
-SELECT t.* FROM unnest(:ids::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT * FROM transactions t WHERE t.provider_id = 1 AND t.provider_tx_id = 'pgb-' || k.id OFFSET 0) t;
-SELECT DISTINCT t.provider_id, t.reference_tx_id FROM unnest(:ids::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT * FROM transactions t WHERE t.provider_id = 1 AND t.reference_tx_id = 'pgb-' || k.id AND t.kind = 'rollback' OFFSET 0) t;
+SELECT t.* FROM unnest(:ids::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT t.* FROM transaction_keys tk JOIN transactions t ON t.id = tk.id AND t.created_at = tk.created_at WHERE tk.provider_id = 1 AND tk.provider_tx_id = 'pgb-' || k.id OFFSET 0) t;
+SELECT DISTINCT t.provider_id, t.reference_tx_id FROM unnest(:ids::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT * FROM transaction_keys t WHERE t.provider_id = 1 AND t.reference_tx_id = 'pgb-' || k.id OFFSET 0) t;
 SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id FROM unnest(:ids::bigint[]) WITH ORDINALITY AS k(id, i) CROSS JOIN LATERAL (SELECT * FROM rounds r WHERE r.provider_id = 1 AND r.player_id = :base + k.i - 1 AND r.round_id = 'pgb-' || k.id OFFSET 0) r;
 SELECT l.player_id, l.currency, l.kind, l.amount FROM (SELECT player_id, currency, kind, CASE WHEN next_from <= now() THEN next_amount ELSE amount END AS amount FROM rg_limits WHERE player_id = ANY(ARRAY(SELECT generate_series(:base, :base + 63)::bigint))) l WHERE l.amount IS NOT NULL;
+WITH keys AS (INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at) SELECT 1, 'pgb-' || k.id, k.id, now() FROM unnest(:ids::bigint[]) AS k(id))
 INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state, player_id, currency, round_id, game_id, amount, real_delta, bonus_delta, balance_before, balance_after, bonus_before, bonus_after, reference_tx_id, fingerprint)
   SELECT k.id, 1, 'pgb-' || k.id, 'bet', 'OK', 'open', :base + k.i - 1, 'EUR', 'pgb-' || k.id, 'slot-1', 1, -1, 0, 1000, 999, 0, 0, NULL, decode(repeat('ab', 32), 'hex')
   FROM unnest(:ids::bigint[]) WITH ORDINALITY AS k(id, i);
