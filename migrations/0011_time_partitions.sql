@@ -3,8 +3,9 @@
 -- Forward-only.
 --
 -- Daily partitions are created ahead by the gateway (settlement::partitions, at start and every
--- hour); the existing rows become one partition, `*_initial`, covering everything before
--- tomorrow (UTC), pruned whole once all of it is older than the retention.
+-- hour); existing rows become one partition, `*_initial`, covering everything before tomorrow
+-- (UTC), pruned whole once all of it is older than the retention (an empty table is dropped
+-- instead, so a new database has daily partitions only).
 
 -- 1. The idempotency judge leaves the ledger. A partitioned table's unique keys must hold the
 -- partition key, so UNIQUE (provider_id, provider_tx_id) on the ledger could only say "unique
@@ -54,8 +55,16 @@ CREATE INDEX transactions_round ON transactions (provider_id, player_id, round_i
     WHERE round_id IS NOT NULL;
 CREATE INDEX transactions_reference ON transactions (provider_id, reference_tx_id)
     WHERE reference_tx_id IS NOT NULL;
-ALTER TABLE transactions ATTACH PARTITION transactions_initial
-    FOR VALUES FROM (MINVALUE) TO (date_trunc('day', now(), 'UTC') + interval '1 day');
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM transactions_initial) THEN
+        EXECUTE format('ALTER TABLE transactions ATTACH PARTITION transactions_initial
+                        FOR VALUES FROM (MINVALUE) TO (%L)',
+                       date_trunc('day', now(), 'UTC') + interval '1 day');
+    ELSE
+        DROP TABLE transactions_initial;
+    END IF;
+END $$;
 
 -- 3. What pruning took out of the ledger, per wallet: a wallet's balance equals these totals
 -- plus the sum of its remaining ledger rows (reconciliation adds them).
@@ -94,5 +103,13 @@ ALTER TABLE callback_segments ADD PRIMARY KEY (id, first_at);
 CREATE INDEX callback_segments_tx ON callback_segments USING gin (tx_keys)
     WITH (fastupdate = off);
 CREATE INDEX callback_segments_first_at ON callback_segments USING brin (first_at);
-ALTER TABLE callback_segments ATTACH PARTITION callback_segments_initial
-    FOR VALUES FROM (MINVALUE) TO (date_trunc('day', now(), 'UTC') + interval '1 day');
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM callback_segments_initial) THEN
+        EXECUTE format('ALTER TABLE callback_segments ATTACH PARTITION callback_segments_initial
+                        FOR VALUES FROM (MINVALUE) TO (%L)',
+                       date_trunc('day', now(), 'UTC') + interval '1 day');
+    ELSE
+        DROP TABLE callback_segments_initial;
+    END IF;
+END $$;

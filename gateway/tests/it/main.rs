@@ -18,4 +18,5 @@ mod rest_payments;
 mod rest_player;
 mod rest_providers;
 mod rest_trace;
+mod retention;
 mod softswiss;
