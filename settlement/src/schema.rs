@@ -56,6 +56,15 @@ const MIGRATION_LOCK_KEY: i64 = 0x7761_6c6c_6574; // "wallet"
 
 /// Applies the migrations not yet recorded; returns the names it applied.
 pub async fn migrate(client: &mut Client) -> Result<Vec<&'static str>, tokio_postgres::Error> {
+    migrate_through(client, MIGRATIONS.len()).await
+}
+
+/// Applies the first `count` migrations not yet recorded (upgrade tests stop before a
+/// migration, write data in the old shape, then migrate the rest).
+pub async fn migrate_through(
+    client: &mut Client,
+    count: usize,
+) -> Result<Vec<&'static str>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
@@ -73,7 +82,7 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<&'static str>, tokio_pos
         .map(|row| row.get(0))
         .collect();
     let mut newly = Vec::new();
-    for (name, sql) in MIGRATIONS {
+    for (name, sql) in &MIGRATIONS[..count.min(MIGRATIONS.len())] {
         if applied.iter().any(|a| a == name) {
             continue;
         }

@@ -299,3 +299,119 @@ async fn a_retention_shorter_than_a_week_refuses_to_start() {
     let problems = format!("{:?}", config.expect_err("refused"));
     assert!(problems.contains("retention.days"), "{problems}");
 }
+
+/// The fingerprint the gateway computes for the demo bet `bet(player, tx, amount, round)`.
+fn bet_fingerprint(player: &str, tx: &str, amount_minor: i64, round: &str) -> String {
+    use settlement::command::{
+        Action, Command, GameId, Money, PlayerRef, ProviderId, ProviderTxId, RoundId,
+    };
+    let command = Command {
+        provider: ProviderId(0),
+        policy: settlement::Policy::default(),
+        player: PlayerRef::new(player.to_string()).unwrap(),
+        action: Action::Bet {
+            money: Money {
+                tx: ProviderTxId::new(tx).unwrap(),
+                currency: settlement::money::Currency::from_code("EUR").unwrap(),
+                amount_minor,
+                round: RoundId::new(round).unwrap(),
+                game: GameId::new("slot-1").unwrap(),
+                round_closed: false,
+            },
+            session: None,
+        },
+    };
+    command
+        .fingerprint()
+        .0
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_ledger_written_before_partitioning_keeps_judging_after_the_upgrade() {
+    let db = settlement::test_util::empty_database().await;
+    let mut client = db.connect().await;
+    let before = settlement::schema::MIGRATIONS
+        .iter()
+        .position(|(name, _)| *name == "0011_time_partitions")
+        .unwrap();
+    settlement::schema::migrate_through(&mut client, before)
+        .await
+        .unwrap();
+    // The old shape: player-1 with a deposit, an open bet in a round, and a rollback of a
+    // transaction that never came (a tombstone); the balance equals the ledger.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO providers (code, dialect) VALUES ('demo', 'native');
+             INSERT INTO players (external_id) VALUES ('player-1');
+             INSERT INTO wallets (player_id, currency, balance)
+                 SELECT id, 'EUR', 99000 FROM players;
+             INSERT INTO transactions (kind, outcome, player_id, currency, amount, real_delta,
+                                       balance_before, balance_after, bonus_before, bonus_after,
+                                       created_at)
+                 SELECT 'deposit', 'OK', id, 'EUR', 100000, 100000, 0, 100000, 0, 0,
+                        now() - interval '3 days' FROM players;
+             INSERT INTO transactions (provider_id, provider_tx_id, kind, outcome, state,
+                                       player_id, currency, round_id, game_id, amount,
+                                       real_delta, balance_before, balance_after, bonus_before,
+                                       bonus_after, fingerprint, created_at)
+                 SELECT pr.id, 'old-bet', 'bet', 'OK', 'open', pl.id, 'EUR', 'r-old', 'slot-1',
+                        1000, -1000, 100000, 99000, 0, 0, '\\x{fp}', now() - interval '2 days'
+                 FROM providers pr, players pl;
+             INSERT INTO rounds (provider_id, player_id, round_id, game_id, created_at)
+                 SELECT pr.id, pl.id, 'r-old', 'slot-1', now() - interval '2 days'
+                 FROM providers pr, players pl;
+             INSERT INTO transactions (provider_id, provider_tx_id, kind, outcome, player_id,
+                                       currency, amount, balance_before, balance_after,
+                                       bonus_before, bonus_after, reference_tx_id, created_at)
+                 SELECT pr.id, 'old-undo', 'rollback', 'OK', pl.id, 'EUR', 0, 99000, 99000,
+                        0, 0, 'never-came', now() - interval '1 day'
+                 FROM providers pr, players pl;",
+            fp = bet_fingerprint("player-1", "old-bet", 1000, "r-old")
+        ))
+        .await
+        .unwrap();
+    // The new gateway migrates: the old rows become one partition, their keys are copied.
+    let gw = start_gateway_on(db.clone(), DEMO).await;
+    assert_eq!(
+        scalar(
+            &gw,
+            "SELECT count(*) FROM transactions t JOIN pg_class c ON c.oid = t.tableoid
+             WHERE c.relname = 'transactions_initial' AND t.created_at < now() - interval '12 hours'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        scalar(&gw, "SELECT count(*) FROM transaction_keys").await,
+        2
+    );
+    let retry = ok(&gw
+        .demo("bet", bet("player-1", "old-bet", "10.00", "r-old"))
+        .await);
+    assert_eq!(
+        (&retry["status"], &retry["balance"], &retry["duplicate"]),
+        (&json!("OK"), &json!("990.00"), &json!(true))
+    );
+    let late = ok(&gw
+        .demo("bet", bet("player-1", "never-came", "5.00", "r-2"))
+        .await);
+    assert_eq!(late["status"], "TRANSACTION_ROLLED_BACK");
+    let won = ok(&gw
+        .demo("win", win("player-1", "new-win", "4.00", "r-old"))
+        .await);
+    assert_eq!(won["balance"], "994.00");
+    assert_eq!(
+        scalar(
+            &gw,
+            "SELECT count(*) FROM transactions_initial
+             WHERE provider_tx_id = 'old-bet' AND state = 'settled'"
+        )
+        .await,
+        1,
+        "the old partition's bet is settled in place"
+    );
+    gw.finish().await;
+}
