@@ -78,6 +78,9 @@ pub struct Options {
     /// Run only the reports section (10,000,000 ledger rows) and write
     /// `docs/performance-reports.md`.
     pub only_reports: bool,
+    /// Run only the partitions section (one partition of history against 30 daily ones) and
+    /// write `docs/performance-partitions.md`.
+    pub only_partitions: bool,
 }
 
 impl Options {
@@ -91,6 +94,7 @@ impl Options {
             only_trace: false,
             only_instances: false,
             only_reports: false,
+            only_partitions: false,
         };
         let mut compare_config = PathBuf::from("config/demo.toml");
         let mut it = args.iter();
@@ -110,8 +114,10 @@ impl Options {
                     Some("trace") => options.only_trace = true,
                     Some("instances") => options.only_instances = true,
                     Some("reports") => options.only_reports = true,
+                    Some("partitions") => options.only_partitions = true,
                     other => bail!(
-                        "--only takes `logins`, `trace`, `instances` or `reports`, not {other:?}"
+                        "--only takes `logins`, `trace`, `instances`, `reports` or \
+                         `partitions`, not {other:?}"
                     ),
                 },
                 "--compare" => {
@@ -124,7 +130,7 @@ impl Options {
                 }
                 other => bail!(
                     "unknown bench option {other} (--step S, --sustained S, --soak S, \
-                     --compare GATEWAY_BIN, --compare-config PATH, --only logins|trace|instances|reports)"
+                     --compare GATEWAY_BIN, --compare-config PATH, --only logins|trace|instances|reports|partitions)"
                 ),
             }
         }
@@ -817,6 +823,7 @@ fn reports_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         &root.join("reports"),
         &[("GATEWAY__REST__REPORT_FOLD_INTERVAL_S", "1")],
     )?;
+    psql(&gw, &history_partitions_sql(30, true))?;
     // Seeded in slices of a tenth, oldest first, each folded before the next is written: the
     // job then folds rows still in memory, as it does in service (every 30 s), rather than a
     // cold backlog of the whole table.
@@ -827,24 +834,7 @@ fn reports_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         let seeding = Instant::now();
         psql(
             &gw,
-            &format!(
-                "INSERT INTO transactions (provider_id, provider_tx_id, kind, outcome, state,
-                     player_id, currency, round_id, game_id, amount, real_delta, bonus_delta,
-                     balance_before, balance_after, bonus_before, bonus_after, created_at)
-                 SELECT pr.id, 'seed-' || g, CASE WHEN g % 2 = 0 THEN 'bet' ELSE 'win' END,
-                        'OK', CASE WHEN g % 2 = 0 THEN 'settled' END,
-                        pl.first + (g / 2) % {PLAYERS}, 'EUR', 'seed-r-' || (g / 2),
-                        'game-' || (g / 2) % 50, 100 + g % 1000,
-                        CASE WHEN g % 2 = 0 THEN -(100 + g % 1000) ELSE 100 + g % 1000 END, 0,
-                        0, CASE WHEN g % 2 = 0 THEN -(100 + g % 1000) ELSE 100 + g % 1000 END,
-                        0, 0,
-                        now() - interval '30 days' + interval '30 days' * g / {REPORT_ROWS}
-                 FROM generate_series({} + 1, {}) AS g,
-                      (SELECT id FROM providers WHERE code = 'demo') AS pr,
-                      (SELECT min(id) AS first FROM players) AS pl",
-                slice * per_slice,
-                (slice + 1) * per_slice,
-            ),
+            &seed_ledger_sql(slice * per_slice, (slice + 1) * per_slice, REPORT_ROWS, 30),
         )?;
         // As after any bulk load: statistics first, so the fold's plan knows the table's size.
         psql(&gw, "ANALYZE transactions")?;
@@ -910,6 +900,133 @@ fn reports_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
             run.report["statuses"]
         )?;
     }
+    Ok(w)
+}
+
+/// Creates the ledger's partitions for the `days` days before today (UTC): one a day, or one
+/// for them all. SQL for `psql`.
+fn history_partitions_sql(days: u32, daily: bool) -> String {
+    let (step, name) = match daily {
+        true => (1, "'transactions_p' || to_char(d, 'YYYYMMDD')"),
+        false => (days, "'transactions_history'"),
+    };
+    format!(
+        "DO $$
+         DECLARE d date;
+         BEGIN
+             FOR i IN 0..{last} BY {step} LOOP
+                 d := (now() AT TIME ZONE 'UTC')::date - {days} + i;
+                 EXECUTE format('CREATE TABLE %I PARTITION OF transactions
+                                 FOR VALUES FROM (%L) TO (%L) WITH (fillfactor = 90)',
+                                {name}, d::text || ' 00:00+00',
+                                (d + {step})::text || ' 00:00+00');
+             END LOOP;
+         END $$",
+        last = days - 1
+    )
+}
+
+/// Rows `(first, last]` of a history of `total` ledger rows spread evenly over the `days` days
+/// before today: bets and wins of the demo provider by every demo player in turn, 50 games,
+/// each pair one round with its key rows and its closed `rounds` row, as the lanes write them.
+/// A round's win pays its bet back, so every wallet still equals its ledger. SQL for `psql`.
+fn seed_ledger_sql(first: u64, last: u64, total: u64, days: u32) -> String {
+    format!(
+        "WITH rows AS (
+             INSERT INTO transactions (provider_id, provider_tx_id, kind, outcome, state,
+                 player_id, currency, round_id, game_id, amount, real_delta, bonus_delta,
+                 balance_before, balance_after, bonus_before, bonus_after, created_at)
+             SELECT pr.id, 'seed-' || g, CASE WHEN g % 2 = 0 THEN 'bet' ELSE 'win' END,
+                    'OK', CASE WHEN g % 2 = 0 THEN 'settled' END,
+                    pl.first + (g / 2) % {PLAYERS}, 'EUR', 'seed-r-' || (g / 2),
+                    'game-' || (g / 2) % 50, 100 + (g / 2) % 1000,
+                    CASE WHEN g % 2 = 0 THEN -1 ELSE 1 END * (100 + (g / 2) % 1000), 0,
+                    0, CASE WHEN g % 2 = 0 THEN -1 ELSE 1 END * (100 + (g / 2) % 1000), 0, 0,
+                    date_trunc('day', now(), 'UTC') - interval '{days} days'
+                        + interval '{days} days' * (g / 2 * 2) / {total}
+             FROM generate_series({first} + 1, {last}) AS g,
+                  (SELECT id FROM providers WHERE code = 'demo') AS pr,
+                  (SELECT min(id) AS first FROM players) AS pl
+             RETURNING provider_id, provider_tx_id, id, created_at, kind, player_id, round_id,
+                       game_id
+         ), keys AS (
+             INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at)
+             SELECT provider_id, provider_tx_id, id, created_at FROM rows
+         )
+         INSERT INTO rounds (provider_id, player_id, round_id, game_id, closed, created_at,
+                             closed_at)
+         SELECT provider_id, player_id, round_id, game_id, true, created_at, created_at
+         FROM rows WHERE kind = 'bet'"
+    )
+}
+
+/// Ledger rows of history for the partitions section.
+const HISTORY_ROWS: u64 = 3_000_000;
+
+/// Retention's partitions on the hot path: the same 30 days of history ({HISTORY_ROWS} ledger
+/// rows, their keys and rounds) in one partition or in 30 daily ones, fresh clusters in turn,
+/// twice each way; each warmed up, run at 10,000/s (CPU per callback) and saturated. Markdown.
+fn partitions_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
+    let mut turns = Vec::new();
+    for (turn, daily) in [false, true, false, true].into_iter().enumerate() {
+        let gw = Gateway::start(&root.join(format!("partitions-{turn}")), &[])?;
+        let seeding = Instant::now();
+        psql(&gw, &history_partitions_sql(30, daily))?;
+        psql(&gw, &seed_ledger_sql(0, HISTORY_ROWS, HISTORY_ROWS, 30))?;
+        psql(&gw, "ANALYZE")?;
+        let seeded_s = seeding.elapsed().as_secs_f64();
+        let partitions: u64 = psql(
+            &gw,
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'transactions'::regclass",
+        )?
+        .parse()?;
+        settle_down();
+        loadtest_many(&[&gw], PLAYERS, 5_000, 10, &[])?;
+        let at_10k = loadtest_many(&[&gw], PLAYERS, 10_000, step_s, &[])?;
+        let callbacks = (at_10k.achieved() * at_10k.wall_s).max(1.0);
+        let per = |party: &str| at_10k.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
+        let cpu = (per("gateway"), per("postgres"));
+        settle_down();
+        let saturated = loadtest_many(&[&gw], PLAYERS, SATURATING_RATE, step_s, &[])?;
+        gw.stop()?;
+        turns.push((daily, partitions, seeded_s, cpu, at_10k, saturated));
+    }
+    let mut w = String::new();
+    writeln!(w, "
+## Daily partitions on the hot path
+")?;
+    writeln!(w, "The ledger holds 30 days of history before today's traffic: {HISTORY_ROWS} rows (bets and wins of {PLAYERS} players, with their keys and closed rounds) in **one** partition for the 30 days, or in **30 daily** partitions; today's partition and {} days ahead are the gateway's own in both. Fresh clusters in turn, twice each way; each warmed up (5,000/s for 10 s), then 10,000/s for {step_s} s (CPU of gateway + every PostgreSQL process per callback), then {SATURATING_RATE}/s offered for {step_s} s (what is answered is the throughput). Target: 30 daily partitions not slower than one.
+", 3)?;
+    writeln!(w, "| turn | history in | ledger partitions | seeding s | gateway µs/callback | PostgreSQL µs/callback | p99 ms at 10,000/s | saturated: answered/s | its p99 ms |
+|---|---|---|---|---|---|---|---|---|")?;
+    for (turn, (daily, partitions, seeded_s, (gw_us, pg_us), at_10k, saturated)) in
+        turns.iter().enumerate()
+    {
+        let layout = if *daily { "30 daily partitions" } else { "one partition" };
+        writeln!(
+            w,
+            "| {} | {layout} | {partitions} | {seeded_s:.0} | {gw_us:.1} | {pg_us:.1} | {:.1} | {:.0} | {:.0} |",
+            turn + 1,
+            at_10k.p("p99"),
+            saturated.answered_rate(),
+            saturated.p("p99"),
+        )?;
+    }
+    let mean = |daily: bool| {
+        let rates: Vec<f64> = turns
+            .iter()
+            .filter(|t| t.0 == daily)
+            .map(|t| t.5.answered_rate())
+            .collect();
+        rates.iter().sum::<f64>() / rates.len().max(1) as f64
+    };
+    let (one, thirty) = (mean(false), mean(true));
+    writeln!(
+        w,
+        "
+Saturated throughput, mean of two: one partition {one:.0}/s, 30 daily partitions {thirty:.0}/s ({:+.1} %).",
+        (thirty / one - 1.0) * 100.0
+    )?;
     Ok(w)
 }
 
@@ -1126,7 +1243,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let started = Instant::now();
     // One section alone: (its name after `--only`, its title, whether the full run has it).
     type Section = fn(&Path, u64) -> anyhow::Result<String>;
-    let alone: [(bool, &str, &str, bool, Section); 4] = [
+    let alone: [(bool, &str, &str, bool, Section); 5] = [
         (
             options.only_logins,
             "logins",
@@ -1140,6 +1257,13 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             "Back-office reports on a large ledger",
             false,
             reports_section,
+        ),
+        (
+            options.only_partitions,
+            "partitions",
+            "Retention's daily partitions on the hot path",
+            false,
+            partitions_section,
         ),
         (
             options.only_instances,
