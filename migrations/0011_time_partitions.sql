@@ -19,12 +19,15 @@ CREATE TABLE transaction_keys (
     provider_tx_id   text NOT NULL,
     id               bigint NOT NULL,
     created_at       timestamptz NOT NULL,
+    -- The distribution column on Citus (docs/scale-out.md), like every money table's.
+    player_id        bigint NOT NULL,
     -- Rollbacks only: the provider transaction id they reverse.
     reference_tx_id  text,
     PRIMARY KEY (provider_id, provider_tx_id)
 );
-INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at, reference_tx_id)
-SELECT provider_id, provider_tx_id, id, created_at,
+INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at, player_id,
+                              reference_tx_id)
+SELECT provider_id, provider_tx_id, id, created_at, player_id,
        CASE WHEN kind = 'rollback' THEN reference_tx_id END
 FROM transactions WHERE provider_id IS NOT NULL;
 CREATE INDEX transaction_keys_reference ON transaction_keys (provider_id, reference_tx_id)

@@ -341,8 +341,8 @@ impl Statements {
                               reference_tx_id, fingerprint)
                  ), keys AS (
                      INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at,
-                                                   reference_tx_id)
-                     SELECT provider_id, provider_tx_id, id, now(),
+                                                   player_id, reference_tx_id)
+                     SELECT provider_id, provider_tx_id, id, now(), player_id,
                             CASE WHEN kind = 'rollback' THEN reference_tx_id END
                      FROM rows WHERE provider_id IS NOT NULL
                  )

@@ -950,8 +950,8 @@ fn seed_ledger_sql(first: u64, last: u64, total: u64, days: u32) -> String {
              RETURNING provider_id, provider_tx_id, id, created_at, kind, player_id, round_id,
                        game_id
          ), keys AS (
-             INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at)
-             SELECT provider_id, provider_tx_id, id, created_at FROM rows
+             INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at, player_id)
+             SELECT provider_id, provider_tx_id, id, created_at, player_id FROM rows
          )
          INSERT INTO rounds (provider_id, player_id, round_id, game_id, closed, created_at,
                              closed_at)
@@ -992,9 +992,12 @@ fn partitions_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         turns.push((daily, partitions, seeded_s, cpu, at_10k, saturated));
     }
     let mut w = String::new();
-    writeln!(w, "
+    writeln!(
+        w,
+        "
 ## Daily partitions on the hot path
-")?;
+"
+    )?;
     writeln!(w, "The ledger holds 30 days of history before today's traffic: {HISTORY_ROWS} rows (bets and wins of {PLAYERS} players, with their keys and closed rounds) in **one** partition for the 30 days, or in **30 daily** partitions; today's partition and {} days ahead are the gateway's own in both. Fresh clusters in turn, twice each way; each warmed up (5,000/s for 10 s), then 10,000/s for {step_s} s (CPU of gateway + every PostgreSQL process per callback), then {SATURATING_RATE}/s offered for {step_s} s (what is answered is the throughput). Target: 30 daily partitions not slower than one.
 ", 3)?;
     writeln!(w, "| turn | history in | ledger partitions | seeding s | gateway µs/callback | PostgreSQL µs/callback | p99 ms at 10,000/s | saturated: answered/s | its p99 ms |
@@ -1002,7 +1005,11 @@ fn partitions_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     for (turn, (daily, partitions, seeded_s, (gw_us, pg_us), at_10k, saturated)) in
         turns.iter().enumerate()
     {
-        let layout = if *daily { "30 daily partitions" } else { "one partition" };
+        let layout = if *daily {
+            "30 daily partitions"
+        } else {
+            "one partition"
+        };
         writeln!(
             w,
             "| {} | {layout} | {partitions} | {seeded_s:.0} | {gw_us:.1} | {pg_us:.1} | {:.1} | {:.0} | {:.0} |",
@@ -1094,7 +1101,7 @@ const PGBENCH_WRITES: &str = r"\set base random(1, 99000)
 BEGIN;
 SELECT player_id, balance FROM wallets WHERE player_id BETWEEN :base AND :base + 63 ORDER BY player_id, currency FOR UPDATE;
 WITH rows AS (SELECT nextval('transactions_id_seq') AS id, p FROM generate_series(:base, :base + 63) AS p),
-  keys AS (INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at) SELECT 1, 'pgb-' || id, id, now() FROM rows)
+  keys AS (INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at, player_id) SELECT 1, 'pgb-' || id, id, now(), p FROM rows)
 INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state, player_id, currency, round_id, game_id, amount, real_delta, bonus_delta, balance_before, balance_after, bonus_before, bonus_after, fingerprint)
   SELECT id, 1, 'pgb-' || id, 'bet', 'OK', 'open', p, 'EUR', 'pgb-' || p || '-' || id, 'slot-1', 1, -1, 0, 1000, 999, 0, 0, '\x00'::bytea
   FROM rows;
@@ -1116,7 +1123,7 @@ SELECT t.* FROM unnest(:ids::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT t.* F
 SELECT DISTINCT t.provider_id, t.reference_tx_id FROM unnest(:ids::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT * FROM transaction_keys t WHERE t.provider_id = 1 AND t.reference_tx_id = 'pgb-' || k.id OFFSET 0) t;
 SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id FROM unnest(:ids::bigint[]) WITH ORDINALITY AS k(id, i) CROSS JOIN LATERAL (SELECT * FROM rounds r WHERE r.provider_id = 1 AND r.player_id = :base + k.i - 1 AND r.round_id = 'pgb-' || k.id OFFSET 0) r;
 SELECT l.player_id, l.currency, l.kind, l.amount FROM (SELECT player_id, currency, kind, CASE WHEN next_from <= now() THEN next_amount ELSE amount END AS amount FROM rg_limits WHERE player_id = ANY(ARRAY(SELECT generate_series(:base, :base + 63)::bigint))) l WHERE l.amount IS NOT NULL;
-WITH keys AS (INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at) SELECT 1, 'pgb-' || k.id, k.id, now() FROM unnest(:ids::bigint[]) AS k(id))
+WITH keys AS (INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at, player_id) SELECT 1, 'pgb-' || k.id, k.id, now(), :base + k.i - 1 FROM unnest(:ids::bigint[]) WITH ORDINALITY AS k(id, i))
 INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state, player_id, currency, round_id, game_id, amount, real_delta, bonus_delta, balance_before, balance_after, bonus_before, bonus_after, reference_tx_id, fingerprint)
   SELECT k.id, 1, 'pgb-' || k.id, 'bet', 'OK', 'open', :base + k.i - 1, 'EUR', 'pgb-' || k.id, 'slot-1', 1, -1, 0, 1000, 999, 0, 0, NULL, decode(repeat('ab', 32), 'hex')
   FROM unnest(:ids::bigint[]) WITH ORDINALITY AS k(id, i);
