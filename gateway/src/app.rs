@@ -319,6 +319,9 @@ async fn keep_providers_current(state: std::sync::Weak<State>, base: Arc<Registr
         let Some(state) = state.upgrade() else {
             return;
         };
+        if state.pool.is_closed() {
+            return; // stopping
+        }
         if let Err(e) = reload_providers(&state, &base).await {
             tracing::warn!(error = %e, "managed providers not reloaded; keeping the current ones");
         }
