@@ -1,0 +1,224 @@
+//! The world a batch's state machine works on: what the prefetch read (players with their
+//! wallets and limits, stored transactions, tombstones, rounds, sessions) and what `apply`
+//! changed in it for the store to write. Types only, with the small rules that belong to them.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::command::{
+    Answer, Code, Fingerprint, GameId, PlayerRef, ProviderId, ProviderTxId, RoundId, SessionToken,
+};
+use crate::money::Currency;
+
+pub type TxKey = (ProviderId, ProviderTxId);
+pub type RoundKey = (ProviderId, i64, RoundId);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxKind {
+    Bet,
+    Win,
+    Rollback,
+    /// Non-provider movements (seed deposits, adjustments) never enter a batch's world.
+    Other,
+}
+
+impl TxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxKind::Bet => "bet",
+            TxKind::Win => "win",
+            TxKind::Rollback => "rollback",
+            TxKind::Other => "other",
+        }
+    }
+
+    pub fn parse(text: &str) -> TxKind {
+        match text {
+            "bet" => TxKind::Bet,
+            "win" => TxKind::Win,
+            "rollback" => TxKind::Rollback,
+            _ => TxKind::Other,
+        }
+    }
+}
+
+/// Life of a bet (`Open` -> `Settled` | `RolledBack`) or of a win (`None` -> `RolledBack`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxState {
+    Open,
+    Settled,
+    RolledBack,
+}
+
+impl TxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxState::Open => "open",
+            TxState::Settled => "settled",
+            TxState::RolledBack => "rolled_back",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TxState> {
+        match text {
+            "open" => Some(TxState::Open),
+            "settled" => Some(TxState::Settled),
+            "rolled_back" => Some(TxState::RolledBack),
+            _ => None,
+        }
+    }
+}
+
+/// A ledger row with a provider transaction id: loaded by the prefetch or created by `apply`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tx {
+    pub id: i64,
+    pub kind: TxKind,
+    pub outcome: Code,
+    pub state: Option<TxState>,
+    pub player_id: i64,
+    pub currency: Currency,
+    pub round: Option<RoundId>,
+    pub game: Option<GameId>,
+    pub amount_minor: i64,
+    pub real_delta: i64,
+    pub bonus_delta: i64,
+    pub balance_after: i64,
+    pub bonus_after: i64,
+    pub reference: Option<ProviderTxId>,
+    pub fingerprint: Option<Fingerprint>,
+    /// Created by this batch: to insert.
+    pub is_new: bool,
+    /// An existing row whose `state` this batch changed: to update.
+    pub state_changed: bool,
+}
+
+impl Tx {
+    /// The answer originally given for this transaction id, replayed for a retry.
+    pub(super) fn stored_answer(&self) -> Answer {
+        Answer {
+            code: self.outcome,
+            currency: Some(self.currency),
+            balance_minor: self.balance_after,
+            bonus_minor: self.bonus_after,
+            operator_tx_id: Some(self.id),
+            duplicate: true,
+            money_moved: self.real_delta != 0 || self.bonus_delta != 0,
+        }
+    }
+
+    pub(super) fn set_state(&mut self, state: TxState) {
+        if self.state != Some(state) {
+            self.state = Some(state);
+            self.state_changed |= !self.is_new;
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wallet {
+    pub currency: Currency,
+    pub balance_minor: i64,
+    pub bonus_minor: i64,
+    pub needs_reconciliation: bool,
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    MaxBet,
+    Wager,
+    Loss,
+}
+
+/// A responsible-gaming limit with its use in the current period (from the prefetch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub currency: Currency,
+    pub kind: LimitKind,
+    pub amount_minor: i64,
+    pub used_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Player {
+    pub id: i64,
+    /// Suspended, banned or self-excluded at the batch's time.
+    pub blocked: bool,
+    /// In creation order: the first is the default for calls that name no currency.
+    pub wallets: Vec<Wallet>,
+    pub limits: Vec<Limit>,
+}
+
+impl Player {
+    pub(super) fn wallet(&self, currency: Currency) -> Option<&Wallet> {
+        self.wallets.iter().find(|w| w.currency == currency)
+    }
+
+    pub(super) fn wallet_mut(&mut self, currency: Currency) -> Option<&mut Wallet> {
+        self.wallets.iter_mut().find(|w| w.currency == currency)
+    }
+
+    pub(super) fn limit_refuses(&self, currency: Currency, amount: i64) -> bool {
+        self.limits
+            .iter()
+            .filter(|l| l.currency == currency)
+            .any(|l| match l.kind {
+                LimitKind::MaxBet => amount > l.amount_minor,
+                LimitKind::Wager | LimitKind::Loss => {
+                    l.used_minor.saturating_add(amount) > l.amount_minor
+                }
+            })
+    }
+
+    /// Counts money staked (`wagered`) and lost (`lost`, negative for money won back).
+    pub(super) fn use_limits(&mut self, currency: Currency, wagered: i64, lost: i64) {
+        for limit in self.limits.iter_mut().filter(|l| l.currency == currency) {
+            match limit.kind {
+                LimitKind::MaxBet => {}
+                LimitKind::Wager => limit.used_minor = limit.used_minor.saturating_add(wagered),
+                LimitKind::Loss => limit.used_minor = limit.used_minor.saturating_add(lost),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Round {
+    pub closed: bool,
+    pub game: Option<GameId>,
+    /// Bets of this round not yet settled or rolled back, in arrival order.
+    pub open_bets: Vec<ProviderTxId>,
+    /// Some bet of this round was rolled back, and some was settled by a win. Known for the
+    /// rounds of wins that name no bet (the prefetch reads their bets), and kept by `apply`.
+    pub bets_rolled_back: bool,
+    pub bets_settled: bool,
+    /// New, or closed by this batch: to write.
+    pub changed: bool,
+    /// Read from the database (a change is an update there); false for a round this batch
+    /// opened (an insert).
+    pub stored: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub player_id: i64,
+    pub currency: Currency,
+    pub game: Option<GameId>,
+    /// Not expired at the batch's time.
+    pub live: bool,
+}
+
+/// Everything a batch reads, prefetched (and locked) in one transaction, then changed by `apply`.
+#[derive(Debug, Default, Clone)]
+pub struct World {
+    pub players: HashMap<PlayerRef, Player>,
+    pub txs: HashMap<TxKey, Tx>,
+    /// Ids named by a rollback that arrived before them.
+    pub tombstones: HashSet<TxKey>,
+    pub rounds: HashMap<RoundKey, Round>,
+    pub sessions: HashMap<SessionToken, Session>,
+    /// Ledger row ids reserved for this batch, used from the back.
+    pub ids: Vec<i64>,
+    /// Keys of the rows this batch created, in creation order.
+    pub created: Vec<TxKey>,
+}

@@ -1,0 +1,332 @@
+//! The only SQL of the wallet path, and of the set-up it needs (providers, demo players).
+//! Nothing outside this module writes wallets or the ledger.
+//!
+//! One batch is one transaction: prefetch (locking the batch's wallets in player-id order) ->
+//! pure `apply` -> bulk writes with `unnest` arrays -> commit. Statements are prepared once per
+//! connection and pipelined. `prefetch` holds the reads, `write` the writes (each statement's
+//! text beside its struct of arrays), `setup` what runs outside batches.
+
+mod prefetch;
+mod setup;
+mod write;
+
+pub use prefetch::PlayerIds;
+pub use setup::{analyze, create_player, ledger_mismatches, seed_demo_players, upsert_provider};
+pub use write::{CLOSE_ROUNDS, INSERT_LEDGER, INSERT_ROUNDS, UPDATE_STATES, UPDATE_WALLETS};
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use tokio_postgres::{Client, Row, Statement};
+
+use crate::apply;
+use crate::command::{Answer, Command};
+use crate::fault::{Faults, Plant, Point};
+
+/// The wallet path's statements, prepared once per connection.
+pub struct Statements {
+    reads: prefetch::Reads,
+    writes: write::Writes,
+}
+
+impl Statements {
+    pub async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
+        let (reads, writes) = tokio::try_join!(
+            prefetch::Reads::prepare(client),
+            write::Writes::prepare(client)
+        )?;
+        Ok(Statements { reads, writes })
+    }
+}
+
+/// Failures of a batch; the batch's transaction was rolled back, nothing was acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("batch of {n_commands} commands: {source}")]
+    Database {
+        n_commands: usize,
+        source: tokio_postgres::Error,
+    },
+    #[error("invariant violated: {0}")]
+    Invariant(String),
+    /// The lane has no connection and waits before trying again.
+    #[error("no database connection (reconnecting)")]
+    NotConnected,
+}
+
+impl Error {
+    pub(crate) fn database(n_commands: usize) -> impl FnOnce(tokio_postgres::Error) -> Error {
+        move |source| Error::Database { n_commands, source }
+    }
+
+    /// Worth running the same batch again at once: a race with another writer (a unique key
+    /// taken meanwhile by another lane or gateway instance), a serialization failure or a
+    /// deadlock. The retry's prefetch sees the winner's row.
+    pub fn could_retry(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        match self {
+            Error::Database { source, .. } => matches!(
+                source.code(),
+                Some(c) if *c == SqlState::UNIQUE_VIOLATION
+                    || *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+            ),
+            Error::Invariant(_) | Error::NotConnected => false,
+        }
+    }
+
+    /// The database could not be reached, went away or is shutting down: nothing is wrong with
+    /// the batch's commands, so the batch fails whole (it is never split to hunt a poisoned
+    /// command) and the lane reconnects. Errors without a SQLSTATE come from the connection
+    /// itself (refused, closed, I/O, timeout), not from a statement.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            Error::Database { source, .. } => {
+                source.is_closed()
+                    || source.code().is_none_or(|code| {
+                        let code = code.code();
+                        code.starts_with("08") // connection exception
+                            || code.starts_with("57P") // admin or crash shutdown, cannot connect now
+                            || code == "53300" // too many connections
+                    })
+            }
+            Error::NotConnected => true,
+            Error::Invariant(_) => false,
+        }
+    }
+
+    /// A short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Database { .. } if self.is_connection() => "connection",
+            Error::Database { .. } if self.could_retry() => "conflict",
+            Error::Database { .. } => "database",
+            Error::Invariant(_) => "invariant",
+            Error::NotConnected => "not_connected",
+        }
+    }
+}
+
+/// What a batch's transaction did: the answers of the units it settled (one per command, in
+/// order) and the units it left alone because another transaction held a wallet of theirs.
+#[derive(Debug)]
+pub struct Outcome {
+    pub answers: Vec<Answer>,
+    /// Indexes of the units not settled (ascending); their players' rows were not written.
+    pub busy: Vec<usize>,
+}
+
+/// Runs one batch as one transaction; the answers are valid only because this returned `Ok`
+/// after the commit. A unit's wallets are locked without waiting (held elsewhere: the unit is
+/// `busy`, left for a later batch) unless the unit is `patient` (one entry per unit), whose
+/// wallets are waited for, before any other lock. `split_retry` says the batch is half of one
+/// that failed (only a planted bug reads it).
+#[allow(clippy::too_many_arguments)]
+pub async fn settle(
+    client: &mut Client,
+    statements: &Statements,
+    player_ids: &mut PlayerIds,
+    commands: &[Command],
+    units: &[usize],
+    patient: &[bool],
+    faults: &Faults,
+    split_retry: bool,
+) -> Result<Outcome, Error> {
+    let n = commands.len();
+    player_ids
+        .resolve(client, &statements.reads, commands)
+        .await
+        .map_err(Error::database(n))?;
+    let result = settle_in_transaction(
+        client,
+        statements,
+        player_ids,
+        commands,
+        units,
+        patient,
+        faults,
+        split_retry,
+    )
+    .await;
+    if result.is_err() && !client.is_closed() {
+        // Ends the failed transaction (a no-op if COMMIT already turned into a rollback).
+        client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(Error::database(n))?;
+    }
+    result
+}
+
+/// BEGIN travels with the prefetch and COMMIT with the writes: two round trips per batch.
+///
+/// The order of statements on the wire is the transaction: BEGIN, then the wallet lock, then
+/// the reads; the writes, then COMMIT. tokio-postgres sends a statement when its future is
+/// first polled, and a plain `join!` starts polling at a different branch each time, so it
+/// could send COMMIT before the writes (each write would then commit on its own). Every join
+/// here is `biased`: branches are first polled, and so sent, in the order written. Statements
+/// pipelined on one connection run in the order sent, so every read after the lock sees what
+/// the lock's previous holder committed; an error in any statement aborts the transaction and
+/// the COMMIT behind it becomes a rollback, so nothing is acknowledged.
+#[allow(clippy::too_many_arguments)]
+async fn settle_in_transaction(
+    client: &Client,
+    statements: &Statements,
+    player_ids: &PlayerIds,
+    commands: &[Command],
+    units: &[usize],
+    patient: &[bool],
+    faults: &Faults,
+    split_retry: bool,
+) -> Result<Outcome, Error> {
+    let n = commands.len();
+    let prefetch_fault = faults.sql(Point::Prefetch, commands);
+    let async_commit = faults
+        .planted(Plant::AsyncCommit)
+        .then_some("SET LOCAL synchronous_commit = off");
+    let (begun, planted, fault, world) = tokio::join!(
+        biased;
+        client.batch_execute("BEGIN"),
+        failpoint(client, async_commit),
+        failpoint(client, prefetch_fault.as_deref()),
+        prefetch::prefetch(client, &statements.reads, player_ids, commands, units, patient)
+    );
+    begun.map_err(Error::database(n))?;
+    planted.map_err(Error::database(n))?;
+    fault.map_err(Error::database(n))?;
+    let prefetch::Fetched {
+        mut world,
+        busy: busy_players,
+        row_times,
+    } = world?;
+    let (commands, units, busy) = without_busy(commands, units, &busy_players);
+    let (commands, units) = (&commands[..], &units[..]);
+    if faults.planted(Plant::TombstonesOff) {
+        world.tombstones.clear();
+    }
+    let no_dedup = faults.skips_dedup(split_retry);
+    if no_dedup {
+        let own: std::collections::HashSet<(i32, &str)> = commands
+            .iter()
+            .filter_map(|c| Some((c.provider.0, c.tx()?.as_str())))
+            .collect();
+        world
+            .txs
+            .retain(|k, _| !own.contains(&(k.0 .0, k.1.as_str())));
+    }
+    let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        apply::apply_units(&mut world, commands, units)
+    }))
+    .map_err(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Error::Invariant(what)
+    })?;
+    // A state update addresses its row by (id, created_at): every changed row was read here.
+    if let Some(t) = world
+        .txs
+        .values()
+        .find(|t| t.state_changed && !row_times.contains_key(&t.id))
+    {
+        return Err(Error::Invariant(format!(
+            "ledger row {} changed state but was not read",
+            t.id
+        )));
+    }
+    let write_fault = faults.sql(Point::Write, commands);
+    let after_commit_fault = faults.sql(Point::AfterCommit, commands);
+    let finish = async {
+        tokio::join!(
+            biased;
+            write::write(client, &statements.writes, &world, &row_times, no_dedup),
+            failpoint(client, write_fault.as_deref()),
+            client.batch_execute("COMMIT"),
+            failpoint(client, after_commit_fault.as_deref())
+        )
+    };
+    if faults.planted(Plant::AnswerBeforeCommit) {
+        // One poll puts every statement on the wire; their outcome is never looked at.
+        let mut finish = std::pin::pin!(finish);
+        std::future::poll_fn(|cx| {
+            let _ = std::future::Future::poll(finish.as_mut(), cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+        return Ok(Outcome { answers, busy });
+    }
+    let (written, fault, committed, after_commit) = finish.await;
+    written.map_err(Error::database(n))?;
+    fault.map_err(Error::database(n))?;
+    committed.map_err(Error::database(n))?;
+    after_commit.map_err(Error::database(n))?;
+    Ok(Outcome { answers, busy })
+}
+
+/// The batch without the units of `busy` players (whose wallets another transaction holds),
+/// and the indexes of the units left out. Borrows the batch when nobody is busy (the rule).
+fn without_busy<'c>(
+    commands: &'c [Command],
+    units: &'c [usize],
+    busy: &HashSet<&str>,
+) -> (Cow<'c, [Command]>, Cow<'c, [usize]>, Vec<usize>) {
+    if busy.is_empty() {
+        return (Cow::Borrowed(commands), Cow::Borrowed(units), Vec::new());
+    }
+    let (mut kept, mut kept_units, mut left) = (Vec::new(), Vec::new(), Vec::new());
+    let mut at = 0;
+    for (i, &len) in units.iter().enumerate() {
+        let unit = &commands[at..at + len];
+        at += len;
+        if unit.iter().any(|c| busy.contains(c.player.as_str())) {
+            left.push(i);
+        } else {
+            kept.extend_from_slice(unit);
+            kept_units.push(len);
+        }
+    }
+    (Cow::Owned(kept), Cow::Owned(kept_units), left)
+}
+
+/// Runs a failpoint's statement, if one fired (test builds only; see `fault`).
+async fn failpoint(client: &Client, sql: Option<&str>) -> Result<(), tokio_postgres::Error> {
+    match sql {
+        Some(sql) => client.batch_execute(sql).await,
+        None => Ok(()),
+    }
+}
+
+/// Statement parameters, gathered before a pipeline so they outlive it.
+pub(crate) type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
+
+/// Runs `statement` unless there is nothing to look up.
+async fn query_unless(
+    client: &Client,
+    empty: bool,
+    statement: &Statement,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    if empty {
+        return Ok(Vec::new());
+    }
+    client.query(statement, params).await
+}
+
+/// Runs `statement` unless there is nothing to write.
+async fn execute_unless(
+    client: &Client,
+    empty: bool,
+    statement: &Statement,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    if empty {
+        return Ok(0);
+    }
+    client.execute(statement, params).await
+}
+
+fn invariant(what: &str) -> Error {
+    Error::Invariant(format!("prefetch: {what}"))
+}
