@@ -624,16 +624,16 @@ fn trace_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     for (on, best, log) in &ladders {
         writeln!(
             w,
-            "Rate ladder with trace {} ({step_s} s a step; highest passing: {best}/s):\n",
+            "Rate ladder with trace {} ({step_s} s a run, {LADDER_REPEATS} runs a step, median by p99; highest passing: {best}/s):\n",
             if *on { "on" } else { "off" }
         )?;
-        writeln!(w, "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+        writeln!(w, "{LADDER_HEADER}")?;
         w.push_str(log);
         w.push('\n');
     }
     let (best_off, best_on) = (ladders[0].1, ladders[1].1);
     if best_off > 0 {
-        writeln!(w, "Highest passing rate: off {best_off}/s, on {best_on}/s ({:+.1} %; one ladder each way, so a step of noise is 1,000/s).", 100.0 * (best_on as f64 / best_off as f64 - 1.0))?;
+        writeln!(w, "Highest passing rate: off {best_off}/s, on {best_on}/s ({:+.1} %; one ladder each way).", 100.0 * (best_on as f64 / best_off as f64 - 1.0))?;
     }
     Ok(w)
 }
@@ -646,28 +646,73 @@ fn ladder(
     extra: &[&str],
     log: &mut String,
 ) -> anyhow::Result<Option<(u64, Run)>> {
-    ladder_many(&[gateway], PLAYERS, ladder, step_s, extra, log)
+    ladder_many(
+        &[gateway],
+        PLAYERS,
+        ladder,
+        step_s,
+        extra,
+        LADDER_REPEATS,
+        log,
+    )
 }
 
-/// [`ladder`] over several gateways on one database, addressing `players`.
+/// Runs of each step of the main ladders; a step's row and verdict are its median run's (by
+/// p99), so one run that met a disk stall neither passes nor fails a step alone.
+const LADDER_REPEATS: usize = 3;
+
+/// The columns of a ladder's rows (see [`ladder_many`]).
+const LADDER_HEADER: &str = "| offered/s | achieved/s | p50 ms | p99 ms | p99 ms of each run | p99.9 ms | max ms | errors | disk sync during the step: p99 / max ms, writes over 50 ms | verdict |\n|---|---|---|---|---|---|---|---|---|---|";
+
+/// [`ladder`] over several gateways on one database, addressing `players`: each step run
+/// `repeats` times, the disk probe ([`disk_probe`]) writing beside the database all the while
+/// (a step that met a sync over 50 ms is marked), the step judged on its median run by p99.
 fn ladder_many(
     gateways: &[&Gateway],
     players: u32,
     ladder: &[u64],
     step_s: u64,
     extra: &[&str],
+    repeats: usize,
     log: &mut String,
 ) -> anyhow::Result<Option<(u64, Run)>> {
+    let probe_dir = gateways[0]
+        .socket_dir
+        .parent()
+        .unwrap_or(Path::new("target"))
+        .join("probe");
     let mut best = None;
     let mut failures = 0;
     for &rate in ladder {
-        let run = loadtest_many(gateways, players, rate, step_s, extra)?;
-        let verdict = if run.passes() { "pass" } else { "fail" };
+        let mut runs = Vec::new();
+        let mut probes = Vec::new();
+        for _ in 0..repeats.max(1) {
+            let dir = probe_dir.clone();
+            let probe = std::thread::spawn(move || disk_probe(&dir, step_s));
+            runs.push(loadtest_many(gateways, players, rate, step_s, extra)?);
+            probes.push(
+                probe
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("disk probe panicked"))??,
+            );
+        }
+        let each: Vec<String> = runs.iter().map(|r| format!("{:.1}", r.p("p99"))).collect();
+        let disk_p99 = probes.iter().map(|p| p.p99_ms).fold(0.0, f64::max);
+        let disk_max = probes.iter().map(|p| p.max_ms).fold(0.0, f64::max);
+        let stalls: usize = probes.iter().map(|p| p.over_50ms).sum();
+        runs.sort_by(|a, b| a.p("p99").total_cmp(&b.p("p99")));
+        let run = runs.swap_remove(runs.len() / 2);
+        let verdict = match (run.passes(), stalls > 0) {
+            (true, _) => "pass",
+            (false, true) => "fail (disk stall)",
+            (false, false) => "fail",
+        };
         let line = format!(
-            "| {rate} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {verdict} |",
+            "| {rate} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {} | {disk_p99:.1} / {disk_max:.0}, {stalls} | {verdict} |",
             run.achieved(),
             run.p("p50"),
             run.p("p99"),
+            each.join(", "),
             run.p("p99.9"),
             run.p("max"),
             run.errors()
@@ -746,7 +791,7 @@ fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         let per = |party: &str| at_10k.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
         let cpu = (per("gateway"), per("postgres"));
         let mut log = String::new();
-        let best = ladder_many(&gateways, SHARED_PLAYERS, &rates, step_s, &[], &mut log)?;
+        let best = ladder_many(&gateways, SHARED_PLAYERS, &rates, step_s, &[], 1, &mut log)?;
         settle_down();
         let saturated = loadtest_many(&gateways, SHARED_PLAYERS, SATURATING_RATE, step_s, &[])?;
         // A counter summed over the gateways.
@@ -782,7 +827,7 @@ fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     }
     for (label, _, _, log, ..) in &results {
         writeln!(w, "\nLadder, {label}:\n")?;
-        writeln!(w, "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+        writeln!(w, "{LADDER_HEADER}")?;
         w.push_str(log);
     }
     Ok(w)
@@ -1110,44 +1155,95 @@ fn metric(metrics: &str, line_prefix: &str) -> u64 {
         .sum()
 }
 
-/// The writes of one batch of 64 bets, as the lanes issue them: lock the wallets in player
-/// order, insert the ledger rows, move the balances, open the rounds.
-const PGBENCH_WRITES: &str = r"\set base random(1, 99000)
-BEGIN;
-SELECT player_id, balance FROM wallets WHERE player_id BETWEEN :base AND :base + 63 ORDER BY player_id, currency FOR UPDATE;
-WITH rows AS (SELECT nextval('transactions_id_seq') AS id, p FROM generate_series(:base, :base + 63) AS p),
-  keys AS (INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at, player_id) SELECT 1, 'pgb-' || id, id, now(), p FROM rows)
-INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state, player_id, currency, round_id, game_id, amount, real_delta, bonus_delta, balance_before, balance_after, bonus_before, bonus_after, fingerprint)
-  SELECT id, 1, 'pgb-' || id, 'bet', 'OK', 'open', p, 'EUR', 'pgb-' || p || '-' || id, 'slot-1', 1, -1, 0, 1000, 999, 0, 0, '\x00'::bytea
-  FROM rows;
-UPDATE wallets SET balance = balance - 1 WHERE player_id BETWEEN :base AND :base + 63 AND currency = 'EUR';
-INSERT INTO rounds (provider_id, player_id, round_id, game_id)
-  SELECT 1, p, 'pgb-' || p || '-' || nextval('transactions_id_seq'), 'slot-1' FROM generate_series(:base, :base + 63) AS p;
-COMMIT;
-";
+/// `sql` with its parameters `$1`, `$2`, ... replaced by pgbench variables (`-M prepared`
+/// binds each as a parameter again), so pgbench runs the lanes' own statement text.
+fn bind(sql: &str, vars: &[&str]) -> String {
+    let mut out = sql.to_string();
+    // From the highest: `$1` must not take the front of `$10`.
+    for (n, var) in vars.iter().enumerate().rev() {
+        out = out.replace(&format!("${}", n + 1), &format!(":{var}"));
+    }
+    assert!(!out.contains('$'), "a parameter left unbound in {out}");
+    out
+}
 
-/// One whole batch of 64 bets with the lanes' statements (`settlement::store`), in their
-/// order: ledger ids, player and wallet reads (the lock), the lookups by key (ledger rows,
-/// rollbacks naming them, rounds, limits), then the writes. The keys are new, as a bet's are.
-const PGBENCH_BATCH: &str = r"\set base random(1, 99000)
-BEGIN;
-SELECT coalesce(array_agg(nextval('transactions_id_seq')), '{}') AS ids FROM generate_series(1, 64) \gset
-SELECT id, status <> 'active' OR coalesce(self_excluded_until > now(), false) FROM players WHERE id = ANY(ARRAY(SELECT generate_series(:base, :base + 63)::bigint));
-SELECT player_id, currency, balance, bonus, needs_reconciliation FROM wallets WHERE player_id = ANY(ARRAY(SELECT generate_series(:base, :base + 63)::bigint)) ORDER BY player_id, currency FOR UPDATE;
-SELECT t.* FROM unnest(:ids::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT t.* FROM transaction_keys tk JOIN transactions t ON t.id = tk.id AND t.created_at = tk.created_at WHERE tk.provider_id = 1 AND tk.provider_tx_id = 'pgb-' || k.id OFFSET 0) t;
-SELECT DISTINCT t.provider_id, t.reference_tx_id FROM unnest(:ids::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT * FROM transaction_keys t WHERE t.provider_id = 1 AND t.reference_tx_id = 'pgb-' || k.id OFFSET 0) t;
-SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id FROM unnest(:ids::bigint[]) WITH ORDINALITY AS k(id, i) CROSS JOIN LATERAL (SELECT * FROM rounds r WHERE r.provider_id = 1 AND r.player_id = :base + k.i - 1 AND r.round_id = 'pgb-' || k.id OFFSET 0) r;
-SELECT l.player_id, l.currency, l.kind, l.amount FROM (SELECT player_id, currency, kind, CASE WHEN next_from <= now() THEN next_amount ELSE amount END AS amount FROM rg_limits WHERE player_id = ANY(ARRAY(SELECT generate_series(:base, :base + 63)::bigint))) l WHERE l.amount IS NOT NULL;
-WITH keys AS (INSERT INTO transaction_keys (provider_id, provider_tx_id, id, created_at, player_id) SELECT 1, 'pgb-' || k.id, k.id, now(), :base + k.i - 1 FROM unnest(:ids::bigint[]) WITH ORDINALITY AS k(id, i))
-INSERT INTO transactions (id, provider_id, provider_tx_id, kind, outcome, state, player_id, currency, round_id, game_id, amount, real_delta, bonus_delta, balance_before, balance_after, bonus_before, bonus_after, reference_tx_id, fingerprint)
-  SELECT k.id, 1, 'pgb-' || k.id, 'bet', 'OK', 'open', :base + k.i - 1, 'EUR', 'pgb-' || k.id, 'slot-1', 1, -1, 0, 1000, 999, 0, 0, NULL, decode(repeat('ab', 32), 'hex')
-  FROM unnest(:ids::bigint[]) WITH ORDINALITY AS k(id, i);
-UPDATE wallets w SET balance = w.balance - 1, bonus = w.bonus, needs_reconciliation = w.needs_reconciliation
-  FROM generate_series(:base, :base + 63) AS u(p) WHERE w.player_id = u.p AND w.currency = 'EUR';
-INSERT INTO rounds (provider_id, player_id, round_id, game_id, closed, closed_at)
-  SELECT 1, :base + k.i - 1, 'pgb-' || k.id, 'slot-1', false, NULL FROM unnest(:ids::bigint[]) WITH ORDINALITY AS k(id, i);
-COMMIT;
-";
+/// pgbench's view of one batch of 64 bets by players `:base` on, built from the lanes' own
+/// statements (`settlement::store`, the same text they prepare, so the two cannot drift), in
+/// their order: ledger ids, the wallet lock, players, the lookups by key (ledger rows, rollbacks
+/// naming them, rounds, limits), then the writes. The keys are new, as a bet's are. The
+/// `\gset` lines only build the arrays the lanes would send (one small query each). With
+/// `reads` false: the lock and the writes alone.
+fn pgbench_batch_script(reads: bool) -> String {
+    use settlement::store::{
+        INSERT_LEDGER, INSERT_ROUNDS, LIMITS, LOCK_WALLETS, LOOKUP_TXS, PLAYERS, RESERVE_IDS,
+        ROUNDS, TOMBSTONES, UPDATE_WALLETS,
+    };
+    let mut script = String::from(
+        "\\set base random(1, 99000)\n\\set n 64\nBEGIN;\n\
+         SELECT array_agg(p)::text AS players\n\
+         FROM generate_series(:base::int, :base::int + :n::int - 1) AS p \\gset\n",
+    );
+    let mut sql = |text: String| {
+        script.push_str(&text);
+        script.push_str(if text.ends_with("\\gset") {
+            "\n"
+        } else {
+            ";\n"
+        });
+    };
+    sql(format!(
+        "SELECT x::text AS ids FROM ({}) AS s(x) \\gset",
+        bind(RESERVE_IDS, &["n"])
+    ));
+    sql(bind(LOCK_WALLETS, &["players"]));
+    if reads {
+        sql(bind(PLAYERS, &["players"]));
+        sql(
+            "SELECT array_agg(1)::text AS providers, array_agg('pgb-' || id)::text AS tx_ids,
+                    array_agg(p)::text AS round_players
+             FROM unnest(:ids::bigint[], :players::bigint[]) AS u(id, p) \\gset"
+                .to_string(),
+        );
+        sql(bind(LOOKUP_TXS, &["providers", "tx_ids"]));
+        sql(bind(TOMBSTONES, &["providers", "tx_ids"]));
+        sql(bind(ROUNDS, &["providers", "round_players", "tx_ids"]));
+        sql(bind(LIMITS, &["players"]));
+    }
+    let ledger: Vec<String> = (1..=19).map(|n| format!("l{n}")).collect();
+    sql("SELECT array_agg(id)::text AS l1, array_agg(1)::text AS l2,
+                array_agg('pgb-' || id)::text AS l3, array_agg('bet')::text AS l4,
+                array_agg('OK')::text AS l5, array_agg('open')::text AS l6,
+                array_agg(p)::text AS l7, array_agg('EUR')::text AS l8,
+                array_agg('pgb-' || id)::text AS l9, array_agg('slot-1')::text AS l10,
+                array_agg(1)::text AS l11, array_agg(-1)::text AS l12, array_agg(0)::text AS l13,
+                array_agg(1000)::text AS l14, array_agg(999)::text AS l15,
+                array_agg(0)::text AS l16, array_agg(0)::text AS l17,
+                array_agg(NULL::text)::text AS l18,
+                array_agg(decode(repeat('ab', 16), 'hex'))::text AS l19
+         FROM unnest(:ids::bigint[], :players::bigint[]) AS u(id, p) \\gset"
+        .to_string());
+    sql(bind(
+        INSERT_LEDGER,
+        &ledger.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    sql(
+        "SELECT array_agg(player_id)::text AS w1, array_agg(currency)::text AS w2,
+                array_agg(balance - 1)::text AS w3, array_agg(bonus)::text AS w4,
+                array_agg(needs_reconciliation)::text AS w5
+         FROM wallets WHERE player_id = ANY(:players::bigint[]) \\gset"
+            .to_string(),
+    );
+    sql(bind(UPDATE_WALLETS, &["w1", "w2", "w3", "w4", "w5"]));
+    sql(
+        "SELECT array_agg(1)::text AS r1, array_agg('pgb-' || id)::text AS r3,
+                array_agg('slot-1')::text AS r4, array_agg(false)::text AS r5
+         FROM unnest(:ids::bigint[]) AS u(id) \\gset"
+            .to_string(),
+    );
+    sql(bind(INSERT_ROUNDS, &["r1", "players", "r3", "r4", "r5"]));
+    script.push_str("COMMIT;\n");
+    script
+}
 
 /// Synchronous write latency of the disk under the data folder, measured the way a commit
 /// uses it: an 8 KiB write then `fdatasync`, 1,000 a second (about what the lanes' commits
@@ -1358,9 +1454,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 
     // 2. pgbench ceilings of the batch SQL on the same cluster (gateway idle): the whole
     // batch (the ceiling the gateway is compared with) and its writes alone.
-    let pg_rows_per_s = pgbench(&gw, "batch", PGBENCH_BATCH, 20)?;
+    let pg_rows_per_s = pgbench(&gw, "batch", &pgbench_batch_script(true), 20)?;
     settle_down();
-    let pg_write_rows_per_s = pgbench(&gw, "writes", PGBENCH_WRITES, 20)?;
+    let pg_write_rows_per_s = pgbench(&gw, "writes", &pgbench_batch_script(false), 20)?;
     eprintln!(
         "bench: pgbench ceilings: whole batch {pg_rows_per_s:.0} rows/s, writes alone {pg_write_rows_per_s:.0} rows/s"
     );
@@ -1562,19 +1658,19 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 
     writeln!(
         w,
-        "\n## Rate ladder (gateway, {} s per step)\n",
+        "\n## Rate ladder (gateway, {} s per run, {LADDER_REPEATS} runs a step)\n\nEach step is run {LADDER_REPEATS} times while the disk probe writes and syncs beside the database (1,000 8 KiB writes a second); the row and the verdict are the median run's by p99, every run's p99 is shown, and a failing step that met a sync over 50 ms says so.\n",
         options.step_s
     )?;
-    writeln!(w, "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+    writeln!(w, "{LADDER_HEADER}")?;
     w.push_str(&ladder_log);
     writeln!(
         w,
         "\n## One transaction per callback (`batch_len_max = 1`)\n"
     )?;
-    writeln!(w, "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+    writeln!(w, "{LADDER_HEADER}")?;
     w.push_str(&single_log);
     writeln!(w, "\n## HTTP ceiling (`GET /ready`)\n")?;
-    writeln!(w, "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+    writeln!(w, "{LADDER_HEADER}")?;
     w.push_str(&http_log);
 
     if let Some(s) = &sustained {
@@ -1628,4 +1724,34 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     std::fs::write("docs/performance.md", &report)?;
     eprintln!("bench: wrote docs/performance.md");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgbench_runs_the_lanes_statements_with_every_parameter_bound() {
+        for reads in [true, false] {
+            let script = pgbench_batch_script(reads);
+            assert!(script.contains(&bind(
+                settlement::store::UPDATE_WALLETS,
+                &["w1", "w2", "w3", "w4", "w5"]
+            )));
+            assert!(!script.contains('$'), "{script}");
+            assert_eq!(
+                script.contains("transaction_keys tk"),
+                reads,
+                "the lookups only with the reads"
+            );
+            assert!(script.starts_with("\\set base") && script.ends_with("COMMIT;\n"));
+        }
+        assert_eq!(
+            bind(
+                "$1 $10 $2",
+                &["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
+            ),
+            ":a :j :b"
+        );
+    }
 }

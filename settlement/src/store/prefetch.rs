@@ -16,9 +16,119 @@ use crate::command::{
 };
 use crate::money::Currency;
 
-const TX_COLUMNS: &str = "t.provider_id, t.provider_tx_id, t.id, t.kind, t.outcome, t.state, \
-     t.player_id, t.currency, t.round_id, t.game_id, t.amount, t.real_delta, t.bonus_delta, \
-     t.balance_after, t.bonus_after, t.reference_tx_id, t.fingerprint, t.created_at";
+/// The columns of a stored ledger row, as `tx_from_row` reads them.
+macro_rules! tx_columns {
+    () => {
+        "t.provider_id, t.provider_tx_id, t.id, t.kind, t.outcome, t.state, t.player_id, \
+         t.currency, t.round_id, t.game_id, t.amount, t.real_delta, t.bonus_delta, \
+         t.balance_after, t.bonus_after, t.reference_tx_id, t.fingerprint, t.created_at"
+    };
+}
+
+// Lookups by the batch's keys are written as `LATERAL (... OFFSET 0)` so the plan always walks
+// the keys and probes an index per key: generic plans are made from statistics that may say a
+// partial index is nearly empty, and would then scan it whole for every batch.
+//
+// The ledger is partitioned by day (`partitions`): a row is fetched by its key's
+// `(id, created_at)` and a round's bets from the round's start on, so each lookup reads one
+// partition (the others are pruned while the statement runs).
+
+/// Player ids by external id (before the transaction, for players a lane has not seen).
+pub const RESOLVE_PLAYERS: &str =
+    "SELECT id, external_id FROM players WHERE external_id = ANY($1::text[])";
+
+/// Ledger ids for the batch's new rows.
+pub const RESERVE_IDS: &str = "SELECT coalesce(array_agg(nextval('transactions_id_seq')), '{}')
+     FROM generate_series(1, $1::int)";
+
+/// Players and whether they may bet now.
+pub const PLAYERS: &str =
+    "SELECT id, status <> 'active' OR coalesce(self_excluded_until > now(), false)
+     FROM players WHERE id = ANY($1::bigint[])";
+
+/// The lock: every writer of a wallet locks its rows in (player_id, currency) order, so
+/// batches never deadlock each other or the REST module.
+pub const LOCK_WALLETS: &str =
+    "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at
+     FROM wallets WHERE player_id = ANY($1::bigint[])
+     ORDER BY player_id, currency
+     FOR UPDATE";
+
+/// The lock without waiting: another gateway on the same database may hold some of the batch's
+/// wallets; those are skipped (their players' commands wait for a later batch, see
+/// `prefetch`), so a batch never queues behind another's commit and fsync.
+pub const LOCK_WALLETS_SKIP: &str =
+    "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at
+     FROM wallets WHERE player_id = ANY($1::bigint[])
+     ORDER BY player_id, currency
+     FOR UPDATE SKIP LOCKED";
+
+/// The wallets that exist, locked or not (a skipped one is busy, not missing).
+pub const WALLET_KEYS: &str =
+    "SELECT player_id, currency FROM wallets WHERE player_id = ANY($1::bigint[])";
+
+/// Stored ledger rows by provider transaction id, through their keys.
+pub const LOOKUP_TXS: &str = concat!(
+    "SELECT ",
+    tx_columns!(),
+    " FROM unnest($1::int[], $2::text[]) AS k(p, x)
+     CROSS JOIN LATERAL (SELECT t.* FROM transaction_keys tk
+         JOIN transactions t ON t.id = tk.id AND t.created_at = tk.created_at
+         WHERE tk.provider_id = k.p AND tk.provider_tx_id = k.x OFFSET 0) t"
+);
+
+/// Rollbacks that named these ids before they came (only rollbacks' keys carry a reference).
+pub const TOMBSTONES: &str = "SELECT DISTINCT t.provider_id, t.reference_tx_id
+     FROM unnest($1::int[], $2::text[]) AS k(p, x)
+     CROSS JOIN LATERAL (SELECT * FROM transaction_keys t
+         WHERE t.provider_id = k.p AND t.reference_tx_id = k.x OFFSET 0) t";
+
+/// Rounds by (provider, player, round id).
+pub const ROUNDS: &str = "SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id
+     FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
+     CROSS JOIN LATERAL (SELECT * FROM rounds r
+         WHERE r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
+         OFFSET 0) r";
+
+/// The applied bets of rounds whose win names no bet. A round's rows are never older than its
+/// `rounds` row: the bet that opened the round wrote it in the same transaction (the same
+/// `now()`).
+pub const OPEN_BETS: &str = concat!(
+    "SELECT ",
+    tx_columns!(),
+    " FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
+     JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
+     CROSS JOIN LATERAL (SELECT * FROM transactions t
+         WHERE t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
+           AND t.created_at >= r.created_at
+           AND t.kind = 'bet' AND t.state IS NOT NULL OFFSET 0) t
+     ORDER BY t.id"
+);
+
+/// Launch sessions by token, and whether they are live.
+pub const SESSIONS: &str = "SELECT token, player_id, currency, game_id, expires_at > now()
+     FROM game_sessions WHERE token = ANY($1::text[])";
+
+/// A limit's amount in force (a raised one only once its cooling-off is over, `rg::in_force`,
+/// the same rule in Rust) and its use in the current period.
+pub const LIMITS: &str = "SELECT l.player_id, l.currency, l.kind, l.amount,
+            CASE WHEN l.kind = 'max_bet' THEN 0 ELSE coalesce((
+                SELECT sum(CASE
+                    WHEN l.kind = 'wager' AND t.kind = 'bet' THEN t.amount
+                    WHEN l.kind = 'wager' AND t.kind = 'rollback'
+                         AND t.real_delta + t.bonus_delta > 0 THEN -t.amount
+                    WHEN l.kind = 'loss' THEN -(t.real_delta + t.bonus_delta)
+                    ELSE 0 END)
+                FROM transactions t
+                WHERE t.player_id = l.player_id AND t.currency = l.currency
+                  AND t.kind IN ('bet', 'win', 'rollback') AND t.outcome = 'OK'
+                  AND t.created_at >= date_trunc(l.period, now() AT TIME ZONE 'UTC')
+                                      AT TIME ZONE 'UTC'
+            ), 0) END::bigint
+     FROM (SELECT player_id, currency, kind, period,
+                  CASE WHEN next_from <= now() THEN next_amount ELSE amount END AS amount
+           FROM rg_limits WHERE player_id = ANY($1::bigint[])) l
+     WHERE l.amount IS NOT NULL";
 
 /// The wallet path's reads, prepared once per connection.
 pub struct Reads {
@@ -37,108 +147,22 @@ pub struct Reads {
 }
 
 impl Reads {
-    /// Lookups by the batch's keys are written as `LATERAL (... OFFSET 0)` so the plan always
-    /// walks the keys and probes an index per key: generic plans are made from statistics that
-    /// may say a partial index is nearly empty, and would then scan it whole for every batch.
-    ///
-    /// The ledger is partitioned by day (`partitions`): a row is fetched by its key's
-    /// `(id, created_at)` and a round's bets from the round's start on, so each lookup reads
-    /// one partition (the others are pruned while the statement runs).
     pub(super) async fn prepare(client: &Client) -> Result<Reads, tokio_postgres::Error> {
-        let txs = format!(
-            "SELECT {TX_COLUMNS} FROM unnest($1::int[], $2::text[]) AS k(p, x)
-             CROSS JOIN LATERAL (SELECT t.* FROM transaction_keys tk
-                 JOIN transactions t ON t.id = tk.id AND t.created_at = tk.created_at
-                 WHERE tk.provider_id = k.p AND tk.provider_tx_id = k.x OFFSET 0) t"
-        );
-        // A round's rows are never older than its `rounds` row: the bet that opened the round
-        // wrote it in the same transaction (the same `now()`).
-        let open_bets = format!(
-            "SELECT {TX_COLUMNS} FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
-             JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
-             CROSS JOIN LATERAL (SELECT * FROM transactions t
-                 WHERE t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
-                   AND t.created_at >= r.created_at
-                   AND t.kind = 'bet' AND t.state IS NOT NULL OFFSET 0) t
-             ORDER BY t.id"
-        );
-        let resolve = client
-            .prepare("SELECT id, external_id FROM players WHERE external_id = ANY($1::text[])")
-            .await?;
-        let (ids, players, wallets, txs, tombstones, rounds, open_bets, sessions, limits) = tokio::try_join!(
-            client.prepare(
-                "SELECT coalesce(array_agg(nextval('transactions_id_seq')), '{}')
-                 FROM generate_series(1, $1::int)"
-            ),
-            client.prepare(
-                "SELECT id, status <> 'active' OR coalesce(self_excluded_until > now(), false)
-                 FROM players WHERE id = ANY($1::bigint[])"
-            ),
-            // The lock: every writer of a wallet locks its rows in (player_id, currency) order,
-            // so batches never deadlock each other or the REST module.
-            client.prepare(
-                "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at
-                 FROM wallets WHERE player_id = ANY($1::bigint[])
-                 ORDER BY player_id, currency
-                 FOR UPDATE"
-            ),
-            client.prepare(&txs),
-            // Only rollbacks' keys carry a reference.
-            client.prepare(
-                "SELECT DISTINCT t.provider_id, t.reference_tx_id
-                 FROM unnest($1::int[], $2::text[]) AS k(p, x)
-                 CROSS JOIN LATERAL (SELECT * FROM transaction_keys t
-                     WHERE t.provider_id = k.p AND t.reference_tx_id = k.x OFFSET 0) t"
-            ),
-            client.prepare(
-                "SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id
-                 FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
-                 CROSS JOIN LATERAL (SELECT * FROM rounds r
-                     WHERE r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
-                     OFFSET 0) r"
-            ),
-            client.prepare(&open_bets),
-            client.prepare(
-                "SELECT token, player_id, currency, game_id, expires_at > now()
-                 FROM game_sessions WHERE token = ANY($1::text[])"
-            ),
-            // A limit's amount in force: a raised one only once its cooling-off is over
-            // (`rg::in_force`, the same rule in Rust).
-            client.prepare(
-                "SELECT l.player_id, l.currency, l.kind, l.amount,
-                        CASE WHEN l.kind = 'max_bet' THEN 0 ELSE coalesce((
-                            SELECT sum(CASE
-                                WHEN l.kind = 'wager' AND t.kind = 'bet' THEN t.amount
-                                WHEN l.kind = 'wager' AND t.kind = 'rollback'
-                                     AND t.real_delta + t.bonus_delta > 0 THEN -t.amount
-                                WHEN l.kind = 'loss' THEN -(t.real_delta + t.bonus_delta)
-                                ELSE 0 END)
-                            FROM transactions t
-                            WHERE t.player_id = l.player_id AND t.currency = l.currency
-                              AND t.kind IN ('bet', 'win', 'rollback') AND t.outcome = 'OK'
-                              AND t.created_at >= date_trunc(l.period, now() AT TIME ZONE 'UTC')
-                                                  AT TIME ZONE 'UTC'
-                        ), 0) END::bigint
-                 FROM (SELECT player_id, currency, kind, period,
-                              CASE WHEN next_from <= now() THEN next_amount ELSE amount END
-                                  AS amount
-                       FROM rg_limits WHERE player_id = ANY($1::bigint[])) l
-                 WHERE l.amount IS NOT NULL"
-            ),
+        let (resolve, ids, players, wallets, wallets_skip, wallet_keys) = tokio::try_join!(
+            client.prepare(RESOLVE_PLAYERS),
+            client.prepare(RESERVE_IDS),
+            client.prepare(PLAYERS),
+            client.prepare(LOCK_WALLETS),
+            client.prepare(LOCK_WALLETS_SKIP),
+            client.prepare(WALLET_KEYS),
         )?;
-        // Another gateway on the same database may hold some of the batch's wallets: those
-        // are skipped rather than waited for (their players' commands wait for a later batch,
-        // see `prefetch`), so a batch never queues behind another's commit and fsync.
-        let (wallets_skip, wallet_keys) = tokio::try_join!(
-            client.prepare(
-                "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at
-                 FROM wallets WHERE player_id = ANY($1::bigint[])
-                 ORDER BY player_id, currency
-                 FOR UPDATE SKIP LOCKED"
-            ),
-            client.prepare(
-                "SELECT player_id, currency FROM wallets WHERE player_id = ANY($1::bigint[])"
-            ),
+        let (txs, tombstones, rounds, open_bets, sessions, limits) = tokio::try_join!(
+            client.prepare(LOOKUP_TXS),
+            client.prepare(TOMBSTONES),
+            client.prepare(ROUNDS),
+            client.prepare(OPEN_BETS),
+            client.prepare(SESSIONS),
+            client.prepare(LIMITS),
         )?;
         Ok(Reads {
             resolve,
