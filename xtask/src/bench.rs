@@ -1211,10 +1211,10 @@ fn pgbench_batch_script(reads: bool) -> String {
     }
     let ledger: Vec<String> = (1..=19).map(|n| format!("l{n}")).collect();
     sql("SELECT array_agg(id)::text AS l1, array_agg(1)::text AS l2,
-                array_agg('pgb-' || id)::text AS l3, array_agg('bet')::text AS l4,
-                array_agg('OK')::text AS l5, array_agg('open')::text AS l6,
-                array_agg(p)::text AS l7, array_agg('EUR')::text AS l8,
-                array_agg('pgb-' || id)::text AS l9, array_agg('slot-1')::text AS l10,
+                array_agg('pgb-' || id)::text AS l3, array_agg('bet'::text)::text AS l4,
+                array_agg('OK'::text)::text AS l5, array_agg('open'::text)::text AS l6,
+                array_agg(p)::text AS l7, array_agg('EUR'::text)::text AS l8,
+                array_agg('pgb-' || id)::text AS l9, array_agg('slot-1'::text)::text AS l10,
                 array_agg(1)::text AS l11, array_agg(-1)::text AS l12, array_agg(0)::text AS l13,
                 array_agg(1000)::text AS l14, array_agg(999)::text AS l15,
                 array_agg(0)::text AS l16, array_agg(0)::text AS l17,
@@ -1236,7 +1236,7 @@ fn pgbench_batch_script(reads: bool) -> String {
     sql(bind(UPDATE_WALLETS, &["w1", "w2", "w3", "w4", "w5"]));
     sql(
         "SELECT array_agg(1)::text AS r1, array_agg('pgb-' || id)::text AS r3,
-                array_agg('slot-1')::text AS r4, array_agg(false)::text AS r5
+                array_agg('slot-1'::text)::text AS r4, array_agg(false)::text AS r5
          FROM unnest(:ids::bigint[]) AS u(id) \\gset"
             .to_string(),
     );
