@@ -6,6 +6,16 @@
 //! connection and pipelined. `prefetch` holds the reads, `write` the writes (each statement's
 //! text beside its struct of arrays), `setup` what runs outside batches.
 
+/// The start of the ledger's recent partitions (yesterday and today, UTC, and the days
+/// ahead). A statement that bounds a partitioned table by it is pruned when it starts (now()
+/// is fixed for the transaction), so it opens those few partitions, whatever the retention
+/// keeps; rows older than that (a retry or a rollback days later) take a second, rarer trip.
+macro_rules! recent_start {
+    () => {
+        "(date_trunc('day', now(), 'UTC') - interval '1 day')"
+    };
+}
+
 mod prefetch;
 mod setup;
 mod write;

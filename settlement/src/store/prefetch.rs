@@ -67,14 +67,28 @@ pub const LOCK_WALLETS_SKIP: &str =
 pub const WALLET_KEYS: &str =
     "SELECT player_id, currency FROM wallets WHERE player_id = ANY($1::bigint[])";
 
-/// Stored ledger rows by provider transaction id, through their keys.
+/// Stored ledger rows by provider transaction id, through their keys: the row itself when it
+/// is recent, else only its address (`id, created_at`, the last two columns; the row's own
+/// columns are NULL), fetched by [`FETCH_OLD_TXS`].
 pub const LOOKUP_TXS: &str = concat!(
     "SELECT ",
     tx_columns!(),
-    " FROM unnest($1::int[], $2::text[]) AS k(p, x)
-     CROSS JOIN LATERAL (SELECT t.* FROM transaction_keys tk
-         JOIN transactions t ON t.id = tk.id AND t.created_at = tk.created_at
-         WHERE tk.provider_id = k.p AND tk.provider_tx_id = k.x OFFSET 0) t"
+    ", tk.id, tk.created_at FROM unnest($1::int[], $2::text[]) AS k(p, x)
+     CROSS JOIN LATERAL (SELECT * FROM transaction_keys tk
+         WHERE tk.provider_id = k.p AND tk.provider_tx_id = k.x OFFSET 0) tk
+     LEFT JOIN LATERAL (SELECT * FROM transactions t
+         WHERE t.id = tk.id AND t.created_at = tk.created_at AND t.created_at >= ",
+    recent_start!(),
+    " OFFSET 0) t ON true"
+);
+
+/// Older ledger rows by address (from [`LOOKUP_TXS`]); every partition may be read.
+pub const FETCH_OLD_TXS: &str = concat!(
+    "SELECT ",
+    tx_columns!(),
+    " FROM unnest($1::bigint[], $2::timestamptz[]) AS a(id, created_at)
+     CROSS JOIN LATERAL (SELECT * FROM transactions t
+         WHERE t.id = a.id AND t.created_at = a.created_at OFFSET 0) t"
 );
 
 /// Rollbacks that named these ids before they came (only rollbacks' keys carry a reference).
@@ -83,16 +97,20 @@ pub const TOMBSTONES: &str = "SELECT DISTINCT t.provider_id, t.reference_tx_id
      CROSS JOIN LATERAL (SELECT * FROM transaction_keys t
          WHERE t.provider_id = k.p AND t.reference_tx_id = k.x OFFSET 0) t";
 
-/// Rounds by (provider, player, round id).
-pub const ROUNDS: &str = "SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id
-     FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
+/// Rounds by (provider, player, round id), and whether they began before the recent
+/// partitions (their bets then need [`OPEN_BETS_OLD`] too).
+pub const ROUNDS: &str = concat!(
+    "SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id, r.created_at < ",
+    recent_start!(),
+    " FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
      CROSS JOIN LATERAL (SELECT * FROM rounds r
          WHERE r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
-         OFFSET 0) r";
+         OFFSET 0) r"
+);
 
-/// The applied bets of rounds whose win names no bet. A round's rows are never older than its
-/// `rounds` row: the bet that opened the round wrote it in the same transaction (the same
-/// `now()`).
+/// The applied bets, in the recent partitions, of rounds whose win names no bet. A round's rows
+/// are never older than its `rounds` row: the bet that opened the round wrote it in the same
+/// transaction (the same `now()`).
 pub const OPEN_BETS: &str = concat!(
     "SELECT ",
     tx_columns!(),
@@ -100,9 +118,24 @@ pub const OPEN_BETS: &str = concat!(
      JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
      CROSS JOIN LATERAL (SELECT * FROM transactions t
          WHERE t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
-           AND t.created_at >= r.created_at
-           AND t.kind = 'bet' AND t.state IS NOT NULL OFFSET 0) t
-     ORDER BY t.id"
+           AND t.created_at >= r.created_at AND t.created_at >= ",
+    recent_start!(),
+    "
+           AND t.kind = 'bet' AND t.state IS NOT NULL OFFSET 0) t"
+);
+
+/// The same for the older partitions, for rounds that began before the recent ones.
+pub const OPEN_BETS_OLD: &str = concat!(
+    "SELECT ",
+    tx_columns!(),
+    " FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
+     JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
+     CROSS JOIN LATERAL (SELECT * FROM transactions t
+         WHERE t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
+           AND t.created_at >= r.created_at AND t.created_at < ",
+    recent_start!(),
+    "
+           AND t.kind = 'bet' AND t.state IS NOT NULL OFFSET 0) t"
 );
 
 /// Launch sessions by token, and whether they are live.
@@ -139,9 +172,11 @@ pub struct Reads {
     wallets_skip: Statement,
     wallet_keys: Statement,
     txs: Statement,
+    old_txs: Statement,
     tombstones: Statement,
     rounds: Statement,
     open_bets: Statement,
+    old_open_bets: Statement,
     sessions: Statement,
     limits: Statement,
 }
@@ -156,11 +191,13 @@ impl Reads {
             client.prepare(LOCK_WALLETS_SKIP),
             client.prepare(WALLET_KEYS),
         )?;
-        let (txs, tombstones, rounds, open_bets, sessions, limits) = tokio::try_join!(
+        let (txs, old_txs, tombstones, rounds, open_bets, old_open_bets, sessions, limits) = tokio::try_join!(
             client.prepare(LOOKUP_TXS),
+            client.prepare(FETCH_OLD_TXS),
             client.prepare(TOMBSTONES),
             client.prepare(ROUNDS),
             client.prepare(OPEN_BETS),
+            client.prepare(OPEN_BETS_OLD),
             client.prepare(SESSIONS),
             client.prepare(LIMITS),
         )?;
@@ -172,9 +209,11 @@ impl Reads {
             wallets_skip,
             wallet_keys,
             txs,
+            old_txs,
             tombstones,
             rounds,
             open_bets,
+            old_open_bets,
             sessions,
             limits,
         })
@@ -385,7 +424,7 @@ pub(super) async fn prefetch<'c>(
         tx_rows,
         tomb_rows,
         round_rows,
-        open_rows,
+        recent_open_rows,
         session_rows,
         limit_rows,
     ) = tokio::try_join!(
@@ -401,6 +440,35 @@ pub(super) async fn prefetch<'c>(
         query_unless(tx, open_p.is_empty(), &s.open_bets, &by_open),
         query_unless(tx, sessions.is_empty(), &s.sessions, &by_sessions),
         query_unless(tx, players.is_empty(), &s.limits, &by_players),
+    )
+    .map_err(Error::database(n))?;
+
+    // Rows and rounds older than the recent partitions (rare: a retry or a rollback days
+    // later, a round left open since yesterday): one more round trip, only when there are any.
+    let (old_ids, old_times): (Vec<i64>, Vec<std::time::SystemTime>) = tx_rows
+        .iter()
+        .filter(|r| r.get::<_, Option<i64>>(2).is_none())
+        .map(|r| (r.get::<_, i64>(18), r.get::<_, std::time::SystemTime>(19)))
+        .unzip();
+    let mut old_rounds: (Vec<i32>, Vec<i64>, Vec<&str>) = Default::default();
+    for row in round_rows.iter().filter(|r| r.get::<_, bool>(5)) {
+        let key = (
+            row.get::<_, i32>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, &str>(2),
+        );
+        if let Some(at) = (0..open_p.len()).find(|&i| (open_p[i], open_pl[i], open_r[i]) == key) {
+            old_rounds.0.push(open_p[at]);
+            old_rounds.1.push(open_pl[at]);
+            old_rounds.2.push(open_r[at]);
+        }
+    }
+    let by_address: Params = vec![&old_ids, &old_times];
+    let by_old_rounds: Params = vec![&old_rounds.0, &old_rounds.1, &old_rounds.2];
+    let (old_tx_rows, old_open_rows) = tokio::try_join!(
+        biased;
+        query_unless(tx, old_ids.is_empty(), &s.old_txs, &by_address),
+        query_unless(tx, old_rounds.0.is_empty(), &s.old_open_bets, &by_old_rounds),
     )
     .map_err(Error::database(n))?;
 
@@ -497,9 +565,16 @@ pub(super) async fn prefetch<'c>(
     world.ids = id_row.get::<_, Vec<i64>>(0);
     world.ids.reverse();
     let mut row_times = RowTimes::new();
-    for row in tx_rows.iter().chain(&open_rows) {
+    let recent = tx_rows
+        .iter()
+        .filter(|r| r.get::<_, Option<i64>>(2).is_some())
+        .chain(&recent_open_rows)
+        .map(|r| (r, false));
+    let old = old_tx_rows.iter().chain(&old_open_rows).map(|r| (r, true));
+    for (row, old) in recent.chain(old) {
         let (key, tx) = tx_from_row(row)?;
-        row_times.insert(tx.id, row.get(17));
+        let at: std::time::SystemTime = row.get(17);
+        row_times.insert(tx.id, RowTime { at, old });
         world.txs.insert(key, tx);
     }
     for row in &tomb_rows {
@@ -530,7 +605,9 @@ pub(super) async fn prefetch<'c>(
     // The applied bets of the rounds of wins that name none, in id order, onto their rounds:
     // open ones to settle, and whether any was rolled back or settled (rows without a round
     // row cannot exist: the bet that opened the round created it).
-    for row in &open_rows {
+    let mut open_rows: Vec<&Row> = old_open_rows.iter().chain(&recent_open_rows).collect();
+    open_rows.sort_by_key(|r| r.get::<_, i64>(2));
+    for row in open_rows {
         let (key, tx) = tx_from_row(row)?;
         if let Some(round_id) = &tx.round {
             if let Some(round) = world
@@ -570,7 +647,14 @@ pub(super) async fn prefetch<'c>(
 
 /// When each stored ledger row the batch read was created, by id: with the id, the address of
 /// its partition for a state update.
-pub(super) type RowTimes = HashMap<i64, std::time::SystemTime>;
+pub(super) type RowTimes = HashMap<i64, RowTime>;
+
+/// A stored row's `created_at`, and whether it lies before the recent partitions.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RowTime {
+    pub(super) at: std::time::SystemTime,
+    pub(super) old: bool,
+}
 
 /// What the prefetch read: the batch's world, the players left out as busy, and the stored
 /// rows' times.

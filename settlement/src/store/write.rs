@@ -173,13 +173,25 @@ impl WalletRows<'_> {
     }
 }
 
-/// The state of stored rows the batch changed (a bet settled or rolled back, a win rolled
-/// back), each addressed by `(id, created_at)`: one partition.
-pub const UPDATE_STATES: &str = "UPDATE transactions t SET state = u.state
+/// The state of stored recent rows the batch changed (a bet settled or rolled back, a win
+/// rolled back), each addressed by `(id, created_at)`: one partition, and only the recent ones
+/// opened.
+pub const UPDATE_STATES: &str = concat!(
+    "UPDATE transactions t SET state = u.state
      FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(id, created_at, state)
-     WHERE t.id = u.id AND t.created_at = u.created_at";
+     WHERE t.id = u.id AND t.created_at = u.created_at AND t.created_at >= ",
+    recent_start!()
+);
 
-/// The parameters of [`UPDATE_STATES`].
+/// The same for older rows (read by the prefetch's second trip).
+pub const UPDATE_OLD_STATES: &str = concat!(
+    "UPDATE transactions t SET state = u.state
+     FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(id, created_at, state)
+     WHERE t.id = u.id AND t.created_at = u.created_at AND t.created_at < ",
+    recent_start!()
+);
+
+/// The parameters of [`UPDATE_STATES`] and [`UPDATE_OLD_STATES`].
 #[derive(Default)]
 struct StateRows<'a> {
     id: Vec<i64>,
@@ -260,23 +272,26 @@ pub struct Writes {
     insert_ledger: Statement,
     update_wallets: Statement,
     update_states: Statement,
+    update_old_states: Statement,
     insert_rounds: Statement,
     close_rounds: Statement,
 }
 
 impl Writes {
     pub(super) async fn prepare(client: &Client) -> Result<Writes, tokio_postgres::Error> {
-        let (insert_ledger, update_wallets, update_states, insert_rounds, close_rounds) = tokio::try_join!(
+        let (insert_ledger, update_wallets, update_states, update_old_states) = tokio::try_join!(
             client.prepare(INSERT_LEDGER),
             client.prepare(UPDATE_WALLETS),
             client.prepare(UPDATE_STATES),
-            client.prepare(INSERT_ROUNDS),
-            client.prepare(CLOSE_ROUNDS),
+            client.prepare(UPDATE_OLD_STATES),
         )?;
+        let (insert_rounds, close_rounds) =
+            tokio::try_join!(client.prepare(INSERT_ROUNDS), client.prepare(CLOSE_ROUNDS),)?;
         Ok(Writes {
             insert_ledger,
             update_wallets,
             update_states,
+            update_old_states,
             insert_rounds,
             close_rounds,
         })
@@ -317,12 +332,17 @@ pub(super) async fn write(
         }
     }
 
-    let mut states = StateRows::default();
+    let (mut states, mut old_states) = (StateRows::default(), StateRows::default());
     for t in world.txs.values().filter(|t| t.state_changed) {
-        if let (Some(state), Some(at)) = (t.state, row_times.get(&t.id)) {
-            states.id.push(t.id);
-            states.created_at.push(*at);
-            states.state.push(state.as_str());
+        if let (Some(state), Some(time)) = (t.state, row_times.get(&t.id)) {
+            let rows = if time.old {
+                &mut old_states
+            } else {
+                &mut states
+            };
+            rows.id.push(t.id);
+            rows.created_at.push(time.at);
+            rows.state.push(state.as_str());
         }
     }
 
@@ -344,19 +364,25 @@ pub(super) async fn write(
         }
     }
 
-    let (ledger_params, wallet_params, state_params, new_round_params, closed_round_params) = (
+    let (ledger_params, wallet_params, state_params, old_state_params) = (
         ledger.params(),
         wallets.params(),
         states.params(),
-        new_rounds.params(),
-        closed_rounds.params(),
+        old_states.params(),
     );
+    let (new_round_params, closed_round_params) = (new_rounds.params(), closed_rounds.params());
     // One pipeline, sent in this order (`biased`); statements with no rows are not sent.
     tokio::try_join!(
         biased;
         execute_unless(tx, ledger.id.is_empty(), &s.insert_ledger, &ledger_params),
         execute_unless(tx, wallets.player_id.is_empty(), &s.update_wallets, &wallet_params),
         execute_unless(tx, states.id.is_empty(), &s.update_states, &state_params),
+        execute_unless(
+            tx,
+            old_states.id.is_empty(),
+            &s.update_old_states,
+            &old_state_params
+        ),
         execute_unless(
             tx,
             new_rounds.provider_id.is_empty(),
@@ -393,6 +419,7 @@ mod tests {
             (INSERT_LEDGER, LedgerRows::COLUMNS),
             (UPDATE_WALLETS, WalletRows::COLUMNS),
             (UPDATE_STATES, StateRows::COLUMNS),
+            (UPDATE_OLD_STATES, StateRows::COLUMNS),
             (INSERT_ROUNDS, NewRounds::COLUMNS),
             (CLOSE_ROUNDS, ClosedRounds::COLUMNS),
         ] {
