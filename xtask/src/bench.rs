@@ -918,7 +918,7 @@ fn reports_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
 
     let mut w = String::new();
     writeln!(w, "\n## Reports over {rows} ledger rows\n")?;
-    writeln!(w, "{REPORT_ROWS} ledger rows (bets and wins of the demo provider over the last 30 days, 50 games, {PLAYERS} players) seeded by `INSERT ... generate_series` in ten slices, oldest first ({seeded_s:.0} s of inserts and `ANALYZE`), each folded into the rollups by the gateway's own job (every second here, `rest.report_fold_interval_s`) before the next ({folded_s:.0} s of folding in all). Then `loadtest --mode reports --reports NAME`: a request a second for {step_s} s over 4 connections, the report of the last 30 days by day, provider and game in turn, over HTTP with an admin token. Target: under 200 ms. Active players: {sets} (one per day, provider and game).\n")?;
+    writeln!(w, "{REPORT_ROWS} ledger rows (bets and wins of the demo provider over the last 30 days, 50 games, {PLAYERS} players, with their keys and rounds, in 30 daily partitions) seeded by `INSERT ... generate_series` in ten slices, oldest first ({seeded_s:.0} s of inserts and `ANALYZE`), each folded into the rollups by the gateway's own job (every second here, `rest.report_fold_interval_s`) before the next ({folded_s:.0} s of folding in all). Then `loadtest --mode reports --reports NAME`: a request a second for {step_s} s over 4 connections, the report of the last 30 days by day, provider and game in turn, over HTTP with an admin token. Target: under 200 ms. Active players: {sets} (one per day, provider and game).\n")?;
     writeln!(
         w,
         "| report | requests | p50 ms | p99 ms | max ms | answers |\n|---|---|---|---|---|---|"
