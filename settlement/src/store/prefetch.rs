@@ -108,35 +108,32 @@ pub const ROUNDS: &str = concat!(
          OFFSET 0) r"
 );
 
-/// The applied bets, in the recent partitions, of rounds whose win names no bet. A round's rows
-/// are never older than its `rounds` row: the bet that opened the round wrote it in the same
-/// transaction (the same `now()`).
-pub const OPEN_BETS: &str = concat!(
-    "SELECT ",
-    tx_columns!(),
-    " FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
-     JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
-     CROSS JOIN LATERAL (SELECT * FROM transactions t
-         WHERE t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
-           AND t.created_at >= r.created_at AND t.created_at >= ",
-    recent_start!(),
-    "
-           AND t.kind = 'bet' AND t.state IS NOT NULL OFFSET 0) t"
-);
+/// The applied bets of rounds whose win names no bet, in the partitions on one side (`>=` or
+/// `<`) of the recent ones' start. A round's rows are never older than its `rounds` row: the
+/// bet that opened the round wrote it in the same transaction (the same `now()`).
+macro_rules! open_bets {
+    ($side:literal) => {
+        concat!(
+            "SELECT ",
+            tx_columns!(),
+            " FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
+             JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
+             CROSS JOIN LATERAL (SELECT * FROM transactions t
+                 WHERE t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
+                   AND t.created_at >= r.created_at AND t.created_at ",
+            $side,
+            " ",
+            recent_start!(),
+            " AND t.kind = 'bet' AND t.state IS NOT NULL OFFSET 0) t"
+        )
+    };
+}
 
-/// The same for the older partitions, for rounds that began before the recent ones.
-pub const OPEN_BETS_OLD: &str = concat!(
-    "SELECT ",
-    tx_columns!(),
-    " FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
-     JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
-     CROSS JOIN LATERAL (SELECT * FROM transactions t
-         WHERE t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
-           AND t.created_at >= r.created_at AND t.created_at < ",
-    recent_start!(),
-    "
-           AND t.kind = 'bet' AND t.state IS NOT NULL OFFSET 0) t"
-);
+/// Open bets in the recent partitions.
+pub const OPEN_BETS: &str = open_bets!(">=");
+
+/// Open bets in the older partitions, for rounds that began before the recent ones.
+pub const OPEN_BETS_OLD: &str = open_bets!("<");
 
 /// Launch sessions by token, and whether they are live.
 pub const SESSIONS: &str = "SELECT token, player_id, currency, game_id, expires_at > now()

@@ -173,23 +173,27 @@ impl WalletRows<'_> {
     }
 }
 
-/// The state of stored recent rows the batch changed (a bet settled or rolled back, a win
-/// rolled back), each addressed by `(id, created_at)`: one partition, and only the recent ones
-/// opened.
-pub const UPDATE_STATES: &str = concat!(
-    "UPDATE transactions t SET state = u.state
-     FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(id, created_at, state)
-     WHERE t.id = u.id AND t.created_at = u.created_at AND t.created_at >= ",
-    recent_start!()
-);
+/// The state of stored rows the batch changed (a bet settled or rolled back, a win rolled
+/// back), each addressed by `(id, created_at)` (one partition), on one side (`>=` or `<`) of
+/// the recent partitions' start, so only those are opened.
+macro_rules! update_states {
+    ($side:literal) => {
+        concat!(
+            "UPDATE transactions t SET state = u.state
+             FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(id, created_at, state)
+             WHERE t.id = u.id AND t.created_at = u.created_at AND t.created_at ",
+            $side,
+            " ",
+            recent_start!()
+        )
+    };
+}
 
-/// The same for older rows (read by the prefetch's second trip).
-pub const UPDATE_OLD_STATES: &str = concat!(
-    "UPDATE transactions t SET state = u.state
-     FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(id, created_at, state)
-     WHERE t.id = u.id AND t.created_at = u.created_at AND t.created_at < ",
-    recent_start!()
-);
+/// State changes of recent rows.
+pub const UPDATE_STATES: &str = update_states!(">=");
+
+/// State changes of older rows (read by the prefetch's second trip).
+pub const UPDATE_OLD_STATES: &str = update_states!("<");
 
 /// The parameters of [`UPDATE_STATES`] and [`UPDATE_OLD_STATES`].
 #[derive(Default)]
