@@ -140,7 +140,10 @@ pub const SESSIONS: &str = "SELECT token, player_id, currency, game_id, expires_
      FROM game_sessions WHERE token = ANY($1::text[])";
 
 /// A limit's amount in force (a raised one only once its cooling-off is over, `rg::in_force`,
-/// the same rule in Rust) and its use in the current period.
+/// the same rule in Rust) and its use in the current period. The second bound on
+/// `created_at` is the earliest any period can start (this month or this week): implied by
+/// the first, but free of the row's period, so the ledger's older partitions are pruned when
+/// the statement starts instead of opened for every batch.
 pub const LIMITS: &str = "SELECT l.player_id, l.currency, l.kind, l.amount,
             CASE WHEN l.kind = 'max_bet' THEN 0 ELSE coalesce((
                 SELECT sum(CASE
@@ -153,6 +156,9 @@ pub const LIMITS: &str = "SELECT l.player_id, l.currency, l.kind, l.amount,
                 WHERE t.player_id = l.player_id AND t.currency = l.currency
                   AND t.kind IN ('bet', 'win', 'rollback') AND t.outcome = 'OK'
                   AND t.created_at >= date_trunc(l.period, now() AT TIME ZONE 'UTC')
+                                      AT TIME ZONE 'UTC'
+                  AND t.created_at >= least(date_trunc('month', now() AT TIME ZONE 'UTC'),
+                                            date_trunc('week', now() AT TIME ZONE 'UTC'))
                                       AT TIME ZONE 'UTC'
             ), 0) END::bigint
      FROM (SELECT player_id, currency, kind, period,
