@@ -97,21 +97,15 @@ impl World {
         target: &super::Tx,
         base: Row,
     ) -> Answer {
-        let currency = base.currency;
         let row = Row {
             amount_minor: target.amount_minor,
             real_delta: -target.real_delta,
             bonus_delta: -target.bonus_delta,
             ..base
         };
-        let answer = self.record(c, tx, row);
+        // The stake is no longer wagered, and what it lost comes back.
         let refund = -(target.real_delta + target.bonus_delta);
-        let player = self.players.get_mut(&c.player).expect("player present");
-        player.use_limits(currency, -target.amount_minor, -refund);
-        self.txs
-            .get_mut(&(c.provider, reference.clone()))
-            .expect("target present")
-            .set_state(TxState::RolledBack);
+        let answer = self.reverse(c, tx, reference, row, -target.amount_minor, -refund);
         if let Some(round_id) = &target.round {
             if let Some(round) = self
                 .rounds
@@ -149,9 +143,25 @@ impl World {
             real_delta: -target.real_delta,
             ..base
         };
+        // What the win paid counts as lost again.
+        self.reverse(c, tx, reference, row, 0, target.real_delta)
+    }
+
+    /// Records the reversing row, moves the player's limit use by `wagered` and `lost` in the
+    /// row's currency, and marks the reversed transaction rolled back.
+    fn reverse(
+        &mut self,
+        c: &Command,
+        tx: &ProviderTxId,
+        reference: &ProviderTxId,
+        row: Row,
+        wagered: i64,
+        lost: i64,
+    ) -> Answer {
+        let currency = row.currency;
         let answer = self.record(c, tx, row);
         let player = self.players.get_mut(&c.player).expect("player present");
-        player.use_limits(currency, 0, target.real_delta);
+        player.use_limits(currency, wagered, lost);
         self.txs
             .get_mut(&(c.provider, reference.clone()))
             .expect("target present")

@@ -453,17 +453,20 @@ pub(super) async fn prefetch<'c>(
         .filter(|r| r.get::<_, Option<i64>>(2).is_none())
         .map(|r| (r.get::<_, i64>(18), r.get::<_, std::time::SystemTime>(19)))
         .unzip();
+    // Old rounds whose open bets the batch needs (a win that names no bet).
+    let open_keys: HashSet<(i32, i64, &str)> = open_p
+        .iter()
+        .zip(&open_pl)
+        .zip(&open_r)
+        .map(|((&p, &pl), &r)| (p, pl, r))
+        .collect();
     let mut old_rounds: (Vec<i32>, Vec<i64>, Vec<&str>) = Default::default();
     for row in round_rows.iter().filter(|r| r.get::<_, bool>(5)) {
-        let key = (
-            row.get::<_, i32>(0),
-            row.get::<_, i64>(1),
-            row.get::<_, &str>(2),
-        );
-        if let Some(at) = (0..open_p.len()).find(|&i| (open_p[i], open_pl[i], open_r[i]) == key) {
-            old_rounds.0.push(open_p[at]);
-            old_rounds.1.push(open_pl[at]);
-            old_rounds.2.push(open_r[at]);
+        let key: (i32, i64, &str) = (row.get(0), row.get(1), row.get(2));
+        if let Some(&(p, pl, r)) = open_keys.get(&key) {
+            old_rounds.0.push(p);
+            old_rounds.1.push(pl);
+            old_rounds.2.push(r);
         }
     }
     let by_address: Params = vec![&old_ids, &old_times];
