@@ -35,18 +35,29 @@ pub async fn fold(pool: &Pool, settle_after: Duration) -> Result<i64, FoldError>
     if !locked {
         return Ok(0);
     }
-    let from: i64 = tx
-        .query_one("SELECT last_id FROM report_watermark FOR UPDATE", &[])
-        .await?
-        .get(0);
     let settle_s = i64::try_from(settle_after.as_secs()).unwrap_or(i64::MAX);
+    // `floor`: rows with ids above the watermark were written by transactions that took their
+    // ids after every folded row's, so they started after the newest folded row's time less the
+    // longest a batch stays open (under `settle_after`, which the watermark already relies on).
+    // With an hour to spare it bounds every read of them to the partitions that can hold them.
+    let mark = tx
+        .query_one(
+            "SELECT last_id, coalesce(last_at, '-infinity')::text,
+                    (coalesce(last_at, '-infinity') - make_interval(secs => $1::bigint)
+                     - interval '1 hour')::text
+             FROM report_watermark FOR UPDATE",
+            &[&settle_s],
+        )
+        .await?;
+    let (from, folded_at, floor): (i64, String, String) = (mark.get(0), mark.get(1), mark.get(2));
     // The newest settled row: walked down the primary key from the newest row.
     let newest: Option<i64> = tx
         .query_opt(
             "SELECT id FROM transactions
              WHERE id > $1 AND created_at < now() - make_interval(secs => $2::bigint)
+               AND created_at >= $3::text::timestamptz
              ORDER BY id DESC LIMIT 1",
-            &[&from, &settle_s],
+            &[&from, &settle_s, &floor],
         )
         .await?
         .map(|r| r.get(0));
@@ -54,69 +65,95 @@ pub async fn fold(pool: &Pool, settle_after: Duration) -> Result<i64, FoldError>
         return Ok(0);
     };
     let to = newest.min(from.saturating_add(FOLD_IDS_MAX));
-    // The ledger is partitioned by day: a bet's earlier bets in its round are searched from
-    // the round's start on (its `rounds` row is never younger than its rows), and a rollback's
-    // transaction through its key, so each lookup reads the partitions it needs.
+    // Rounds: a round counts once, on the day, game and currency of its first applied bet.
+    // Each round with a bet in this step is checked once, at its first bet here; it is new
+    // unless an applied bet of it was folded before. A round opened after the newest folded
+    // row's time has no such bet (its bets are never older than its `rounds` row), so only
+    // older rounds are searched for one, from the round's start on, in the partitions that
+    // can hold it. A rollback's game is its transaction's, found through its key.
     tx.execute(
         "WITH r AS (
              SELECT t.id, t.kind, t.provider_id, t.player_id, t.round_id, t.currency, t.amount,
-                    t.real_delta, t.bonus_delta, (t.created_at AT TIME ZONE 'UTC')::date AS day,
+                    t.real_delta, t.bonus_delta, t.created_at,
+                    (t.created_at AT TIME ZONE 'UTC')::date AS day,
                     coalesce(t.game_id, (SELECT b.game_id FROM transaction_keys k
                                          JOIN transactions b
                                            ON b.id = k.id AND b.created_at = k.created_at
                                          WHERE k.provider_id = t.provider_id
-                                           AND k.provider_tx_id = t.reference_tx_id), '') AS game,
-                    coalesce(ro.created_at, '-infinity') AS round_at
+                                           AND k.provider_tx_id = t.reference_tx_id), '') AS game
              FROM transactions t
-             LEFT JOIN rounds ro ON t.kind = 'bet' AND ro.provider_id = t.provider_id
-                                AND ro.player_id = t.player_id AND ro.round_id = t.round_id
-             WHERE t.id > $1 AND t.id <= $2 AND t.outcome = 'OK' AND t.provider_id IS NOT NULL
+             WHERE t.id > $1 AND t.id <= $2 AND t.created_at >= $4::text::timestamptz
+               AND t.outcome = 'OK' AND t.provider_id IS NOT NULL
                AND t.kind IN ('bet', 'win', 'rollback')
+         ), first_bets AS (
+             SELECT DISTINCT ON (provider_id, player_id, round_id)
+                    day, provider_id, player_id, round_id, game, currency
+             FROM r WHERE kind = 'bet' AND round_id IS NOT NULL
+             ORDER BY provider_id, player_id, round_id, id
+         ), new_rounds AS (
+             SELECT f.day, f.provider_id, f.game, f.currency, count(*) AS rounds
+             FROM first_bets f
+             LEFT JOIN rounds ro USING (provider_id, player_id, round_id)
+             WHERE ro.created_at > $3::text::timestamptz OR NOT EXISTS (
+                 SELECT 1 FROM transactions e
+                 WHERE e.provider_id = f.provider_id AND e.player_id = f.player_id
+                   AND e.round_id = f.round_id AND e.kind = 'bet' AND e.outcome = 'OK'
+                   AND e.id <= $1
+                   AND e.created_at >= coalesce(ro.created_at, '-infinity'))
+             GROUP BY 1, 2, 3, 4
+         ), money AS (
+             SELECT day, provider_id, game, currency,
+                    coalesce(sum(amount) FILTER (WHERE kind = 'bet'), 0) AS bets,
+                    coalesce(sum(-bonus_delta) FILTER (WHERE kind = 'bet'), 0) AS bonus_bets,
+                    coalesce(sum(amount) FILTER (WHERE kind = 'win'), 0) AS wins,
+                    coalesce(sum(real_delta + bonus_delta) FILTER (WHERE kind = 'rollback'), 0)
+                        AS refunds,
+                    count(*) FILTER (WHERE kind = 'bet') AS bet_count
+             FROM r GROUP BY 1, 2, 3, 4
          )
          INSERT INTO report_daily AS d (day, provider_id, game_id, currency, bets, bonus_bets,
                                         wins, refunds, bet_count, rounds)
-         SELECT day, provider_id, game, currency,
-                coalesce(sum(amount) FILTER (WHERE kind = 'bet'), 0),
-                coalesce(sum(-bonus_delta) FILTER (WHERE kind = 'bet'), 0),
-                coalesce(sum(amount) FILTER (WHERE kind = 'win'), 0),
-                coalesce(sum(real_delta + bonus_delta) FILTER (WHERE kind = 'rollback'), 0),
-                count(*) FILTER (WHERE kind = 'bet'),
-                count(*) FILTER (WHERE kind = 'bet' AND round_id IS NOT NULL AND NOT EXISTS (
-                    SELECT 1 FROM transactions e
-                    WHERE e.provider_id = r.provider_id AND e.player_id = r.player_id
-                      AND e.round_id = r.round_id AND e.kind = 'bet' AND e.outcome = 'OK'
-                      AND e.id < r.id AND e.created_at >= r.round_at))
-         FROM r GROUP BY day, provider_id, game, currency
+         SELECT day, provider_id, game, currency, bets, bonus_bets, wins, refunds, bet_count,
+                coalesce(n.rounds, 0)
+         FROM money LEFT JOIN new_rounds n USING (day, provider_id, game, currency)
          ON CONFLICT (day, provider_id, game_id, currency) DO UPDATE SET
              bets = d.bets + excluded.bets, bonus_bets = d.bonus_bets + excluded.bonus_bets,
              wins = d.wins + excluded.wins, refunds = d.refunds + excluded.refunds,
              bet_count = d.bet_count + excluded.bet_count, rounds = d.rounds + excluded.rounds",
-        &[&from, &to],
+        &[&from, &to, &folded_at, &floor],
     )
     .await?;
-    fold_player_sets(&tx, from, to).await?;
-    tx.execute("UPDATE report_watermark SET last_id = $1", &[&to])
-        .await?;
+    fold_player_sets(&tx, from, to, &floor).await?;
+    // The newest creation time folded so far (never moving back).
+    tx.execute(
+        "UPDATE report_watermark SET last_id = $2, last_at = greatest(
+             last_at, (SELECT max(created_at) FROM transactions
+                       WHERE id > $1 AND id <= $2 AND created_at >= $3::text::timestamptz))",
+        &[&from, &to, &floor],
+    )
+    .await?;
     tx.commit().await?;
     Ok(to - from)
 }
 
-/// Unions the players who bet in ledger ids `(from, to]` into their day's sets: one query for
-/// the new ids by set, one for the sets they touch, one upsert of the unions.
+/// Unions the players who bet in ledger ids `(from, to]` (written at `floor` or later) into
+/// their day's sets: one query for the new ids by set, one for the sets they touch, one upsert
+/// of the unions.
 async fn fold_player_sets(
     tx: &tokio_postgres::Transaction<'_>,
     from: i64,
     to: i64,
+    floor: &str,
 ) -> Result<(), FoldError> {
     let fresh = tx
         .query(
             "SELECT (t.created_at AT TIME ZONE 'UTC')::date::text, t.provider_id,
                     coalesce(t.game_id, ''), array_agg(DISTINCT t.player_id)
              FROM transactions t
-             WHERE t.id > $1 AND t.id <= $2 AND t.outcome = 'OK' AND t.kind = 'bet'
-               AND t.provider_id IS NOT NULL
+             WHERE t.id > $1 AND t.id <= $2 AND t.created_at >= $3::text::timestamptz
+               AND t.outcome = 'OK' AND t.kind = 'bet' AND t.provider_id IS NOT NULL
              GROUP BY 1, 2, 3",
-            &[&from, &to],
+            &[&from, &to, &floor],
         )
         .await?;
     if fresh.is_empty() {

@@ -49,6 +49,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0011_time_partitions",
         include_str!("../../migrations/0011_time_partitions.sql"),
     ),
+    (
+        "0012_report_watermark_time",
+        include_str!("../../migrations/0012_report_watermark_time.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

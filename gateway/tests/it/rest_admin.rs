@@ -834,33 +834,38 @@ async fn reports_come_from_rollups_the_job_keeps_current() {
         StatusCode::OK,
     );
     assert_eq!(by_provider[0]["players"], 2, "{by_provider}");
-    // A further bet is folded once, not again with the earlier ones; player-2's first bet on
-    // slot-1 joins slot-1's stored set of players (it does not replace it).
-    assert_eq!(
-        status_of(&gw.demo("bet", bet("player-2", "c2", "2.00", "r8")).await),
-        "OK"
-    );
-    let mut bets = String::new();
+    // Further bets are folded once, not again with the earlier ones: player-2's first bet on
+    // slot-1 opens a round and joins slot-1's stored set of players (it does not replace it);
+    // player-1's second bet in r2, whose first bet an earlier fold counted, opens none.
+    for body in [
+        bet("player-2", "c2", "2.00", "r8"),
+        bet("player-1", "b4", "1.00", "r2"),
+    ] {
+        assert_eq!(status_of(&gw.demo("bet", body).await), "OK");
+    }
+    let mut slot1 = Value::Null;
     for _ in 0..50 {
         let rows = data(
             &get("/api/admin/reports/ggr?group_by=game").await,
             StatusCode::OK,
         );
-        bets = rows
+        slot1 = rows
             .as_array()
             .unwrap()
             .iter()
             .find(|r| r["group"] == "demo/slot-1")
-            .unwrap()["bets"]
-            .as_str()
             .unwrap()
-            .to_string();
-        if bets == "20.00" {
+            .clone();
+        if slot1["bets"] == "21.00" {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    assert_eq!(bets, "20.00");
+    assert_eq!(
+        (&slot1["bets"], &slot1["bet_count"], &slot1["rounds"]),
+        (&json!("21.00"), &json!(5), &json!(3)),
+        "{slot1}"
+    );
     let players = data(
         &get("/api/admin/reports/players?group_by=game").await,
         StatusCode::OK,
