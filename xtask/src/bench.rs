@@ -1020,10 +1020,17 @@ const HISTORY_ROWS: u64 = 3_000_000;
 /// twice each way; each warmed up, run at 10,000/s (CPU per callback) and saturated. Markdown.
 fn partitions_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     let mut turns = Vec::new();
+    let mut statements = Vec::new();
     for (turn, daily) in [false, true, false, true].into_iter().enumerate() {
         let gw = Gateway::start(
             &root.join(format!("partitions-{turn}")),
-            &[("GATEWAY__REST__REPORT_FOLD_INTERVAL_S", "1")],
+            &[
+                ("GATEWAY__REST__REPORT_FOLD_INTERVAL_S", "1"),
+                (
+                    "GATEWAY__EMBEDDED__SETTINGS__SHARED_PRELOAD_LIBRARIES",
+                    "pg_stat_statements",
+                ),
+            ],
         )?;
         let seeding = Instant::now();
         psql(&gw, &history_partitions_sql(30, daily))?;
@@ -1048,7 +1055,12 @@ fn partitions_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         let per = |party: &str| at_10k.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
         let cpu = (per("gateway"), per("postgres"));
         settle_down();
+        psql(
+            &gw,
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()",
+        )?;
         let saturated = loadtest_many(&[&gw], PLAYERS, SATURATING_RATE, step_s, &[])?;
+        statements.push(top_statements(&gw)?);
         gw.stop()?;
         turns.push((
             daily,
@@ -1094,7 +1106,47 @@ fn partitions_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         "\nSaturated throughput, mean of two: one partition {one:.0}/s, 30 daily partitions {thirty:.0}/s ({:+.1} %).",
         (thirty / one - 1.0) * 100.0
     )?;
+    writeln!(w, "\nWhere PostgreSQL's time went in each saturated run (`pg_stat_statements`, the statements that took most of it in turn 1, µs per call and thousands of calls per turn):\n")?;
+    writeln!(
+        w,
+        "| statement | {} |\n|---|{}",
+        (1..=statements.len())
+            .map(|t| format!("turn {t} µs | calls k"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|---|".repeat(statements.len())
+    )?;
+    for (query, _) in statements.first().into_iter().flatten() {
+        let cells: Vec<String> = statements
+            .iter()
+            .map(|turn| match turn.iter().find(|(q, _)| q == query) {
+                Some((_, (mean_us, calls))) => format!("{mean_us:.1} | {:.1}", calls / 1e3),
+                None => "- | -".to_string(),
+            })
+            .collect();
+        writeln!(w, "| `{query}` | {} |", cells.join(" | "))?;
+    }
     Ok(w)
+}
+
+/// The statements that took most of PostgreSQL's time since the last reset: their text's start
+/// (whitespace folded), mean µs per call and calls.
+fn top_statements(gw: &Gateway) -> anyhow::Result<Vec<(String, (f64, f64))>> {
+    let rows = psql(
+        gw,
+        "SELECT left(translate(regexp_replace(query, '\\s+', ' ', 'g'), '|', '/'), 60), total_exec_time * 1000 / calls,
+                calls
+         FROM pg_stat_statements WHERE calls > 0 ORDER BY total_exec_time DESC LIMIT 14",
+    )?;
+    rows.lines()
+        .map(|line| {
+            let mut cells = line.split('|');
+            let query = cells.next().unwrap_or_default().replace('`', "'");
+            let mean: f64 = cells.next().unwrap_or_default().parse()?;
+            let calls: f64 = cells.next().unwrap_or_default().parse()?;
+            Ok((query, (mean, calls)))
+        })
+        .collect()
 }
 
 /// Bucket counts of a Prometheus histogram, as `(le, cumulative count)` in bucket order.
