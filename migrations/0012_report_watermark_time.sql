@@ -1,6 +1,6 @@
--- 0012: the report job's watermark also keeps the newest creation time it has folded, so each
--- fold reads only the ledger partitions its rows can be in, and counts a round opened after
--- that time without searching the ledger for its earlier bets (there can be none).
+-- 0012: the report job's watermark also keeps the newest creation time it has folded, so a
+-- fold counts a round opened after that time without searching the ledger for its earlier
+-- bets (there can be none: a round's rows are never older than its `rounds` row).
 -- Forward-only.
 ALTER TABLE report_watermark ADD COLUMN last_at timestamptz;
 -- Every folded row's time is at most this (the fold keeps it so from now on).

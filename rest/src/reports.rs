@@ -36,28 +36,23 @@ pub async fn fold(pool: &Pool, settle_after: Duration) -> Result<i64, FoldError>
         return Ok(0);
     }
     let settle_s = i64::try_from(settle_after.as_secs()).unwrap_or(i64::MAX);
-    // `floor`: rows with ids above the watermark were written by transactions that took their
-    // ids after every folded row's, so they started after the newest folded row's time less the
-    // longest a batch stays open (under `settle_after`, which the watermark already relies on).
-    // With an hour to spare it bounds every read of them to the partitions that can hold them.
+    // `folded_at`: no folded row is younger (ids say nothing about time: imported or moved
+    // rows may be anywhere, so the ranges below are by id alone).
     let mark = tx
         .query_one(
-            "SELECT last_id, coalesce(last_at, '-infinity')::text,
-                    (coalesce(last_at, '-infinity') - make_interval(secs => $1::bigint)
-                     - interval '1 hour')::text
+            "SELECT last_id, coalesce(last_at, '-infinity')::text
              FROM report_watermark FOR UPDATE",
-            &[&settle_s],
+            &[],
         )
         .await?;
-    let (from, folded_at, floor): (i64, String, String) = (mark.get(0), mark.get(1), mark.get(2));
+    let (from, folded_at): (i64, String) = (mark.get(0), mark.get(1));
     // The newest settled row: walked down the primary key from the newest row.
     let newest: Option<i64> = tx
         .query_opt(
             "SELECT id FROM transactions
              WHERE id > $1 AND created_at < now() - make_interval(secs => $2::bigint)
-               AND created_at >= $3::text::timestamptz
              ORDER BY id DESC LIMIT 1",
-            &[&from, &settle_s, &floor],
+            &[&from, &settle_s],
         )
         .await?
         .map(|r| r.get(0));
@@ -69,8 +64,8 @@ pub async fn fold(pool: &Pool, settle_after: Duration) -> Result<i64, FoldError>
     // Each round with a bet in this step is checked once, at its first bet here; it is new
     // unless an applied bet of it was folded before. A round opened after the newest folded
     // row's time has no such bet (its bets are never older than its `rounds` row), so only
-    // older rounds are searched for one, from the round's start on, in the partitions that
-    // can hold it. A rollback's game is its transaction's, found through its key.
+    // older rounds are searched for one, from the round's start on (the partitions that can
+    // hold it). A rollback's game is its transaction's, found through its key.
     tx.execute(
         "WITH r AS (
              SELECT t.id, t.kind, t.provider_id, t.player_id, t.round_id, t.currency, t.amount,
@@ -82,8 +77,7 @@ pub async fn fold(pool: &Pool, settle_after: Duration) -> Result<i64, FoldError>
                                          WHERE k.provider_id = t.provider_id
                                            AND k.provider_tx_id = t.reference_tx_id), '') AS game
              FROM transactions t
-             WHERE t.id > $1 AND t.id <= $2 AND t.created_at >= $4::text::timestamptz
-               AND t.outcome = 'OK' AND t.provider_id IS NOT NULL
+             WHERE t.id > $1 AND t.id <= $2 AND t.outcome = 'OK' AND t.provider_id IS NOT NULL
                AND t.kind IN ('bet', 'win', 'rollback')
          ), first_bets AS (
              SELECT DISTINCT ON (provider_id, player_id, round_id)
@@ -120,40 +114,38 @@ pub async fn fold(pool: &Pool, settle_after: Duration) -> Result<i64, FoldError>
              bets = d.bets + excluded.bets, bonus_bets = d.bonus_bets + excluded.bonus_bets,
              wins = d.wins + excluded.wins, refunds = d.refunds + excluded.refunds,
              bet_count = d.bet_count + excluded.bet_count, rounds = d.rounds + excluded.rounds",
-        &[&from, &to, &folded_at, &floor],
+        &[&from, &to, &folded_at],
     )
     .await?;
-    fold_player_sets(&tx, from, to, &floor).await?;
+    fold_player_sets(&tx, from, to).await?;
     // The newest creation time folded so far (never moving back).
     tx.execute(
         "UPDATE report_watermark SET last_id = $2, last_at = greatest(
              last_at, (SELECT max(created_at) FROM transactions
-                       WHERE id > $1 AND id <= $2 AND created_at >= $3::text::timestamptz))",
-        &[&from, &to, &floor],
+                       WHERE id > $1 AND id <= $2))",
+        &[&from, &to],
     )
     .await?;
     tx.commit().await?;
     Ok(to - from)
 }
 
-/// Unions the players who bet in ledger ids `(from, to]` (written at `floor` or later) into
-/// their day's sets: one query for the new ids by set, one for the sets they touch, one upsert
-/// of the unions.
+/// Unions the players who bet in ledger ids `(from, to]` into their day's sets: one query for
+/// the new ids by set, one for the sets they touch, one upsert of the unions.
 async fn fold_player_sets(
     tx: &tokio_postgres::Transaction<'_>,
     from: i64,
     to: i64,
-    floor: &str,
 ) -> Result<(), FoldError> {
     let fresh = tx
         .query(
             "SELECT (t.created_at AT TIME ZONE 'UTC')::date::text, t.provider_id,
                     coalesce(t.game_id, ''), array_agg(DISTINCT t.player_id)
              FROM transactions t
-             WHERE t.id > $1 AND t.id <= $2 AND t.created_at >= $3::text::timestamptz
-               AND t.outcome = 'OK' AND t.kind = 'bet' AND t.provider_id IS NOT NULL
+             WHERE t.id > $1 AND t.id <= $2 AND t.outcome = 'OK' AND t.kind = 'bet'
+               AND t.provider_id IS NOT NULL
              GROUP BY 1, 2, 3",
-            &[&from, &to, &floor],
+            &[&from, &to],
         )
         .await?;
     if fresh.is_empty() {
