@@ -53,6 +53,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0012_report_watermark_time",
         include_str!("../../migrations/0012_report_watermark_time.sql"),
     ),
+    (
+        "0013_drop_ledger_reference_index",
+        include_str!("../../migrations/0013_drop_ledger_reference_index.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

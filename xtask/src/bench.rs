@@ -81,6 +81,9 @@ pub struct Options {
     /// Run only the partitions section (one partition of history against 30 daily ones) and
     /// write `docs/performance-partitions.md`.
     pub only_partitions: bool,
+    /// Run only the write path's steps (each schema step undone, then as it is) and write
+    /// `docs/performance-steps.md`.
+    pub only_steps: bool,
 }
 
 impl Options {
@@ -95,6 +98,7 @@ impl Options {
             only_instances: false,
             only_reports: false,
             only_partitions: false,
+            only_steps: false,
         };
         let mut compare_config = PathBuf::from("config/demo.toml");
         let mut it = args.iter();
@@ -115,9 +119,10 @@ impl Options {
                     Some("instances") => options.only_instances = true,
                     Some("reports") => options.only_reports = true,
                     Some("partitions") => options.only_partitions = true,
+                    Some("steps") => options.only_steps = true,
                     other => bail!(
-                        "--only takes `logins`, `trace`, `instances`, `reports` or \
-                         `partitions`, not {other:?}"
+                        "--only takes `logins`, `trace`, `instances`, `reports`, \
+                         `partitions` or `steps`, not {other:?}"
                     ),
                 },
                 "--compare" => {
@@ -130,7 +135,7 @@ impl Options {
                 }
                 other => bail!(
                     "unknown bench option {other} (--step S, --sustained S, --soak S, \
-                     --compare GATEWAY_BIN, --compare-config PATH, --only logins|trace|instances|reports|partitions)"
+                     --compare GATEWAY_BIN, --compare-config PATH, --only logins|trace|instances|reports|partitions|steps)"
                 ),
             }
         }
@@ -1012,6 +1017,90 @@ fn seed_ledger_sql(first: u64, last: u64, total: u64, days: u32) -> String {
     )
 }
 
+/// The write path's schema steps: what each undoes to put the schema back as it was before
+/// the step (run on a fresh cluster of this build after its migrations).
+const WRITE_STEPS: &[(&str, &str)] = &[(
+    "the ledger's index on (provider, reference) dropped (migration 0013: every read by \
+     reference goes through `transaction_keys`)",
+    "CREATE INDEX transactions_reference ON transactions (provider_id, reference_tx_id)
+     WHERE reference_tx_id IS NOT NULL",
+)];
+
+/// Each schema step of the write path measured in one run: a fresh cluster with the step
+/// undone, then one as it is, twice each way; warmed up, then 10,000/s (CPU of gateway and
+/// every PostgreSQL process per callback, and the ledger insert's µs per row from
+/// `pg_stat_statements`). Markdown.
+fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
+    let mut w = String::new();
+    writeln!(w, "\n## The write path, step by step\n")?;
+    writeln!(w, "Each step of the write path's schema, measured in this run: a fresh cluster of this build with the step undone (`before`), then one as it is (`after`), twice each way; each warmed up (5,000/s for 10 s), then 10,000/s for {step_s} s: CPU of the gateway and of every PostgreSQL process per callback, and the ledger insert's time per row and per batch (`pg_stat_statements`, wall time).\n")?;
+    writeln!(w, "| step | schema | turn | achieved/s | p99 ms | gateway µs/callback | PostgreSQL µs/callback | ledger insert µs/row | µs/batch | rows/batch |\n|---|---|---|---|---|---|---|---|---|---|")?;
+    let mut means = Vec::new();
+    for (n, (step, undo)) in WRITE_STEPS.iter().enumerate() {
+        let mut pg_us = [Vec::new(), Vec::new()];
+        for (turn, after) in [false, true, false, true].into_iter().enumerate() {
+            let gw = Gateway::start(
+                &root.join(format!("step-{n}-{turn}")),
+                &[(
+                    "GATEWAY__EMBEDDED__SETTINGS__SHARED_PRELOAD_LIBRARIES",
+                    "pg_stat_statements",
+                )],
+            )?;
+            if !after {
+                psql(&gw, undo)?;
+            }
+            psql(&gw, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+            settle_down();
+            loadtest(&gw, 5_000, 10, &[])?;
+            psql(&gw, "SELECT pg_stat_statements_reset()")?;
+            let run = loadtest(&gw, 10_000, step_s, &[])?;
+            let insert = psql(
+                &gw,
+                "SELECT total_exec_time * 1000 / greatest(rows, 1),
+                        total_exec_time * 1000 / greatest(calls, 1),
+                        rows::float8 / greatest(calls, 1)
+                 FROM pg_stat_statements
+                 WHERE query LIKE 'WITH rows AS%INSERT INTO transactions%'
+                 ORDER BY calls DESC LIMIT 1",
+            )?;
+            gw.stop()?;
+            let cells: Vec<f64> = insert
+                .split('|')
+                .map(|c| c.parse().unwrap_or(f64::NAN))
+                .collect();
+            let callbacks = (run.achieved() * run.wall_s).max(1.0);
+            let per = |party: &str| run.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
+            pg_us[usize::from(after)].push(per("gateway") + per("postgres"));
+            writeln!(
+                w,
+                "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} |",
+                n + 1,
+                if after { "after" } else { "before" },
+                turn + 1,
+                run.achieved(),
+                run.p("p99"),
+                per("gateway"),
+                per("postgres"),
+                cells.first().copied().unwrap_or(f64::NAN),
+                cells.get(1).copied().unwrap_or(f64::NAN),
+                cells.get(2).copied().unwrap_or(f64::NAN),
+            )?;
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        means.push((step, mean(&pg_us[0]), mean(&pg_us[1])));
+    }
+    writeln!(w, "\n| step | gateway + PostgreSQL µs/callback before (mean of two) | after | change |\n|---|---|---|---|")?;
+    for (n, (step, before, after)) in means.iter().enumerate() {
+        writeln!(
+            w,
+            "| {}. {step} | {before:.1} | {after:.1} | {:+.1} % |",
+            n + 1,
+            (after / before - 1.0) * 100.0
+        )?;
+    }
+    Ok(w)
+}
+
 /// Ledger rows of history for the partitions section.
 const HISTORY_ROWS: u64 = 3_000_000;
 
@@ -1413,7 +1502,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let started = Instant::now();
     // One section alone: (its name after `--only`, its title, whether the full run has it).
     type Section = fn(&Path, u64) -> anyhow::Result<String>;
-    let alone: [(bool, &str, &str, bool, Section); 5] = [
+    let alone: [(bool, &str, &str, bool, Section); 6] = [
+        (
+            options.only_steps,
+            "steps",
+            "The write path, step by step",
+            true,
+            steps_section,
+        ),
         (
             options.only_logins,
             "logins",
@@ -1577,7 +1673,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     // 7. Several gateways on one database.
     let instances = instances_section(&root, options.step_s)?;
 
-    // 8. Before/after: this build and another one, fresh clusters in turn (A B A B).
+    // 8. The write path's schema steps, each undone and as it is.
+    let steps = steps_section(&root, options.step_s)?;
+
+    // 9. Before/after: this build and another one, fresh clusters in turn (A B A B).
     let mut compared = Vec::new();
     if let Some((bin, config)) = &options.compare {
         let this = (
@@ -1770,6 +1869,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     w.push_str(&logins);
     w.push_str(&trace);
     w.push_str(&instances);
+    w.push_str(&steps);
     w.push_str(NOTES);
     writeln!(w, "\n## Reproduce\n\n```sh\ncargo xtask bench                 # this report\ncargo xtask bench --soak 600      # plus a 10-minute soak at the best rate\ncargo bench -p benches            # criterion micro-benchmarks of the hot paths\n```")?;
     std::fs::create_dir_all("docs")?;
