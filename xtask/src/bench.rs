@@ -1017,14 +1017,32 @@ fn seed_ledger_sql(first: u64, last: u64, total: u64, days: u32) -> String {
     )
 }
 
-/// The write path's schema steps: what each undoes to put the schema back as it was before
-/// the step (run on a fresh cluster of this build after its migrations).
-const WRITE_STEPS: &[(&str, &str)] = &[(
-    "the ledger's index on (provider, reference) dropped (migration 0013: every read by \
-     reference goes through `transaction_keys`)",
-    "CREATE INDEX transactions_reference ON transactions (provider_id, reference_tx_id)
-     WHERE reference_tx_id IS NOT NULL",
-)];
+/// A step of the write path: the schema and configuration before it (SQL run on a fresh
+/// cluster of this build after its migrations, environment overrides) and after it.
+struct Step {
+    name: &'static str,
+    undo_sql: &'static str,
+    before_env: &'static [(&'static str, &'static str)],
+    after_env: &'static [(&'static str, &'static str)],
+}
+
+const WRITE_STEPS: &[Step] = &[
+    Step {
+        name: "the ledger's index on (provider, reference) dropped (migration 0013: every read \
+               by reference goes through `transaction_keys`)",
+        undo_sql:
+            "CREATE INDEX transactions_reference ON transactions (provider_id, reference_tx_id)
+                   WHERE reference_tx_id IS NOT NULL",
+        before_env: &[],
+        after_env: &[],
+    },
+    Step {
+        name: "one settlement lane instead of two (`settlement.lanes`): batches twice as long",
+        undo_sql: "",
+        before_env: &[("GATEWAY__SETTLEMENT__LANES", "2")],
+        after_env: &[("GATEWAY__SETTLEMENT__LANES", "1")],
+    },
+];
 
 /// Each schema step of the write path measured in one run: a fresh cluster with the step
 /// undone, then one as it is, twice each way; warmed up, then 10,000/s (CPU of gateway and
@@ -1036,18 +1054,21 @@ fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     writeln!(w, "Each step of the write path's schema, measured in this run: a fresh cluster of this build with the step undone (`before`), then one as it is (`after`), twice each way; each warmed up (5,000/s for 10 s), then 10,000/s for {step_s} s: CPU of the gateway and of every PostgreSQL process per callback, and the ledger insert's time per row and per batch (`pg_stat_statements`, wall time).\n")?;
     writeln!(w, "| step | schema | turn | achieved/s | p99 ms | gateway µs/callback | PostgreSQL µs/callback | ledger insert µs/row | µs/batch | rows/batch |\n|---|---|---|---|---|---|---|---|---|---|")?;
     let mut means = Vec::new();
-    for (n, (step, undo)) in WRITE_STEPS.iter().enumerate() {
+    for (n, step) in WRITE_STEPS.iter().enumerate() {
         let mut pg_us = [Vec::new(), Vec::new()];
         for (turn, after) in [false, true, false, true].into_iter().enumerate() {
-            let gw = Gateway::start(
-                &root.join(format!("step-{n}-{turn}")),
-                &[(
-                    "GATEWAY__EMBEDDED__SETTINGS__SHARED_PRELOAD_LIBRARIES",
-                    "pg_stat_statements",
-                )],
-            )?;
-            if !after {
-                psql(&gw, undo)?;
+            let mut env = vec![(
+                "GATEWAY__EMBEDDED__SETTINGS__SHARED_PRELOAD_LIBRARIES",
+                "pg_stat_statements",
+            )];
+            env.extend_from_slice(if after {
+                step.after_env
+            } else {
+                step.before_env
+            });
+            let gw = Gateway::start(&root.join(format!("step-{n}-{turn}")), &env)?;
+            if !after && !step.undo_sql.is_empty() {
+                psql(&gw, step.undo_sql)?;
             }
             psql(&gw, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
             settle_down();
@@ -1087,7 +1108,7 @@ fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
             )?;
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-        means.push((step, mean(&pg_us[0]), mean(&pg_us[1])));
+        means.push((step.name, mean(&pg_us[0]), mean(&pg_us[1])));
     }
     writeln!(w, "\n| step | gateway + PostgreSQL µs/callback before (mean of two) | after | change |\n|---|---|---|---|")?;
     for (n, (step, before, after)) in means.iter().enumerate() {
