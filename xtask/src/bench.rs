@@ -1051,11 +1051,12 @@ const WRITE_STEPS: &[Step] = &[
 fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     let mut w = String::new();
     writeln!(w, "\n## The write path, step by step\n")?;
-    writeln!(w, "Each step of the write path's schema, measured in this run: a fresh cluster of this build with the step undone (`before`), then one as it is (`after`), twice each way; each warmed up (5,000/s for 10 s), then 10,000/s for {step_s} s: CPU of the gateway and of every PostgreSQL process per callback, and the ledger insert's time per row and per batch (`pg_stat_statements`, wall time).\n")?;
-    writeln!(w, "| step | schema | turn | achieved/s | p99 ms | gateway µs/callback | PostgreSQL µs/callback | ledger insert µs/row | µs/batch | rows/batch |\n|---|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(w, "Each step of the write path's schema, measured in this run: a fresh cluster of this build with the step undone (`before`), then one as it is (`after`), twice each way; each warmed up (5,000/s for 10 s), then 10,000/s for {step_s} s: CPU of the gateway and of every PostgreSQL process per callback, and the ledger insert's time per row and per batch (`pg_stat_statements`, wall time); then {SATURATING_RATE}/s offered for {step_s} s (answers that were not a 5xx, per second).\n")?;
+    writeln!(w, "| step | schema | turn | achieved/s | p99 ms | gateway µs/callback | PostgreSQL µs/callback | ledger insert µs/row | µs/batch | rows/batch | saturated: answered/s |\n|---|---|---|---|---|---|---|---|---|---|---|")?;
     let mut means = Vec::new();
     for (n, step) in WRITE_STEPS.iter().enumerate() {
         let mut pg_us = [Vec::new(), Vec::new()];
+        let mut answered = [Vec::new(), Vec::new()];
         for (turn, after) in [false, true, false, true].into_iter().enumerate() {
             let mut env = vec![(
                 "GATEWAY__EMBEDDED__SETTINGS__SHARED_PRELOAD_LIBRARIES",
@@ -1084,6 +1085,8 @@ fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
                  WHERE query LIKE 'WITH rows AS%INSERT INTO transactions%'
                  ORDER BY calls DESC LIMIT 1",
             )?;
+            settle_down();
+            let saturated = loadtest(&gw, SATURATING_RATE, step_s, &[])?;
             gw.stop()?;
             let cells: Vec<f64> = insert
                 .split('|')
@@ -1092,9 +1095,10 @@ fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
             let callbacks = (run.achieved() * run.wall_s).max(1.0);
             let per = |party: &str| run.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
             pg_us[usize::from(after)].push(per("gateway") + per("postgres"));
+            answered[usize::from(after)].push(saturated.answered_rate());
             writeln!(
                 w,
-                "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} |",
+                "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} |",
                 n + 1,
                 if after { "after" } else { "before" },
                 turn + 1,
@@ -1105,18 +1109,24 @@ fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
                 cells.first().copied().unwrap_or(f64::NAN),
                 cells.get(1).copied().unwrap_or(f64::NAN),
                 cells.get(2).copied().unwrap_or(f64::NAN),
+                saturated.answered_rate(),
             )?;
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-        means.push((step.name, mean(&pg_us[0]), mean(&pg_us[1])));
+        means.push((
+            step.name,
+            (mean(&pg_us[0]), mean(&pg_us[1])),
+            (mean(&answered[0]), mean(&answered[1])),
+        ));
     }
-    writeln!(w, "\n| step | gateway + PostgreSQL µs/callback before (mean of two) | after | change |\n|---|---|---|---|")?;
-    for (n, (step, before, after)) in means.iter().enumerate() {
+    writeln!(w, "\n| step | gateway + PostgreSQL µs/callback before (mean of two) | after | change | saturated answered/s before | after | change |\n|---|---|---|---|---|---|---|")?;
+    for (n, (step, (before, after), (sat_before, sat_after))) in means.iter().enumerate() {
         writeln!(
             w,
-            "| {}. {step} | {before:.1} | {after:.1} | {:+.1} % |",
+            "| {}. {step} | {before:.1} | {after:.1} | {:+.1} % | {sat_before:.0} | {sat_after:.0} | {:+.1} % |",
             n + 1,
-            (after / before - 1.0) * 100.0
+            (after / before - 1.0) * 100.0,
+            (sat_after / sat_before - 1.0) * 100.0
         )?;
     }
     Ok(w)
