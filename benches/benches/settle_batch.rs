@@ -24,6 +24,7 @@ fn settle_batch(c: &mut Criterion) {
             lanes: 1,
             batch_len_max: 4032,
             batch_wait_max: std::time::Duration::ZERO,
+            linger_from: 1,
             queue_len_max: 100_000,
             deadline: std::time::Duration::from_secs(30),
             busy_patience: std::time::Duration::from_millis(50),

@@ -262,6 +262,7 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
             lanes: st.lanes,
             batch_len_max: st.batch_len_max,
             batch_wait_max: Duration::from_micros(st.batch_wait_max_us),
+            linger_from: st.batch_linger_from,
             queue_len_max: st.queue_len_max,
             deadline: Duration::from_millis(st.callback_deadline_ms),
             busy_patience: Duration::from_millis(st.busy_wallet_patience_ms),

@@ -138,6 +138,9 @@ pub struct Settlement {
     pub lanes: usize,
     pub batch_len_max: usize,
     pub batch_wait_max_us: u64,
+    /// A lane lingers up to `batch_wait_max_us` for more commands once its previous batch held
+    /// at least this many (steady load): fewer, longer batches, less CPU per callback.
+    pub batch_linger_from: usize,
     /// Commands waiting per lane before callbacks get a retryable answer.
     pub queue_len_max: usize,
     /// A callback not settled within this time gets a retryable answer.
@@ -155,6 +158,7 @@ impl Default for Settlement {
             lanes: 2,
             batch_len_max: 512,
             batch_wait_max_us: 1_000,
+            batch_linger_from: 256,
             queue_len_max: 8_192,
             callback_deadline_ms: 2_000,
             busy_wallet_patience_ms: 50,

@@ -5,8 +5,9 @@
 //!
 //! Under light load a lone command is settled at once; under heavy load batches grow by
 //! themselves because commands queue while a commit is in flight. `batch_wait_max` adds a short
-//! linger only when the previous batch was at least half full (the load is high, so waiting a
-//! little fills the next batch instead of paying another commit).
+//! linger only when the previous batch held at least `linger_from` commands (the load is
+//! steady, so waiting a little fills the next batch instead of paying another batch's fixed
+//! cost: its statements and its commit).
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
@@ -27,6 +28,8 @@ pub struct Options {
     pub lanes: usize,
     pub batch_len_max: usize,
     pub batch_wait_max: Duration,
+    /// A lane lingers (up to `batch_wait_max`) once its previous batch held this many commands.
+    pub linger_from: usize,
     pub queue_len_max: usize,
     /// How long a caller waits for its answer before giving up with a retryable answer.
     pub deadline: Duration,
@@ -143,6 +146,7 @@ impl Settler {
                 reconnect_at: Instant::now(),
                 batch_len_max: options.batch_len_max,
                 batch_wait_max: options.batch_wait_max,
+                linger_from: options.linger_from.max(1),
                 faults: faults.clone(),
                 batches: 0,
                 deferred: Vec::new(),
@@ -319,6 +323,7 @@ struct Lane {
     reconnect_at: Instant,
     batch_len_max: usize,
     batch_wait_max: Duration,
+    linger_from: usize,
     faults: Arc<Faults>,
     /// Batches this lane has committed.
     batches: u64,
@@ -376,7 +381,7 @@ impl Lane {
                 }
                 None => {}
             }
-            let linger = last_len * 2 >= self.batch_len_max && !self.batch_wait_max.is_zero();
+            let linger = last_len >= self.linger_from && !self.batch_wait_max.is_zero();
             let linger_until = Instant::now() + self.batch_wait_max;
             let mut len: usize = jobs.iter().map(|j: &Job| j.commands.len()).sum();
             while len < self.batch_len_max && drain.is_none() {

@@ -1042,6 +1042,22 @@ const WRITE_STEPS: &[Step] = &[
         before_env: &[("GATEWAY__SETTLEMENT__LANES", "2")],
         after_env: &[("GATEWAY__SETTLEMENT__LANES", "1")],
     },
+    Step {
+        name: "two lanes that linger up to 1 ms once their previous batch held 8 commands \
+               (`settlement.batch_linger_from` 8, was half of `batch_len_max`: 256)",
+        undo_sql: "",
+        before_env: &[("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "256")],
+        after_env: &[("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "8")],
+    },
+    Step {
+        name: "the same linger up to 2 ms (`settlement.batch_wait_max_us` 2000)",
+        undo_sql: "",
+        before_env: &[("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "256")],
+        after_env: &[
+            ("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "8"),
+            ("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "2000"),
+        ],
+    },
 ];
 
 /// Each schema step of the write path measured in one run: a fresh cluster with the step

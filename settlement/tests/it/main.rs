@@ -49,6 +49,7 @@ pub fn options() -> Options {
         lanes: 1,
         batch_len_max: 512,
         batch_wait_max: Duration::ZERO,
+        linger_from: 1,
         queue_len_max: 1024,
         deadline: Duration::from_secs(10),
         busy_patience: Duration::from_millis(50),
