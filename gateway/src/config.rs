@@ -157,8 +157,8 @@ impl Default for Settlement {
         Settlement {
             lanes: 2,
             batch_len_max: 512,
-            batch_wait_max_us: 1_000,
-            batch_linger_from: 256,
+            batch_wait_max_us: 2_000,
+            batch_linger_from: 8,
             queue_len_max: 8_192,
             callback_deadline_ms: 2_000,
             busy_wallet_patience_ms: 50,

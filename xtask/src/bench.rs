@@ -1046,13 +1046,23 @@ const WRITE_STEPS: &[Step] = &[
         name: "two lanes that linger up to 1 ms once their previous batch held 8 commands \
                (`settlement.batch_linger_from` 8, was half of `batch_len_max`: 256)",
         undo_sql: "",
-        before_env: &[("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "256")],
-        after_env: &[("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "8")],
+        before_env: &[
+            ("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "256"),
+            ("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "1000"),
+        ],
+        after_env: &[
+            ("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "8"),
+            ("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "1000"),
+        ],
     },
     Step {
-        name: "the same linger up to 2 ms (`settlement.batch_wait_max_us` 2000)",
+        name: "the same linger up to 2 ms (`settlement.batch_wait_max_us` 2000): the defaults \
+               since this step",
         undo_sql: "",
-        before_env: &[("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "256")],
+        before_env: &[
+            ("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "256"),
+            ("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "1000"),
+        ],
         after_env: &[
             ("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "8"),
             ("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "2000"),
