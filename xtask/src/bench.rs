@@ -1026,6 +1026,12 @@ struct Step {
     after_env: &'static [(&'static str, &'static str)],
 }
 
+/// The lanes' linger before the linger steps: only from half of `batch_len_max`, up to 1 ms.
+const OLD_LINGER: &[(&str, &str)] = &[
+    ("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "256"),
+    ("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "1000"),
+];
+
 const WRITE_STEPS: &[Step] = &[
     Step {
         name: "the ledger's index on (provider, reference) dropped (migration 0013: every read \
@@ -1046,10 +1052,7 @@ const WRITE_STEPS: &[Step] = &[
         name: "two lanes that linger up to 1 ms once their previous batch held 8 commands \
                (`settlement.batch_linger_from` 8, was half of `batch_len_max`: 256)",
         undo_sql: "",
-        before_env: &[
-            ("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "256"),
-            ("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "1000"),
-        ],
+        before_env: OLD_LINGER,
         after_env: &[
             ("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "8"),
             ("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "1000"),
@@ -1059,10 +1062,7 @@ const WRITE_STEPS: &[Step] = &[
         name: "the same linger up to 2 ms (`settlement.batch_wait_max_us` 2000): the defaults \
                since this step",
         undo_sql: "",
-        before_env: &[
-            ("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "256"),
-            ("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "1000"),
-        ],
+        before_env: OLD_LINGER,
         after_env: &[
             ("GATEWAY__SETTLEMENT__BATCH_LINGER_FROM", "8"),
             ("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "2000"),
