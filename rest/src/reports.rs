@@ -73,8 +73,7 @@ pub async fn fold(pool: &Pool, settle_after: Duration) -> Result<i64, FoldError>
     tx.execute(
         "WITH r AS (
              SELECT t.id, t.kind, t.provider_id, t.player_id, t.round_id, t.currency, t.amount,
-                    t.real_delta, t.bonus_delta, t.created_at,
-                    (t.created_at AT TIME ZONE 'UTC')::date AS day,
+                    t.real_delta, t.bonus_delta, (t.created_at AT TIME ZONE 'UTC')::date AS day,
                     coalesce(t.game_id, (SELECT b.game_id FROM transaction_keys k
                                          JOIN transactions b
                                            ON b.id = k.id AND b.created_at = k.created_at

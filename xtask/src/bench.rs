@@ -81,7 +81,7 @@ pub struct Options {
     /// Run only the partitions section (one partition of history against 30 daily ones) and
     /// write `docs/performance-partitions.md`.
     pub only_partitions: bool,
-    /// Run only the write path's steps (each schema step undone, then as it is) and write
+    /// Run only the write path's steps (each step undone, then as it is) and write
     /// `docs/performance-steps.md`.
     pub only_steps: bool,
 }
@@ -1017,6 +1017,12 @@ fn seed_ledger_sql(first: u64, last: u64, total: u64, days: u32) -> String {
     )
 }
 
+/// The embedded PostgreSQL loads `pg_stat_statements` (the sections that time statements).
+const STATEMENT_STATS: (&str, &str) = (
+    "GATEWAY__EMBEDDED__SETTINGS__SHARED_PRELOAD_LIBRARIES",
+    "pg_stat_statements",
+);
+
 /// A step of the write path: the schema and configuration before it (SQL run on a fresh
 /// cluster of this build after its migrations, environment overrides) and after it.
 struct Step {
@@ -1070,24 +1076,21 @@ const WRITE_STEPS: &[Step] = &[
     },
 ];
 
-/// Each schema step of the write path measured in one run: a fresh cluster with the step
-/// undone, then one as it is, twice each way; warmed up, then 10,000/s (CPU of gateway and
-/// every PostgreSQL process per callback, and the ledger insert's µs per row from
-/// `pg_stat_statements`). Markdown.
+/// Each step of the write path (schema or configuration) measured in one run: a fresh cluster
+/// with the step undone, then one as it is, twice each way; warmed up, then 10,000/s (CPU of
+/// gateway and every PostgreSQL process per callback, and the ledger insert's µs per row from
+/// `pg_stat_statements`), then saturated. Markdown.
 fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     let mut w = String::new();
     writeln!(w, "\n## The write path, step by step\n")?;
-    writeln!(w, "Each step of the write path's schema, measured in this run: a fresh cluster of this build with the step undone (`before`), then one as it is (`after`), twice each way; each warmed up (5,000/s for 10 s), then 10,000/s for {step_s} s: CPU of the gateway and of every PostgreSQL process per callback, and the ledger insert's time per row and per batch (`pg_stat_statements`, wall time); then {SATURATING_RATE}/s offered for {step_s} s (answers that were not a 5xx, per second).\n")?;
+    writeln!(w, "Each step of the write path (its schema or its configuration), measured in this run: a fresh cluster of this build with the step undone (`before`: SQL after the migrations, or settings), then one as it is (`after`), twice each way; each warmed up (5,000/s for 10 s), then 10,000/s for {step_s} s: CPU of the gateway and of every PostgreSQL process per callback, and the ledger insert's time per row and per batch (`pg_stat_statements`, wall time); then {SATURATING_RATE}/s offered for {step_s} s (answers that were not a 5xx, per second).\n")?;
     writeln!(w, "| step | schema | turn | achieved/s | p99 ms | gateway µs/callback | PostgreSQL µs/callback | ledger insert µs/row | µs/batch | rows/batch | saturated: answered/s |\n|---|---|---|---|---|---|---|---|---|---|---|")?;
     let mut means = Vec::new();
     for (n, step) in WRITE_STEPS.iter().enumerate() {
-        let mut pg_us = [Vec::new(), Vec::new()];
+        let mut cpu_us = [Vec::new(), Vec::new()];
         let mut answered = [Vec::new(), Vec::new()];
         for (turn, after) in [false, true, false, true].into_iter().enumerate() {
-            let mut env = vec![(
-                "GATEWAY__EMBEDDED__SETTINGS__SHARED_PRELOAD_LIBRARIES",
-                "pg_stat_statements",
-            )];
+            let mut env = vec![STATEMENT_STATS];
             env.extend_from_slice(if after {
                 step.after_env
             } else {
@@ -1120,7 +1123,7 @@ fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
                 .collect();
             let callbacks = (run.achieved() * run.wall_s).max(1.0);
             let per = |party: &str| run.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
-            pg_us[usize::from(after)].push(per("gateway") + per("postgres"));
+            cpu_us[usize::from(after)].push(per("gateway") + per("postgres"));
             answered[usize::from(after)].push(saturated.answered_rate());
             writeln!(
                 w,
@@ -1141,7 +1144,7 @@ fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         means.push((
             step.name,
-            (mean(&pg_us[0]), mean(&pg_us[1])),
+            (mean(&cpu_us[0]), mean(&cpu_us[1])),
             (mean(&answered[0]), mean(&answered[1])),
         ));
     }
@@ -1172,10 +1175,7 @@ fn partitions_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
             &root.join(format!("partitions-{turn}")),
             &[
                 ("GATEWAY__REST__REPORT_FOLD_INTERVAL_S", "1"),
-                (
-                    "GATEWAY__EMBEDDED__SETTINGS__SHARED_PRELOAD_LIBRARIES",
-                    "pg_stat_statements",
-                ),
+                STATEMENT_STATS,
             ],
         )?;
         let seeding = Instant::now();
@@ -1731,7 +1731,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     // 7. Several gateways on one database.
     let instances = instances_section(&root, options.step_s)?;
 
-    // 8. The write path's schema steps, each undone and as it is.
+    // 8. The write path's steps, each undone and as it is.
     let steps = steps_section(&root, options.step_s)?;
 
     // 9. Before/after: this build and another one, fresh clusters in turn (A B A B).
