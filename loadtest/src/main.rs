@@ -50,6 +50,10 @@ struct Args {
     /// over them in turn, so every gateway gets callbacks for every player.
     #[arg(long)]
     target: Vec<String>,
+    /// With several targets, send each player's calls to one of them, as a balancer that
+    /// hashes on the player id would (here: player number modulo the number of targets).
+    #[arg(long)]
+    route_by_player: bool,
     /// Requests per second offered (constant arrival rate).
     #[arg(long, default_value_t = 5_000)]
     rate: u64,
@@ -418,6 +422,8 @@ struct Job {
 /// time); other dialects' are signed once, here.
 #[derive(Clone)]
 struct Call {
+    /// The player the call is for (`--route-by-player`); 0 when it names none.
+    player: u32,
     path: Arc<str>,
     body: Bytes,
     /// Headers of a dialect call (signature), and how to read its answer.
@@ -473,7 +479,7 @@ impl Mix {
             return self.next_in_dialect(&provider);
         }
         let roll = self.next_u32(100);
-        let (kind, action, body) = if roll < 50 || self.recent_bets.is_empty() {
+        let (kind, player, action, body) = if roll < 50 || self.recent_bets.is_empty() {
             let player = 1 + self.next_u32(self.players);
             self.next_id += 1;
             let id = self.next_id;
@@ -491,7 +497,7 @@ impl Mix {
                 self.run,
                 self.run
             );
-            (Kind::Bet, "bet", body)
+            (Kind::Bet, player, "bet", body)
         } else if roll < 85 {
             let (player, bet) = self.recent_bet();
             self.next_id += 1;
@@ -505,7 +511,7 @@ impl Mix {
                 self.run,
                 self.run
             );
-            (Kind::Win, "win", body)
+            (Kind::Win, player, "win", body)
         } else if roll < 90 {
             let (player, bet) = self.recent_bet();
             self.next_id += 1;
@@ -513,13 +519,14 @@ impl Mix {
                 r#"{{"player_id":"player-{player}","transaction_id":"lt{}-x{}","reference_transaction_id":"lt{}-b{bet}"}}"#,
                 self.run, self.next_id, self.run
             );
-            (Kind::Rollback, "rollback", body)
+            (Kind::Rollback, player, "rollback", body)
         } else {
             let player = 1 + self.next_u32(self.players);
             let body = format!(r#"{{"player_id":"player-{player}","currency":"EUR"}}"#);
-            (Kind::Balance, "balance", body)
+            (Kind::Balance, player, "balance", body)
         };
         let call = Call {
+            player,
             path: self.path(action),
             body: Bytes::from(body),
             dialect: None,
@@ -584,6 +591,7 @@ impl Mix {
         let encoded = provider.encode(&format!("player-{player}"), &op);
         let signed = provider.sign(&encoded, Send::Signed);
         let call = Call {
+            player,
             path: format!(
                 "/api/provider-callback/{}/{}",
                 provider.code, signed.path_and_query
@@ -653,7 +661,12 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
         .connections
         .min(open_files_allowed().saturating_sub(64).max(1));
     let capacity = (args.rate as usize * 10).max(1_000);
-    let (tx, rx) = async_channel::bounded::<Job>(capacity);
+    // One queue for all connections, or with `--route-by-player` one per target, its
+    // connections taking only its players' calls.
+    let queues = if args.route_by_player { addrs.len() } else { 1 };
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..queues)
+        .map(|_| async_channel::bounded::<Job>(capacity))
+        .unzip();
     // Each request's credential: the provider's secret, or the admin's bearer token.
     let secret: Arc<[u8]> = match args.mode {
         Mode::Reports => admin_token(addrs[0], args).await?.into_bytes().into(),
@@ -678,7 +691,7 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
             let ready = ready_tx.clone();
             tokio::spawn(worker(
                 addrs[i % addrs.len()],
-                rx.clone(),
+                rxs[i % queues].clone(),
                 secret.clone(),
                 dialect.clone(),
                 idle.clone(),
@@ -728,6 +741,7 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
             Mode::Ping => (
                 Kind::Ping,
                 Call {
+                    player: 0,
                     path: ping.clone(),
                     body: Bytes::new(),
                     dialect: None,
@@ -737,6 +751,7 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
             Mode::Reports => (
                 Kind::Report,
                 Call {
+                    player: 0,
                     path: reports[i as usize % reports.len()].clone(),
                     body: Bytes::new(),
                     dialect: None,
@@ -751,6 +766,7 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
                 (
                     Kind::Login,
                     Call {
+                        player,
                         path: login.clone(),
                         body: Bytes::from(body.to_string()),
                         dialect: None,
@@ -768,7 +784,10 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
         sent += u64::from(measured);
         // More than 10 s of requests already waiting for a connection: this one is never
         // sent, and counted as such (a target that stopped answering does not stall the run).
-        if tx.try_send(job).is_err() {
+        if txs[job.call.player as usize % queues]
+            .try_send(job)
+            .is_err()
+        {
             unsent += u64::from(measured);
             continue;
         }
@@ -776,7 +795,7 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
             busy_at_times = true;
         }
     }
-    drop(tx);
+    drop(txs);
     let mut tally = Tally::new();
     let hard_stop = Instant::now() + Duration::from_secs(30);
     for w in workers {

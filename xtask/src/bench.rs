@@ -68,22 +68,8 @@ pub struct Options {
     /// Another gateway build (and the configuration it reads) to compare with this one at
     /// 10,000/s, fresh clusters in turn, in the same run.
     pub compare: Option<(PathBuf, PathBuf)>,
-    /// Run only the REST logins section and write `docs/performance-logins.md`.
-    pub only_logins: bool,
-    /// Run only the trace section (raw requests kept or not) and write
-    /// `docs/performance-trace.md`.
-    pub only_trace: bool,
-    /// Run only the several-gateways section and write `docs/performance-instances.md`.
-    pub only_instances: bool,
-    /// Run only the reports section (10,000,000 ledger rows) and write
-    /// `docs/performance-reports.md`.
-    pub only_reports: bool,
-    /// Run only the partitions section (one partition of history against 30 daily ones) and
-    /// write `docs/performance-partitions.md`.
-    pub only_partitions: bool,
-    /// Run only the write path's steps (each step undone, then as it is) and write
-    /// `docs/performance-steps.md`.
-    pub only_steps: bool,
+    /// Run only this section (a name of [`SECTIONS`]) and write `docs/performance-NAME.md`.
+    pub only: Option<&'static str>,
 }
 
 impl Options {
@@ -93,12 +79,7 @@ impl Options {
             sustained_s: 60,
             soak_s: 0,
             compare: None,
-            only_logins: false,
-            only_trace: false,
-            only_instances: false,
-            only_reports: false,
-            only_partitions: false,
-            only_steps: false,
+            only: None,
         };
         let mut compare_config = PathBuf::from("config/demo.toml");
         let mut it = args.iter();
@@ -113,18 +94,13 @@ impl Options {
                 "--step" => options.step_s = value()?,
                 "--sustained" => options.sustained_s = value()?,
                 "--soak" => options.soak_s = value()?,
-                "--only" => match it.next().map(String::as_str) {
-                    Some("logins") => options.only_logins = true,
-                    Some("trace") => options.only_trace = true,
-                    Some("instances") => options.only_instances = true,
-                    Some("reports") => options.only_reports = true,
-                    Some("partitions") => options.only_partitions = true,
-                    Some("steps") => options.only_steps = true,
-                    other => bail!(
-                        "--only takes `logins`, `trace`, `instances`, `reports`, \
-                         `partitions` or `steps`, not {other:?}"
-                    ),
-                },
+                "--only" => {
+                    let name = it.next().map(String::as_str).unwrap_or("");
+                    let Some(section) = SECTIONS.iter().find(|s| s.name == name) else {
+                        bail!("--only takes one of {}, not {name:?}", section_names());
+                    };
+                    options.only = Some(section.name);
+                }
                 "--compare" => {
                     let bin = it.next().context("--compare needs a gateway binary")?;
                     options.compare = Some((PathBuf::from(bin), PathBuf::new()));
@@ -135,7 +111,8 @@ impl Options {
                 }
                 other => bail!(
                     "unknown bench option {other} (--step S, --sustained S, --soak S, \
-                     --compare GATEWAY_BIN, --compare-config PATH, --only logins|trace|instances|reports|partitions|steps)"
+                     --compare GATEWAY_BIN, --compare-config PATH, --only {})",
+                    section_names()
                 ),
             }
         }
@@ -744,36 +721,47 @@ fn ladder_many(
 const SHARED_PLAYERS: u32 = 1_000;
 
 /// Several gateways on one PostgreSQL, as an operator would run them: gateway A runs the
-/// database, gateway B connects to it, and every connection of the generator goes to one of
-/// them in turn, so both take callbacks for the same 1,000 players. Compared, fresh clusters,
-/// same run: one gateway alone; two gateways; two gateways whose batches wait for held wallets
-/// (`busy_wallet_patience_ms = 0`). Each: a rate ladder, then saturated, with the CPU per
-/// callback at 10,000/s. Markdown.
+/// database, gateway B connects to it. Compared, fresh clusters, same run, each setup twice in
+/// turn (A B C D A B C D): one gateway alone; two gateways whose connections both take
+/// callbacks for the same 1,000 players; the same with batches that wait for held wallets
+/// (`busy_wallet_patience_ms = 0`); two gateways each taking its own players' callbacks (as a
+/// balancer hashing on the player id would send them). Each: the CPU per callback at
+/// 10,000/s, a rate ladder, then saturated. Markdown.
 fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     let rates = [
-        8_000, 10_000, 12_000, 13_000, 14_000, 15_000, 16_000, 17_000, 18_000, 19_000, 20_000,
+        5_000, 6_500, 8_000, 10_000, 12_000, 14_000, 16_000, 18_000, 20_000,
     ];
     type Env<'a> = &'a [(&'a str, &'a str)];
+    const ONE_LANE: (&str, &str) = ("GATEWAY__SETTLEMENT__LANES", "1");
     // Two gateways run one lane each: as many lanes in all as one gateway runs, so each
     // lane's batches are as large as one gateway's (the per-batch cost is the database's).
-    let setups: [(&str, usize, Env); 3] = [
-        ("one gateway (2 lanes)", 1, &[]),
+    let setups: [(&str, usize, Env, &[&str]); 4] = [
+        ("one gateway (2 lanes)", 1, &[], &[]),
         (
-            "two gateways (1 lane each)",
+            "two gateways (1 lane each), players shared",
             2,
-            &[("GATEWAY__SETTLEMENT__LANES", "1")],
+            &[ONE_LANE],
+            &[],
         ),
         (
-            "two gateways (1 lane each), waiting for held wallets",
+            "two gateways (1 lane each), players shared, waiting for held wallets",
             2,
             &[
-                ("GATEWAY__SETTLEMENT__LANES", "1"),
+                ONE_LANE,
                 ("GATEWAY__SETTLEMENT__BUSY_WALLET_PATIENCE_MS", "0"),
             ],
+            &[],
+        ),
+        (
+            "two gateways (1 lane each), each player on one gateway",
+            2,
+            &[ONE_LANE],
+            &["--route-by-player"],
         ),
     ];
-    let mut results = Vec::new();
-    for (turn, (label, count, env)) in setups.into_iter().enumerate() {
+    let mut turns = Vec::new();
+    for (turn, setup) in (0..2).flat_map(|_| 0..setups.len()).enumerate() {
+        let (_, count, env, extra) = setups[setup];
         let first = Gateway::start(&root.join(format!("instances-{turn}-a")), env)?;
         let url = format!(
             "host={} user=wallet dbname=wallet",
@@ -790,15 +778,23 @@ fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         };
         let gateways: Vec<&Gateway> = std::iter::once(&first).chain(second.as_ref()).collect();
         settle_down();
-        loadtest_many(&gateways, SHARED_PLAYERS, 5_000, 10, &[])?;
-        let at_10k = loadtest_many(&gateways, SHARED_PLAYERS, 10_000, step_s, &[])?;
+        loadtest_many(&gateways, SHARED_PLAYERS, 5_000, 10, extra)?;
+        let at_10k = loadtest_many(&gateways, SHARED_PLAYERS, 10_000, step_s, extra)?;
         let callbacks = (at_10k.achieved() * at_10k.wall_s).max(1.0);
         let per = |party: &str| at_10k.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
         let cpu = (per("gateway"), per("postgres"));
         let mut log = String::new();
-        let best = ladder_many(&gateways, SHARED_PLAYERS, &rates, step_s, &[], 1, &mut log)?;
+        let best = ladder_many(
+            &gateways,
+            SHARED_PLAYERS,
+            &rates,
+            step_s,
+            extra,
+            1,
+            &mut log,
+        )?;
         settle_down();
-        let saturated = loadtest_many(&gateways, SHARED_PLAYERS, SATURATING_RATE, step_s, &[])?;
+        let saturated = loadtest_many(&gateways, SHARED_PLAYERS, SATURATING_RATE, step_s, extra)?;
         // A counter summed over the gateways.
         let total = |line: &str| -> u64 {
             gateways
@@ -812,30 +808,75 @@ fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
             second.stop()?;
         }
         first.stop()?;
-        results.push((label, cpu, best, log, saturated, deferrals, conflicts));
+        turns.push(InstancesTurn {
+            setup,
+            cpu_us: cpu,
+            best,
+            ladder_log: log,
+            saturated,
+            deferrals,
+            conflicts,
+        });
     }
 
     let mut w = String::new();
     writeln!(w, "\n## Several gateways on one database\n")?;
-    writeln!(w, "Gateway A runs the embedded PostgreSQL, gateway B connects to it (`DATABASE_URL`); the generator's connections go to A and B in turn, so both take callbacks for the same {SHARED_PLAYERS} players (one player's bet, win and retries reach both, and a retry often finds the other gateway's dedup index empty). Each lane locks its batch's wallets with `SKIP LOCKED`: a wallet the other gateway holds is left for the lane's next batch instead of waited for (after `settlement.busy_wallet_patience_ms`, 50 ms by default, the batch waits for it); the third setup's batches always wait (`busy_wallet_patience_ms = 0`). Fresh clusters in turn; CPU per callback at 10,000/s for {step_s} s (all gateways, every PostgreSQL process); ladder {step_s} s a step (pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms); then {SATURATING_RATE}/s offered for {step_s} s.\n")?;
-    writeln!(w, "| setup | gateway µs/callback | PostgreSQL µs/callback | highest passing | its p99 ms | saturated: answered/s | its p99 ms | held wallets skipped | batch conflicts |\n|---|---|---|---|---|---|---|---|---|")?;
-    for (label, (gw_us, pg_us), best, _, saturated, deferrals, conflicts) in &results {
-        let (rate, p99) = best
+    writeln!(w, "Gateway A runs the embedded PostgreSQL, gateway B connects to it (`DATABASE_URL`). With players shared, the generator's connections go to A and B in turn, so both take callbacks for the same {SHARED_PLAYERS} players (one player's bet, win and retries reach both, and a retry often finds the other gateway's dedup index empty). Each lane locks its batch's wallets with `SKIP LOCKED`: a wallet the other gateway holds is left for the lane's next batch instead of waited for (after `settlement.busy_wallet_patience_ms`, 50 ms by default, the batch waits for it); the third setup's batches always wait (`busy_wallet_patience_ms = 0`). The last sends each player's calls to one gateway (`loadtest --route-by-player`, as a balancer hashing on the player id would). Fresh clusters, each setup twice, in turn; CPU per callback at 10,000/s for {step_s} s (all gateways, every PostgreSQL process); a ladder of {step_s} s steps (one run a step, the disk probe beside it; pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms); then {SATURATING_RATE}/s offered for {step_s} s.\n")?;
+    writeln!(w, "| turn | setup | gateway µs/callback | PostgreSQL µs/callback | highest passing | its p99 ms | saturated: answered/s | its p99 ms | held wallets skipped | batch conflicts |\n|---|---|---|---|---|---|---|---|---|---|")?;
+    for (n, turn) in turns.iter().enumerate() {
+        let (rate, p99) = turn
+            .best
             .as_ref()
             .map_or((0, f64::NAN), |(r, run)| (*r, run.p("p99")));
         writeln!(
             w,
-            "| {label} | {gw_us:.1} | {pg_us:.1} | {rate}/s | {p99:.1} | {:.0} | {:.0} | {deferrals} | {conflicts} |",
-            saturated.answered_rate(),
-            saturated.p("p99"),
+            "| {} | {} | {:.1} | {:.1} | {rate}/s | {p99:.1} | {:.0} | {:.0} | {} | {} |",
+            n + 1,
+            setups[turn.setup].0,
+            turn.cpu_us.0,
+            turn.cpu_us.1,
+            turn.saturated.answered_rate(),
+            turn.saturated.p("p99"),
+            turn.deferrals,
+            turn.conflicts,
         )?;
     }
-    for (label, _, _, log, ..) in &results {
-        writeln!(w, "\nLadder, {label}:\n")?;
+    writeln!(w, "\n| setup | gateway + PostgreSQL µs/callback (mean of two) | highest passing (mean of two) | saturated answered/s (mean of two) | against one gateway |\n|---|---|---|---|---|")?;
+    let mean = |setup: usize, f: &dyn Fn(&InstancesTurn) -> f64| {
+        let v: Vec<f64> = turns.iter().filter(|t| t.setup == setup).map(f).collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    let saturated = |t: &InstancesTurn| t.saturated.answered_rate();
+    for (setup, (label, ..)) in setups.iter().enumerate() {
+        writeln!(
+            w,
+            "| {label} | {:.1} | {:.0}/s | {:.0} | {:+.1} % |",
+            mean(setup, &|t| t.cpu_us.0 + t.cpu_us.1),
+            mean(setup, &|t| t.best.as_ref().map_or(0.0, |(r, _)| *r as f64)),
+            mean(setup, &saturated),
+            (mean(setup, &saturated) / mean(0, &saturated).max(1.0) - 1.0) * 100.0
+        )?;
+    }
+    for (n, turn) in turns.iter().enumerate() {
+        writeln!(w, "\nLadder, turn {}, {}:\n", n + 1, setups[turn.setup].0)?;
         writeln!(w, "{LADDER_HEADER}")?;
-        w.push_str(log);
+        w.push_str(&turn.ladder_log);
     }
     Ok(w)
+}
+
+/// One turn of [`instances_section`].
+struct InstancesTurn {
+    /// Index into the section's setups.
+    setup: usize,
+    /// CPU µs per callback at 10,000/s: the gateways, every PostgreSQL process.
+    cpu_us: (f64, f64),
+    best: Option<(u64, Run)>,
+    ladder_log: String,
+    saturated: Run,
+    /// Units left for a later batch because another transaction held their wallet.
+    deferrals: u64,
+    conflicts: u64,
 }
 
 /// Ledger rows seeded for the reports section.
@@ -1276,6 +1317,77 @@ fn partitions_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     Ok(w)
 }
 
+/// Ledger rows of history for the scale section.
+const SCALE_ROWS: u64 = 10_000_000;
+
+/// The write path with data: the same ladder and saturated run on a fresh cluster with an
+/// empty ledger, then on one holding {SCALE_ROWS} rows of history (30 daily partitions, with
+/// keys and closed rounds, vacuumed, folded by the report job, checkpointed). Target: the
+/// throughput with data within 10 % of the empty ledger's. Markdown.
+fn scale_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
+    let rates = [10_000, 12_500, 15_000, 17_500, 20_000];
+    let mut turns = Vec::new();
+    for (turn, rows) in [0, SCALE_ROWS].into_iter().enumerate() {
+        let gw = Gateway::start(&root.join(format!("scale-{turn}")), &[])?;
+        let seeding = Instant::now();
+        if rows > 0 {
+            psql(&gw, &history_partitions_sql(30, true))?;
+            // Ten slices, oldest first: no statement holds the whole history at once.
+            let slices = 10;
+            for slice in 0..slices {
+                let (first, last) = (slice * rows / slices, (slice + 1) * rows / slices);
+                psql(&gw, &seed_ledger_sql(first, last, rows, 30))?;
+            }
+            psql(&gw, "VACUUM (ANALYZE)")?;
+            wait_for_rollups(&gw)?;
+            psql(&gw, "CHECKPOINT")?;
+        }
+        let prepared_s = seeding.elapsed().as_secs_f64();
+        let size = psql(
+            &gw,
+            "SELECT count(*) || ' rows, ' || pg_size_pretty(
+                 (SELECT sum(pg_total_relation_size(relid))
+                  FROM pg_partition_tree('transactions')))
+             FROM transactions",
+        )?;
+        settle_down();
+        loadtest(&gw, 5_000, 10, &[])?;
+        let mut log = String::new();
+        let best = ladder_many(&[&gw], PLAYERS, &rates, step_s, &[], 1, &mut log)?;
+        settle_down();
+        let saturated = loadtest(&gw, SATURATING_RATE, step_s, &[])?;
+        gw.stop()?;
+        turns.push((rows, prepared_s, size, best, log, saturated));
+    }
+    let mut w = String::new();
+    writeln!(w, "\n## The write path with {SCALE_ROWS} ledger rows\n")?;
+    writeln!(w, "The same runs on a fresh cluster with an empty ledger, then on one holding {SCALE_ROWS} ledger rows of history (bets and wins of {PLAYERS} players over 30 days in 30 daily partitions, with their keys and closed rounds; seeded by `INSERT ... generate_series` in ten slices, vacuumed and analyzed, folded by the report job, checkpointed): warmed up (5,000/s for 10 s), a ladder of {step_s} s steps (one run a step, the disk probe beside it; pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms), then {SATURATING_RATE}/s offered for {step_s} s. Target: throughput with the history within 10 % of the empty ledger's.\n")?;
+    writeln!(w, "| ledger before the runs | seeding, vacuum and fold s | highest passing | its p99 ms | saturated: answered/s | its p99 ms |\n|---|---|---|---|---|---|")?;
+    for (_, prepared_s, size, best, _, saturated) in &turns {
+        let (rate, p99) = best
+            .as_ref()
+            .map_or((0, f64::NAN), |(r, run)| (*r, run.p("p99")));
+        writeln!(
+            w,
+            "| {size} | {prepared_s:.0} | {rate}/s | {p99:.1} | {:.0} | {:.0} |",
+            saturated.answered_rate(),
+            saturated.p("p99"),
+        )?;
+    }
+    let saturated: Vec<f64> = turns.iter().map(|t| t.5.answered_rate()).collect();
+    writeln!(
+        w,
+        "\nSaturated throughput with the history: {:+.1} % of the empty ledger's.",
+        (saturated[1] / saturated[0].max(1.0) - 1.0) * 100.0
+    )?;
+    for (rows, _, _, _, log, _) in &turns {
+        writeln!(w, "\nLadder, {rows} rows of history:\n")?;
+        writeln!(w, "{LADDER_HEADER}")?;
+        w.push_str(log);
+    }
+    Ok(w)
+}
+
 /// The statements that took most of PostgreSQL's time since the last reset: their text's start
 /// (whitespace folded), mean µs per call and calls.
 fn top_statements(gw: &Gateway) -> anyhow::Result<Vec<(String, (f64, f64))>> {
@@ -1547,6 +1659,70 @@ fn pgbench(gateway: &Gateway, name: &str, script: &str, seconds: u64) -> anyhow:
     Ok(tps * 64.0)
 }
 
+/// A section `--only NAME` runs alone, into `docs/performance-NAME.md`.
+struct Section {
+    name: &'static str,
+    title: &'static str,
+    /// Whether the full `cargo xtask bench` has it too (in `docs/performance.md`).
+    in_full: bool,
+    run: fn(&Path, u64) -> anyhow::Result<String>,
+}
+
+/// In the full run's order.
+const SECTIONS: &[Section] = &[
+    Section {
+        name: "logins",
+        title: "REST logins beside callbacks",
+        in_full: true,
+        run: logins_section,
+    },
+    Section {
+        name: "trace",
+        title: "Keeping raw callbacks for trace and replay: what it costs",
+        in_full: true,
+        run: trace_section,
+    },
+    Section {
+        name: "instances",
+        title: "Several gateways on one database",
+        in_full: true,
+        run: instances_section,
+    },
+    Section {
+        name: "steps",
+        title: "The write path, step by step",
+        in_full: true,
+        run: steps_section,
+    },
+    Section {
+        name: "scale",
+        title: "The write path with 10,000,000 ledger rows",
+        in_full: true,
+        run: scale_section,
+    },
+    Section {
+        name: "reports",
+        title: "Back-office reports on a large ledger",
+        in_full: false,
+        run: reports_section,
+    },
+    Section {
+        name: "partitions",
+        title: "Retention's daily partitions on the hot path",
+        in_full: false,
+        run: partitions_section,
+    },
+];
+
+/// The names `--only` takes, for messages.
+fn section_names() -> String {
+    SECTIONS
+        .iter()
+        .map(|s| format!("`{}`", s.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn run(options: &Options) -> anyhow::Result<()> {
     let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     build.args(["build", "--release", "-p", "gateway", "-p", "loadtest"]);
@@ -1558,54 +1734,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let root = PathBuf::from("target/bench-data");
     let _ = std::fs::remove_dir_all(&root);
     let started = Instant::now();
-    // One section alone: (its name after `--only`, its title, whether the full run has it).
-    type Section = fn(&Path, u64) -> anyhow::Result<String>;
-    let alone: [(bool, &str, &str, bool, Section); 6] = [
-        (
-            options.only_steps,
-            "steps",
-            "The write path, step by step",
-            true,
-            steps_section,
-        ),
-        (
-            options.only_logins,
-            "logins",
-            "REST logins beside callbacks",
-            true,
-            logins_section,
-        ),
-        (
-            options.only_reports,
-            "reports",
-            "Back-office reports on a large ledger",
-            false,
-            reports_section,
-        ),
-        (
-            options.only_partitions,
-            "partitions",
-            "Retention's daily partitions on the hot path",
-            false,
-            partitions_section,
-        ),
-        (
-            options.only_instances,
-            "instances",
-            "Several gateways on one database",
-            true,
-            instances_section,
-        ),
-        (
-            options.only_trace,
-            "trace",
-            "Keeping raw callbacks for trace and replay: what it costs",
-            true,
-            trace_section,
-        ),
-    ];
-    if let Some((_, name, title, in_full, section)) = alone.into_iter().find(|a| a.0) {
-        let section = section(&root, options.step_s)?;
+    if let Some(Section {
+        name,
+        title,
+        in_full,
+        run,
+    }) = SECTIONS.iter().find(|s| Some(s.name) == options.only)
+    {
+        let section = run(&root, options.step_s)?;
         let _ = std::fs::remove_dir_all(&root);
         let also = match in_full {
             true => "; the full `cargo xtask bench` puts the same section in `docs/performance.md`",
@@ -1722,19 +1858,15 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let single_rate = single.as_ref().map(|(r, _)| *r).unwrap_or(0);
     gw.stop()?;
 
-    // 5. REST logins beside callbacks.
-    let logins = logins_section(&root, options.step_s)?;
+    // 5. The sections the full run has: REST logins beside callbacks, raw callbacks kept
+    // for trace or not, several gateways, the write path's steps, the ledger at scale.
+    let sections = SECTIONS
+        .iter()
+        .filter(|s| s.in_full)
+        .map(|s| (s.run)(&root, options.step_s))
+        .collect::<anyhow::Result<Vec<String>>>()?;
 
-    // 6. Raw callbacks kept for trace and replay, or not.
-    let trace = trace_section(&root, options.step_s)?;
-
-    // 7. Several gateways on one database.
-    let instances = instances_section(&root, options.step_s)?;
-
-    // 8. The write path's steps, each undone and as it is.
-    let steps = steps_section(&root, options.step_s)?;
-
-    // 9. Before/after: this build and another one, fresh clusters in turn (A B A B).
+    // 6. Before/after: this build and another one, fresh clusters in turn (A B A B).
     let mut compared = Vec::new();
     if let Some((bin, config)) = &options.compare {
         let this = (
@@ -1924,10 +2056,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     if let Some(s) = &soak {
         writeln!(w, "\n## Soak\n\n{}/s for {} s: p99 {:.2} ms, p99.9 {:.2} ms, errors {}, batch failures {conflicts}.", best_rate, options.soak_s, s.p("p99"), s.p("p99.9"), s.errors())?;
     }
-    w.push_str(&logins);
-    w.push_str(&trace);
-    w.push_str(&instances);
-    w.push_str(&steps);
+    for section in &sections {
+        w.push_str(section);
+    }
     w.push_str(NOTES);
     writeln!(w, "\n## Reproduce\n\n```sh\ncargo xtask bench                 # this report\ncargo xtask bench --soak 600      # plus a 10-minute soak at the best rate\ncargo bench -p benches            # criterion micro-benchmarks of the hot paths\n```")?;
     std::fs::create_dir_all("docs")?;
