@@ -1659,6 +1659,25 @@ fn pgbench(gateway: &Gateway, name: &str, script: &str, seconds: u64) -> anyhow:
     Ok(tps * 64.0)
 }
 
+/// The kernel's CPU pressure (`/proc/pressure/cpu`) over 10 s with nothing of the bench
+/// running: above a few percent, the machine's cores were busy with something else (another
+/// guest on the host), and every figure of the run is lower for it.
+fn cpu_pressure() -> String {
+    std::thread::sleep(Duration::from_secs(10));
+    let text = std::fs::read_to_string("/proc/pressure/cpu").unwrap_or_default();
+    let avg10 = text
+        .lines()
+        .find(|l| l.starts_with("some"))
+        .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("avg10=")));
+    match avg10 {
+        Some(share) => format!(
+            "CPU pressure with the machine idle before the runs: some task waited for a core \
+             {share} % of 10 s (`/proc/pressure/cpu`; near 0 on a quiet machine)."
+        ),
+        None => "CPU pressure: not available here (`/proc/pressure/cpu`).".to_string(),
+    }
+}
+
 /// A section `--only NAME` runs alone, into `docs/performance-NAME.md`.
 struct Section {
     name: &'static str,
@@ -1741,6 +1760,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         run,
     }) = SECTIONS.iter().find(|s| Some(s.name) == options.only)
     {
+        let idle_pressure = cpu_pressure();
         let section = run(&root, options.step_s)?;
         let _ = std::fs::remove_dir_all(&root);
         let also = match in_full {
@@ -1749,7 +1769,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         };
         let report = format!(
             "# {title}\n\nProduced by `cargo xtask bench --only {name}` (overwritten by each \
-             run{also}). Total time: {:.0} s.\n\n{section}",
+             run{also}). Total time: {:.0} s. {idle_pressure}\n\n{section}",
             started.elapsed().as_secs_f64()
         );
         std::fs::create_dir_all("docs")?;
@@ -1777,6 +1797,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     );
 
     // 0. The disk every commit waits for.
+    let idle_pressure = cpu_pressure();
     let disk = disk_probe(&root, 20)?;
     eprintln!(
         "bench: disk: {} sync writes, p99 {:.2} ms, max {:.0} ms, {} over 50 ms",
@@ -1949,6 +1970,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         "| HTTP ceiling (`GET /ready`, same generator) | {}/s |",
         http.as_ref().map(|(r, _)| *r).unwrap_or(0)
     )?;
+    writeln!(w, "| the CPU before the runs | {idle_pressure} |")?;
     writeln!(w, "| the disk's synchronous writes (8 KiB + `fdatasync`, 1,000/s for 20 s, nothing else running) | p50 {:.2} ms, p99 {:.2} ms, max {:.0} ms; {} of {} over 50 ms, {:.2} s in all spent in writes over 20 ms |", disk.p50_ms, disk.p99_ms, disk.max_ms, disk.over_50ms, disk.writes, disk.stalled_s)?;
     if let Some(s) = &sustained {
         writeln!(

@@ -37,10 +37,10 @@ fn main() -> ExitCode {
     let result = match task {
         "run" => ensure_postgres().and_then(|()| run(rest)),
         "test" => ensure_postgres()
-            .and_then(|()| ensure_promtool())
+            .and_then(|()| ensure_test_tools())
             .and_then(|()| test(rest)),
         "ci" => ensure_postgres()
-            .and_then(|()| ensure_promtool())
+            .and_then(|()| ensure_test_tools())
             .and_then(|()| ci()),
         "postgres" => ensure_postgres(),
         "fuzz" => fuzz(rest),
@@ -165,25 +165,40 @@ fn ensure_postgres() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Finds `promtool` (the alert rules' test needs it), or installs Debian's `prometheus`
-/// package when that is possible here.
-fn ensure_promtool() -> anyhow::Result<()> {
-    let found = || {
-        Command::new("promtool")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if found() {
-        return Ok(());
-    }
-    apt_install(
-        "prometheus",
-        "promtool not found. Install it, e.g. `sudo apt-get install -y prometheus` \
-         (Debian/Ubuntu), then run this command again",
-    )?;
-    if !found() {
-        bail!("promtool still not found after installing prometheus");
+/// Programs the tests run beside the gateway: (program, an argument it answers, Debian's
+/// package). `promtool` checks the alert rules; `haproxy` runs the shipped balancer rule.
+const TEST_TOOLS: &[(&str, &str, &str)] = &[
+    ("promtool", "--version", "prometheus"),
+    ("haproxy", "-v", "haproxy"),
+];
+
+/// Finds each of [`TEST_TOOLS`] (on the PATH or in `/usr/sbin`), or installs its package when
+/// that is possible here.
+fn ensure_test_tools() -> anyhow::Result<()> {
+    for (program, arg, package) in TEST_TOOLS {
+        let found = || {
+            [program.to_string(), format!("/usr/sbin/{program}")]
+                .iter()
+                .any(|p| {
+                    Command::new(p)
+                        .arg(arg)
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+                })
+        };
+        if found() {
+            continue;
+        }
+        apt_install(
+            package,
+            &format!(
+                "{program} not found. Install it, e.g. `sudo apt-get install -y {package}` \
+                 (Debian/Ubuntu), then run this command again"
+            ),
+        )?;
+        if !found() {
+            bail!("{program} still not found after installing {package}");
+        }
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::money_path::bet;
 
-fn deploy(file: &str) -> PathBuf {
+pub fn deploy(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy")
         .join(file)

@@ -279,13 +279,23 @@ fn workspace_file(path: &str) -> String {
 }
 
 pub fn start_binary(data_dir: &Path) -> Binary {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+    start_binary_with(data_dir, &[])
+}
+
+/// [`start_binary`] with `env` (e.g. `DATABASE_URL`: a second gateway on the first's database).
+pub fn start_binary_with(data_dir: &Path, env: &[(&str, &str)]) -> Binary {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    command
         .args(["--config", &workspace_file("config/demo.toml")])
         .args(["--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -303,7 +313,7 @@ pub fn start_binary(data_dir: &Path) -> Binary {
     Binary { child, addr }
 }
 
-fn http_get(addr: &str, path: &str) -> (u16, String) {
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream

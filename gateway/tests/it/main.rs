@@ -1,5 +1,6 @@
 //! Integration tests of the gateway: the real server over real HTTP against a real PostgreSQL.
 
+mod balancer;
 mod concurrency;
 mod deploy;
 mod drain;
