@@ -2,7 +2,7 @@
 //! gateway: a real HAProxy in front of two gateway binaries on one database sends every
 //! dialect's calls for a player to the same gateway, and different players to both.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -160,7 +160,7 @@ fn the_shipped_balancer_rule_keeps_each_player_on_one_gateway() {
         .enable_all()
         .build()
         .unwrap();
-    let client = TestClient::new(SocketAddr::from(listen));
+    let client = TestClient::new(listen);
     let mut on = [0, 0];
     for n in 1..=12 {
         let player = format!("player-{n}");
