@@ -266,3 +266,35 @@ async fn a_wallet_held_past_the_patience_is_waited_for_in_order() {
     f.assert_no_drift().await;
     settler.drain().await;
 }
+
+/// A lane lingers for more work (up to `batch_wait_max`) only once its previous batch held at
+/// least `linger_from` commands: at low load a lone command is never held; under load the next
+/// batch waits out the window to grow.
+#[tokio::test]
+async fn a_lane_lingers_only_after_a_batch_of_linger_from_commands() {
+    let f = fixture().await;
+    let window = Duration::from_millis(800);
+    for (linger_from, lingers) in [(8, false), (1, true)] {
+        let settler = f
+            .settler(Options {
+                batch_wait_max: window,
+                linger_from,
+                ..options()
+            })
+            .await;
+        // A batch of one command: the next one lingers only if one is enough.
+        ok(&settler
+            .settle(f.bet(1, &format!("linger-{linger_from}-a"), 1))
+            .await);
+        let sent = std::time::Instant::now();
+        ok(&settler
+            .settle(f.bet(2, &format!("linger-{linger_from}-b"), 1))
+            .await);
+        let took = sent.elapsed();
+        match lingers {
+            true => assert!(took >= window * 9 / 10, "did not linger: {took:?}"),
+            false => assert!(took < window / 2, "held a lone command: {took:?}"),
+        }
+        settler.drain().await;
+    }
+}
