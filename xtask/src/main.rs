@@ -1,7 +1,7 @@
 //! Project tasks behind the README's two commands: `cargo xtask run` and `cargo xtask test`.
 //! Both first make sure the PostgreSQL server binaries are there (installing them with apt-get
-//! when running as root on Debian/Ubuntu; `test` also `promtool`, for the alert rules' test),
-//! then hand over to cargo.
+//! when running as root on Debian/Ubuntu; `test` also `promtool` and `haproxy`, for the alert
+//! rules' and the balancer rule's tests), then hand over to cargo.
 
 use std::process::{Command, ExitCode};
 
@@ -16,8 +16,8 @@ const USAGE: &str =
   test      run the whole test suite (unit and integration, real PostgreSQL)
   ci        formatting, lints and the test suite, as .ci/run does
   bench     the performance report (docs/performance.md) [--step S] [--sustained S] [--soak S]
-            [--only logins: REST logins beside callbacks, docs/performance-logins.md]
-            [--only trace: raw callbacks kept or not, docs/performance-trace.md]
+            [--only NAME: one section alone into docs/performance-NAME.md; NAME is logins,
+             trace, instances, steps, scale, reports or partitions]
             [--compare GATEWAY_BIN [--compare-config PATH]]
   chaos     a fault campaign: sim against a gateway while it is killed, its PostgreSQL stopped,
             either paused and their connections cut [--minutes N, 10] [--seed S] [--debug]
