@@ -1321,11 +1321,11 @@ fn partitions_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
 const SCALE_ROWS: u64 = 10_000_000;
 
 /// The write path with data: the same ladder and saturated run on a fresh cluster with an
-/// empty ledger, then on one holding {SCALE_ROWS} rows of history (30 daily partitions, with
+/// empty ledger, then on one holding [`SCALE_ROWS`] rows of history (30 daily partitions, with
 /// keys and closed rounds, vacuumed, folded by the report job, checkpointed). Target: the
 /// throughput with data within 10 % of the empty ledger's. Markdown.
 fn scale_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
-    let rates = [10_000, 12_500, 15_000, 17_500, 20_000];
+    let rates = [5_000, 7_500, 10_000, 12_500, 15_000, 17_500, 20_000];
     let mut turns = Vec::new();
     for (turn, rows) in [0, SCALE_ROWS].into_iter().enumerate() {
         let gw = Gateway::start(&root.join(format!("scale-{turn}")), &[])?;
@@ -1357,35 +1357,58 @@ fn scale_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         settle_down();
         let saturated = loadtest(&gw, SATURATING_RATE, step_s, &[])?;
         gw.stop()?;
-        turns.push((rows, prepared_s, size, best, log, saturated));
+        turns.push(ScaleTurn {
+            rows,
+            prepared_s,
+            size,
+            best,
+            ladder_log: log,
+            saturated,
+        });
     }
     let mut w = String::new();
     writeln!(w, "\n## The write path with {SCALE_ROWS} ledger rows\n")?;
     writeln!(w, "The same runs on a fresh cluster with an empty ledger, then on one holding {SCALE_ROWS} ledger rows of history (bets and wins of {PLAYERS} players over 30 days in 30 daily partitions, with their keys and closed rounds; seeded by `INSERT ... generate_series` in ten slices, vacuumed and analyzed, folded by the report job, checkpointed): warmed up (5,000/s for 10 s), a ladder of {step_s} s steps (one run a step, the disk probe beside it; pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms), then {SATURATING_RATE}/s offered for {step_s} s. Target: throughput with the history within 10 % of the empty ledger's.\n")?;
     writeln!(w, "| ledger before the runs | seeding, vacuum and fold s | highest passing | its p99 ms | saturated: answered/s | its p99 ms |\n|---|---|---|---|---|---|")?;
-    for (_, prepared_s, size, best, _, saturated) in &turns {
-        let (rate, p99) = best
+    for turn in &turns {
+        let (rate, p99) = turn
+            .best
             .as_ref()
             .map_or((0, f64::NAN), |(r, run)| (*r, run.p("p99")));
         writeln!(
             w,
-            "| {size} | {prepared_s:.0} | {rate}/s | {p99:.1} | {:.0} | {:.0} |",
-            saturated.answered_rate(),
-            saturated.p("p99"),
+            "| {} | {:.0} | {rate}/s | {p99:.1} | {:.0} | {:.0} |",
+            turn.size,
+            turn.prepared_s,
+            turn.saturated.answered_rate(),
+            turn.saturated.p("p99"),
         )?;
     }
-    let saturated: Vec<f64> = turns.iter().map(|t| t.5.answered_rate()).collect();
+    let saturated: Vec<f64> = turns.iter().map(|t| t.saturated.answered_rate()).collect();
     writeln!(
         w,
         "\nSaturated throughput with the history: {:+.1} % of the empty ledger's.",
         (saturated[1] / saturated[0].max(1.0) - 1.0) * 100.0
     )?;
-    for (rows, _, _, _, log, _) in &turns {
-        writeln!(w, "\nLadder, {rows} rows of history:\n")?;
+    for turn in &turns {
+        writeln!(w, "\nLadder, {} rows of history:\n", turn.rows)?;
         writeln!(w, "{LADDER_HEADER}")?;
-        w.push_str(log);
+        w.push_str(&turn.ladder_log);
     }
     Ok(w)
+}
+
+/// One turn of [`scale_section`].
+struct ScaleTurn {
+    /// Ledger rows of history seeded before the runs.
+    rows: u64,
+    /// Seconds spent seeding, vacuuming, folding and checkpointing.
+    prepared_s: f64,
+    /// The ledger's rows and size on disk, as text.
+    size: String,
+    best: Option<(u64, Run)>,
+    ladder_log: String,
+    saturated: Run,
 }
 
 /// The statements that took most of PostgreSQL's time since the last reset: their text's start
