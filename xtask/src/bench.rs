@@ -96,10 +96,11 @@ impl Options {
                 "--soak" => options.soak_s = value()?,
                 "--only" => {
                     let name = it.next().map(String::as_str).unwrap_or("");
-                    let Some(section) = SECTIONS.iter().find(|s| s.name == name) else {
-                        bail!("--only takes one of {}, not {name:?}", section_names());
+                    options.only = match SECTIONS.iter().find(|s| s.name == name) {
+                        Some(section) => Some(section.name),
+                        None if name == COMPARE => Some(COMPARE),
+                        None => bail!("--only takes one of {}, not {name:?}", section_names()),
                     };
-                    options.only = Some(section.name);
                 }
                 "--compare" => {
                     let bin = it.next().context("--compare needs a gateway binary")?;
@@ -118,6 +119,9 @@ impl Options {
         }
         if let Some((_, config)) = &mut options.compare {
             *config = compare_config;
+        }
+        if options.only == Some(COMPARE) && options.compare.is_none() {
+            bail!("--only {COMPARE} needs --compare GATEWAY_BIN");
         }
         Ok(options)
     }
@@ -1202,6 +1206,85 @@ fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     Ok(w)
 }
 
+/// Turns of each build in [`compare_section`].
+const COMPARE_TURNS: usize = 3;
+
+/// This build against another one (and the configuration it reads): fresh clusters in turn,
+/// this one first, [`COMPARE_TURNS`] each; each warmed up, run at 10,000/s (CPU of the
+/// gateway and every PostgreSQL process per callback, batch sizes), then saturated. Markdown.
+fn compare_section(
+    root: &Path,
+    step_s: u64,
+    other_bin: &Path,
+    other_config: &Path,
+) -> anyhow::Result<String> {
+    let builds = [
+        (
+            "this build",
+            Path::new("target/release/gateway"),
+            Path::new("config/demo.toml"),
+        ),
+        ("compared build", other_bin, other_config),
+    ];
+    let mut w = String::new();
+    writeln!(
+        w,
+        "\n## Before/after: this build and `{}`\n",
+        other_bin.display()
+    )?;
+    writeln!(w, "Each build on a fresh cluster in turn (this one first), {COMPARE_TURNS} times each: warm-up at 5,000/s for 10 s, then 10,000/s for {} s (CPU per callback over the measured part, mean commands per batch), then {SATURATING_RATE}/s offered for {step_s} s (answers that were not a 5xx, per second).\n", step_s * 2)?;
+    writeln!(w, "| build | turn | achieved/s | p50 ms | p99 ms | errors | gateway µs/callback | PostgreSQL µs/callback | commands/batch | saturated: answered/s |\n|---|---|---|---|---|---|---|---|---|---|")?;
+    let mut cpu_us = [Vec::new(), Vec::new()];
+    let mut answered = [Vec::new(), Vec::new()];
+    for turn in 0..COMPARE_TURNS * 2 {
+        let which = turn % 2;
+        let (label, bin, config) = builds[which];
+        let gw = Gateway::start_from(bin, config, &root.join(format!("compare-{turn}")), &[])?;
+        settle_down();
+        loadtest(&gw, 5_000, 10, &[])?;
+        let before = gw.metrics()?;
+        let run = loadtest(&gw, 10_000, step_s * 2, &[])?;
+        let after = gw.metrics()?;
+        settle_down();
+        let saturated = loadtest(&gw, SATURATING_RATE, step_s, &[])?;
+        gw.stop()?;
+        let per_batch = metric(&after, "wallet_batch_size_sum")
+            .saturating_sub(metric(&before, "wallet_batch_size_sum"))
+            as f64
+            / (metric(&after, "wallet_batch_size_count")
+                .saturating_sub(metric(&before, "wallet_batch_size_count"))
+                .max(1)) as f64;
+        let callbacks = (run.achieved() * run.wall_s).max(1.0);
+        let per = |party: &str| run.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
+        cpu_us[which].push(per("gateway") + per("postgres"));
+        answered[which].push(saturated.answered_rate());
+        writeln!(
+            w,
+            "| {label} | {} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {per_batch:.1} | {:.0} |",
+            turn / 2 + 1,
+            run.achieved(),
+            run.p("p50"),
+            run.p("p99"),
+            run.errors(),
+            per("gateway"),
+            per("postgres"),
+            saturated.answered_rate(),
+        )?;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (this_cpu, other_cpu) = (mean(&cpu_us[0]), mean(&cpu_us[1]));
+    let (this_sat, other_sat) = (mean(&answered[0]), mean(&answered[1]));
+    writeln!(w, "\n| means of {COMPARE_TURNS} | gateway + PostgreSQL µs/callback | saturated answered/s |\n|---|---|---|")?;
+    writeln!(w, "| compared build | {other_cpu:.1} | {other_sat:.0} |")?;
+    writeln!(
+        w,
+        "| this build | {this_cpu:.1} ({:+.1} %) | {this_sat:.0} ({:+.1} %) |",
+        (this_cpu / other_cpu - 1.0) * 100.0,
+        (this_sat / other_sat - 1.0) * 100.0
+    )?;
+    Ok(w)
+}
+
 /// Ledger rows of history for the partitions section.
 const HISTORY_ROWS: u64 = 3_000_000;
 
@@ -1756,11 +1839,16 @@ const SECTIONS: &[Section] = &[
     },
 ];
 
+/// The section `--only` runs with `--compare GATEWAY_BIN`: this build against another.
+const COMPARE: &str = "compare";
+
 /// The names `--only` takes, for messages.
 fn section_names() -> String {
     SECTIONS
         .iter()
-        .map(|s| format!("`{}`", s.name))
+        .map(|s| s.name)
+        .chain([COMPARE])
+        .map(|name| format!("`{name}`"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -1798,6 +1886,22 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         std::fs::create_dir_all("docs")?;
         std::fs::write(format!("docs/performance-{name}.md"), report)?;
         eprintln!("bench: wrote docs/performance-{name}.md");
+        return Ok(());
+    }
+    if let (Some(COMPARE), Some((bin, config))) = (options.only, &options.compare) {
+        let idle_pressure = cpu_pressure();
+        let section = compare_section(&root, options.step_s, bin, config)?;
+        let _ = std::fs::remove_dir_all(&root);
+        let report = format!(
+            "# This build against another\n\nProduced by `cargo xtask bench --only {COMPARE} \
+             --compare {}` (overwritten by each run). Total time: {:.0} s. \
+             {idle_pressure}\n\n{section}",
+            bin.display(),
+            started.elapsed().as_secs_f64()
+        );
+        std::fs::create_dir_all("docs")?;
+        std::fs::write(format!("docs/performance-{COMPARE}.md"), report)?;
+        eprintln!("bench: wrote docs/performance-{COMPARE}.md");
         return Ok(());
     }
     let mut report = String::new();
@@ -1910,28 +2014,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         .map(|s| (s.run)(&root, options.step_s))
         .collect::<anyhow::Result<Vec<String>>>()?;
 
-    // 6. Before/after: this build and another one, fresh clusters in turn (A B A B).
-    let mut compared = Vec::new();
-    if let Some((bin, config)) = &options.compare {
-        let this = (
-            Path::new("target/release/gateway"),
-            Path::new("config/demo.toml"),
-        );
-        let other = (bin.as_path(), config.as_path());
-        for (turn, (label, (bin, config))) in [("this build", this), ("compared build", other)]
-            .into_iter()
-            .cycle()
-            .take(4)
-            .enumerate()
-        {
-            let gw = Gateway::start_from(bin, config, &root.join(format!("compare-{turn}")), &[])?;
-            settle_down();
-            loadtest(&gw, 5_000, 10, &[])?;
-            let run = loadtest(&gw, 10_000, options.step_s * 2, &[])?;
-            gw.stop()?;
-            compared.push((label, run));
-        }
-    }
+    // 6. Before/after: this build and another one, fresh clusters in turn.
+    let compared = match &options.compare {
+        Some((bin, config)) => Some(compare_section(&root, options.step_s, bin, config)?),
+        None => None,
+    };
     let _ = std::fs::remove_dir_all(&root);
 
     // The report.
@@ -2022,24 +2109,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         "| batch failures (deadlock, serialization, conflict, other) over all runs | {conflicts} |"
     )?;
 
-    if let Some((bin, _)) = &options.compare {
-        writeln!(w, "\n## Before/after: this build and `{}`\n", bin.display())?;
-        writeln!(w, "Each build on a fresh cluster in turn (this, compared, this, compared): warm-up at 5,000/s, then 10,000/s for {} s. CPU per callback over the measured part.\n", options.step_s * 2)?;
-        writeln!(w, "| build | achieved/s | p50 ms | p99 ms | errors | gateway µs/callback | PostgreSQL µs/callback |\n|---|---|---|---|---|---|---|")?;
-        for (label, run) in &compared {
-            let callbacks = (run.achieved() * run.wall_s).max(1.0);
-            let per = |party: &str| run.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
-            writeln!(
-                w,
-                "| {label} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
-                run.achieved(),
-                run.p("p50"),
-                run.p("p99"),
-                run.errors(),
-                per("gateway"),
-                per("postgres")
-            )?;
-        }
+    if let Some(compared) = &compared {
+        w.push_str(compared);
     }
 
     writeln!(

@@ -17,8 +17,10 @@ const USAGE: &str =
   ci        formatting, lints and the test suite, as .ci/run does
   bench     the performance report (docs/performance.md) [--step S] [--sustained S] [--soak S]
             [--only NAME: one section alone into docs/performance-NAME.md; NAME is logins,
-             trace, instances, steps, scale, reports or partitions]
-            [--compare GATEWAY_BIN [--compare-config PATH]]
+             trace, instances, steps, scale, reports or partitions; or compare, which needs
+             --compare]
+            [--compare GATEWAY_BIN [--compare-config PATH]: another build against this one,
+             fresh clusters in turn; in the full report, or alone with --only compare]
   chaos     a fault campaign: sim against a gateway while it is killed, its PostgreSQL stopped,
             either paused and their connections cut [--minutes N, 10] [--seed S] [--debug]
             [--plant NAME: a test build with that bug, which the checkers must catch]
