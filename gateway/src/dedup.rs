@@ -37,6 +37,7 @@ enum Entry {
     },
 }
 
+#[derive(Default)]
 struct Shard {
     map: HashMap<Key, Entry>,
     /// Insertion order of finished entries, for eviction.
@@ -90,29 +91,12 @@ pub struct Claim<'a> {
 }
 
 impl Index {
-    /// Each shard's map and queue are sized for their bound at once: growing them entry by
-    /// entry rehashed every key at each doubling, about 7 % of the gateway's CPU while the
-    /// index fills (after every start, and in every measured run). Only address space is
-    /// taken up front; pages are touched as entries arrive.
     pub fn new(entries_max: usize, bytes_max: usize) -> Index {
-        let entries_max_per_shard = (entries_max / SHARDS).max(1);
-        let bytes_max_per_shard = (bytes_max / SHARDS).max(ENTRY_OVERHEAD_BYTES);
-        let finished = entries_max_per_shard.min(bytes_max_per_shard / ENTRY_OVERHEAD_BYTES);
-        // Room beyond the finished entries for those in flight.
-        let capacity = finished.saturating_add(finished / 8);
         Index {
-            shards: (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        map: HashMap::with_capacity(capacity),
-                        order: VecDeque::with_capacity(finished.saturating_add(1)),
-                        bytes: 0,
-                    })
-                })
-                .collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: Default::default(),
-            entries_max_per_shard,
-            bytes_max_per_shard,
+            entries_max_per_shard: (entries_max / SHARDS).max(1),
+            bytes_max_per_shard: (bytes_max / SHARDS).max(ENTRY_OVERHEAD_BYTES),
             counters: Counters::default(),
         }
     }

@@ -1592,7 +1592,7 @@ fn bind(sql: &str, vars: &[&str]) -> String {
 /// `reads` false: the lock and the writes alone.
 fn pgbench_batch_script(reads: bool) -> String {
     use settlement::store::{
-        INSERT_LEDGER, INSERT_ROUNDS, LIMITS, LOCK_WALLETS, LOOKUP_TXS, PLAYERS, RESERVE_IDS,
+        INSERT_LEDGER, INSERT_ROUNDS, LIMITS, LOCK_PLAYERS, LOCK_WALLETS, LOOKUP_TXS, RESERVE_IDS,
         ROUNDS, TOMBSTONES, UPDATE_WALLETS,
     };
     let mut script = String::from(
@@ -1612,9 +1612,12 @@ fn pgbench_batch_script(reads: bool) -> String {
         "SELECT x::text AS ids FROM ({}) AS s(x) \\gset",
         bind(RESERVE_IDS, &["n"])
     ));
-    sql(bind(LOCK_WALLETS, &["players"]));
+    // The lanes lock with their players' reads in one statement; the writes alone, the lock.
+    sql(bind(
+        if reads { LOCK_PLAYERS } else { LOCK_WALLETS },
+        &["players"],
+    ));
     if reads {
-        sql(bind(PLAYERS, &["players"]));
         sql(
             "SELECT array_agg(1)::text AS providers, array_agg('pgb-' || id)::text AS tx_ids,
                     array_agg(p)::text AS round_players
@@ -1892,16 +1895,19 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         let idle_pressure = cpu_pressure();
         let section = compare_section(&root, options.step_s, bin, config)?;
         let _ = std::fs::remove_dir_all(&root);
+        // Named after the compared binary, so each baseline's report is kept.
+        let stem = bin.file_stem().map_or("other".into(), |s| s.to_string_lossy());
+        let path = format!("docs/performance-{COMPARE}-{stem}.md");
         let report = format!(
-            "# This build against another\n\nProduced by `cargo xtask bench --only {COMPARE} \
-             --compare {}` (overwritten by each run). Total time: {:.0} s. \
-             {idle_pressure}\n\n{section}",
+            "# This build against `{stem}`\n\nProduced by `cargo xtask bench --only {COMPARE} \
+             --compare {}` (overwritten by each run against a binary of that name). Total \
+             time: {:.0} s. {idle_pressure}\n\n{section}",
             bin.display(),
             started.elapsed().as_secs_f64()
         );
         std::fs::create_dir_all("docs")?;
-        std::fs::write(format!("docs/performance-{COMPARE}.md"), report)?;
-        eprintln!("bench: wrote docs/performance-{COMPARE}.md");
+        std::fs::write(&path, report)?;
+        eprintln!("bench: wrote {path}");
         return Ok(());
     }
     let mut report = String::new();

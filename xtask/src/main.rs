@@ -20,7 +20,8 @@ const USAGE: &str =
              trace, instances, steps, scale, reports or partitions; or compare, which needs
              --compare]
             [--compare GATEWAY_BIN [--compare-config PATH]: another build against this one,
-             fresh clusters in turn; in the full report, or alone with --only compare]
+             fresh clusters in turn; in the full report, or alone with --only compare, into
+             docs/performance-compare-BIN'S NAME.md]
   chaos     a fault campaign: sim against a gateway while it is killed, its PostgreSQL stopped,
             either paused and their connections cut [--minutes N, 10] [--seed S] [--debug]
             [--plant NAME: a test build with that bug, which the checkers must catch]
