@@ -1896,9 +1896,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         let section = compare_section(&root, options.step_s, bin, config)?;
         let _ = std::fs::remove_dir_all(&root);
         // Named after the compared binary, so each baseline's report is kept.
-        let stem = bin
-            .file_stem()
-            .map_or("other".into(), |s| s.to_string_lossy());
+        let stem = bin.file_stem().map_or("other".into(), |s| s.to_string_lossy());
         let path = format!("docs/performance-{COMPARE}-{stem}.md");
         let report = format!(
             "# This build against `{stem}`\n\nProduced by `cargo xtask bench --only {COMPARE} \

@@ -21,8 +21,8 @@ mod setup;
 mod write;
 
 pub use prefetch::{
-    PlayerIds, LIMITS, LOCK_PLAYERS, LOCK_WALLETS, LOOKUP_TXS, OPEN_BETS, PLAYERS, RESERVE_IDS,
-    RESOLVE_PLAYERS, ROUNDS, SESSIONS, TOMBSTONES,
+    PlayerIds, LIMITS, LOCK_WALLETS, LOCK_WALLETS_SKIP, LOOKUP_TXS, OPEN_BETS, PLAYERS,
+    RESERVE_IDS, RESOLVE_PLAYERS, ROUNDS, SESSIONS, TOMBSTONES, WALLET_KEYS,
 };
 pub use setup::{analyze, create_player, ledger_mismatches, seed_demo_players, upsert_provider};
 pub use write::{CLOSE_ROUNDS, INSERT_LEDGER, INSERT_ROUNDS, UPDATE_STATES, UPDATE_WALLETS};

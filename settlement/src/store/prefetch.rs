@@ -1,6 +1,5 @@
-//! The batch's reads, in one pipeline behind BEGIN: the wallet lock first (in player-id order;
-//! `SKIP LOCKED` for units that must not wait, in one statement with their players and wallet
-//! keys), then players, reserved ledger ids, stored
+//! The batch's reads, in one pipeline behind BEGIN: the wallet lock first (in player-id order,
+//! `SKIP LOCKED` for units that must not wait), then players, reserved ledger ids, stored
 //! transactions and tombstones by key, rounds and their open bets, sessions and limits, turned
 //! into the `World` that `apply` works on.
 
@@ -42,19 +41,10 @@ pub const RESOLVE_PLAYERS: &str =
 pub const RESERVE_IDS: &str = "SELECT coalesce(array_agg(nextval('transactions_id_seq')), '{}')
      FROM generate_series(1, $1::int)";
 
-/// Whether the player `p` may not bet now (blocked, closed or self-excluded).
-macro_rules! barred {
-    () => {
-        "p.status <> 'active' OR coalesce(p.self_excluded_until > now(), false)"
-    };
-}
-
-/// Players and whether they may bet now (those whose wallets [`LOCK_WALLETS`] waited for).
-pub const PLAYERS: &str = concat!(
-    "SELECT p.id, ",
-    barred!(),
-    " FROM players p WHERE p.id = ANY($1::bigint[])"
-);
+/// Players and whether they may bet now.
+pub const PLAYERS: &str =
+    "SELECT id, status <> 'active' OR coalesce(self_excluded_until > now(), false)
+     FROM players WHERE id = ANY($1::bigint[])";
 
 /// The lock: every writer of a wallet locks its rows in (player_id, currency) order, so
 /// batches never deadlock each other or the REST module.
@@ -64,25 +54,18 @@ pub const LOCK_WALLETS: &str =
      ORDER BY player_id, currency
      FOR UPDATE";
 
-/// The lock without waiting, with the players and the wallets that exist, in one statement:
-/// another gateway on the same database may hold some of the batch's wallets; those come back
-/// unlocked (`balance` and the rest NULL: busy, not missing) and their players' commands wait
-/// for a later batch (see `prefetch`), so a batch never queues behind another's commit and
-/// fsync. A row per wallet, its first six columns those of [`LOCK_WALLETS`], then whether the
-/// player may not bet now; a player without wallets comes once, `currency` NULL.
-pub const LOCK_PLAYERS: &str = concat!(
-    "WITH locked AS MATERIALIZED (
-         SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at
-         FROM wallets WHERE player_id = ANY($1::bigint[])
-         ORDER BY player_id, currency
-         FOR UPDATE SKIP LOCKED)
-     SELECT p.id, w.currency, l.balance, l.bonus, l.needs_reconciliation, l.created_at, ",
-    barred!(),
-    " FROM players p
-     LEFT JOIN wallets w ON w.player_id = p.id
-     LEFT JOIN locked l ON l.player_id = w.player_id AND l.currency = w.currency
-     WHERE p.id = ANY($1::bigint[])"
-);
+/// The lock without waiting: another gateway on the same database may hold some of the batch's
+/// wallets; those are skipped (their players' commands wait for a later batch, see
+/// `prefetch`), so a batch never queues behind another's commit and fsync.
+pub const LOCK_WALLETS_SKIP: &str =
+    "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at
+     FROM wallets WHERE player_id = ANY($1::bigint[])
+     ORDER BY player_id, currency
+     FOR UPDATE SKIP LOCKED";
+
+/// The wallets that exist, locked or not (a skipped one is busy, not missing).
+pub const WALLET_KEYS: &str =
+    "SELECT player_id, currency FROM wallets WHERE player_id = ANY($1::bigint[])";
 
 /// Stored ledger rows by provider transaction id, through their keys: the row itself when it
 /// is recent, else only its address (`id, created_at`, the last two columns; the row's own
@@ -189,7 +172,8 @@ pub struct Reads {
     ids: Statement,
     players: Statement,
     wallets: Statement,
-    lock_players: Statement,
+    wallets_skip: Statement,
+    wallet_keys: Statement,
     txs: Statement,
     old_txs: Statement,
     tombstones: Statement,
@@ -202,12 +186,13 @@ pub struct Reads {
 
 impl Reads {
     pub(super) async fn prepare(client: &Client) -> Result<Reads, tokio_postgres::Error> {
-        let (resolve, ids, players, wallets, lock_players) = tokio::try_join!(
+        let (resolve, ids, players, wallets, wallets_skip, wallet_keys) = tokio::try_join!(
             client.prepare(RESOLVE_PLAYERS),
             client.prepare(RESERVE_IDS),
             client.prepare(PLAYERS),
             client.prepare(LOCK_WALLETS),
-            client.prepare(LOCK_PLAYERS),
+            client.prepare(LOCK_WALLETS_SKIP),
+            client.prepare(WALLET_KEYS),
         )?;
         let (txs, old_txs, tombstones, rounds, open_bets, old_open_bets, sessions, limits) = tokio::try_join!(
             client.prepare(LOOKUP_TXS),
@@ -224,7 +209,8 @@ impl Reads {
             ids,
             players,
             wallets,
-            lock_players,
+            wallets_skip,
+            wallet_keys,
             txs,
             old_txs,
             tombstones,
@@ -434,8 +420,9 @@ pub(super) async fn prefetch<'c>(
     // holder committed. Queries with nothing to look up are not sent.
     let (
         waited_rows,
-        waited_players,
         skipped_rows,
+        skipped_keys,
+        player_rows,
         id_row,
         tx_rows,
         tomb_rows,
@@ -446,8 +433,9 @@ pub(super) async fn prefetch<'c>(
     ) = tokio::try_join!(
         biased;
         query_unless(tx, waited.is_empty(), &s.wallets, &by_waited),
-        query_unless(tx, waited.is_empty(), &s.players, &by_waited),
-        query_unless(tx, skipped.is_empty(), &s.lock_players, &by_skipped),
+        query_unless(tx, skipped.is_empty(), &s.wallets_skip, &by_skipped),
+        query_unless(tx, skipped.is_empty(), &s.wallet_keys, &by_skipped),
+        query_unless(tx, players.is_empty(), &s.players, &by_players),
         tx.query_one(&s.ids, &by_count),
         query_unless(tx, tx_p.is_empty(), &s.txs, &by_txs),
         query_unless(tx, tomb_p.is_empty(), &s.tombstones, &by_tombs),
@@ -491,34 +479,33 @@ pub(super) async fn prefetch<'c>(
     .map_err(Error::database(n))?;
 
     let mut world = World::default();
-    // Players: (id, barred) from PLAYERS; columns 0 and 6 of LOCK_PLAYERS, a row per wallet.
-    let players_read = waited_players
+    for row in &player_rows {
+        let id: i64 = row.get(0);
+        let player_ref = id_to_ref.get(&id).ok_or_else(|| invariant("player id"))?;
+        world.players.insert(
+            player_ref.clone(),
+            Player {
+                id,
+                blocked: row.get(1),
+                wallets: Vec::new(),
+                limits: Vec::new(),
+            },
+        );
+    }
+    // Locked in (player, currency) order; kept in creation order, since the first wallet is
+    // the player's default.
+    let locked: HashSet<(i64, &str)> = skipped_rows
         .iter()
         .map(|row| (row.get(0), row.get(1)))
-        .chain(skipped_rows.iter().map(|row| (row.get(0), row.get(6))));
-    for (id, blocked) in players_read {
-        let player_ref = id_to_ref.get(&id).ok_or_else(|| invariant("player id"))?;
-        world.players.entry(player_ref.clone()).or_insert(Player {
-            id,
-            blocked,
-            wallets: Vec::new(),
-            limits: Vec::new(),
-        });
-    }
-    // A wallet that exists but came back unlocked is held by another transaction.
-    let (skipped_locked, skipped_busy): (Vec<&Row>, Vec<&Row>) = skipped_rows
+        .collect();
+    let busy: HashSet<&'c str> = skipped_keys
         .iter()
-        .filter(|row| row.get::<_, Option<&str>>(1).is_some())
-        .partition(|row| row.get::<_, Option<i64>>(2).is_some());
-    let busy: HashSet<&'c str> = skipped_busy
-        .iter()
+        .filter(|row| !locked.contains(&(row.get(0), row.get(1))))
         .filter_map(|row| id_to_ref.get(&row.get::<_, i64>(0)))
         .filter_map(|r| want.players.get(r.as_str()).copied())
         .collect();
-    // Locked in (player, currency) order; kept in creation order, since the first wallet is
-    // the player's default.
     let mut created_at = HashMap::new();
-    for row in waited_rows.iter().chain(skipped_locked) {
+    for row in waited_rows.iter().chain(&skipped_rows) {
         let player_id: i64 = row.get(0);
         let player = id_to_ref
             .get(&player_id)
