@@ -48,6 +48,9 @@ pub struct Server {
     /// caller's address (for provider allowlists) is the right-most forwarded address that is
     /// not itself a trusted proxy. Empty: the peer address is the caller.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Threads of the async runtime (HTTP, lanes, jobs); 0: one per core. One is cheaper
+    /// where the gateway shares a few cores with its PostgreSQL (no wake-ups across threads).
+    pub worker_threads: usize,
 }
 
 impl Default for Server {
@@ -62,6 +65,7 @@ impl Default for Server {
             headers_max: 100,
             header_bytes_max: 16 * 1024,
             trusted_proxies: Vec::new(),
+            worker_threads: 0,
         }
     }
 }
@@ -781,6 +785,11 @@ impl Config {
         );
         range("server.request_timeout_ms", s.request_timeout_ms > 0, "> 0");
         range("server.connections_max", s.connections_max > 0, "> 0");
+        range(
+            "server.worker_threads",
+            s.worker_threads <= 1024,
+            "between 0 (one per core) and 1024",
+        );
         range(
             "server.headers_max",
             (8..=1024).contains(&s.headers_max),

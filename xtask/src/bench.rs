@@ -1119,6 +1119,13 @@ const WRITE_STEPS: &[Step] = &[
             ("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "2000"),
         ],
     },
+    Step {
+        name: "one runtime worker thread beside the embedded PostgreSQL \
+               (`server.worker_threads` 1, was one per core: 2)",
+        undo_sql: "",
+        before_env: &[("GATEWAY__SERVER__WORKER_THREADS", "0")],
+        after_env: &[("GATEWAY__SERVER__WORKER_THREADS", "1")],
+    },
 ];
 
 /// Each step of the write path (schema or configuration) measured in one run: a fresh cluster
@@ -1592,7 +1599,7 @@ fn bind(sql: &str, vars: &[&str]) -> String {
 /// `reads` false: the lock and the writes alone.
 fn pgbench_batch_script(reads: bool) -> String {
     use settlement::store::{
-        INSERT_LEDGER, INSERT_ROUNDS, LIMITS, LOCK_PLAYERS, LOCK_WALLETS, LOOKUP_TXS, RESERVE_IDS,
+        INSERT_LEDGER, INSERT_ROUNDS, LIMITS, LOCK_WALLETS, LOOKUP_TXS, PLAYERS, RESERVE_IDS,
         ROUNDS, TOMBSTONES, UPDATE_WALLETS,
     };
     let mut script = String::from(
@@ -1612,12 +1619,9 @@ fn pgbench_batch_script(reads: bool) -> String {
         "SELECT x::text AS ids FROM ({}) AS s(x) \\gset",
         bind(RESERVE_IDS, &["n"])
     ));
-    // The lanes lock with their players' reads in one statement; the writes alone, the lock.
-    sql(bind(
-        if reads { LOCK_PLAYERS } else { LOCK_WALLETS },
-        &["players"],
-    ));
+    sql(bind(LOCK_WALLETS, &["players"]));
     if reads {
+        sql(bind(PLAYERS, &["players"]));
         sql(
             "SELECT array_agg(1)::text AS providers, array_agg('pgb-' || id)::text AS tx_ids,
                     array_agg(p)::text AS round_players
@@ -1896,7 +1900,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         let section = compare_section(&root, options.step_s, bin, config)?;
         let _ = std::fs::remove_dir_all(&root);
         // Named after the compared binary, so each baseline's report is kept.
-        let stem = bin.file_stem().map_or("other".into(), |s| s.to_string_lossy());
+        let stem = bin
+            .file_stem()
+            .map_or("other".into(), |s| s.to_string_lossy());
         let path = format!("docs/performance-{COMPARE}-{stem}.md");
         let report = format!(
             "# This build against `{stem}`\n\nProduced by `cargo xtask bench --only {COMPARE} \

@@ -40,6 +40,7 @@ fn empty_file_gives_the_defaults() {
     let config = Config::from_toml("", &[]).unwrap();
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(config.settlement.lanes, 2);
+    assert_eq!(config.server.worker_threads, 0, "one per core");
     assert!(config.providers.is_empty());
 }
 
@@ -51,6 +52,7 @@ fn environment_overrides_file_keys() {
         &env(&[
             ("GATEWAY__SERVER__LISTEN", "0.0.0.0:7000"),
             ("GATEWAY__SETTLEMENT__LANES", "4"),
+            ("GATEWAY__SERVER__WORKER_THREADS", "1"),
             ("GATEWAY__LOG__LEVEL", "debug"),
             ("UNRELATED", "x"),
         ]),
@@ -58,6 +60,7 @@ fn environment_overrides_file_keys() {
     .unwrap();
     assert_eq!(config.server.listen.to_string(), "0.0.0.0:7000");
     assert_eq!(config.settlement.lanes, 4);
+    assert_eq!(config.server.worker_threads, 1);
     assert_eq!(config.log.level, "debug");
 }
 
