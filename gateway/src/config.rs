@@ -48,8 +48,8 @@ pub struct Server {
     /// caller's address (for provider allowlists) is the right-most forwarded address that is
     /// not itself a trusted proxy. Empty: the peer address is the caller.
     pub trusted_proxies: Vec<IpAddr>,
-    /// Threads of the async runtime (HTTP, lanes, jobs); 0: one per core. One is cheaper
-    /// where the gateway shares a few cores with its PostgreSQL (no wake-ups across threads).
+    /// Threads of the async runtime (HTTP, lanes, jobs); 0: one per core. One costs a little
+    /// less CPU per callback beside a PostgreSQL on few cores, but caps the gateway at a core.
     pub worker_threads: usize,
 }
 

@@ -70,6 +70,9 @@ pub struct Options {
     pub compare: Option<(PathBuf, PathBuf)>,
     /// Run only this section (a name of [`SECTIONS`]) and write `docs/performance-NAME.md`.
     pub only: Option<&'static str>,
+    /// Clusters in `/dev/shm` (with `--only`): a CPU comparison without the disk's stalls
+    /// swinging batch sizes between turns; its latencies say nothing about a real disk.
+    pub tmpfs: bool,
 }
 
 impl Options {
@@ -80,6 +83,7 @@ impl Options {
             soak_s: 0,
             compare: None,
             only: None,
+            tmpfs: false,
         };
         let mut compare_config = PathBuf::from("config/demo.toml");
         let mut it = args.iter();
@@ -106,19 +110,23 @@ impl Options {
                     let bin = it.next().context("--compare needs a gateway binary")?;
                     options.compare = Some((PathBuf::from(bin), PathBuf::new()));
                 }
+                "--tmpfs" => options.tmpfs = true,
                 "--compare-config" => {
                     compare_config =
                         PathBuf::from(it.next().context("--compare-config needs a path")?);
                 }
                 other => bail!(
                     "unknown bench option {other} (--step S, --sustained S, --soak S, \
-                     --compare GATEWAY_BIN, --compare-config PATH, --only {})",
+                     --compare GATEWAY_BIN, --compare-config PATH, --tmpfs, --only {})",
                     section_names()
                 ),
             }
         }
         if let Some((_, config)) = &mut options.compare {
             *config = compare_config;
+        }
+        if options.tmpfs && options.only.is_none() {
+            bail!("--tmpfs is for one section (--only): the full report measures the real disk");
         }
         if options.only == Some(COMPARE) && options.compare.is_none() {
             bail!("--only {COMPARE} needs --compare GATEWAY_BIN");
@@ -197,6 +205,15 @@ impl Gateway {
         let status = self.child.wait()?;
         if !status.success() {
             bail!("gateway exited with {status}");
+        }
+        // A cluster in memory (`--tmpfs`) goes at once: there is no write-back to wait for,
+        // and twenty of them would not fit.
+        if let Some(data) = self
+            .socket_dir
+            .parent()
+            .filter(|d| d.starts_with("/dev/shm"))
+        {
+            let _ = std::fs::remove_dir_all(data);
         }
         Ok(())
     }
@@ -1121,7 +1138,7 @@ const WRITE_STEPS: &[Step] = &[
     },
     Step {
         name: "one runtime worker thread beside the embedded PostgreSQL \
-               (`server.worker_threads` 1, was one per core: 2)",
+               (`server.worker_threads` 1, against the default of one per core: 2 here)",
         undo_sql: "",
         before_env: &[("GATEWAY__SERVER__WORKER_THREADS", "0")],
         after_env: &[("GATEWAY__SERVER__WORKER_THREADS", "1")],
@@ -1868,9 +1885,19 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     }
     // A folder per gateway start, all removed at the end: deleting a large cluster while the
     // next one runs would put the filesystem's write-back into the measured fsyncs.
-    let root = PathBuf::from("target/bench-data");
+    let root = PathBuf::from(match options.tmpfs {
+        true => "/dev/shm/wallet-bench",
+        false => "target/bench-data",
+    });
     let _ = std::fs::remove_dir_all(&root);
     let started = Instant::now();
+    let tmpfs_note = match options.tmpfs {
+        true => {
+            " Clusters on tmpfs (`--tmpfs`): CPU per callback without the disk's stalls; \
+                 latencies here say nothing about a real disk."
+        }
+        false => "",
+    };
     if let Some(Section {
         name,
         title,
@@ -1887,7 +1914,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         };
         let report = format!(
             "# {title}\n\nProduced by `cargo xtask bench --only {name}` (overwritten by each \
-             run{also}). Total time: {:.0} s. {idle_pressure}\n\n{section}",
+             run{also}). Total time: {:.0} s. {idle_pressure}{tmpfs_note}\n\n{section}",
             started.elapsed().as_secs_f64()
         );
         std::fs::create_dir_all("docs")?;
@@ -1907,7 +1934,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         let report = format!(
             "# This build against `{stem}`\n\nProduced by `cargo xtask bench --only {COMPARE} \
              --compare {}` (overwritten by each run against a binary of that name). Total \
-             time: {:.0} s. {idle_pressure}\n\n{section}",
+             time: {:.0} s. {idle_pressure}{tmpfs_note}\n\n{section}",
             bin.display(),
             started.elapsed().as_secs_f64()
         );

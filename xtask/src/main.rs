@@ -22,6 +22,7 @@ const USAGE: &str =
             [--compare GATEWAY_BIN [--compare-config PATH]: another build against this one,
              fresh clusters in turn; in the full report, or alone with --only compare, into
              docs/performance-compare-BIN'S NAME.md]
+            [--tmpfs: with --only, clusters in /dev/shm: CPU without the disk's stalls]
   chaos     a fault campaign: sim against a gateway while it is killed, its PostgreSQL stopped,
             either paused and their connections cut [--minutes N, 10] [--seed S] [--debug]
             [--plant NAME: a test build with that bug, which the checkers must catch]
