@@ -1891,6 +1891,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     });
     let _ = std::fs::remove_dir_all(&root);
     let started = Instant::now();
+    let tmpfs_flag = if options.tmpfs { " --tmpfs" } else { "" };
     let tmpfs_note = match options.tmpfs {
         true => {
             " Clusters on tmpfs (`--tmpfs`): CPU per callback without the disk's stalls; \
@@ -1913,7 +1914,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             false => "",
         };
         let report = format!(
-            "# {title}\n\nProduced by `cargo xtask bench --only {name}` (overwritten by each \
+            "# {title}\n\nProduced by `cargo xtask bench --only {name}{tmpfs_flag}` (overwritten by each \
              run{also}). Total time: {:.0} s. {idle_pressure}{tmpfs_note}\n\n{section}",
             started.elapsed().as_secs_f64()
         );
@@ -1933,7 +1934,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         let path = format!("docs/performance-{COMPARE}-{stem}.md");
         let report = format!(
             "# This build against `{stem}`\n\nProduced by `cargo xtask bench --only {COMPARE} \
-             --compare {}` (overwritten by each run against a binary of that name). Total \
+             --compare {}{tmpfs_flag}` (overwritten by each run against a binary of that name). Total \
              time: {:.0} s. {idle_pressure}{tmpfs_note}\n\n{section}",
             bin.display(),
             started.elapsed().as_secs_f64()
