@@ -339,6 +339,27 @@ impl Run {
         self.achieved() * good as f64 / completed.max(1) as f64
     }
 
+    /// CPU microseconds of `party` (gateway, postgres, loadtest) per callback answered over
+    /// the measured part of the run.
+    fn cpu_us_per_callback(&self, party: &str) -> f64 {
+        let callbacks = (self.achieved() * self.wall_s).max(1.0);
+        self.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks
+    }
+
+    /// The cells most tables share: achieved/s, p50 ms, p99 ms, errors, then the gateway's and
+    /// PostgreSQL's CPU µs per callback.
+    fn cpu_cells(&self) -> String {
+        format!(
+            "{:.0} | {:.2} | {:.2} | {} | {:.1} | {:.1}",
+            self.achieved(),
+            self.p("p50"),
+            self.p("p99"),
+            self.errors(),
+            self.cpu_us_per_callback("gateway"),
+            self.cpu_us_per_callback("postgres")
+        )
+    }
+
     /// Sustained: every request answered without errors, p99 within the target.
     fn passes(&self) -> bool {
         let completed = self.report["completed"].as_u64().unwrap_or(0);
@@ -583,20 +604,14 @@ fn trace_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     let mut saturated = [Vec::new(), Vec::new()];
     for (on, run, kept, dropped, wal, saturating) in &turns {
         saturated[*on as usize].push(saturating);
-        let callbacks = (run.achieved() * run.wall_s).max(1.0);
-        let per = |party: &str| run.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
+        let per = |party: &str| run.cpu_us_per_callback(party);
         let total = per("gateway") + per("postgres");
         totals[*on as usize].push(total);
         writeln!(
             w,
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {total:.1} | {wal:.0} | {kept} | {dropped} |",
+            "| {} | {} | {total:.1} | {wal:.0} | {kept} | {dropped} |",
             if *on { "on" } else { "off" },
-            run.achieved(),
-            run.p("p50"),
-            run.p("p99"),
-            run.errors(),
-            per("gateway"),
-            per("postgres"),
+            run.cpu_cells(),
         )?;
     }
     let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -801,8 +816,7 @@ fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         settle_down();
         loadtest_many(&gateways, SHARED_PLAYERS, 5_000, 10, extra)?;
         let at_10k = loadtest_many(&gateways, SHARED_PLAYERS, 10_000, step_s, extra)?;
-        let callbacks = (at_10k.achieved() * at_10k.wall_s).max(1.0);
-        let per = |party: &str| at_10k.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
+        let per = |party: &str| at_10k.cpu_us_per_callback(party);
         let cpu = (per("gateway"), per("postgres"));
         let mut log = String::new();
         let best = ladder_many(
@@ -1190,8 +1204,7 @@ fn steps_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
                 .split('|')
                 .map(|c| c.parse().unwrap_or(f64::NAN))
                 .collect();
-            let callbacks = (run.achieved() * run.wall_s).max(1.0);
-            let per = |party: &str| run.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
+            let per = |party: &str| run.cpu_us_per_callback(party);
             cpu_us[usize::from(after)].push(per("gateway") + per("postgres"));
             answered[usize::from(after)].push(saturated.answered_rate());
             writeln!(
@@ -1278,20 +1291,14 @@ fn compare_section(
             / (metric(&after, "wallet_batch_size_count")
                 .saturating_sub(metric(&before, "wallet_batch_size_count"))
                 .max(1)) as f64;
-        let callbacks = (run.achieved() * run.wall_s).max(1.0);
-        let per = |party: &str| run.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
+        let per = |party: &str| run.cpu_us_per_callback(party);
         cpu_us[which].push(per("gateway") + per("postgres"));
         answered[which].push(saturated.answered_rate());
         writeln!(
             w,
-            "| {label} | {} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {per_batch:.1} | {:.0} |",
+            "| {label} | {} | {} | {per_batch:.1} | {:.0} |",
             turn / 2 + 1,
-            run.achieved(),
-            run.p("p50"),
-            run.p("p99"),
-            run.errors(),
-            per("gateway"),
-            per("postgres"),
+            run.cpu_cells(),
             saturated.answered_rate(),
         )?;
     }
@@ -1346,8 +1353,7 @@ fn partitions_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
         settle_down();
         loadtest_many(&[&gw], PLAYERS, 5_000, 10, &[])?;
         let at_10k = loadtest_many(&[&gw], PLAYERS, 10_000, step_s, &[])?;
-        let callbacks = (at_10k.achieved() * at_10k.wall_s).max(1.0);
-        let per = |party: &str| at_10k.cpu_s.get(party).copied().unwrap_or(0.0) * 1e6 / callbacks;
+        let per = |party: &str| at_10k.cpu_us_per_callback(party);
         let cpu = (per("gateway"), per("postgres"));
         settle_down();
         psql(
