@@ -70,6 +70,7 @@ fn every_problem_is_reported_at_once() {
 [server]
 listen = "127.0.0.1:1"
 bogus = 1
+worker_threads = 5000
 [settlement]
 lanes = 0
 batch_len_max = 100000
@@ -95,6 +96,7 @@ dialect = "native"
         "unknown key `providers.0.extra`",
         "settlement.lanes",
         "settlement.batch_len_max",
+        "server.worker_threads",
         "log.format",
         "providers[0].code",
         "providers[0].dialect",
@@ -107,6 +109,10 @@ dialect = "native"
         |kind: ProblemKind, key: &str| problems.iter().any(|p| p.kind == kind && p.key == key);
     assert!(has(ProblemKind::UnknownKey, "server.bogus"), "{problems:?}");
     assert!(has(ProblemKind::Range, "settlement.lanes"), "{problems:?}");
+    assert!(
+        has(ProblemKind::Range, "server.worker_threads"),
+        "{problems:?}"
+    );
     assert!(
         has(ProblemKind::Invalid, "providers[0].dialect"),
         "{problems:?}"
