@@ -1872,6 +1872,26 @@ const SECTIONS: &[Section] = &[
 /// The section `--only` runs with `--compare GATEWAY_BIN`: this build against another.
 const COMPARE: &str = "compare";
 
+/// Writes a section run alone (`--only`) as its own report; `header` is when the run started,
+/// the CPU pressure before it and the tmpfs note.
+fn write_alone(
+    path: &str,
+    title: &str,
+    produced_by: &str,
+    (started, idle_pressure, tmpfs_note): (Instant, &str, &str),
+    section: &str,
+) -> anyhow::Result<()> {
+    let report = format!(
+        "# {title}\n\nProduced by {produced_by}. Total time: {:.0} s. \
+         {idle_pressure}{tmpfs_note}\n\n{section}",
+        started.elapsed().as_secs_f64()
+    );
+    std::fs::create_dir_all("docs")?;
+    std::fs::write(path, report)?;
+    eprintln!("bench: wrote {path}");
+    Ok(())
+}
+
 /// The names `--only` takes, for messages.
 fn section_names() -> String {
     SECTIONS
@@ -1919,15 +1939,12 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             true => "; the full `cargo xtask bench` puts the same section in `docs/performance.md`",
             false => "",
         };
-        let report = format!(
-            "# {title}\n\nProduced by `cargo xtask bench --only {name}{tmpfs_flag}` (overwritten by each \
-             run{also}). Total time: {:.0} s. {idle_pressure}{tmpfs_note}\n\n{section}",
-            started.elapsed().as_secs_f64()
+        let produced_by = format!(
+            "`cargo xtask bench --only {name}{tmpfs_flag}` (overwritten by each run{also})"
         );
-        std::fs::create_dir_all("docs")?;
-        std::fs::write(format!("docs/performance-{name}.md"), report)?;
-        eprintln!("bench: wrote docs/performance-{name}.md");
-        return Ok(());
+        let path = format!("docs/performance-{name}.md");
+        let header = (started, idle_pressure.as_str(), tmpfs_note);
+        return write_alone(&path, title, &produced_by, header, &section);
     }
     if let (Some(COMPARE), Some((bin, config))) = (options.only, &options.compare) {
         let idle_pressure = cpu_pressure();
@@ -1938,17 +1955,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             .file_stem()
             .map_or("other".into(), |s| s.to_string_lossy());
         let path = format!("docs/performance-{COMPARE}-{stem}.md");
-        let report = format!(
-            "# This build against `{stem}`\n\nProduced by `cargo xtask bench --only {COMPARE} \
-             --compare {}{tmpfs_flag}` (overwritten by each run against a binary of that name). Total \
-             time: {:.0} s. {idle_pressure}{tmpfs_note}\n\n{section}",
-            bin.display(),
-            started.elapsed().as_secs_f64()
+        let produced_by = format!(
+            "`cargo xtask bench --only {COMPARE} --compare {}{tmpfs_flag}` (overwritten by each \
+             run against a binary of that name)",
+            bin.display()
         );
-        std::fs::create_dir_all("docs")?;
-        std::fs::write(&path, report)?;
-        eprintln!("bench: wrote {path}");
-        return Ok(());
+        let title = format!("This build against `{stem}`");
+        let header = (started, idle_pressure.as_str(), tmpfs_note);
+        return write_alone(&path, &title, &produced_by, header, &section);
     }
     let mut report = String::new();
     let machine = format!(
