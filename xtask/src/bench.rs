@@ -1869,6 +1869,14 @@ const SECTIONS: &[Section] = &[
     },
 ];
 
+/// What the full report says of a section that failed half-way (its figures are lost).
+fn unfinished_section(title: &str, error: &anyhow::Error) -> String {
+    format!(
+        "\n## {title}\n\nThis section did not finish in this run: {error:#}. The sections \
+         after it ran as usual.\n"
+    )
+}
+
 /// The section `--only` runs with `--compare GATEWAY_BIN`: this build against another.
 const COMPARE: &str = "compare";
 
@@ -2068,11 +2076,19 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 
     // 5. The sections the full run has: REST logins beside callbacks, raw callbacks kept
     // for trace or not, several gateways, the write path's steps, the ledger at scale.
-    let sections = SECTIONS
+    // A section that fails (a loadtest that could not drain, a gateway that would not start)
+    // says so in the report and the run goes on: an hour of measurements is not thrown away
+    // for one of them.
+    let sections: Vec<String> = SECTIONS
         .iter()
         .filter(|s| s.in_full)
-        .map(|s| (s.run)(&root, options.step_s))
-        .collect::<anyhow::Result<Vec<String>>>()?;
+        .map(|s| {
+            (s.run)(&root, options.step_s).unwrap_or_else(|e| {
+                eprintln!("bench: section {} failed: {e:#}", s.name);
+                unfinished_section(s.title, &e)
+            })
+        })
+        .collect();
 
     // 6. Before/after: this build and another one, fresh clusters in turn.
     let compared = match &options.compare {
@@ -2269,6 +2285,21 @@ mod tests {
                 &["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
             ),
             ":a :j :b"
+        );
+    }
+
+    #[test]
+    fn a_failed_section_names_itself_and_its_whole_error() {
+        let error = anyhow::anyhow!("requests still open 30 s after the schedule ended")
+            .context("loadtest failed at 25000/s");
+        let text = unfinished_section("The write path, step by step", &error);
+        assert!(
+            text.starts_with("\n## The write path, step by step\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("loadtest failed at 25000/s: requests still open 30 s"),
+            "{text}"
         );
     }
 }
