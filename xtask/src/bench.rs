@@ -1266,8 +1266,9 @@ fn compare_section(
     let mut w = String::new();
     writeln!(
         w,
-        "\n## Before/after: this build and `{}`\n",
-        other_bin.display()
+        "\n## Before/after: this build (`config/demo.toml`) and `{}` (`{}`)\n",
+        other_bin.display(),
+        other_config.display()
     )?;
     writeln!(w, "Each build on a fresh cluster in turn (this one first), {COMPARE_TURNS} times each: warm-up at 5,000/s for 10 s, then 10,000/s for {} s (CPU per callback over the measured part, mean commands per batch), then {SATURATING_RATE}/s offered for {step_s} s (answers that were not a 5xx, per second).\n", step_s * 2)?;
     writeln!(w, "| build | turn | achieved/s | p50 ms | p99 ms | errors | gateway µs/callback | PostgreSQL µs/callback | commands/batch | saturated: answered/s |\n|---|---|---|---|---|---|---|---|---|---|")?;
@@ -1964,9 +1965,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             .map_or("other".into(), |s| s.to_string_lossy());
         let path = format!("docs/performance-{COMPARE}-{stem}.md");
         let produced_by = format!(
-            "`cargo xtask bench --only {COMPARE} --compare {}{tmpfs_flag}` (overwritten by each \
-             run against a binary of that name)",
-            bin.display()
+            "`cargo xtask bench --only {COMPARE} --compare {} --compare-config {}{tmpfs_flag}` \
+             (overwritten by each run against a binary of that name)",
+            bin.display(),
+            config.display()
         );
         let title = format!("This build against `{stem}`");
         let header = (started, idle_pressure.as_str(), tmpfs_note);
