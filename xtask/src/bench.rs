@@ -1870,6 +1870,22 @@ const SECTIONS: &[Section] = &[
     },
 ];
 
+/// Runs the sections the full report has, in order. A section that fails (a loadtest that
+/// could not drain, a gateway that would not start) says so in the report and the run goes
+/// on: an hour of measurements is not thrown away for one of them.
+fn full_sections(sections: &[Section], root: &Path, step_s: u64) -> Vec<String> {
+    sections
+        .iter()
+        .filter(|s| s.in_full)
+        .map(|s| {
+            (s.run)(root, step_s).unwrap_or_else(|e| {
+                eprintln!("bench: section {} failed: {e:#}", s.name);
+                unfinished_section(s.title, &e)
+            })
+        })
+        .collect()
+}
+
 /// What the full report says of a section that failed half-way (its figures are lost).
 fn unfinished_section(title: &str, error: &anyhow::Error) -> String {
     format!(
@@ -2078,19 +2094,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 
     // 5. The sections the full run has: REST logins beside callbacks, raw callbacks kept
     // for trace or not, several gateways, the write path's steps, the ledger at scale.
-    // A section that fails (a loadtest that could not drain, a gateway that would not start)
-    // says so in the report and the run goes on: an hour of measurements is not thrown away
-    // for one of them.
-    let sections: Vec<String> = SECTIONS
-        .iter()
-        .filter(|s| s.in_full)
-        .map(|s| {
-            (s.run)(&root, options.step_s).unwrap_or_else(|e| {
-                eprintln!("bench: section {} failed: {e:#}", s.name);
-                unfinished_section(s.title, &e)
-            })
-        })
-        .collect();
+    let sections = full_sections(SECTIONS, &root, options.step_s);
 
     // 6. Before/after: this build and another one, fresh clusters in turn.
     let compared = match &options.compare {
@@ -2303,5 +2307,39 @@ mod tests {
             text.contains("loadtest failed at 25000/s: requests still open 30 s"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_failed_section_leaves_the_sections_after_it_in_the_report() {
+        fn fails(_: &Path, _: u64) -> anyhow::Result<String> {
+            anyhow::bail!("loadtest failed at 25000/s")
+        }
+        fn works(_: &Path, step_s: u64) -> anyhow::Result<String> {
+            Ok(format!("\n## Second\n\n{step_s} s steps\n"))
+        }
+        let sections = [
+            Section {
+                name: "first",
+                title: "First",
+                in_full: true,
+                run: fails,
+            },
+            Section {
+                name: "second",
+                title: "Second",
+                in_full: true,
+                run: works,
+            },
+            Section {
+                name: "alone",
+                title: "Alone",
+                in_full: false,
+                run: works,
+            },
+        ];
+        let texts = full_sections(&sections, Path::new("unused"), 15);
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert!(texts[0].contains("## First") && texts[0].contains("loadtest failed"));
+        assert_eq!(texts[1], "\n## Second\n\n15 s steps\n");
     }
 }
