@@ -63,6 +63,10 @@ struct Args {
     /// Seconds of load before measuring starts.
     #[arg(long, default_value_t = 3)]
     warmup: u64,
+    /// Seconds the run waits for open requests after the schedule ended; those still open
+    /// then are counted unanswered.
+    #[arg(long, default_value_t = 30)]
+    drain: u64,
     /// Players addressed: player-1 ... player-N must exist (the demo seeds 1000; a gateway
     /// this tool starts itself seeds N).
     #[arg(long, default_value_t = 1_000)]
@@ -615,6 +619,8 @@ struct Tally {
     statuses: std::collections::BTreeMap<String, u64>,
     transport_errors: u64,
     completed: u64,
+    /// Measured requests on the wire when the run's hard stop came.
+    unanswered: u64,
     /// When the last measured request was answered.
     last_answer: Option<Instant>,
 }
@@ -628,6 +634,7 @@ impl Tally {
             statuses: Default::default(),
             transport_errors: 0,
             completed: 0,
+            unanswered: 0,
             last_answer: None,
         }
     }
@@ -641,6 +648,7 @@ impl Tally {
         }
         self.transport_errors += other.transport_errors;
         self.completed += other.completed;
+        self.unanswered += other.unanswered;
         self.last_answer = self.last_answer.max(other.last_answer);
     }
 }
@@ -654,6 +662,8 @@ struct Summary {
     sent: u64,
     /// Of those, never sent: the generator's backlog (10 s of requests) was full.
     unsent: u64,
+    /// Of those, sent or queued but not answered `--drain` seconds after the schedule ended.
+    unanswered: u64,
 }
 
 async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
@@ -686,6 +696,8 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
     let idle = Arc::new(AtomicIsize::new(0));
     // Connected before the clock starts: opening a thousand connections is set-up, not load.
     let (ready_tx, ready_rx) = async_channel::bounded::<()>(connections);
+    // Raised `--drain` seconds after the schedule ended: what is still open then is unanswered.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers: Vec<_> = (0..connections)
         .map(|i| {
             let ready = ready_tx.clone();
@@ -696,6 +708,7 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
                 dialect.clone(),
                 idle.clone(),
                 ready,
+                stop_rx.clone(),
             ))
         })
         .collect();
@@ -797,13 +810,39 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
     }
     drop(txs);
     let mut tally = Tally::new();
-    let hard_stop = Instant::now() + Duration::from_secs(30);
-    for w in workers {
+    let hard_stop = Instant::now() + Duration::from_secs(args.drain);
+    // A target that cannot drain its backlog `--drain` s after the schedule ended: the requests
+    // still open or still queued then are counted unanswered (and fail the run's judgement
+    // like the unsent ones), and the run ends with what was measured.
+    let mut unanswered = 0u64;
+    let mut workers = workers.into_iter().peekable();
+    while let Some(w) = workers.peek_mut() {
         match tokio::time::timeout_at(hard_stop, w).await {
             Ok(Ok(t)) => tally.merge(t),
             Ok(Err(e)) => bail!("worker failed: {e}"),
-            Err(_) => bail!("requests still open 30 s after the schedule ended"),
+            Err(_) => break,
         }
+        workers.next();
+    }
+    if workers.peek().is_some() {
+        let _ = stop_tx.send(true);
+        for rx in &rxs {
+            while let Ok(job) = rx.try_recv() {
+                unanswered += u64::from(job.measured);
+            }
+        }
+        for w in workers {
+            match tokio::time::timeout(Duration::from_secs(10), w).await {
+                Ok(Ok(t)) => tally.merge(t),
+                Ok(Err(e)) => bail!("worker failed: {e}"),
+                Err(_) => bail!("a connection did not stop 10 s after the run's hard stop"),
+            }
+        }
+        unanswered += tally.unanswered;
+        eprintln!(
+            "loadtest: {unanswered} measured requests still unanswered {} s after the schedule ended (counted as such)",
+            args.drain
+        );
     }
     if busy_at_times {
         eprintln!("loadtest: all {connections} connections were busy at times: requests waited for one (counted in their latency, not in the service time)");
@@ -816,6 +855,7 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
         measured_s: answered_s.max(args.duration as f64),
         sent,
         unsent,
+        unanswered,
     })
 }
 
@@ -838,6 +878,7 @@ async fn worker(
     dialect: Option<Arc<sim::dialect::Provider>>,
     idle: Arc<AtomicIsize>,
     ready: async_channel::Sender<()>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Tally {
     let mut tally = Tally::new();
     let mut sender = connect(addr).await.ok();
@@ -847,9 +888,21 @@ async fn worker(
     drop(ready);
     loop {
         idle.fetch_add(1, Ordering::AcqRel);
-        let Ok(job) = jobs.recv().await else { break };
+        let job = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            job = jobs.recv() => job,
+        };
+        let Ok(job) = job else { break };
         let sent_at = Instant::now();
-        let result = send(&mut sender, addr, &secret, dialect.as_deref(), &job).await;
+        let result = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => {
+                tally.unanswered += u64::from(job.measured);
+                break;
+            }
+            result = send(&mut sender, addr, &secret, dialect.as_deref(), &job) => result,
+        };
         if !job.measured {
             continue;
         }
@@ -1029,6 +1082,7 @@ impl Summary {
             "duration_s": args.duration,
             "sent": self.sent,
             "unsent": self.unsent,
+            "unanswered": self.unanswered,
             "completed": self.tally.completed,
             "achieved_rate": self.achieved(),
             "latency_ms": pct(&self.tally.all),
@@ -1082,12 +1136,53 @@ impl Summary {
         if self.unsent > 0 {
             println!("  never sent (10 s backlog full)   {}", self.unsent);
         }
+        if self.unanswered > 0 {
+            println!("  unanswered at the end of --drain {}", self.unanswered);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::refusals_problem;
+    use super::{drive, refusals_problem, Args};
+    use clap::Parser;
+
+    /// A target that accepts connections and never answers: the run still ends, `--drain`
+    /// seconds after its schedule, with every measured request counted unanswered.
+    #[tokio::test]
+    async fn a_target_that_never_answers_ends_the_run_with_its_requests_unanswered() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        let args = Args::parse_from([
+            "loadtest",
+            "--mode",
+            "ping",
+            "--rate",
+            "200",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--drain",
+            "1",
+            "--connections",
+            "8",
+        ]);
+        let started = std::time::Instant::now();
+        let summary = drive(&args, &[addr]).await.unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(summary.sent, 200);
+        assert_eq!(summary.tally.completed, 0);
+        assert_eq!(summary.unanswered + summary.unsent, 200);
+        assert!(summary.unanswered > 0);
+        held.abort();
+    }
 
     fn check(statuses: &[(&str, u64)], expect_problem: bool) {
         let map = statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect();

@@ -321,11 +321,13 @@ impl Run {
             .unwrap_or(0)
     }
 
-    /// Transport errors, 5xx answers and requests the generator never got to send.
+    /// Transport errors, 5xx answers, requests the generator never got to send and requests
+    /// still unanswered 30 s after the schedule ended.
     fn errors(&self) -> u64 {
         self.report["transport_errors"].as_u64().unwrap_or(0)
             + self.count("5")
             + self.report["unsent"].as_u64().unwrap_or(0)
+            + self.report["unanswered"].as_u64().unwrap_or(0)
     }
 
     fn achieved(&self) -> f64 {
@@ -2241,7 +2243,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         writeln!(w, "\nStatuses: {}", s.report["statuses"])?;
     }
     writeln!(w, "\n## 2x overload and recovery\n")?;
-    writeln!(w, "Offered {overload_rate}/s for {} s: achieved {:.0}/s, answered {} of {} requests, never sent (generator backlog full) {}, transport errors {}, `503 TEMPORARY_ERROR` {}; from the intended send time p99 {:.0} ms, max {:.0} ms; the gateway's own time (request on the wire to answer, the generator's connection wait excluded) p99 {:.0} ms, max {:.0} ms.", options.step_s, overload.achieved(), overload.report["completed"], overload.report["sent"], overload.report["unsent"], overload.report["transport_errors"], overload.count("503"), overload.p("p99"), overload.p("max"), overload.report["service_ms"]["p99"].as_f64().unwrap_or(0.0), overload.report["service_ms"]["max"].as_f64().unwrap_or(0.0))?;
+    writeln!(w, "Offered {overload_rate}/s for {} s: achieved {:.0}/s, answered {} of {} requests, never sent (generator backlog full) {}, unanswered 30 s after the schedule ended {}, transport errors {}, `503 TEMPORARY_ERROR` {}; from the intended send time p99 {:.0} ms, max {:.0} ms; the gateway's own time (request on the wire to answer, the generator's connection wait excluded) p99 {:.0} ms, max {:.0} ms.", options.step_s, overload.achieved(), overload.report["completed"], overload.report["sent"], overload.report["unsent"], overload.report["unanswered"].as_u64().unwrap_or(0), overload.report["transport_errors"], overload.count("503"), overload.p("p99"), overload.p("max"), overload.report["service_ms"]["p99"].as_f64().unwrap_or(0.0), overload.report["service_ms"]["max"].as_f64().unwrap_or(0.0))?;
     writeln!(
         w,
         "Then {}/s for {} s: p50 {:.2} ms, p99 {:.2} ms, errors {}.",
