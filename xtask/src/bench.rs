@@ -1159,6 +1159,13 @@ const WRITE_STEPS: &[Step] = &[
         before_env: &[("GATEWAY__SERVER__WORKER_THREADS", "0")],
         after_env: &[("GATEWAY__SERVER__WORKER_THREADS", "1")],
     },
+    Step {
+        name: "a candidate, not the default: linger up to 5 ms (`settlement.batch_wait_max_us` \
+               5000, against the default 2000) on the real disk",
+        undo_sql: "",
+        before_env: &[],
+        after_env: &[("GATEWAY__SETTLEMENT__BATCH_WAIT_MAX_US", "5000")],
+    },
 ];
 
 /// Each step of the write path (schema or configuration) measured in one run: a fresh cluster
