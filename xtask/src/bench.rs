@@ -493,7 +493,11 @@ fn logins_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     let mut w = String::new();
     writeln!(w, "\n## REST logins beside callbacks\n")?;
     writeln!(w, "`POST /api/auth/login` of random demo players: Argon2id (m = 19 MiB, t = 2, p = 1) with `rest.hash_concurrency = 1`, so hashing never holds more than one of the two cores. Login rate ladder ({step_s} s a step; pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms):\n")?;
-    writeln!(w, "| logins/s offered | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | verdict |\n|---|---|---|---|---|---|---|---|")?;
+    writeln!(
+        w,
+        "{}",
+        LADDER_HEADER.replacen("offered/s", "logins/s offered", 1)
+    )?;
     w.push_str(&login_log);
     writeln!(w, "\nHighest login rate passing: {best_logins}/s.\n")?;
     writeln!(w, "Callbacks at {CALLBACKS_BESIDE_LOGINS}/s for {duration} s on the same gateway: alone, with {beside} logins/s beside them, alone again.\n")?;
@@ -1887,12 +1891,24 @@ fn full_sections(sections: &[Section], root: &Path, step_s: u64) -> Vec<String> 
         .iter()
         .filter(|s| s.in_full)
         .map(|s| {
+            // The clusters of the sections before are deleted first (all of them held more than
+            // the disk had free for the scale section's ten million rows), and written out
+            // before this one measures anything.
+            remove_clusters(root);
             (s.run)(root, step_s).unwrap_or_else(|e| {
                 eprintln!("bench: section {} failed: {e:#}", s.name);
                 unfinished_section(s.title, &e)
             })
         })
         .collect()
+}
+
+/// Deletes the stopped clusters under `root`, if any, and lets the deletion reach the disk.
+fn remove_clusters(root: &Path) {
+    if root.exists() {
+        let _ = std::fs::remove_dir_all(root);
+        settle_down();
+    }
 }
 
 /// What the full report says of a section that failed half-way (its figures are lost).
