@@ -810,35 +810,30 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
     }
     drop(txs);
     let mut tally = Tally::new();
+    // A target that cannot drain its backlog `--drain` s after the schedule ended: the
+    // connections stop then, the requests still open or still queued are counted unanswered
+    // (and fail the run's judgement like the unsent ones), and the run ends with what it
+    // measured.
     let hard_stop = Instant::now() + Duration::from_secs(args.drain);
-    // A target that cannot drain its backlog `--drain` s after the schedule ended: the requests
-    // still open or still queued then are counted unanswered (and fail the run's judgement
-    // like the unsent ones), and the run ends with what was measured.
-    let mut unanswered = 0u64;
-    let mut workers = workers.into_iter().peekable();
-    while let Some(w) = workers.peek_mut() {
-        match tokio::time::timeout_at(hard_stop, w).await {
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep_until(hard_stop).await;
+        let _ = stop_tx.send(true);
+    });
+    for w in workers {
+        match tokio::time::timeout_at(hard_stop + Duration::from_secs(10), w).await {
             Ok(Ok(t)) => tally.merge(t),
             Ok(Err(e)) => bail!("worker failed: {e}"),
-            Err(_) => break,
+            Err(_) => bail!("a connection did not stop 10 s after the run's hard stop"),
         }
-        workers.next();
     }
-    if workers.peek().is_some() {
-        let _ = stop_tx.send(true);
-        for rx in &rxs {
-            while let Ok(job) = rx.try_recv() {
-                unanswered += u64::from(job.measured);
-            }
+    stopper.abort();
+    let mut unanswered = tally.unanswered;
+    for rx in &rxs {
+        while let Ok(job) = rx.try_recv() {
+            unanswered += u64::from(job.measured);
         }
-        for w in workers {
-            match tokio::time::timeout(Duration::from_secs(10), w).await {
-                Ok(Ok(t)) => tally.merge(t),
-                Ok(Err(e)) => bail!("worker failed: {e}"),
-                Err(_) => bail!("a connection did not stop 10 s after the run's hard stop"),
-            }
-        }
-        unanswered += tally.unanswered;
+    }
+    if unanswered > 0 {
         eprintln!(
             "loadtest: {unanswered} measured requests still unanswered {} s after the schedule ended (counted as such)",
             args.drain
