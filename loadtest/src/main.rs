@@ -114,6 +114,10 @@ struct Args {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Also print the measured part second by second (by intended send time): answered,
+    /// p50, p99 and max latency, so a tail can be lined up with what the target did then.
+    #[arg(long)]
+    timeline: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -416,6 +420,8 @@ enum Kind {
 
 struct Job {
     intended: Instant,
+    /// The measured second it was meant to go out in (0 for the first; 0 in the warm-up).
+    second: u32,
     kind: Kind,
     call: Call,
     /// Measured (past the warm-up)?
@@ -623,6 +629,8 @@ struct Tally {
     unanswered: u64,
     /// When the last measured request was answered.
     last_answer: Option<Instant>,
+    /// Every measured answer as (its `Job::second`, latency in µs): the `--timeline`.
+    answers: Vec<(u32, u32)>,
 }
 
 impl Tally {
@@ -636,6 +644,7 @@ impl Tally {
             completed: 0,
             unanswered: 0,
             last_answer: None,
+            answers: Vec::new(),
         }
     }
 
@@ -650,6 +659,23 @@ impl Tally {
         self.completed += other.completed;
         self.unanswered += other.unanswered;
         self.last_answer = self.last_answer.max(other.last_answer);
+        self.answers.extend(other.answers);
+    }
+
+    /// Per measured second: (second, answered, p50, p99, max), latencies in ms.
+    fn timeline(&self) -> Vec<(u32, usize, f64, f64, f64)> {
+        let mut answers = self.answers.clone();
+        answers.sort_unstable();
+        answers
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|second| {
+                let at = |q: f64| {
+                    let i = ((second.len() as f64 * q).ceil() as usize).clamp(1, second.len());
+                    f64::from(second[i - 1].1) / 1000.0
+                };
+                (second[0].0, second.len(), at(0.50), at(0.99), at(1.0))
+            })
+            .collect()
     }
 }
 
@@ -658,6 +684,8 @@ struct Summary {
     /// From the end of the warm-up to the last answer (at least the scheduled duration): an
     /// overloaded target that answers late does not get credit for the offered rate.
     measured_s: f64,
+    /// Wall-clock time (Unix ms) the measured part began: second 0 of the `--timeline`.
+    measured_from_unix_ms: u128,
     /// Requests scheduled in the measured part.
     sent: u64,
     /// Of those, never sent: the generator's backlog (10 s of requests) was full.
@@ -741,6 +769,9 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
     };
     let start = Instant::now() + Duration::from_millis(200);
     let measure_from = start + Duration::from_secs(args.warmup);
+    let measured_from_unix_ms = (SystemTime::now() + (measure_from - Instant::now()))
+        .duration_since(UNIX_EPOCH)?
+        .as_millis();
     let total = args.rate * (args.warmup + args.duration);
     let ping: Arc<str> = "/ready".into();
     let login: Arc<str> = "/api/auth/login".into();
@@ -789,6 +820,7 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
         };
         let job = Job {
             intended,
+            second: intended.saturating_duration_since(measure_from).as_secs() as u32,
             kind,
             call,
             measured: intended >= measure_from,
@@ -848,6 +880,7 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
     Ok(Summary {
         tally,
         measured_s: answered_s.max(args.duration as f64),
+        measured_from_unix_ms,
         sent,
         unsent,
         unanswered,
@@ -910,6 +943,9 @@ async fn worker(
         let service = now.saturating_duration_since(sent_at).as_micros().max(1) as u64;
         let _ = tally.service.record(service.min(120_000_000));
         let _ = tally.all.record(micros.min(120_000_000));
+        tally
+            .answers
+            .push((job.second, micros.min(u64::from(u32::MAX)) as u32));
         if job.kind == Kind::Duplicate {
             let _ = tally.duplicates.record(micros.min(120_000_000));
         }
@@ -1071,7 +1107,7 @@ impl Summary {
                 .collect::<serde_json::Map<_, _>>()
                 .into()
         };
-        serde_json::json!({
+        let mut summary = serde_json::json!({
             "mode": format!("{:?}", args.mode).to_lowercase(),
             "offered_rate": args.rate,
             "duration_s": args.duration,
@@ -1086,7 +1122,25 @@ impl Summary {
             "service_ms": pct(&self.tally.service),
             "statuses": self.tally.statuses,
             "transport_errors": self.tally.transport_errors,
-        })
+        });
+        if args.timeline {
+            summary["measured_from_unix_ms"] = serde_json::json!(self.measured_from_unix_ms);
+            summary["timeline"] = self
+                .tally
+                .timeline()
+                .into_iter()
+                .map(|(second, answered, p50, p99, max)| {
+                    serde_json::json!({
+                        "second": second,
+                        "answered": answered,
+                        "p50_ms": p50,
+                        "p99_ms": p99,
+                        "max_ms": max,
+                    })
+                })
+                .collect();
+        }
+        summary
     }
 
     fn print(&self, args: &Args) {
@@ -1134,13 +1188,39 @@ impl Summary {
         if self.unanswered > 0 {
             println!("  unanswered at the end of --drain {}", self.unanswered);
         }
+        if args.timeline {
+            println!(
+                "second  answered   p50 ms   p99 ms   max ms  (by intended send time; second 0 began at Unix ms {})",
+                self.measured_from_unix_ms
+            );
+            for (second, answered, p50, p99, max) in self.tally.timeline() {
+                println!("{second:>6}  {answered:>8}  {p50:>7.2}  {p99:>7.2}  {max:>7.2}");
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{drive, refusals_problem, Args};
+    use super::{drive, refusals_problem, Args, Tally};
     use clap::Parser;
+
+    /// The timeline takes each second's answers from every connection's tally, in order.
+    #[test]
+    fn the_timeline_gives_each_seconds_percentiles_over_every_connection() {
+        let (mut a, mut b) = (Tally::new(), Tally::new());
+        // Second 0: 1..=100 ms, split over two connections; second 2: one slow answer.
+        for ms in 1..=100u32 {
+            let tally = if ms % 2 == 0 { &mut a } else { &mut b };
+            tally.answers.push((0, ms * 1000));
+        }
+        b.answers.push((2, 250_000));
+        a.merge(b);
+        assert_eq!(
+            a.timeline(),
+            vec![(0, 100, 50.0, 99.0, 100.0), (2, 1, 250.0, 250.0, 250.0)]
+        );
+    }
 
     /// A target that accepts connections and never answers: the run still ends, `--drain`
     /// seconds after its schedule, with every measured request counted unanswered.
