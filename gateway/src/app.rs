@@ -62,6 +62,14 @@ impl Database {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let preallocate_mb = config.embedded.wal_preallocate_mb;
+        if preallocate_mb > 0 {
+            // Checkpoints keep this much WAL for reuse instead of deleting it (see below).
+            settings.insert(
+                "min_wal_size".into(),
+                format!("{}MB", preallocate_mb.max(32)),
+            );
+        }
         settings.extend(config.embedded.settings_text());
         for name in crate::config::DURABILITY_SETTINGS {
             settings.insert(name.to_string(), "on".to_string());
@@ -74,6 +82,7 @@ impl Database {
         let (admin, connection) = admin_config.connect(tokio_postgres::NoTls).await?;
         let driver = tokio::spawn(connection);
         settlement::schema::ensure_database(&admin, &config.database.embedded_dbname).await?;
+        preallocate_wal(&admin, preallocate_mb).await?;
         drop(admin);
         let _ = driver.await;
         let pg = cluster
@@ -84,6 +93,64 @@ impl Database {
             embedded: Some(cluster),
         })
     }
+}
+
+/// Fills the embedded cluster's `pg_wal` up to `mb` of segments when it holds fewer (a new
+/// cluster), so the lanes' commits write into segments that exist instead of waiting, under
+/// the WAL write lock, for each new one to be zero-filled (see `Embedded::wal_preallocate_mb`).
+/// Each switch ends a segment and the message after it starts the next: first through the
+/// segments already there ahead of the current one (recycled ones), then into new ones, which
+/// PostgreSQL creates zero-filled as it would under load. The checkpoint then turns the
+/// segments behind it into future ones (`min_wal_size` keeps them). Returns the new segments.
+pub async fn preallocate_wal(admin: &tokio_postgres::Client, mb: u64) -> anyhow::Result<i64> {
+    const SEGMENTS: &str = "SELECT count(*), \
+          count(*) FILTER (WHERE name > pg_walfile_name(pg_current_wal_insert_lsn())) \
+        FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'";
+    let segment_bytes: i64 = admin
+        .query_one(
+            "SELECT pg_size_bytes(current_setting('wal_segment_size'))",
+            &[],
+        )
+        .await?
+        .get(0);
+    let row = admin.query_one(SEGMENTS, &[]).await?;
+    let (present, ahead): (i64, i64) = (row.get(0), row.get(1));
+    let wanted = i64::try_from(mb * 1024 * 1024).unwrap_or(i64::MAX) / segment_bytes.max(1);
+    let missing = wanted - present;
+    if missing <= 0 {
+        return Ok(0);
+    }
+    let started = std::time::Instant::now();
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN FOR i IN 1..{switches} LOOP \
+               PERFORM pg_logical_emit_message(false, 'wallet-gateway', 'WAL preallocation'); \
+               PERFORM pg_switch_wal(); \
+             END LOOP; END $$",
+            switches = ahead + missing
+        ))
+        .await
+        .context("preallocate WAL")?;
+    admin
+        .batch_execute("CHECKPOINT")
+        .await
+        .context("checkpoint after preallocating WAL")?;
+    let kept: i64 = admin.query_one(SEGMENTS, &[]).await?.get(0);
+    tracing::info!(
+        segments = missing,
+        kept,
+        seconds = started.elapsed().as_secs_f64(),
+        "WAL preallocated"
+    );
+    if kept < wanted {
+        tracing::warn!(
+            kept,
+            wanted,
+            "the checkpoint removed preallocated WAL: min_wal_size in [embedded.settings] is \
+             below embedded.wal_preallocate_mb"
+        );
+    }
+    Ok(missing)
 }
 
 /// A started gateway: its address, and the handle that stops it.

@@ -291,7 +291,9 @@ pub fn start_binary_with(data_dir: &Path, env: &[(&str, &str)]) -> Binary {
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        // Four segments, not a GB: the path is the product's, the disk and seconds the tests'.
+        .env("GATEWAY__EMBEDDED__WAL_PREALLOCATE_MB", "64");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -467,4 +469,57 @@ fn invalid_configuration_exits_64_listing_every_problem() {
             "{expected} missing from:\n{stderr}"
         );
     }
+}
+
+/// A new embedded cluster gets its WAL segments ahead of the load, once: a start that finds
+/// them there writes none, and a start with a larger setting tops up the difference.
+#[tokio::test]
+async fn a_new_embedded_cluster_gets_its_wal_ahead_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |mb: u64| {
+        let mut config = Config::from_toml(TEST_PROVIDERS, &[]).unwrap();
+        config.database.url_env = String::new();
+        config.embedded.wal_preallocate_mb = mb;
+        let overrides = Overrides {
+            listen: Some(([127, 0, 0, 1], 0).into()),
+            data_dir: Some(dir.path().to_path_buf()),
+        };
+        async move {
+            app::start(config, overrides)
+                .await
+                .expect("embedded gateway")
+        }
+    };
+    let count = "SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'";
+    let superuser = |running: &app::Running| {
+        let cluster = running.database().embedded.as_ref().expect("embedded");
+        cluster.connection_string("postgres").parse().unwrap()
+    };
+
+    let running = start(64).await;
+    let admin = connect(&superuser(&running)).await;
+    let segments: i64 = admin.query_one(count, &[]).await.unwrap().get(0);
+    assert!(
+        segments >= 4,
+        "64 MB is four 16 MB segments, found {segments}"
+    );
+    let min_wal_size: String = admin
+        .query_one("SHOW min_wal_size", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        min_wal_size, "64MB",
+        "checkpoints keep what was preallocated"
+    );
+    assert_eq!(app::preallocate_wal(&admin, 64).await.unwrap(), 0);
+    drop(admin);
+    running.stop().await.unwrap();
+
+    let running = start(160).await;
+    let admin = connect(&superuser(&running)).await;
+    let segments: i64 = admin.query_one(count, &[]).await.unwrap().get(0);
+    assert!(segments >= 10, "topped up to 160 MB, found {segments}");
+    drop(admin);
+    running.stop().await.unwrap();
 }

@@ -22,6 +22,7 @@ async fn the_embedded_database_comes_back_under_load_without_drift() {
     )
     .unwrap();
     config.database.url_env = String::new();
+    config.embedded.wal_preallocate_mb = 64;
     let running = app::start(
         config,
         Overrides {
