@@ -120,6 +120,10 @@ pub async fn preallocate_wal(admin: &tokio_postgres::Client, mb: u64) -> anyhow:
     if missing <= 0 {
         return Ok(0);
     }
+    tracing::info!(
+        segments = missing,
+        "writing WAL ahead (a start that finds fewer segments than embedded.wal_preallocate_mb)"
+    );
     let started = std::time::Instant::now();
     admin
         .batch_execute(&format!(
@@ -146,8 +150,8 @@ pub async fn preallocate_wal(admin: &tokio_postgres::Client, mb: u64) -> anyhow:
         tracing::warn!(
             kept,
             wanted,
-            "the checkpoint removed preallocated WAL: min_wal_size in [embedded.settings] is \
-             below embedded.wal_preallocate_mb"
+            "the checkpoint removed WAL written ahead: min_wal_size or max_wal_size in \
+             [embedded.settings] is below embedded.wal_preallocate_mb"
         );
     }
     Ok(missing)

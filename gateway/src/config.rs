@@ -109,7 +109,7 @@ pub struct Embedded {
     pub settings: std::collections::BTreeMap<String, toml::Value>,
     /// WAL kept ready for writing, in MB (whole 16 MB segments; 0: none). A start that finds
     /// fewer segments in `pg_wal` (a new cluster) fills the difference and checkpoints, and
-    /// `min_wal_size` (unless set above) keeps that many for reuse. Without it, every new
+    /// `min_wal_size` (unless `settings` names it) keeps that many for reuse. Without it, every new
     /// segment is zero-filled while the WAL write lock is held, and each lane's commit waits
     /// for it: at 7,500 callbacks/s, a 50-100 ms stall every two seconds until PostgreSQL
     /// recycles segments on its own (after its first checkpoints, minutes later).
@@ -837,16 +837,16 @@ impl Config {
             "below settlement.callback_deadline_ms",
         );
         range(
+            "embedded.wal_preallocate_mb",
+            self.embedded.wal_preallocate_mb <= 65_536,
+            "<= 65536 (64 GB)",
+        );
+        range(
             "dedup.entries_max and dedup.bytes_max",
             self.dedup.entries_max > 0 && self.dedup.bytes_max > 0,
             "> 0",
         );
         range("trace.queue_len_max", self.trace.queue_len_max > 0, "> 0");
-        range(
-            "embedded.wal_preallocate_mb",
-            self.embedded.wal_preallocate_mb <= 65_536,
-            "<= 65536 (64 GB)",
-        );
         range(
             "trace.batch_len_max",
             (1..=100_000).contains(&self.trace.batch_len_max),
