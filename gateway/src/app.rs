@@ -103,18 +103,12 @@ impl Database {
 /// PostgreSQL creates zero-filled as it would under load. The checkpoint then turns the
 /// segments behind it into future ones (`min_wal_size` keeps them). Returns the new segments.
 pub async fn preallocate_wal(admin: &tokio_postgres::Client, mb: u64) -> anyhow::Result<i64> {
-    const SEGMENTS: &str = "SELECT count(*), \
+    // The segment size, the segments there, and those of them ahead of the one being written.
+    const SEGMENTS: &str = "SELECT pg_size_bytes(current_setting('wal_segment_size')), count(*), \
           count(*) FILTER (WHERE name > pg_walfile_name(pg_current_wal_insert_lsn())) \
         FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'";
-    let segment_bytes: i64 = admin
-        .query_one(
-            "SELECT pg_size_bytes(current_setting('wal_segment_size'))",
-            &[],
-        )
-        .await?
-        .get(0);
     let row = admin.query_one(SEGMENTS, &[]).await?;
-    let (present, ahead): (i64, i64) = (row.get(0), row.get(1));
+    let (segment_bytes, present, ahead): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
     let wanted = i64::try_from(mb * 1024 * 1024).unwrap_or(i64::MAX) / segment_bytes.max(1);
     let missing = wanted - present;
     if missing <= 0 {
@@ -139,7 +133,7 @@ pub async fn preallocate_wal(admin: &tokio_postgres::Client, mb: u64) -> anyhow:
         .batch_execute("CHECKPOINT")
         .await
         .context("checkpoint after preallocating WAL")?;
-    let kept: i64 = admin.query_one(SEGMENTS, &[]).await?.get(0);
+    let kept: i64 = admin.query_one(SEGMENTS, &[]).await?.get(1);
     tracing::info!(
         segments = missing,
         kept,
