@@ -335,7 +335,7 @@ impl Default for Rest {
             game_session_ttl_s: 4 * 60 * 60,
             currency: "EUR".into(),
             adjustment_approval_above: 1000,
-            report_fold_interval_s: 30,
+            report_fold_interval_s: 5,
             report_settle_s: 60,
             rate_limits: rest::auth::RateLimits::default(),
         }
