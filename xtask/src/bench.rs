@@ -961,7 +961,7 @@ fn reports_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     )?;
     psql(&gw, &history_partitions_sql(30, true))?;
     // Seeded in slices of a tenth, oldest first, each folded before the next is written: the
-    // job then folds rows still in memory, as it does in service (every 30 s), rather than a
+    // job then folds rows still in memory, as it does in service (every few seconds), rather than a
     // cold backlog of the whole table.
     let slices = 10;
     let per_slice = REPORT_ROWS / slices;
