@@ -961,8 +961,8 @@ fn reports_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     )?;
     psql(&gw, &history_partitions_sql(30, true))?;
     // Seeded in slices of a tenth, oldest first, each folded before the next is written: the
-    // job then folds rows still in memory, as it does in service (every few seconds), rather than a
-    // cold backlog of the whole table.
+    // job then folds rows still in memory, as it does in service (every few seconds), rather
+    // than a cold backlog of the whole table.
     let slices = 10;
     let per_slice = REPORT_ROWS / slices;
     let (mut seeded_s, mut folded_s) = (0.0, 0.0);
