@@ -31,9 +31,12 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     // Request heads are bounded in count and bytes: a header flood gets 431 and costs at most
-    // `header_bytes_max` of buffer per connection.
+    // `header_bytes_max` of buffer per connection. Half-closes are allowed: a caller that shuts
+    // its side after its request still gets the answer, and hyper does not try a read (a
+    // syscall and a new 8 KiB buffer) during every request to notice a hang-up early.
     http.timer(TokioTimer::new())
         .keep_alive(true)
+        .half_close(true)
         .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms))
         .max_buf_size(server.header_bytes_max);
     if server.headers_max != HYPER_HEADERS_MAX {

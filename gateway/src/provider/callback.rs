@@ -174,7 +174,10 @@ where
             .redact_target(parts.uri.path_and_query().map_or("", |p| p.as_str()))
             .into_owned(),
         headers: trace::header_lines(&parts.headers),
-        body: capture.body,
+        // A copy: the request's bytes are a slice of the connection's read buffer, which a
+        // kept slice would pin until its segment is written, so every next request on the
+        // connection would read into a new 8 KiB buffer.
+        body: Bytes::copy_from_slice(&capture.body),
         signature: D::CREDENTIALS,
         status: head.status.as_u16(),
         answer: answer.clone(),

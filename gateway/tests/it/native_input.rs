@@ -261,3 +261,37 @@ async fn raw_status(addr: std::net::SocketAddr, path: &str, headers: &[(&str, St
     let text = String::from_utf8_lossy(&answer);
     text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
+
+/// A provider that shuts its side of the connection once its request is sent (a half-close)
+/// still gets its answer: the callback is settled and answered, not dropped when the gateway
+/// sees the end of the request stream.
+#[tokio::test]
+async fn a_caller_that_half_closes_after_its_request_gets_its_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = gateway().await;
+    let body = serde_json::to_vec(&bet("player-1", "half-1", "1.00", "r-half")).unwrap();
+    let signature = sign_native(b"demo-secret-for-tests", now_s(), &body);
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /api/provider-callback/demo/bet HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/json\r\nX-Signature: {signature}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("answered within 10 s")
+    .expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    assert!(text.contains("\"balance\":\"999.00\""), "{text:?}");
+    assert_eq!(gw.balance("player-1").await, START - 100);
+    gw.stop().await;
+}
