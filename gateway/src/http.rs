@@ -66,6 +66,8 @@ where
 /// The caller's `X-Correlation-ID` when it is sane, else a new one.
 pub fn correlation_id<B>(request: &Request<B>) -> HeaderValue {
     static NEXT: AtomicU64 = AtomicU64::new(1);
+    // Read once: `std::process::id` is a system call every time (one per request, by strace).
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     if let Some(given) = request.headers().get(CORRELATION_HEADER) {
         let sane = given.len() <= 128
             && given
@@ -77,6 +79,6 @@ pub fn correlation_id<B>(request: &Request<B>) -> HeaderValue {
         }
     }
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("gw-{}-{n}", std::process::id()))
+    HeaderValue::from_str(&format!("gw-{}-{n}", PID.get_or_init(std::process::id)))
         .unwrap_or_else(|_| HeaderValue::from_static("gw"))
 }
