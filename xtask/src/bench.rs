@@ -24,12 +24,12 @@ const NOTES: &str = r"
 ## Reading these numbers
 
 - The three processes share 2 cores, and the machine runs out of CPU before PostgreSQL or HTTP
-  do. Per callback at 10,000/s: PostgreSQL about 80 µs (from `pg_stat_statements`: the ledger
-  insert about 27 µs a row with its four indexes, the wallet lock 10 µs and update 12 µs, the
-  bet's state update when its win arrives 20 µs, the round insert 10 µs, lookups by key), the
-  gateway about 50 µs (about 22 µs of it is HTTP alone, measured with `GET /ready`), the
-  generator about 30 µs: some 160 µs of CPU per callback, so about 12,500/s at 100 % of both
-  cores.
+  do. Per callback at 10,000/s: PostgreSQL about 76 µs (from `pg_stat_statements`, tmpfs: the
+  ledger rows with their idempotency keys 26 µs, the lookups by key 9 µs, the wallet lock 8 µs
+  and update 8 µs, the rounds' lookup and insert 10 µs, the players' state 5 µs, the bet's state
+  update when its win arrives 4 µs), the gateway about 58 µs (about 22 µs of it is HTTP alone,
+  measured with `GET /ready`), the generator about 30 µs: some 165 µs of CPU per callback, so
+  about 12,000/s at 100 % of both cores (`docs/performance-budget.md` has the breakdown).
 - Near 10,000/s about 80 % of both cores is busy, so anything else that wakes up (autovacuum of
   the ledger, seen running during a bad step; WAL segment creation, seen as `WALInitWrite`
   waits; backends writing out dirty buffers) overloads the machine for a moment, and the queue
