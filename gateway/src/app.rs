@@ -255,6 +255,10 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
         .context("apply migrations")?;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
+        // A migration may have moved rows: statistics of the wallet path's tables afresh.
+        settlement::store::analyze(&**client)
+            .await
+            .context("analyze after migrations")?;
     }
     // Today's partitions and the next days' exist before the first write.
     let ahead = config.retention.partitions_ahead_days;

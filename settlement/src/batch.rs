@@ -289,21 +289,7 @@ impl Connection {
                 tracing::warn!(error = %e, "settlement connection ended");
             }
         });
-        // Every wallet-path statement looks rows up by the batch's keys: index-driven nested
-        // loops are the right plan for any batch, and planning per execution would cost more
-        // than running. Generic plans are built on first use, when tables may still be empty,
-        // so steer the planner away from scans and hash joins that only look cheap then.
-        // Durability is the gateway's to set, not the server's or the role's: an answer is
-        // sent only after COMMIT, so COMMIT must wait for the WAL flush whatever the defaults.
-        client
-            .batch_execute(
-                "SET synchronous_commit = on;
-                 SET plan_cache_mode = force_generic_plan;
-                 SET enable_seqscan = off;
-                 SET enable_hashjoin = off;
-                 SET enable_mergejoin = off;",
-            )
-            .await?;
+        client.batch_execute(crate::store::LANE_SESSION).await?;
         let statements = Statements::prepare(&client).await?;
         let mut player_ids = PlayerIds::default();
         player_ids.warm(&client).await?;

@@ -163,24 +163,38 @@ pub async fn create_ahead(
     Ok(created)
 }
 
-/// Keeps the partitions `ahead` days ahead every hour until the process ends; a failure is
-/// logged and tried again the next hour (there are `ahead` days of slack).
+/// Keeps the partitions `ahead` days ahead every hour until the process ends, and every minute
+/// takes statistics of tables that have rows but none yet ([`analyze_new`]); a failure is
+/// logged and tried again the next time (there are `ahead` days of slack).
 pub fn spawn_job(pool: deadpool_postgres::Pool, ahead: u32) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(3_600));
+        let mut every = tokio::time::interval(STATISTICS_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
         loop {
             every.tick().await;
             if pool.is_closed() {
                 return; // the gateway stopped
             }
-            let created = match pool.get().await {
-                Ok(mut client) => create_ahead(&mut client, ahead)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+            let mut client = match pool.get().await {
+                Ok(client) => client,
+                Err(error) => {
+                    tracing::warn!(%error, "partitions: no connection; retrying");
+                    continue;
+                }
             };
-            match created {
+            match analyze_new(&**client).await {
+                Ok(names) if !names.is_empty() => {
+                    tracing::info!(?names, "statistics taken of tables that had none")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "partitions: analyze failed; retrying"),
+            }
+            ticks += 1;
+            if (ticks - 1) % CREATE_EVERY_TICKS != 0 {
+                continue;
+            }
+            match create_ahead(&mut client, ahead).await {
                 Ok(names) if !names.is_empty() => tracing::info!(?names, "partitions created"),
                 Ok(_) => {}
                 Err(error) => {
@@ -189,6 +203,39 @@ pub fn spawn_job(pool: deadpool_postgres::Pool, ahead: u32) -> tokio::task::Join
             }
         }
     })
+}
+
+/// How often the job looks for tables without statistics (a new day's partition that began
+/// receiving rows); partitions are created ahead every `CREATE_EVERY_TICKS` of these (an hour).
+const STATISTICS_EVERY: Duration = Duration::from_secs(60);
+const CREATE_EVERY_TICKS: u64 = 60;
+
+/// The wallet path's tables and every partition of the partitioned ones that hold rows but
+/// were never analyzed (by anyone, autovacuum included), analyzed now; their names. The lanes'
+/// statements do not depend on statistics (`store::STATEMENTS`), but the back office's and the
+/// reports' queries do, and autovacuum takes a minute or more to look at a new partition.
+pub async fn analyze_new(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT s.relid::regclass::text FROM pg_stat_user_tables s
+             WHERE s.last_analyze IS NULL AND s.last_autoanalyze IS NULL
+               AND s.n_mod_since_analyze > 0
+               AND (s.relname IN ('players', 'wallets', 'rounds', 'transaction_keys')
+                    OR s.relid IN (SELECT inhrelid FROM pg_inherits
+                                   WHERE inhparent IN ('transactions'::regclass,
+                                                       'callback_segments'::regclass)))
+             ORDER BY 1",
+            &[],
+        )
+        .await?;
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    for name in &names {
+        // The name comes from the catalog, quoted as an identifier by `regclass`.
+        client.batch_execute(&format!("ANALYZE {name}")).await?;
+    }
+    Ok(names)
 }
 
 /// What pruning did (or, dry, would do) to one partition.

@@ -1692,13 +1692,12 @@ fn pgbench_batch_script(reads: bool) -> String {
         &ledger.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
     sql(
-        "SELECT array_agg(player_id)::text AS w1, array_agg(currency)::text AS w2,
-                array_agg(balance - 1)::text AS w3, array_agg(bonus)::text AS w4,
-                array_agg(needs_reconciliation)::text AS w5
+        "SELECT array_agg(ctid::text)::text AS w1, array_agg(balance - 1)::text AS w2,
+                array_agg(bonus)::text AS w3, array_agg(needs_reconciliation)::text AS w4
          FROM wallets WHERE player_id = ANY(:players::bigint[]) \\gset"
             .to_string(),
     );
-    sql(bind(UPDATE_WALLETS, &["w1", "w2", "w3", "w4", "w5"]));
+    sql(bind(UPDATE_WALLETS, &["w1", "w2", "w3", "w4"]));
     sql(
         "SELECT array_agg(1)::text AS r1, array_agg('pgb-' || id)::text AS r3,
                 array_agg('slot-1'::text)::text AS r4, array_agg(false)::text AS r5
@@ -2307,7 +2306,7 @@ mod tests {
             let script = pgbench_batch_script(reads);
             assert!(script.contains(&bind(
                 settlement::store::UPDATE_WALLETS,
-                &["w1", "w2", "w3", "w4", "w5"]
+                &["w1", "w2", "w3", "w4"]
             )));
             assert!(!script.contains('$'), "{script}");
             assert_eq!(

@@ -25,7 +25,47 @@ pub use prefetch::{
     RESERVE_IDS, RESOLVE_PLAYERS, ROUNDS, SESSIONS, TOMBSTONES, WALLET_KEYS,
 };
 pub use setup::{analyze, create_player, ledger_mismatches, seed_demo_players, upsert_provider};
-pub use write::{CLOSE_ROUNDS, INSERT_LEDGER, INSERT_ROUNDS, UPDATE_STATES, UPDATE_WALLETS};
+pub use write::{update_states, CLOSE_ROUNDS, INSERT_LEDGER, INSERT_ROUNDS, UPDATE_WALLETS};
+
+/// What every lane connection sets before it prepares its statements. Durability is the
+/// gateway's to set, not the server's or the role's: an answer is sent only after COMMIT, so
+/// COMMIT must wait for the WAL flush whatever the defaults. Every statement below is planned
+/// once (a generic plan: planning per execution would cost more than running) and is written so
+/// that its only sensible plan walks the batch's keys and probes an index per key (see
+/// [`STATEMENTS`]); scans and hash or merge joins are priced out as well, since on a table the
+/// statistics call empty a scan looks as cheap as a probe.
+pub const LANE_SESSION: &str = "SET synchronous_commit = on;
+     SET plan_cache_mode = force_generic_plan;
+     SET enable_seqscan = off;
+     SET enable_hashjoin = off;
+     SET enable_mergejoin = off;";
+
+/// Every statement a lane prepares, by name. Each reaches a table only through an index
+/// condition on keys the batch brings (a `LATERAL` probe per key, `= ANY` of the batch's ids,
+/// or a row address), so no statistics can turn it into a scan whose cost grows with the
+/// table; `tests/it/plans.rs` plans each as a generic plan on empty and on full tables and
+/// reads the plans to hold that. The state update of stored ledger rows names its partition
+/// ([`update_states`]) and is prepared per partition; the test plans it on one.
+pub const STATEMENTS: &[(&str, &str)] = &[
+    ("RESOLVE_PLAYERS", RESOLVE_PLAYERS),
+    ("RESERVE_IDS", RESERVE_IDS),
+    ("PLAYERS", PLAYERS),
+    ("LOCK_WALLETS", LOCK_WALLETS),
+    ("LOCK_WALLETS_SKIP", LOCK_WALLETS_SKIP),
+    ("WALLET_KEYS", WALLET_KEYS),
+    ("LOOKUP_TXS", LOOKUP_TXS),
+    ("FETCH_OLD_TXS", prefetch::FETCH_OLD_TXS),
+    ("TOMBSTONES", TOMBSTONES),
+    ("ROUNDS", ROUNDS),
+    ("OPEN_BETS", OPEN_BETS),
+    ("OPEN_BETS_OLD", prefetch::OPEN_BETS_OLD),
+    ("SESSIONS", SESSIONS),
+    ("LIMITS", LIMITS),
+    ("INSERT_LEDGER", INSERT_LEDGER),
+    ("UPDATE_WALLETS", UPDATE_WALLETS),
+    ("INSERT_ROUNDS", INSERT_ROUNDS),
+    ("CLOSE_ROUNDS", CLOSE_ROUNDS),
+];
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -210,7 +250,7 @@ async fn settle_in_transaction(
     let prefetch::Fetched {
         mut world,
         busy: busy_players,
-        row_times,
+        addresses,
     } = world?;
     let (commands, units, busy) = without_busy(commands, units, &busy_players);
     let (commands, units) = (&commands[..], &units[..]);
@@ -238,23 +278,28 @@ async fn settle_in_transaction(
             .unwrap_or_default();
         Error::Invariant(what)
     })?;
-    // A state update addresses its row by (id, created_at): every changed row was read here.
-    if let Some(t) = world
+    // Stored rows are written by the address the prefetch read them at: each changed row's
+    // partition needs its state statement, and every address must be known before anything
+    // is sent.
+    let partitions = world
         .txs
         .values()
-        .find(|t| t.state_changed && !row_times.contains_key(&t.id))
-    {
-        return Err(Error::Invariant(format!(
-            "ledger row {} changed state but was not read",
-            t.id
-        )));
-    }
+        .filter(|t| t.state_changed)
+        .filter_map(|t| addresses.txs.get(&t.id))
+        .map(|a| a.partition.as_str());
+    statements
+        .writes
+        .prepare_partitions(client, partitions)
+        .await
+        .map_err(Error::database(n))?;
+    let planned = write::Planned::new(&world, &addresses, &statements.writes, no_dedup)
+        .map_err(|write::Unread(what)| Error::Invariant(what))?;
     let write_fault = faults.sql(Point::Write, commands);
     let after_commit_fault = faults.sql(Point::AfterCommit, commands);
     let finish = async {
         tokio::join!(
             biased;
-            write::write(client, &statements.writes, &world, &row_times, no_dedup),
+            write::send(client, &statements.writes, &planned),
             failpoint(client, write_fault.as_deref()),
             client.batch_execute("COMMIT"),
             failpoint(client, after_commit_fault.as_deref())

@@ -16,18 +16,27 @@ use crate::command::{
 };
 use crate::money::Currency;
 
-/// The columns of a stored ledger row, as `tx_from_row` reads them.
+/// The columns of a stored ledger row, as `tx_from_row` reads them, then the partition that
+/// holds it and its address there (a state change is written to that partition by address).
 macro_rules! tx_columns {
     () => {
         "t.provider_id, t.provider_tx_id, t.id, t.kind, t.outcome, t.state, t.player_id, \
          t.currency, t.round_id, t.game_id, t.amount, t.real_delta, t.bonus_delta, \
-         t.balance_after, t.bonus_after, t.reference_tx_id, t.fingerprint, t.created_at"
+         t.balance_after, t.bonus_after, t.reference_tx_id, t.fingerprint, t.created_at, \
+         t.tableoid::regclass::text, t.ctid::text"
     };
 }
 
+/// Where `tx_columns!` ends: the key's row address of [`LOOKUP_TXS`] follows.
+const TX_COLUMNS: usize = 20;
+
 // Lookups by the batch's keys are written as `LATERAL (... OFFSET 0)` so the plan always walks
 // the keys and probes an index per key: generic plans are made from statistics that may say a
-// partial index is nearly empty, and would then scan it whole for every batch.
+// table is empty (a fresh database, a new day's partition, a table analyzed right after it was
+// created), and a plain join would then be inverted into a scan of the table with the keys as
+// a filter, whose cost grows with every row written after the plan was made. A `LATERAL`
+// subquery that names the key cannot be turned round: it is always the inner side, run once
+// per key.
 //
 // The ledger is partitioned by day (`partitions`): a row is fetched by its key's
 // `(id, created_at)` and a round's bets from the round's start on, so each lookup reads one
@@ -47,9 +56,11 @@ pub const PLAYERS: &str =
      FROM players WHERE id = ANY($1::bigint[])";
 
 /// The lock: every writer of a wallet locks its rows in (player_id, currency) order, so
-/// batches never deadlock each other or the REST module.
+/// batches never deadlock each other or the REST module. A locked row stays where it is until
+/// the transaction ends, so the batch's update finds it by its address (`ctid`).
 pub const LOCK_WALLETS: &str =
-    "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at
+    "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at,
+            ctid::text
      FROM wallets WHERE player_id = ANY($1::bigint[])
      ORDER BY player_id, currency
      FOR UPDATE";
@@ -58,7 +69,8 @@ pub const LOCK_WALLETS: &str =
 /// wallets; those are skipped (their players' commands wait for a later batch, see
 /// `prefetch`), so a batch never queues behind another's commit and fsync.
 pub const LOCK_WALLETS_SKIP: &str =
-    "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at
+    "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at,
+            ctid::text
      FROM wallets WHERE player_id = ANY($1::bigint[])
      ORDER BY player_id, currency
      FOR UPDATE SKIP LOCKED";
@@ -76,7 +88,7 @@ pub const LOOKUP_TXS: &str = concat!(
     ", tk.id, tk.created_at FROM unnest($1::int[], $2::text[]) AS k(p, x)
      CROSS JOIN LATERAL (SELECT * FROM transaction_keys tk
          WHERE tk.provider_id = k.p AND tk.provider_tx_id = k.x OFFSET 0) tk
-     LEFT JOIN LATERAL (SELECT * FROM transactions t
+     LEFT JOIN LATERAL (SELECT t.*, t.tableoid, t.ctid FROM transactions t
          WHERE t.id = tk.id AND t.created_at = tk.created_at AND t.created_at >= ",
     recent_start!(),
     " OFFSET 0) t ON true"
@@ -87,7 +99,7 @@ pub const FETCH_OLD_TXS: &str = concat!(
     "SELECT ",
     tx_columns!(),
     " FROM unnest($1::bigint[], $2::timestamptz[]) AS a(id, created_at)
-     CROSS JOIN LATERAL (SELECT * FROM transactions t
+     CROSS JOIN LATERAL (SELECT t.*, t.tableoid, t.ctid FROM transactions t
          WHERE t.id = a.id AND t.created_at = a.created_at OFFSET 0) t"
 );
 
@@ -97,13 +109,14 @@ pub const TOMBSTONES: &str = "SELECT DISTINCT t.provider_id, t.reference_tx_id
      CROSS JOIN LATERAL (SELECT * FROM transaction_keys t
          WHERE t.provider_id = k.p AND t.reference_tx_id = k.x OFFSET 0) t";
 
-/// Rounds by (provider, player, round id), and whether they began before the recent
-/// partitions (their bets then need [`OPEN_BETS_OLD`] too).
+/// Rounds by (provider, player, round id), whether they began before the recent partitions
+/// (their bets then need [`OPEN_BETS_OLD`] too), and their address for closing them (only the
+/// lane holding the player's wallet writes the player's rounds).
 pub const ROUNDS: &str = concat!(
     "SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id, r.created_at < ",
     recent_start!(),
-    " FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
-     CROSS JOIN LATERAL (SELECT * FROM rounds r
+    ", r.ctid::text FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
+     CROSS JOIN LATERAL (SELECT r.*, r.ctid FROM rounds r
          WHERE r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
          OFFSET 0) r"
 );
@@ -117,8 +130,10 @@ macro_rules! open_bets {
             "SELECT ",
             tx_columns!(),
             " FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
-             JOIN rounds r ON r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
-             CROSS JOIN LATERAL (SELECT * FROM transactions t
+             CROSS JOIN LATERAL (SELECT created_at FROM rounds r
+                 WHERE r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
+                 OFFSET 0) r
+             CROSS JOIN LATERAL (SELECT t.*, t.tableoid, t.ctid FROM transactions t
                  WHERE t.provider_id = k.p AND t.player_id = k.pl AND t.round_id = k.r
                    AND t.created_at >= r.created_at AND t.created_at ",
             $side,
@@ -451,7 +466,12 @@ pub(super) async fn prefetch<'c>(
     let (old_ids, old_times): (Vec<i64>, Vec<std::time::SystemTime>) = tx_rows
         .iter()
         .filter(|r| r.get::<_, Option<i64>>(2).is_none())
-        .map(|r| (r.get::<_, i64>(18), r.get::<_, std::time::SystemTime>(19)))
+        .map(|r| {
+            (
+                r.get::<_, i64>(TX_COLUMNS),
+                r.get::<_, std::time::SystemTime>(TX_COLUMNS + 1),
+            )
+        })
         .unzip();
     // Old rounds whose open bets the batch needs (a win that names no bet).
     let open_keys: HashSet<(i32, i64, &str)> = open_p
@@ -505,6 +525,7 @@ pub(super) async fn prefetch<'c>(
         .filter_map(|r| want.players.get(r.as_str()).copied())
         .collect();
     let mut created_at = HashMap::new();
+    let mut addresses = Addresses::default();
     for row in waited_rows.iter().chain(&skipped_rows) {
         let player_id: i64 = row.get(0);
         let player = id_to_ref
@@ -527,6 +548,9 @@ pub(super) async fn prefetch<'c>(
             (player_id, currency),
             row.get::<_, std::time::SystemTime>(5),
         );
+        addresses
+            .wallets
+            .insert((player_id, currency), row.get::<_, String>(6));
         player.wallets.push(Wallet {
             currency,
             balance_minor: row.get(2),
@@ -570,17 +594,19 @@ pub(super) async fn prefetch<'c>(
     }
     world.ids = id_row.get::<_, Vec<i64>>(0);
     world.ids.reverse();
-    let mut row_times = RowTimes::new();
     let recent = tx_rows
         .iter()
         .filter(|r| r.get::<_, Option<i64>>(2).is_some())
-        .chain(&recent_open_rows)
-        .map(|r| (r, false));
-    let old = old_tx_rows.iter().chain(&old_open_rows).map(|r| (r, true));
-    for (row, old) in recent.chain(old) {
+        .chain(&recent_open_rows);
+    for row in recent.chain(&old_tx_rows).chain(&old_open_rows) {
         let (key, tx) = tx_from_row(row)?;
-        let at: std::time::SystemTime = row.get(17);
-        row_times.insert(tx.id, RowTime { at, old });
+        addresses.txs.insert(
+            tx.id,
+            TxAddress {
+                partition: row.get(18),
+                ctid: row.get(19),
+            },
+        );
         world.txs.insert(key, tx);
     }
     for row in &tomb_rows {
@@ -595,8 +621,10 @@ pub(super) async fn prefetch<'c>(
         let player_id: i64 = row.get(1);
         let round_id =
             RoundId::new(row.get::<_, String>(2)).ok_or_else(|| invariant("round id"))?;
+        let key = (crate::command::ProviderId(p), player_id, round_id);
+        addresses.rounds.insert(key.clone(), row.get(6));
         world.rounds.insert(
-            (crate::command::ProviderId(p), player_id, round_id),
+            key,
             Round {
                 closed: row.get(3),
                 game: row.get::<_, Option<String>>(4).and_then(GameId::new),
@@ -647,27 +675,36 @@ pub(super) async fn prefetch<'c>(
     Ok(Fetched {
         world,
         busy,
-        row_times,
+        addresses,
     })
 }
 
-/// When each stored ledger row the batch read was created, by id: with the id, the address of
-/// its partition for a state update.
-pub(super) type RowTimes = HashMap<i64, RowTime>;
-
-/// A stored row's `created_at`, and whether it lies before the recent partitions.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct RowTime {
-    pub(super) at: std::time::SystemTime,
-    pub(super) old: bool,
+/// Where the stored rows the batch read lie (`ctid`, as text), so that its writes reach each
+/// by address: a TID scan, the one plan that no statistics can turn into a scan of the table.
+/// The addresses stay valid until COMMIT: the wallets are locked, and a player's rounds and
+/// ledger states are written only by the lane holding that player's wallet.
+#[derive(Debug, Default)]
+pub(super) struct Addresses {
+    /// Ledger rows by id.
+    pub(super) txs: HashMap<i64, TxAddress>,
+    /// Locked wallets by (player id, currency).
+    pub(super) wallets: HashMap<(i64, Currency), String>,
+    pub(super) rounds: HashMap<apply::RoundKey, String>,
 }
 
-/// What the prefetch read: the batch's world, the players left out as busy, and the stored
-/// rows' times.
+/// A stored ledger row's partition (its name, as `regclass` writes it) and address there.
+#[derive(Debug, Clone)]
+pub(super) struct TxAddress {
+    pub(super) partition: String,
+    pub(super) ctid: String,
+}
+
+/// What the prefetch read: the batch's world, the players left out as busy, and where the rows
+/// it may change lie.
 pub(super) struct Fetched<'c> {
     pub(super) world: World,
     pub(super) busy: HashSet<&'c str>,
-    pub(super) row_times: RowTimes,
+    pub(super) addresses: Addresses,
 }
 
 fn currency(code: &str) -> Result<Currency, Error> {

@@ -1,15 +1,19 @@
 //! The batch's writes, in one pipeline before COMMIT: the new ledger rows with their keys, the
 //! changed wallets, the state of stored rows the batch changed, new rounds and closed ones.
+//! Stored rows are changed by the address the batch's prefetch read them at (`ctid`), never by
+//! a join of the batch's keys with the table, which a generic plan made on empty statistics
+//! would invert into a scan.
 //! Each statement takes one array per column (`unnest`); its parameters are one struct of
 //! arrays right below its text, fields in the statement's order, and a test checks the names
 //! against the statement's column list, so a column cannot slip.
 
 use std::borrow::Cow;
-use std::time::SystemTime;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use tokio_postgres::{Client, Statement};
 
-use super::prefetch::RowTimes;
+use super::prefetch::Addresses;
 use super::{execute_unless, Params};
 use crate::apply::{Tx, TxKey, TxState, World};
 use crate::command::{GameId, ProviderTxId, RoundId};
@@ -135,18 +139,19 @@ impl<'a> LedgerRows<'a> {
     }
 }
 
-/// The wallets the batch changed, to their new totals.
+/// The wallets the batch changed, to their new totals, each by the address its lock read it
+/// at: a TID scan per wallet is the only plan (no index path exists for `ctid`, and the lanes
+/// price scans out), so no statistics can turn the update into a scan of `wallets`.
 pub const UPDATE_WALLETS: &str = "UPDATE wallets w SET balance = u.balance, bonus = u.bonus,
          needs_reconciliation = u.needs_reconciliation
-     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bool[])
-          AS u(player_id, currency, balance, bonus, needs_reconciliation)
-     WHERE w.player_id = u.player_id AND w.currency = u.currency";
+     FROM unnest($1::text[]::tid[], $2::bigint[], $3::bigint[], $4::bool[])
+          AS u(ctid, balance, bonus, needs_reconciliation)
+     WHERE w.ctid = u.ctid";
 
 /// The parameters of [`UPDATE_WALLETS`].
 #[derive(Default)]
 struct WalletRows<'a> {
-    player_id: Vec<i64>,
-    currency: Vec<&'a str>,
+    ctid: Vec<&'a str>,
     balance: Vec<i64>,
     bonus: Vec<i64>,
     needs_reconciliation: Vec<bool>,
@@ -154,18 +159,11 @@ struct WalletRows<'a> {
 
 impl WalletRows<'_> {
     #[cfg(test)]
-    const COLUMNS: &'static [&'static str] = &[
-        "player_id",
-        "currency",
-        "balance",
-        "bonus",
-        "needs_reconciliation",
-    ];
+    const COLUMNS: &'static [&'static str] = &["ctid", "balance", "bonus", "needs_reconciliation"];
 
     fn params(&self) -> Params<'_> {
         vec![
-            &self.player_id,
-            &self.currency,
+            &self.ctid,
             &self.balance,
             &self.bonus,
             &self.needs_reconciliation,
@@ -173,43 +171,14 @@ impl WalletRows<'_> {
     }
 }
 
-/// The state of stored rows the batch changed (a bet settled or rolled back, a win rolled
-/// back), each addressed by `(id, created_at)` (one partition), on one side (`>=` or `<`) of
-/// the recent partitions' start, so only those are opened.
-macro_rules! update_states {
-    ($side:literal) => {
-        concat!(
-            "UPDATE transactions t SET state = u.state
-             FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(id, created_at, state)
-             WHERE t.id = u.id AND t.created_at = u.created_at AND t.created_at ",
-            $side,
-            " ",
-            recent_start!()
-        )
-    };
-}
-
-/// State changes of recent rows.
-pub const UPDATE_STATES: &str = update_states!(">=");
-
-/// State changes of older rows (read by the prefetch's second trip).
-pub const UPDATE_OLD_STATES: &str = update_states!("<");
-
-/// The parameters of [`UPDATE_STATES`] and [`UPDATE_OLD_STATES`].
-#[derive(Default)]
-struct StateRows<'a> {
-    id: Vec<i64>,
-    created_at: Vec<SystemTime>,
-    state: Vec<&'a str>,
-}
-
-impl StateRows<'_> {
-    #[cfg(test)]
-    const COLUMNS: &'static [&'static str] = &["id", "created_at", "state"];
-
-    fn params(&self) -> Params<'_> {
-        vec![&self.id, &self.created_at, &self.state]
-    }
+/// A new state for stored ledger rows of one partition, by the addresses the prefetch read
+/// them at. The partitioned ledger cannot be updated by address through its parent (an
+/// address names a row of one partition), and an update through the parent by key would join
+/// the keys with every recent partition, which empty statistics invert into scans; so the
+/// statement names its partition and is prepared once per partition a lane meets (`Writes`).
+/// `partition` comes from the catalog (`tableoid::regclass`), quoted as an identifier.
+pub fn update_states(partition: &str) -> String {
+    format!("UPDATE ONLY {partition} SET state = $1::text WHERE ctid = ANY($2::text[]::tid[])")
 }
 
 /// Rounds the prefetch did not find. No ON CONFLICT: the lane owns the player, so a conflict
@@ -247,155 +216,212 @@ impl NewRounds<'_> {
     }
 }
 
-/// Stored rounds this batch closed (the only change a stored round sees).
+/// Stored rounds this batch closed (the only change a stored round sees), by the addresses
+/// the prefetch read them at: a TID scan, no join.
 pub const CLOSE_ROUNDS: &str =
-    "UPDATE rounds r SET closed = true, closed_at = coalesce(r.closed_at, now())
-     FROM unnest($1::int[], $2::bigint[], $3::text[]) AS u(provider_id, player_id, round_id)
-     WHERE r.provider_id = u.provider_id AND r.player_id = u.player_id
-       AND r.round_id = u.round_id";
-
-/// The parameters of [`CLOSE_ROUNDS`].
-#[derive(Default)]
-struct ClosedRounds<'a> {
-    provider_id: Vec<i32>,
-    player_id: Vec<i64>,
-    round_id: Vec<&'a str>,
-}
-
-impl ClosedRounds<'_> {
-    #[cfg(test)]
-    const COLUMNS: &'static [&'static str] = &["provider_id", "player_id", "round_id"];
-
-    fn params(&self) -> Params<'_> {
-        vec![&self.provider_id, &self.player_id, &self.round_id]
-    }
-}
+    "UPDATE rounds SET closed = true, closed_at = coalesce(closed_at, now())
+     WHERE ctid = ANY($1::text[]::tid[])";
 
 /// The wallet path's writes, prepared once per connection.
 pub struct Writes {
     insert_ledger: Statement,
     update_wallets: Statement,
-    update_states: Statement,
-    update_old_states: Statement,
     insert_rounds: Statement,
     close_rounds: Statement,
+    /// [`update_states`] by partition, prepared when the lane first changes a row there.
+    update_states: Mutex<HashMap<String, Statement>>,
 }
+
+/// Partitions whose state statement a connection keeps before it starts over (a year of days
+/// that saw late rollbacks is far less; dropped partitions' statements go with the rest).
+const PARTITION_STATEMENTS_MAX: usize = 512;
 
 impl Writes {
     pub(super) async fn prepare(client: &Client) -> Result<Writes, tokio_postgres::Error> {
-        let (insert_ledger, update_wallets, update_states, update_old_states) = tokio::try_join!(
+        let (insert_ledger, update_wallets, insert_rounds, close_rounds) = tokio::try_join!(
             client.prepare(INSERT_LEDGER),
             client.prepare(UPDATE_WALLETS),
-            client.prepare(UPDATE_STATES),
-            client.prepare(UPDATE_OLD_STATES),
+            client.prepare(INSERT_ROUNDS),
+            client.prepare(CLOSE_ROUNDS),
         )?;
-        let (insert_rounds, close_rounds) =
-            tokio::try_join!(client.prepare(INSERT_ROUNDS), client.prepare(CLOSE_ROUNDS),)?;
         Ok(Writes {
             insert_ledger,
             update_wallets,
-            update_states,
-            update_old_states,
             insert_rounds,
             close_rounds,
+            update_states: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn states_in(&self) -> std::sync::MutexGuard<'_, HashMap<String, Statement>> {
+        self.update_states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Prepares the state statement of every partition in `partitions` not prepared yet (one
+    /// more round trip, the first time a lane changes a row in a partition).
+    pub(super) async fn prepare_partitions<'p>(
+        &self,
+        client: &Client,
+        partitions: impl Iterator<Item = &'p str>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let missing: BTreeSet<&str> = {
+            let known = self.states_in();
+            partitions.filter(|p| !known.contains_key(*p)).collect()
+        };
+        for partition in missing {
+            let statement = client.prepare(&update_states(partition)).await?;
+            let mut known = self.states_in();
+            if known.len() >= PARTITION_STATEMENTS_MAX {
+                known.clear();
+            }
+            known.insert(partition.to_string(), statement);
+        }
+        Ok(())
+    }
+}
+
+/// A stored row the batch changed but did not read (so it has no address): a bug.
+#[derive(Debug)]
+pub(super) struct Unread(pub(super) String);
+
+/// The batch's writes as statement parameters, gathered (and every address checked) before
+/// anything is sent.
+pub(super) struct Planned<'w> {
+    ledger: LedgerRows<'w>,
+    wallets: WalletRows<'w>,
+    /// One execution per (partition, new state): its statement, the state, the addresses.
+    states: Vec<(Statement, &'w str, Vec<&'w str>)>,
+    new_rounds: NewRounds<'w>,
+    closed_rounds: Vec<&'w str>,
+}
+
+impl<'w> Planned<'w> {
+    /// Every changed stored row must have been read by this batch (its address is known), and
+    /// every partition's state statement prepared (`Writes::prepare_partitions`).
+    pub(super) fn new(
+        world: &'w World,
+        addresses: &'w Addresses,
+        writes: &Writes,
+        no_dedup: bool,
+    ) -> Result<Planned<'w>, Unread> {
+        // New ledger rows, in creation order.
+        let mut ledger = LedgerRows::default();
+        for key in &world.created {
+            ledger.push(key, &world.txs[key]);
+        }
+        if no_dedup {
+            // The planted bug must not trip over the unique key it pretends is not there.
+            for (tx, id) in ledger.provider_tx_id.iter_mut().zip(&ledger.id) {
+                *tx = format!("{tx}~{id}").into();
+            }
+        }
+
+        let mut wallets = WalletRows::default();
+        for player in world.players.values() {
+            for wallet in player.wallets.iter().filter(|w| w.changed) {
+                let ctid = addresses
+                    .wallets
+                    .get(&(player.id, wallet.currency))
+                    .ok_or_else(|| Unread(format!("wallet of player {} not locked", player.id)))?;
+                wallets.ctid.push(ctid);
+                wallets.balance.push(wallet.balance_minor);
+                wallets.bonus.push(wallet.bonus_minor);
+                wallets
+                    .needs_reconciliation
+                    .push(wallet.needs_reconciliation);
+            }
+        }
+
+        let mut by_partition: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+        for t in world.txs.values().filter(|t| t.state_changed) {
+            let address = addresses.txs.get(&t.id).ok_or_else(|| {
+                Unread(format!(
+                    "ledger row {} changed state but was not read",
+                    t.id
+                ))
+            })?;
+            let state = t.state.map_or("", TxState::as_str);
+            by_partition
+                .entry((address.partition.as_str(), state))
+                .or_default()
+                .push(address.ctid.as_str());
+        }
+        let known = writes.states_in();
+        let mut states = Vec::with_capacity(by_partition.len());
+        for ((partition, state), ctids) in by_partition {
+            let statement = known
+                .get(partition)
+                .ok_or_else(|| Unread(format!("no state statement for {partition}")))?;
+            states.push((statement.clone(), state, ctids));
+        }
+
+        let mut new_rounds = NewRounds::default();
+        let mut closed_rounds = Vec::new();
+        for (key, round) in world.rounds.iter().filter(|(_, r)| r.changed) {
+            let (provider, player_id, round_id) = key;
+            if round.stored {
+                let ctid = addresses
+                    .rounds
+                    .get(key)
+                    .ok_or_else(|| Unread(format!("round {round_id:?} closed but not read")))?;
+                closed_rounds.push(ctid.as_str());
+            } else {
+                new_rounds.provider_id.push(provider.0);
+                new_rounds.player_id.push(*player_id);
+                new_rounds.round_id.push(round_id.as_str());
+                new_rounds
+                    .game_id
+                    .push(round.game.as_ref().map(GameId::as_str));
+                new_rounds.closed.push(round.closed);
+            }
+        }
+        Ok(Planned {
+            ledger,
+            wallets,
+            states,
+            new_rounds,
+            closed_rounds,
         })
     }
 }
 
-/// Sends the batch's writes (statements with no rows are not sent). Every changed stored row
-/// has its time in `row_times` (checked by the caller before the writes).
-pub(super) async fn write(
+/// Sends the batch's writes, in one pipeline in this order (`biased`); statements with no rows
+/// are not sent.
+pub(super) async fn send(
     tx: &Client,
     s: &Writes,
-    world: &World,
-    row_times: &RowTimes,
-    no_dedup: bool,
+    p: &Planned<'_>,
 ) -> Result<(), tokio_postgres::Error> {
-    // New ledger rows, in creation order.
-    let mut ledger = LedgerRows::default();
-    for key in &world.created {
-        ledger.push(key, &world.txs[key]);
-    }
-    if no_dedup {
-        // The planted bug must not trip over the unique key it pretends is not there.
-        for (tx, id) in ledger.provider_tx_id.iter_mut().zip(&ledger.id) {
-            *tx = format!("{tx}~{id}").into();
-        }
-    }
-
-    let mut wallets = WalletRows::default();
-    for player in world.players.values() {
-        for wallet in player.wallets.iter().filter(|w| w.changed) {
-            wallets.player_id.push(player.id);
-            wallets.currency.push(wallet.currency.code());
-            wallets.balance.push(wallet.balance_minor);
-            wallets.bonus.push(wallet.bonus_minor);
-            wallets
-                .needs_reconciliation
-                .push(wallet.needs_reconciliation);
-        }
-    }
-
-    let (mut states, mut old_states) = (StateRows::default(), StateRows::default());
-    for t in world.txs.values().filter(|t| t.state_changed) {
-        if let (Some(state), Some(time)) = (t.state, row_times.get(&t.id)) {
-            let rows = if time.old {
-                &mut old_states
-            } else {
-                &mut states
-            };
-            rows.id.push(t.id);
-            rows.created_at.push(time.at);
-            rows.state.push(state.as_str());
-        }
-    }
-
-    let mut new_rounds = NewRounds::default();
-    let mut closed_rounds = ClosedRounds::default();
-    for ((provider, player_id, round_id), round) in world.rounds.iter().filter(|(_, r)| r.changed) {
-        if round.stored {
-            closed_rounds.provider_id.push(provider.0);
-            closed_rounds.player_id.push(*player_id);
-            closed_rounds.round_id.push(round_id.as_str());
-        } else {
-            new_rounds.provider_id.push(provider.0);
-            new_rounds.player_id.push(*player_id);
-            new_rounds.round_id.push(round_id.as_str());
-            new_rounds
-                .game_id
-                .push(round.game.as_ref().map(GameId::as_str));
-            new_rounds.closed.push(round.closed);
-        }
-    }
-
-    let (ledger_params, wallet_params, state_params, old_state_params) = (
-        ledger.params(),
-        wallets.params(),
-        states.params(),
-        old_states.params(),
+    let (ledger_params, wallet_params, new_round_params) =
+        (p.ledger.params(), p.wallets.params(), p.new_rounds.params());
+    let closed_round_params: Params<'_> = vec![&p.closed_rounds];
+    let state_params: Vec<Params<'_>> = p
+        .states
+        .iter()
+        .map(|(_, state, ctids)| -> Params<'_> { vec![state, ctids] })
+        .collect();
+    let states = futures_util::future::try_join_all(
+        p.states
+            .iter()
+            .zip(&state_params)
+            .map(|((statement, _, _), params)| tx.execute(statement, params)),
     );
-    let (new_round_params, closed_round_params) = (new_rounds.params(), closed_rounds.params());
-    // One pipeline, sent in this order (`biased`); statements with no rows are not sent.
     tokio::try_join!(
         biased;
-        execute_unless(tx, ledger.id.is_empty(), &s.insert_ledger, &ledger_params),
-        execute_unless(tx, wallets.player_id.is_empty(), &s.update_wallets, &wallet_params),
-        execute_unless(tx, states.id.is_empty(), &s.update_states, &state_params),
+        execute_unless(tx, p.ledger.id.is_empty(), &s.insert_ledger, &ledger_params),
+        execute_unless(tx, p.wallets.ctid.is_empty(), &s.update_wallets, &wallet_params),
+        states,
         execute_unless(
             tx,
-            old_states.id.is_empty(),
-            &s.update_old_states,
-            &old_state_params
-        ),
-        execute_unless(
-            tx,
-            new_rounds.provider_id.is_empty(),
+            p.new_rounds.provider_id.is_empty(),
             &s.insert_rounds,
             &new_round_params
         ),
         execute_unless(
             tx,
-            closed_rounds.provider_id.is_empty(),
+            p.closed_rounds.is_empty(),
             &s.close_rounds,
             &closed_round_params
         ),
@@ -422,10 +448,7 @@ mod tests {
         for (statement, columns) in [
             (INSERT_LEDGER, LedgerRows::COLUMNS),
             (UPDATE_WALLETS, WalletRows::COLUMNS),
-            (UPDATE_STATES, StateRows::COLUMNS),
-            (UPDATE_OLD_STATES, StateRows::COLUMNS),
             (INSERT_ROUNDS, NewRounds::COLUMNS),
-            (CLOSE_ROUNDS, ClosedRounds::COLUMNS),
         ] {
             assert_eq!(unnest_columns(statement), columns, "{statement}");
             // One `$n` parameter per column, in order.

@@ -6,6 +6,7 @@
 mod failures;
 mod lanes;
 mod model;
+mod plans;
 
 use std::sync::Arc;
 use std::time::Duration;
