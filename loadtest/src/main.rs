@@ -20,9 +20,11 @@ use gateway::provider::wire::{sign_native, SIGNATURE_HEADER};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use sim::dialect::{OpKind, Send};
-use sim::model::Op;
+use mix::{Call, Kind, Mix, Shape};
+use sim::dialect::OpKind;
 use tokio::time::Instant;
+
+mod mix;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -80,6 +82,14 @@ struct Args {
     threads: usize,
     #[arg(long, value_enum, default_value_t = Mode::Callbacks)]
     mode: Mode,
+    /// The shape of the callbacks (`--mode callbacks`): see `loadtest --help` for each.
+    #[arg(long, value_enum, default_value_t = Shape::BetWin)]
+    mix: Shape,
+    /// Share of the every-dialect mix's calls that are Hub88-style, in percent: they are
+    /// RSA-signed before the clock starts (about 1-2 ms of a core each), so the share bounds
+    /// the generator's set-up time, not the measured part.
+    #[arg(long, default_value_t = 4)]
+    hub88_percent: u32,
     /// The provider to load: `demo` (native), another demo provider by code (`demo-pp`,
     /// `demo-evo`, `demo-hub88`, `demo-ss`), or `CODE:DIALECT` with `--secret`.
     #[arg(long, default_value = "demo")]
@@ -406,18 +416,6 @@ fn workspace_file(path: &str) -> PathBuf {
         .join(path)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Kind {
-    Bet,
-    Win,
-    Rollback,
-    Duplicate,
-    Balance,
-    Ping,
-    Login,
-    Report,
-}
-
 struct Job {
     intended: Instant,
     /// The measured second it was meant to go out in (0 for the first; 0 in the warm-up).
@@ -426,193 +424,6 @@ struct Job {
     call: Call,
     /// Measured (past the warm-up)?
     measured: bool,
-}
-
-/// One request of the mix. Native calls are signed when sent (their signature carries the
-/// time); other dialects' are signed once, here.
-#[derive(Clone)]
-struct Call {
-    /// The player the call is for (`--route-by-player`); 0 when it names none.
-    player: u32,
-    path: Arc<str>,
-    body: Bytes,
-    /// Headers of a dialect call (signature), and how to read its answer.
-    dialect: Option<(Headers, OpKind)>,
-}
-
-/// Headers of a signed dialect call.
-type Headers = Arc<[(&'static str, String)]>;
-
-/// Makes the request mix: bets on fresh rounds, wins and rollbacks of recent bets, balance
-/// calls, and exact repeats of recent requests (re-signed, as providers do).
-struct Mix {
-    provider: String,
-    /// The provider's dialect when it is not native.
-    dialect: Option<Arc<sim::dialect::Provider>>,
-    players: u32,
-    duplicate_percent: u32,
-    rng: u64,
-    next_id: u64,
-    recent_bets: Vec<(u32, u64)>,
-    recent_requests: Vec<(Kind, Call)>,
-    run: u64,
-}
-
-const RECENT: usize = 4_096;
-
-impl Mix {
-    fn next_u32(&mut self, below: u32) -> u32 {
-        // xorshift64*: deterministic, fast, good enough to pick players and amounts.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        ((self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) % u64::from(below.max(1))) as u32
-    }
-
-    fn recent_bet(&mut self) -> (u32, u64) {
-        let i = self.next_u32(self.recent_bets.len() as u32) as usize;
-        self.recent_bets[i]
-    }
-
-    fn path(&self, action: &str) -> Arc<str> {
-        format!("/api/provider-callback/{}/{action}", self.provider).into()
-    }
-
-    fn next(&mut self) -> (Kind, Call) {
-        let roll = self.next_u32(100);
-        if roll < self.duplicate_percent && !self.recent_requests.is_empty() {
-            let i = self.next_u32(self.recent_requests.len() as u32) as usize;
-            let (_, call) = self.recent_requests[i].clone();
-            return (Kind::Duplicate, call);
-        }
-        if let Some(provider) = self.dialect.clone() {
-            return self.next_in_dialect(&provider);
-        }
-        let roll = self.next_u32(100);
-        let (kind, player, action, body) = if roll < 50 || self.recent_bets.is_empty() {
-            let player = 1 + self.next_u32(self.players);
-            self.next_id += 1;
-            let id = self.next_id;
-            let cents = 1 + self.next_u32(200);
-            if self.recent_bets.len() < RECENT {
-                self.recent_bets.push((player, id));
-            } else {
-                let slot = (id as usize) % RECENT;
-                self.recent_bets[slot] = (player, id);
-            }
-            let body = format!(
-                r#"{{"player_id":"player-{player}","currency":"EUR","amount":"{}.{:02}","transaction_id":"lt{}-b{id}","round_id":"lt{}-r{id}","game_id":"slot-1"}}"#,
-                cents / 100,
-                cents % 100,
-                self.run,
-                self.run
-            );
-            (Kind::Bet, player, "bet", body)
-        } else if roll < 85 {
-            let (player, bet) = self.recent_bet();
-            self.next_id += 1;
-            let cents = self.next_u32(400);
-            let body = format!(
-                r#"{{"player_id":"player-{player}","currency":"EUR","amount":"{}.{:02}","transaction_id":"lt{}-w{}","round_id":"lt{}-r{bet}","game_id":"slot-1","bet_transaction_id":"lt{}-b{bet}"}}"#,
-                cents / 100,
-                cents % 100,
-                self.run,
-                self.next_id,
-                self.run,
-                self.run
-            );
-            (Kind::Win, player, "win", body)
-        } else if roll < 90 {
-            let (player, bet) = self.recent_bet();
-            self.next_id += 1;
-            let body = format!(
-                r#"{{"player_id":"player-{player}","transaction_id":"lt{}-x{}","reference_transaction_id":"lt{}-b{bet}"}}"#,
-                self.run, self.next_id, self.run
-            );
-            (Kind::Rollback, player, "rollback", body)
-        } else {
-            let player = 1 + self.next_u32(self.players);
-            let body = format!(r#"{{"player_id":"player-{player}","currency":"EUR"}}"#);
-            (Kind::Balance, player, "balance", body)
-        };
-        let call = Call {
-            player,
-            path: self.path(action),
-            body: Bytes::from(body),
-            dialect: None,
-        };
-        self.remember(kind, &call);
-        (kind, call)
-    }
-
-    fn remember(&mut self, kind: Kind, call: &Call) {
-        if kind != Kind::Balance {
-            let entry = (kind, call.clone());
-            if self.recent_requests.len() < RECENT {
-                self.recent_requests.push(entry);
-            } else {
-                let slot = self.next_u32(RECENT as u32) as usize;
-                self.recent_requests[slot] = entry;
-            }
-        }
-    }
-
-    /// The same mix in another dialect: the operation, encoded and signed as that provider.
-    fn next_in_dialect(&mut self, provider: &sim::dialect::Provider) -> (Kind, Call) {
-        let run = self.run;
-        let roll = self.next_u32(100);
-        let (kind, player, op) = if roll < 50 || self.recent_bets.is_empty() {
-            let player = 1 + self.next_u32(self.players);
-            self.next_id += 1;
-            let id = self.next_id;
-            if self.recent_bets.len() < RECENT {
-                self.recent_bets.push((player, id));
-            } else {
-                self.recent_bets[(id as usize) % RECENT] = (player, id);
-            }
-            let op = Op::Bet {
-                tx: format!("lt{run}-b{id}"),
-                amount: i64::from(1 + self.next_u32(200)),
-                round: format!("lt{run}-r{id}"),
-            };
-            (Kind::Bet, player, op)
-        } else if roll < 85 {
-            let (player, bet) = self.recent_bet();
-            self.next_id += 1;
-            let op = Op::Win {
-                tx: format!("lt{run}-w{}", self.next_id),
-                amount: i64::from(self.next_u32(400)),
-                round: format!("lt{run}-r{bet}"),
-                bet: provider.wins_name_bets().then(|| format!("lt{run}-b{bet}")),
-                promo: false,
-            };
-            (Kind::Win, player, op)
-        } else if roll < 90 {
-            let (player, bet) = self.recent_bet();
-            self.next_id += 1;
-            let op = Op::Rollback {
-                tx: format!("lt{run}-x{}", self.next_id),
-                reference: format!("lt{run}-b{bet}"),
-            };
-            (Kind::Rollback, player, op)
-        } else {
-            (Kind::Balance, 1 + self.next_u32(self.players), Op::Balance)
-        };
-        let encoded = provider.encode(&format!("player-{player}"), &op);
-        let signed = provider.sign(&encoded, Send::Signed);
-        let call = Call {
-            player,
-            path: format!(
-                "/api/provider-callback/{}/{}",
-                provider.code, signed.path_and_query
-            )
-            .into(),
-            body: Bytes::from(signed.body),
-            dialect: Some((signed.headers.into(), encoded.op)),
-        };
-        self.remember(kind, &call);
-        (kind, call)
-    }
 }
 
 /// What one worker saw.
@@ -718,7 +529,6 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
                 .map(|by| Arc::from(format!("/api/admin/reports/{report}?group_by={by}")))
         })
         .collect();
-    let dialect = dialect_of(args)?;
     // Connections waiting for a job, less jobs handed out that no connection has taken yet
     // (below zero: requests are waiting for a connection).
     let idle = Arc::new(AtomicIsize::new(0));
@@ -733,7 +543,6 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
                 addrs[i % addrs.len()],
                 rxs[i % queues].clone(),
                 secret.clone(),
-                dialect.clone(),
                 idle.clone(),
                 ready,
                 stop_rx.clone(),
@@ -756,17 +565,25 @@ async fn drive(args: &Args, addrs: &[SocketAddr]) -> anyhow::Result<Summary> {
     let mut busy_at_times = false;
     let mut unsent = 0u64;
     let seed = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64 | 1;
-    let mut mix = Mix {
-        provider: args.provider.clone(),
-        dialect: dialect.clone(),
-        players: args.players,
-        duplicate_percent: args.duplicate_percent,
-        rng: seed,
-        next_id: 0,
-        recent_bets: Vec::new(),
-        recent_requests: Vec::new(),
-        run: seed % 1_000_000_007,
-    };
+    let key = workspace_file(&args.hub88_key.display().to_string());
+    let mut mix = Mix::new(
+        args.mix,
+        provider_of(args)?,
+        args.players,
+        args.duplicate_percent,
+        args.hub88_percent,
+        &key,
+        seed,
+    )
+    .map_err(anyhow::Error::msg)?;
+    if args.mode == Mode::Callbacks && args.mix == Shape::EveryDialect {
+        let signing = std::time::Instant::now();
+        mix.presign(args.rate * (args.warmup + args.duration));
+        eprintln!(
+            "loadtest: Hub88-style calls signed ahead in {:.1} s",
+            signing.elapsed().as_secs_f64()
+        );
+    }
     let start = Instant::now() + Duration::from_millis(200);
     let measure_from = start + Duration::from_secs(args.warmup);
     let measured_from_unix_ms = (SystemTime::now() + (measure_from - Instant::now()))
@@ -903,7 +720,6 @@ async fn worker(
     addr: SocketAddr,
     jobs: async_channel::Receiver<Job>,
     secret: Arc<[u8]>,
-    dialect: Option<Arc<sim::dialect::Provider>>,
     idle: Arc<AtomicIsize>,
     ready: async_channel::Sender<()>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -929,7 +745,7 @@ async fn worker(
                 tally.unanswered += u64::from(job.measured);
                 break;
             }
-            result = send(&mut sender, addr, &secret, dialect.as_deref(), &job) => result,
+            result = send(&mut sender, addr, &secret, &job) => result,
         };
         if !job.measured {
             continue;
@@ -975,7 +791,6 @@ async fn send(
     sender: &mut Option<Sender>,
     addr: SocketAddr,
     secret: &[u8],
-    dialect: Option<&sim::dialect::Provider>,
     job: &Job,
 ) -> anyhow::Result<String> {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -999,7 +814,7 @@ async fn send(
             .header(http::header::HOST, "loadtest")
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(call.body.clone()))?
-    } else if let (Some(provider), Some((headers, _))) = (dialect, &call.dialect) {
+    } else if let Some((provider, headers, _)) = &call.dialect {
         let content_type = if provider.kind == sim::dialect::Kind::Pragmatic {
             "application/x-www-form-urlencoded"
         } else {
@@ -1023,9 +838,9 @@ async fn send(
     let response = s.send_request(request).await?;
     let code = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
-    Ok(match (dialect, &call.dialect) {
-        (Some(provider), Some((_, op))) => dialect_label(provider, *op, code, &body),
-        _ => status_label(code, &body),
+    Ok(match &call.dialect {
+        Some((provider, _, op)) => dialect_label(provider, *op, code, &body),
+        None => status_label(code, &body),
     })
 }
 
@@ -1044,10 +859,11 @@ fn dialect_label(provider: &sim::dialect::Provider, op: OpKind, code: u16, body:
     }
 }
 
-/// The dialect of `--provider` when it is not native.
-fn dialect_of(args: &Args) -> anyhow::Result<Option<Arc<sim::dialect::Provider>>> {
+/// The provider `--provider` names, in its dialect (native unless a demo code or
+/// `CODE:DIALECT` says otherwise).
+fn provider_of(args: &Args) -> anyhow::Result<sim::dialect::Provider> {
     let key = workspace_file(&args.hub88_key.display().to_string());
-    let provider = match args.provider.split_once(':') {
+    match args.provider.split_once(':') {
         Some((code, dialect)) => {
             let kind = sim::dialect::Kind::parse(dialect)
                 .with_context(|| format!("unknown dialect {dialect:?}"))?;
@@ -1059,10 +875,14 @@ fn dialect_of(args: &Args) -> anyhow::Result<Option<Arc<sim::dialect::Provider>>
         {
             sim::dialect::Provider::demo(&args.provider, &key)
         }
-        None => return Ok(None),
+        None => sim::dialect::Provider::new(
+            &args.provider,
+            sim::dialect::Kind::Native,
+            &args.secret,
+            None,
+        ),
     }
-    .map_err(anyhow::Error::msg)?;
-    Ok((provider.kind != sim::dialect::Kind::Native).then(|| Arc::new(provider)))
+    .map_err(anyhow::Error::msg)
 }
 
 /// `HTTP/200 OK`, `HTTP/503 TEMPORARY_ERROR`, ...: the HTTP status and the answer's status
@@ -1109,6 +929,7 @@ impl Summary {
         };
         let mut summary = serde_json::json!({
             "mode": format!("{:?}", args.mode).to_lowercase(),
+            "mix": args.mix.name(),
             "offered_rate": args.rate,
             "duration_s": args.duration,
             "sent": self.sent,
@@ -1145,10 +966,11 @@ impl Summary {
 
     fn print(&self, args: &Args) {
         println!(
-            "offered {}/s for {} s ({:?}); sent {}, completed {}, achieved {:.0}/s",
+            "offered {}/s for {} s ({:?}, mix {}); sent {}, completed {}, achieved {:.0}/s",
             args.rate,
             args.duration,
             args.mode,
+            args.mix.name(),
             self.sent,
             self.tally.completed,
             self.achieved()
