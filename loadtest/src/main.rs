@@ -475,16 +475,30 @@ impl Tally {
 
     /// Per measured second: (second, answered, p50, p99, max), latencies in ms.
     fn timeline(&self) -> Vec<(u32, usize, f64, f64, f64)> {
+        self.windows(1)
+    }
+
+    /// The same per window of `seconds` (the window's number first): per minute for a soak.
+    fn windows(&self, seconds: u32) -> Vec<(u32, usize, f64, f64, f64)> {
         let mut answers = self.answers.clone();
         answers.sort_unstable();
         answers
-            .chunk_by(|a, b| a.0 == b.0)
-            .map(|second| {
+            .chunk_by(|a, b| a.0 / seconds == b.0 / seconds)
+            .map(|window| {
+                let mut latencies: Vec<u32> = window.iter().map(|a| a.1).collect();
+                latencies.sort_unstable();
                 let at = |q: f64| {
-                    let i = ((second.len() as f64 * q).ceil() as usize).clamp(1, second.len());
-                    f64::from(second[i - 1].1) / 1000.0
+                    let i =
+                        ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len());
+                    f64::from(latencies[i - 1]) / 1000.0
                 };
-                (second[0].0, second.len(), at(0.50), at(0.99), at(1.0))
+                (
+                    window[0].0 / seconds,
+                    latencies.len(),
+                    at(0.50),
+                    at(0.99),
+                    at(1.0),
+                )
             })
             .collect()
     }
@@ -960,6 +974,24 @@ impl Summary {
                     })
                 })
                 .collect();
+            // Per minute and per five minutes (by intended send time), for soaks and
+            // rollovers.
+            for (key, seconds) in [("minutes", 60), ("five_minutes", 300)] {
+                summary[key] = self
+                    .tally
+                    .windows(seconds)
+                    .into_iter()
+                    .map(|(window, answered, p50, p99, max)| {
+                        serde_json::json!({
+                            "window": window,
+                            "answered": answered,
+                            "p50_ms": p50,
+                            "p99_ms": p99,
+                            "max_ms": max,
+                        })
+                    })
+                    .collect();
+            }
         }
         summary
     }

@@ -103,7 +103,8 @@ struct Bet {
 /// Calls remembered for retries, bets for wins and rollbacks.
 const RECENT: usize = 4_096;
 /// Round-only: a win goes to one of the oldest open rounds once this many are open (at 9,000
-/// calls a second about a second after the round began).
+/// calls a second about a second after the round began). The first wins come at once, while
+/// the tables are still nearly empty: the bound grows with the calls made until it gets here.
 const OPEN_ROUNDS_MIN: usize = 3_000;
 /// Multi-bet: rounds collecting their bets at once.
 const BUILDING: usize = 256;
@@ -415,6 +416,25 @@ impl Mix {
     }
 
     fn plan_round_only(&mut self, target: usize, roll: u32) -> Planned {
+        // A win of a round no bet opened (a jackpot or a promotion, paid as the policy allows
+        // wins without a bet): the first call, while every table is empty, and 1 % after.
+        let provider = &self.targets[target].provider;
+        let unopened_wins = !provider.wins_wait_for_bets() && !provider.wins_need_named_bets();
+        if unopened_wins && (self.calls == 1 || roll == 89) {
+            let (player, id) = (1 + self.next_u32(self.players), self.id());
+            return Planned {
+                kind: Kind::Win,
+                target,
+                player,
+                op: Op::Win {
+                    tx: self.tx('w', id),
+                    amount: i64::from(1 + self.next_u32(400)),
+                    round: self.tx('r', id),
+                    bet: None,
+                    promo: false,
+                },
+            };
+        }
         if roll >= 90 {
             return self.balance_op(target);
         }
@@ -423,7 +443,8 @@ impl Mix {
                 return self.rollback_op(bet);
             }
         }
-        if (45..80).contains(&roll) && self.open_rounds.len() >= OPEN_ROUNDS_MIN {
+        let open_min = OPEN_ROUNDS_MIN.min(1 + self.calls as usize / 10);
+        if (45..80).contains(&roll) && self.open_rounds.len() >= open_min {
             // One of the oldest open rounds gets its win, naming no bet.
             let i = self.next_u32(64) as usize;
             if let Some(bet) = self.open_rounds.remove(i) {

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+mod mixes;
+
 const PLAYERS: u32 = 100_000;
 
 /// What the runs so far taught about reading the report (kept with the generator so every
@@ -383,6 +385,19 @@ fn loadtest_many(
     duration_s: u64,
     extra: &[&str],
 ) -> anyhow::Result<Run> {
+    loadtest_from(gateways, players, rate, duration_s, 3, extra)
+}
+
+/// The same with `warmup_s` seconds of load before the measured part (0: measured from the
+/// first request, as a fresh gateway taken straight to its rate is).
+fn loadtest_from(
+    gateways: &[&Gateway],
+    players: u32,
+    rate: u64,
+    duration_s: u64,
+    warmup_s: u64,
+    extra: &[&str],
+) -> anyhow::Result<Run> {
     let mut command = Command::new("target/release/loadtest");
     for gateway in gateways {
         command.args(["--target", &gateway.url]);
@@ -395,14 +410,14 @@ fn loadtest_many(
             "--duration",
             &duration_s.to_string(),
         ])
-        .args(["--warmup", "3"])
+        .args(["--warmup", &warmup_s.to_string()])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("start target/release/loadtest")?;
-    // Measure CPU over the measured part of the run (after the 3 s warm-up).
-    std::thread::sleep(Duration::from_millis(3_300));
+    // Measure CPU over the measured part of the run (after the warm-up).
+    std::thread::sleep(Duration::from_millis(warmup_s * 1_000 + 300));
     let pg = postgres_pids();
     let parties = [
         ("gateway", gateways.iter().map(|g| g.pid()).collect()),
@@ -1883,6 +1898,12 @@ const SECTIONS: &[Section] = &[
         title: "Retention's daily partitions on the hot path",
         in_full: false,
         run: partitions_section,
+    },
+    Section {
+        name: "mixes",
+        title: "Traffic mixes from a fresh database, overload, a day's rollover and a soak",
+        in_full: false,
+        run: mixes::section,
     },
 ];
 
