@@ -279,6 +279,11 @@ impl World {
         let Some(wallet) = wallet else {
             return self.record(c, &money.tx, self.currency_mismatch(c, TxKind::Win, money));
         };
+        // Its own id was named by a rollback before it came (a tombstone): the provider's
+        // books say this win was cancelled, so it never pays.
+        if self.tombstones.contains(&(c.provider, money.tx.clone())) {
+            return self.record(c, &money.tx, refuse(Code::TransactionRolledBack));
+        }
         let round_key = (c.provider, player_id, money.round.clone());
         // Which bets this win settles: the one it names, else its round's open bets.
         let settles: Vec<ProviderTxId> = match bet_tx {

@@ -21,9 +21,21 @@ macro_rules! string_id {
         pub struct $name(String);
 
         impl $name {
-            /// `None` when empty or longer than [`ID_BYTES_MAX`] bytes.
+            /// `None` when empty, longer than [`ID_BYTES_MAX`] bytes, or not printable text
+            /// (a control character, or the replacement character that stands for bytes
+            /// that were not UTF-8): such an id is malformed, refused when decoded, never
+            /// left to fail in storage (PostgreSQL refuses `\0`) and be retried for ever.
             pub fn new(id: impl Into<String>) -> Option<$name> {
                 let id = id.into();
+                let printable = !id
+                    .chars()
+                    .any(|c| c.is_control() || c == char::REPLACEMENT_CHARACTER);
+                (printable && !id.is_empty() && id.len() <= ID_BYTES_MAX).then_some($name(id))
+            }
+
+            /// An id read back from the database: stored before the printable rule, it is
+            /// still the key it was stored under.
+            pub fn stored(id: String) -> Option<$name> {
                 (!id.is_empty() && id.len() <= ID_BYTES_MAX).then_some($name(id))
             }
 

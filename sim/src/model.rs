@@ -126,6 +126,10 @@ impl PlayerModel {
                 bet,
                 promo,
             } => {
+                if self.tombstones.contains(tx) {
+                    // A rollback named this win before it came: cancelled, never paid.
+                    return ("TRANSACTION_ROLLED_BACK", self.balance);
+                }
                 if let Some(b) = bet {
                     let rolled_back = match self.bets.get(b) {
                         Some(bet) => bet.state == BetState::RolledBack || bet.tombstoned,

@@ -402,7 +402,7 @@ fn loadtest_from(
     for gateway in gateways {
         command.args(["--target", &gateway.url]);
     }
-    let child = command
+    let mut child = command
         .args(["--json", "--players", &players.to_string()])
         .args([
             "--rate",
@@ -413,10 +413,27 @@ fn loadtest_from(
         .args(["--warmup", &warmup_s.to_string()])
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .context("start target/release/loadtest")?;
-    // Measure CPU over the measured part of the run (after the warm-up).
+    // Measure CPU over the measured part of the run: from the warm-up's end after the
+    // generator's set-up (connections, calls signed ahead), which it says on standard error
+    // (passed on here).
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().context("loadtest stderr")?;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line == "loadtest: the clock starts" {
+                let _ = started_tx.send(());
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    });
+    let _ = started_rx.recv_timeout(Duration::from_secs(120));
     std::thread::sleep(Duration::from_millis(warmup_s * 1_000 + 300));
     let pg = postgres_pids();
     let parties = [
@@ -705,11 +722,16 @@ const MAIN_WAL_MB: &str = "4096";
 const LADDER_REPEATS: usize = 3;
 
 /// The columns of a ladder's rows (see [`ladder_many`]).
-const LADDER_HEADER: &str = "| offered/s | achieved/s | p50 ms | p99 ms | p99 ms of each run | p99.9 ms | max ms | errors | disk sync during the step: p99 / max ms, writes over 50 ms | verdict |\n|---|---|---|---|---|---|---|---|---|---|";
+const LADDER_HEADER: &str = "| offered/s | achieved/s | p50 ms | p99 ms | p99 ms of each run | p99.9 ms | max ms | errors | disk sync just before and after each run: p99 / max ms, writes over 50 ms | verdict |\n|---|---|---|---|---|---|---|---|---|---|";
+
+/// Seconds the disk is probed before and after each ladder run, in a window of its own: a
+/// probe beside the run would add as many fsyncs as the lanes' own commits and measure itself.
+const PROBE_WINDOW_S: u64 = 2;
 
 /// [`ladder`] over several gateways on one database, addressing `players`: each step run
-/// `repeats` times, the disk probe ([`disk_probe`]) writing beside the database all the while
-/// (a step that met a sync over 50 ms is marked), the step judged on its median run by p99.
+/// `repeats` times, the disk probed ([`disk_probe`]) for `PROBE_WINDOW_S` just before and just
+/// after each run, never beside it (a step whose windows met a sync over 50 ms is marked), the
+/// step judged on its median run by p99.
 fn ladder_many(
     gateways: &[&Gateway],
     players: u32,
@@ -730,14 +752,9 @@ fn ladder_many(
         let mut runs = Vec::new();
         let mut probes = Vec::new();
         for _ in 0..repeats.max(1) {
-            let dir = probe_dir.clone();
-            let probe = std::thread::spawn(move || disk_probe(&dir, step_s));
+            probes.push(disk_probe(&probe_dir, PROBE_WINDOW_S)?);
             runs.push(loadtest_many(gateways, players, rate, step_s, extra)?);
-            probes.push(
-                probe
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("disk probe panicked"))??,
-            );
+            probes.push(disk_probe(&probe_dir, PROBE_WINDOW_S)?);
         }
         let each: Vec<String> = runs.iter().map(|r| format!("{:.1}", r.p("p99"))).collect();
         let disk_p99 = probes.iter().map(|p| p.p99_ms).fold(0.0, f64::max);
@@ -881,7 +898,7 @@ fn instances_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
 
     let mut w = String::new();
     writeln!(w, "\n## Several gateways on one database\n")?;
-    writeln!(w, "Gateway A runs the embedded PostgreSQL, gateway B connects to it (`DATABASE_URL`). With players shared, the generator's connections go to A and B in turn, so both take callbacks for the same {SHARED_PLAYERS} players (one player's bet, win and retries reach both, and a retry often finds the other gateway's dedup index empty). Each lane locks its batch's wallets with `SKIP LOCKED`: a wallet the other gateway holds is left for the lane's next batch instead of waited for (after `settlement.busy_wallet_patience_ms`, 50 ms by default, the batch waits for it); the third setup's batches always wait (`busy_wallet_patience_ms = 0`). The last sends each player's calls to one gateway (`loadtest --route-by-player`, as a balancer hashing on the player id would). Fresh clusters, each setup twice, in turn; CPU per callback at 10,000/s for {step_s} s (all gateways, every PostgreSQL process); a ladder of {step_s} s steps (one run a step, the disk probe beside it; pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms); then {SATURATING_RATE}/s offered for {step_s} s.\n")?;
+    writeln!(w, "Gateway A runs the embedded PostgreSQL, gateway B connects to it (`DATABASE_URL`). With players shared, the generator's connections go to A and B in turn, so both take callbacks for the same {SHARED_PLAYERS} players (one player's bet, win and retries reach both, and a retry often finds the other gateway's dedup index empty). Each lane locks its batch's wallets with `SKIP LOCKED`: a wallet the other gateway holds is left for the lane's next batch instead of waited for (after `settlement.busy_wallet_patience_ms`, 50 ms by default, the batch waits for it); the third setup's batches always wait (`busy_wallet_patience_ms = 0`). The last sends each player's calls to one gateway (`loadtest --route-by-player`, as a balancer hashing on the player id would). Fresh clusters, each setup twice, in turn; CPU per callback at 10,000/s for {step_s} s (all gateways, every PostgreSQL process); a ladder of {step_s} s steps (one run a step, the disk probed for 2 s just before and after each run, never beside it; pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms); then {SATURATING_RATE}/s offered for {step_s} s.\n")?;
     writeln!(w, "| turn | setup | gateway µs/callback | PostgreSQL µs/callback | highest passing | its p99 ms | saturated: answered/s | its p99 ms | held wallets skipped | batch conflicts |\n|---|---|---|---|---|---|---|---|---|---|")?;
     for (n, turn) in turns.iter().enumerate() {
         let (rate, p99) = turn
@@ -1514,7 +1531,7 @@ fn scale_section(root: &Path, step_s: u64) -> anyhow::Result<String> {
     }
     let mut w = String::new();
     writeln!(w, "\n## The write path with {SCALE_ROWS} ledger rows\n")?;
-    writeln!(w, "The same runs on a fresh cluster with an empty ledger, then on one holding {SCALE_ROWS} ledger rows of history (bets and wins of {PLAYERS} players over 30 days in 30 daily partitions, with their keys and closed rounds; seeded by `INSERT ... generate_series` in ten slices, vacuumed and analyzed, folded by the report job, checkpointed): warmed up (5,000/s for 10 s), a ladder of {step_s} s steps (one run a step, the disk probe beside it; pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms), then {SATURATING_RATE}/s offered for {step_s} s. Target: throughput with the history within 10 % of the empty ledger's.\n")?;
+    writeln!(w, "The same runs on a fresh cluster with an empty ledger, then on one holding {SCALE_ROWS} ledger rows of history (bets and wins of {PLAYERS} players over 30 days in 30 daily partitions, with their keys and closed rounds; seeded by `INSERT ... generate_series` in ten slices, vacuumed and analyzed, folded by the report job, checkpointed): warmed up (5,000/s for 10 s), a ladder of {step_s} s steps (one run a step, the disk probed for 2 s just before and after each run, never beside it; pass: all answered, no 5xx, p99 <= {P99_MAX_MS} ms), then {SATURATING_RATE}/s offered for {step_s} s. Target: throughput with the history within 10 % of the empty ledger's.\n")?;
     writeln!(w, "| ledger before the runs | seeding, vacuum and fold s | highest passing | its p99 ms | saturated: answered/s | its p99 ms |\n|---|---|---|---|---|---|")?;
     for turn in &turns {
         let (rate, p99) = turn
@@ -2170,6 +2187,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     )?;
 
+    writeln!(w, "This report measures one traffic shape (bet-win) on a warmed-up gateway. Every `loadtest --mix` from a fresh database straight to 9,000/s, offered load above capacity, a new day's partition mid-run and a 30-minute soak: `docs/performance-mixes.md` (`cargo xtask bench --only mixes`).\n")?;
     writeln!(w, "## Headline\n")?;
     writeln!(w, "| measure | value |\n|---|---|")?;
     writeln!(
@@ -2249,7 +2267,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 
     writeln!(
         w,
-        "\n## Rate ladder (gateway, {} s per run, {LADDER_REPEATS} runs a step)\n\nEach step is run {LADDER_REPEATS} times while the disk probe writes and syncs beside the database (1,000 8 KiB writes a second); the row and the verdict are the median run's by p99, every run's p99 is shown, and a failing step that met a sync over 50 ms says so. The cluster wrote {MAIN_WAL_MB} MB of WAL ahead before the warm-up (`embedded.wal_preallocate_mb`; the default is 1024), as much as these runs write, so no step waits for a new segment to be zero-filled, as none does on a cluster that has run its first checkpoints.\n",
+        "\n## Rate ladder (gateway, {} s per run, {LADDER_REPEATS} runs a step)\n\nEach step is run {LADDER_REPEATS} times; the disk is probed (1,000 synced 8 KiB writes a second) for {PROBE_WINDOW_S} s just before and just after each run, in windows of its own: a probe beside the run would add as many fsyncs as the lanes' own commits at these rates, and the ladder would measure the probe as much as the gateway. The row and the verdict are the median run's by p99, every run's p99 is shown, and a failing step whose windows met a sync over 50 ms says so. The cluster wrote {MAIN_WAL_MB} MB of WAL ahead before the warm-up (`embedded.wal_preallocate_mb`; the default is 1024), as much as these runs write, so no step waits for a new segment to be zero-filled, as none does on a cluster that has run its first checkpoints.\n",
         options.step_s
     )?;
     writeln!(w, "{LADDER_HEADER}")?;

@@ -213,9 +213,6 @@ where
 {
     let started = Instant::now();
     let refuse = |refusal| (refusal, None);
-    if !provider.enabled {
-        return Err(refuse(Refusal::Disabled));
-    }
     let caller = caller_ip(
         arrival.peer.ip(),
         &parts.headers,
@@ -254,6 +251,12 @@ where
     capture.verify = read_at.elapsed();
     let decoded = dialect.decode(provider, &inbound).map_err(refuse)?;
     capture.body = body;
+    // A disabled provider (maintenance, an incident) takes no new bets; what it already took
+    // keeps settling (wins, rollbacks, end of round, balance), or players' money would stay
+    // in flight. A unit with a bet in it is refused whole (units are atomic).
+    if !provider.enabled && decoded.has_bet() {
+        return Err((Refusal::Disabled, decoded.into_echo()));
+    }
     match decoded {
         Decoded::Command(command, echo) => {
             if let Some(tx) = command.tx().filter(|_| capture.wanted) {

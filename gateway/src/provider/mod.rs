@@ -212,6 +212,27 @@ pub enum Decoded<E> {
     UnsupportedCurrency { player: Option<PlayerRef>, echo: E },
 }
 
+impl<E> Decoded<E> {
+    /// Whether it would take a new bet (a disabled provider's calls may not).
+    pub fn has_bet(&self) -> bool {
+        let bet = |c: &Command| matches!(c.action, settlement::command::Action::Bet { .. });
+        match self {
+            Decoded::Command(command, _) => bet(command),
+            Decoded::Unit(commands, _) => commands.iter().any(bet),
+            Decoded::UnsupportedCurrency { .. } => false,
+        }
+    }
+
+    /// What the answer echoes, when the call is refused after decoding.
+    pub fn into_echo(self) -> Option<E> {
+        match self {
+            Decoded::Command(_, echo)
+            | Decoded::Unit(_, echo)
+            | Decoded::UnsupportedCurrency { echo, .. } => Some(echo),
+        }
+    }
+}
+
 /// What the pipeline asks a dialect to render.
 #[derive(Debug)]
 pub enum Outcome<'a, E> {

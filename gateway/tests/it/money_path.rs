@@ -299,6 +299,23 @@ async fn rollback_before_its_bet_tombstones_the_bet() {
 }
 
 #[tokio::test]
+async fn rollback_before_a_win_tombstones_the_win() {
+    let gw = gateway().await;
+    let a = ok(&gw
+        .demo("rollback", rollback("player-1", "rb-tw", "tw"))
+        .await);
+    assert_eq!(a["status"], "OK");
+    // The provider's books say `tw` was cancelled: the win of that id never pays, named bet
+    // or not, first call or retry.
+    let late = ok(&gw.demo("win", win("player-1", "tw", "20.00", "r-tw")).await);
+    assert_eq!(late["status"], "TRANSACTION_ROLLED_BACK");
+    let retry = ok(&gw.demo("win", win("player-1", "tw", "20.00", "r-tw")).await);
+    assert_eq!(retry["status"], "TRANSACTION_ROLLED_BACK");
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}
+
+#[tokio::test]
 async fn rollback_of_an_unknown_transaction_may_answer_not_found_and_still_tombstones() {
     let gw = gateway().await;
     let strict = |action, body| gw.native("strict", "strict-secret-for-tests", action, body);

@@ -146,6 +146,22 @@ async fn malformed_bodies_are_refused_with_400() {
     let mut long = bet("player-1", "b1", "1.00", "r1");
     long["transaction_id"] = json!("x".repeat(129));
     cases.push(("129-byte id".into(), serde_json::to_vec(&long).unwrap()));
+    // Ids are printable text: a control character (PostgreSQL refuses `\0` outright, so it
+    // would fail in storage on every retry) or a replacement character is malformed.
+    for (field, id) in [
+        ("transaction_id", "b\u{0}1"),
+        ("transaction_id", "b\u{1}1"),
+        ("round_id", "r\n1"),
+        ("player_id", "player-1\u{7f}"),
+        ("game_id", "g\u{fffd}"),
+    ] {
+        let mut body = bet("player-1", "b1", "1.00", "r1");
+        body[field] = json!(id);
+        cases.push((
+            format!("{field} {id:?}"),
+            serde_json::to_vec(&body).unwrap(),
+        ));
+    }
     let mut empty = bet("player-1", "b1", "1.00", "r1");
     empty["round_id"] = json!("");
     cases.push(("empty round id".into(), serde_json::to_vec(&empty).unwrap()));
@@ -180,7 +196,7 @@ async fn malformed_bodies_are_refused_with_400() {
         );
         assert_eq!(a.json()["status"], "MALFORMED_REQUEST", "{what}");
     }
-    assert!(n >= 29, "{n} cases");
+    assert!(n >= 34, "{n} cases");
     assert_untouched(&gw).await;
     gw.finish().await;
 }

@@ -275,3 +275,25 @@ async fn a_result_for_a_refunded_round_is_final() {
     assert_eq!(gw.balance("player-1").await, START);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn ids_that_are_not_printable_text_are_malformed_for_good() {
+    let gw = gateway().await;
+    // `%FF` is not UTF-8 (the form decodes it to the replacement character, which the hash
+    // then covers), `%00` and `%0A` are control characters: code 7, final, nothing moved.
+    for (raw, decoded) in [
+        ("b%FF1", "b\u{fffd}1"),
+        ("b%001", "b\u{0}1"),
+        ("b%0A1", "b\n1"),
+    ] {
+        let params = money("player-1", decoded, "1.00", "r1");
+        let hash = gateway::provider::pragmatic::sign(&params, PP_SECRET.as_bytes());
+        let mut f = form_urlencoded::Serializer::new(String::new());
+        f.extend_pairs(params.iter().filter(|(k, _)| *k != "reference").copied());
+        let sent = format!("{}&reference={raw}&hash={hash}", f.finish());
+        let a = body(&gw.pp_raw("bet", sent.clone()).await);
+        assert_eq!(a["error"], 7, "{sent}: {a}");
+    }
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}

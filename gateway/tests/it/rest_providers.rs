@@ -8,7 +8,7 @@ use gateway::test_util::{start_gateway, Answer, TestGateway, REST_ON};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::money_path::bet;
+use crate::money_path::{bet, rollback, win};
 use crate::rest_auth::{data, refused};
 
 const SECRET: &str = "acme-secret-0123456789";
@@ -134,7 +134,11 @@ async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart
     .await;
     refused(&in_file, StatusCode::CONFLICT, "CONFIGURED_IN_FILE");
 
-    // Disabled: its callbacks are refused for good; enabled again: accepted.
+    // Disabled: new bets are refused for good, but what it already took keeps settling (a
+    // win and a rollback of bets placed before), so no player's money stays in flight.
+    for tx in ["before-1", "before-2"] {
+        assert_eq!(acme_bet(&gw, SECRET, tx).await.json()["status"], "OK");
+    }
     let off = api(
         Method::PUT,
         "/api/admin/providers/acme",
@@ -149,6 +153,33 @@ async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart
         )
         .await
     );
+    let bet_refused = acme_bet(&gw, SECRET, "a2b").await;
+    assert_eq!(
+        (bet_refused.status, bet_refused.json()["status"].clone()),
+        (StatusCode::FORBIDDEN, json!("FORBIDDEN"))
+    );
+    let mut paid = win("player-1", "w-before-1", "2.50", "r1");
+    paid["bet_transaction_id"] = json!("before-1");
+    let paid = gw.native("acme", SECRET, "win", paid).await;
+    assert_eq!(paid.json()["status"], "OK", "{:?}", paid.json());
+    let refunded = gw
+        .native(
+            "acme",
+            SECRET,
+            "rollback",
+            rollback("player-1", "x-before-2", "before-2"),
+        )
+        .await;
+    assert_eq!(refunded.json()["status"], "OK", "{:?}", refunded.json());
+    let ended = gw
+        .native(
+            "acme",
+            SECRET,
+            "end-round",
+            json!({"player_id": "player-1", "round_id": "r-end", "game_id": "slot-1"}),
+        )
+        .await;
+    assert_eq!(ended.json()["status"], "OK", "{:?}", ended.json());
     let on = api(
         Method::PUT,
         "/api/admin/providers/acme",

@@ -193,6 +193,19 @@ fn tiny_cases() {
         &[win("p0", "w", 5, "r", None), rollback("p0", "x", "w")],
         &[(Ok, 1005), (RollbackNotPermitted, 1005)],
     );
+    // A rollback that came first binds a later win of that id too, named bet or not.
+    check(
+        &[rollback("p0", "x", "tw"), win("p0", "tw", 50, "r", None)],
+        &[(Ok, 1000), (TransactionRolledBack, 1000)],
+    );
+    check(
+        &[
+            bet("p0", "b", 100, "r"),
+            rollback("p0", "x", "tw"),
+            win("p0", "tw", 50, "r", Some("b")),
+        ],
+        &[(Ok, 900), (Ok, 900), (TransactionRolledBack, 900)],
+    );
 }
 
 #[test]

@@ -267,6 +267,8 @@ fn wanted(commands: &[Command]) -> Wanted<'_> {
                 }
             }
             Action::Win { money, bet_tx } => {
+                // A rollback may have named the win itself before it came.
+                w.tombstones.insert((p, money.tx.as_str()));
                 let round = (p, player, money.round.as_str());
                 match bet_tx {
                     Some(bet) => {
@@ -388,7 +390,7 @@ pub(super) async fn prefetch<'c>(
     let mut id_to_ref: HashMap<i64, PlayerRef> = HashMap::new();
     for external in &want.players {
         if let Some(id) = player_ids.get(external) {
-            if let Some(r) = PlayerRef::new(external.to_string()) {
+            if let Some(r) = PlayerRef::stored(external.to_string()) {
                 id_to_ref.insert(id, r);
             }
         }
@@ -612,7 +614,7 @@ pub(super) async fn prefetch<'c>(
     for row in &tomb_rows {
         let p: i32 = row.get(0);
         let x: String = row.get(1);
-        if let Some(x) = ProviderTxId::new(x) {
+        if let Some(x) = ProviderTxId::stored(x) {
             world.tombstones.insert((crate::command::ProviderId(p), x));
         }
     }
@@ -620,14 +622,14 @@ pub(super) async fn prefetch<'c>(
         let p: i32 = row.get(0);
         let player_id: i64 = row.get(1);
         let round_id =
-            RoundId::new(row.get::<_, String>(2)).ok_or_else(|| invariant("round id"))?;
+            RoundId::stored(row.get::<_, String>(2)).ok_or_else(|| invariant("round id"))?;
         let key = (crate::command::ProviderId(p), player_id, round_id);
         addresses.rounds.insert(key.clone(), row.get(6));
         world.rounds.insert(
             key,
             Round {
                 closed: row.get(3),
-                game: row.get::<_, Option<String>>(4).and_then(GameId::new),
+                game: row.get::<_, Option<String>>(4).and_then(GameId::stored),
                 open_bets: Vec::new(),
                 bets_rolled_back: false,
                 bets_settled: false,
@@ -659,7 +661,7 @@ pub(super) async fn prefetch<'c>(
     }
     for row in &session_rows {
         let token: String = row.get(0);
-        let Some(token) = SessionToken::new(token) else {
+        let Some(token) = SessionToken::stored(token) else {
             continue;
         };
         world.sessions.insert(
@@ -667,7 +669,7 @@ pub(super) async fn prefetch<'c>(
             Session {
                 player_id: row.get(1),
                 currency: currency(row.get(2))?,
-                game: row.get::<_, Option<String>>(3).and_then(GameId::new),
+                game: row.get::<_, Option<String>>(3).and_then(GameId::stored),
                 live: row.get(4),
             },
         );
@@ -715,7 +717,7 @@ fn currency(code: &str) -> Result<Currency, Error> {
 fn tx_from_row(row: &Row) -> Result<(apply::TxKey, Tx), Error> {
     let provider = crate::command::ProviderId(row.get(0));
     let provider_tx =
-        ProviderTxId::new(row.get::<_, String>(1)).ok_or_else(|| invariant("tx id"))?;
+        ProviderTxId::stored(row.get::<_, String>(1)).ok_or_else(|| invariant("tx id"))?;
     let outcome: &str = row.get(4);
     let fingerprint = row
         .get::<_, Option<&[u8]>>(16)
@@ -727,14 +729,16 @@ fn tx_from_row(row: &Row) -> Result<(apply::TxKey, Tx), Error> {
         state: row.get::<_, Option<&str>>(5).and_then(TxState::parse),
         player_id: row.get(6),
         currency: currency(row.get(7))?,
-        round: row.get::<_, Option<String>>(8).and_then(RoundId::new),
-        game: row.get::<_, Option<String>>(9).and_then(GameId::new),
+        round: row.get::<_, Option<String>>(8).and_then(RoundId::stored),
+        game: row.get::<_, Option<String>>(9).and_then(GameId::stored),
         amount_minor: row.get(10),
         real_delta: row.get(11),
         bonus_delta: row.get(12),
         balance_after: row.get(13),
         bonus_after: row.get(14),
-        reference: row.get::<_, Option<String>>(15).and_then(ProviderTxId::new),
+        reference: row
+            .get::<_, Option<String>>(15)
+            .and_then(ProviderTxId::stored),
         fingerprint,
         is_new: false,
         state_changed: false,

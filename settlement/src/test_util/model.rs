@@ -271,6 +271,17 @@ impl Model {
                 bet,
                 ..
             } => {
+                if self.tombstones.contains(&tx) {
+                    // A rollback named this win before it came: cancelled, never paid.
+                    return self.refused_win(
+                        tx,
+                        player,
+                        amount,
+                        round,
+                        payload,
+                        Code::TransactionRolledBack,
+                    );
+                }
                 if let Some(b) = bet {
                     let rolled_back = match self.txs.get(&b) {
                         Some(t) if t.player == player && t.is_bet => {

@@ -193,14 +193,12 @@ fn overload(root: &Path) -> anyhow::Result<String> {
          exit {} ({}).",
         100.0 * over.answered_rate() / capacity.max(1.0),
         if held { "pass" } else { "**fail**" },
-        if refusals.is_empty() {
-            "none".to_string()
-        } else {
-            refusals.join(", ")
-        } + if only_retryable {
-            " (all retryable)"
-        } else {
-            " (**not all retryable**)"
+        match (refusals.is_empty(), only_retryable) {
+            (true, _) => "none (the generator's connections bound what is in flight, and \
+                          the gateway answered all of it)"
+                .to_string(),
+            (false, true) => format!("{} (all retryable)", refusals.join(", ")),
+            (false, false) => format!("{} (**not all retryable**)", refusals.join(", ")),
         },
         reconcile.status.code().unwrap_or(-1),
         if reconcile.status.success() {
