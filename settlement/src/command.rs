@@ -56,6 +56,26 @@ string_id!(
     /// A provider's transaction id: with the provider, the idempotency key.
     ProviderTxId
 );
+impl ProviderTxId {
+    /// An id the gateway makes from a provider's id for a call that brings none of its own
+    /// (Evolution-style `credit:<refId>`, Pragmatic-style `<reference>:refund`). The
+    /// provider's id is kept whole, so the call still has a key at the longest id a provider
+    /// may send: past [`ID_BYTES_MAX`] it stands as the hex of its SHA-256, still one key per
+    /// id. `None` when the provider's id itself is not a valid id.
+    pub fn derived(prefix: &str, id: &str, suffix: &str) -> Option<ProviderTxId> {
+        let own = ProviderTxId::new(id)?;
+        let whole = format!("{prefix}{}{suffix}", own.as_str());
+        if whole.len() <= ID_BYTES_MAX {
+            return ProviderTxId::new(whole);
+        }
+        let digest: String = Sha256::digest(own.as_str().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        ProviderTxId::new(format!("{prefix}sha256:{digest}{suffix}"))
+    }
+}
+
 string_id!(
     /// The id a provider knows a player by (`players.external_id`).
     PlayerRef
@@ -316,5 +336,53 @@ impl Default for Policy {
             wins_wait_for_bet: false,
             bonus_first: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_printable_text_of_at_most_128_bytes() {
+        assert!(ProviderTxId::new("x".repeat(ID_BYTES_MAX)).is_some());
+        for bad in [
+            String::new(),
+            "x".repeat(ID_BYTES_MAX + 1),
+            "a\u{0}b".into(),
+            "a\tb".into(),
+            "a\u{7f}".into(),
+            "a\u{fffd}".into(),
+        ] {
+            assert!(ProviderTxId::new(bad.clone()).is_none(), "{bad:?}");
+        }
+        // Read back from the database, an id is the key it was stored under.
+        assert!(ProviderTxId::stored("a\tb".into()).is_some());
+    }
+
+    #[test]
+    fn a_derived_id_keeps_the_providers_id_whole_at_any_length() {
+        let short = ProviderTxId::derived("credit:", "b-1", "").unwrap();
+        assert_eq!(short.as_str(), "credit:b-1");
+        let longest = "b".repeat(ID_BYTES_MAX);
+        let long = ProviderTxId::derived("credit:", &longest, "").unwrap();
+        assert!(long.as_str().starts_with("credit:sha256:"), "{long}");
+        assert!(long.as_str().len() <= ID_BYTES_MAX);
+        // One key per id: the same id again, another id apart, another prefix apart.
+        assert_eq!(
+            ProviderTxId::derived("credit:", &longest, ""),
+            Some(long.clone())
+        );
+        let other = "c".repeat(ID_BYTES_MAX);
+        assert_ne!(
+            ProviderTxId::derived("credit:", &other, ""),
+            Some(long.clone())
+        );
+        assert_ne!(ProviderTxId::derived("cancel:", &longest, ""), Some(long));
+        let refund = ProviderTxId::derived("", &longest, ":refund").unwrap();
+        assert!(refund.as_str().ends_with(":refund") && refund.as_str().len() <= ID_BYTES_MAX);
+        // The provider's id must be valid itself.
+        assert!(ProviderTxId::derived("credit:", "", "").is_none());
+        assert!(ProviderTxId::derived("credit:", &"b".repeat(ID_BYTES_MAX + 1), "").is_none());
     }
 }

@@ -257,9 +257,9 @@ impl Dialect for Evolution {
         let amount_minor = money::parse_minor(transaction.amount.get(), currency.exponent)
             .map_err(|e| Refusal::malformed("transaction.amount", e.to_string()))?;
         let ref_id = transaction.ref_id;
-        let money = |tx: String| -> Result<Money, Refusal> {
+        let money = |tx: Option<ProviderTxId>| -> Result<Money, Refusal> {
             Ok(Money {
-                tx: id(ProviderTxId::new(tx), "transaction.refId")?,
+                tx: id(tx, "transaction.refId")?,
                 currency,
                 amount_minor,
                 round: round.clone(),
@@ -271,23 +271,25 @@ impl Dialect for Evolution {
         let _ = id(ProviderTxId::new(transaction.id), "transaction.id")?;
         let action = match action {
             EvoAction::Debit => Action::Bet {
-                money: money(ref_id)?,
+                money: money(ProviderTxId::new(ref_id))?,
                 session: request.sid.and_then(SessionToken::new),
             },
+            // Credits, promotional payouts and cancels carry the bet's refId, not an id of
+            // their own: theirs is derived from it, whole at any length (`derived`).
             EvoAction::Credit => Action::Win {
-                money: money(format!("credit:{ref_id}"))?,
+                money: money(ProviderTxId::derived("credit:", &ref_id, ""))?,
                 bet_tx: Some(id(ProviderTxId::new(ref_id), "transaction.refId")?),
             },
             EvoAction::PromoPayout => {
                 promotion = true;
                 Action::Win {
-                    money: money(format!("promo:{ref_id}"))?,
+                    money: money(ProviderTxId::derived("promo:", &ref_id, ""))?,
                     bet_tx: None,
                 }
             }
             EvoAction::Cancel => Action::Rollback {
                 tx: id(
-                    ProviderTxId::new(format!("cancel:{ref_id}")),
+                    ProviderTxId::derived("cancel:", &ref_id, ""),
                     "transaction.refId",
                 )?,
                 reference: id(ProviderTxId::new(ref_id), "transaction.refId")?,

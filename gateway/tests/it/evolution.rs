@@ -205,3 +205,28 @@ async fn a_stale_sid_refuses_debits_but_never_credits() {
     assert_eq!(gw.balance("player-1").await, START - 200 + 700);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn a_ref_id_at_the_longest_still_credits_and_cancels() {
+    let gw = gateway().await;
+    // 128 bytes: the longest id accepted. The credit's and the cancel's own keys are made
+    // from it (`credit:`, `cancel:`) and must not push it past the limit.
+    let (bet_a, bet_b) = ("a".repeat(128), "b".repeat(128));
+    assert_eq!(
+        ok(&gw, "debit", call("player-1", "t1", &bet_a, "10", "r1")).await["status"],
+        "OK"
+    );
+    let credit = call("player-1", "t2", &bet_a, "25", "r1");
+    assert_eq!(ok(&gw, "credit", credit.clone()).await["status"], "OK");
+    assert_eq!(ok(&gw, "credit", credit).await["status"], "OK", "a retry");
+    assert_eq!(
+        ok(&gw, "debit", call("player-1", "t3", &bet_b, "4", "r2")).await["status"],
+        "OK"
+    );
+    assert_eq!(
+        ok(&gw, "cancel", call("player-1", "t4", &bet_b, "4", "r2")).await["status"],
+        "OK"
+    );
+    assert_eq!(gw.balance("player-1").await, START - 1000 + 2500);
+    gw.finish().await;
+}

@@ -297,3 +297,22 @@ async fn ids_that_are_not_printable_text_are_malformed_for_good() {
     assert_eq!(gw.balance("player-1").await, START);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn a_reference_at_the_longest_still_refunds() {
+    let gw = gateway().await;
+    // 128 bytes: the longest id accepted; the refund's own key (`<reference>:refund`) is made
+    // from it and must not push it past the limit.
+    let reference = "r".repeat(128);
+    let params = money("player-1", &reference, "2.00", "round-long");
+    assert_eq!(call(&gw, "bet", &params).await["error"], 0);
+    let refund = [
+        ("userId", "player-1"),
+        ("reference", reference.as_str()),
+        ("providerId", "PragmaticPlay"),
+    ];
+    assert_eq!(call(&gw, "refund", &refund).await["error"], 0);
+    assert_eq!(call(&gw, "refund", &refund).await["error"], 0, "a retry");
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}
