@@ -228,7 +228,7 @@ impl Dialect for Pragmatic {
                 let reference = get("reference")?;
                 Action::Rollback {
                     tx: id(
-                        ProviderTxId::derived("", &reference, ":refund"),
+                        ProviderTxId::derived("", reference, ":refund"),
                         "reference",
                     )?,
                     reference: id(ProviderTxId::new(reference), "reference")?,
