@@ -332,16 +332,21 @@ impl Mix {
         }
     }
 
-    /// A bet that opens a new round, and the bet (for the shapes that come back to it).
-    fn new_round(&mut self, target: usize) -> (Planned, Bet) {
+    /// A bet of a random player that opens a round of its own (not sent yet).
+    fn fresh_bet(&mut self, target: usize) -> Bet {
         let player = 1 + self.next_u32(self.players);
         let id = self.id();
-        let bet = Bet {
+        Bet {
             target,
             player,
             id,
             round: id,
-        };
+        }
+    }
+
+    /// A bet that opens a new round, and the bet (for the shapes that come back to it).
+    fn new_round(&mut self, target: usize) -> (Planned, Bet) {
+        let bet = self.fresh_bet(target);
         (self.bet_op(bet), bet)
     }
 
@@ -518,14 +523,7 @@ impl Mix {
             },
             70..85 => {
                 // The rollback of a bet that has not been sent yet; the bet follows later.
-                let player = 1 + self.next_u32(self.players);
-                let id = self.id();
-                let bet = Bet {
-                    target,
-                    player,
-                    id,
-                    round: id,
-                };
+                let bet = self.fresh_bet(target);
                 let due = self.calls + 50 + u64::from(self.next_u32(500));
                 self.late_bets.push_back((due, bet));
                 self.rollback_op(bet)

@@ -227,10 +227,7 @@ impl Dialect for Pragmatic {
             PpMethod::Refund => {
                 let reference = get("reference")?;
                 Action::Rollback {
-                    tx: id(
-                        ProviderTxId::derived("", reference, ":refund"),
-                        "reference",
-                    )?,
+                    tx: id(ProviderTxId::derived("", reference, ":refund"), "reference")?,
                     reference: id(ProviderTxId::new(reference), "reference")?,
                     round: optional(maybe("roundId").map(RoundId::new), "roundId")?,
                     game: optional(maybe("gameId").map(GameId::new), "gameId")?,
