@@ -271,8 +271,16 @@ impl Model {
                 bet,
                 ..
             } => {
-                if self.tombstones.contains(&tx) {
-                    // A rollback named this win before it came: cancelled, never paid.
+                let bet_rolled_back = bet.is_some_and(|b| match self.txs.get(&b) {
+                    Some(t) if t.player == player && t.is_bet => {
+                        t.state == MState::RolledBack || t.code == Code::TransactionRolledBack
+                    }
+                    Some(_) => false,
+                    None => self.tombstones.contains(&b),
+                });
+                // Its bet was rolled back, or a rollback named this win itself before it came:
+                // cancelled, never paid.
+                if bet_rolled_back || self.tombstones.contains(&tx) {
                     return self.refused_win(
                         tx,
                         player,
@@ -283,23 +291,6 @@ impl Model {
                     );
                 }
                 if let Some(b) = bet {
-                    let rolled_back = match self.txs.get(&b) {
-                        Some(t) if t.player == player && t.is_bet => {
-                            t.state == MState::RolledBack || t.code == Code::TransactionRolledBack
-                        }
-                        Some(_) => false,
-                        None => self.tombstones.contains(&b),
-                    };
-                    if rolled_back {
-                        return self.refused_win(
-                            tx,
-                            player,
-                            amount,
-                            round,
-                            payload,
-                            Code::TransactionRolledBack,
-                        );
-                    }
                     let seen = self
                         .txs
                         .get(&b)
