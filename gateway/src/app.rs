@@ -57,6 +57,8 @@ impl Database {
             ("max_wal_size", "8GB"),
             ("checkpoint_timeout", "15min"),
             ("max_connections", "200"),
+            // Short statements, run often: compiling one costs more than running it.
+            ("jit", "off"),
         ];
         let mut settings: std::collections::BTreeMap<String, String> = defaults
             .iter()
@@ -227,6 +229,12 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     })
 }
 
+/// A start refused for what it found, not for a failure: the binary exits 64, as for an
+/// invalid configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 /// Migrates the database, registers the configured providers, seeds the demo players and
 /// builds the shared handles.
 async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Result<Arc<State>> {
@@ -286,7 +294,19 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
     let providers = Registry::build(&config, &ids).map_err(anyhow::Error::msg)?;
 
     let demo = &config.demo;
+    if !demo.enabled && settlement::store::demo_seeded_at(&**client).await?.is_some() {
+        return Err(Refused(
+            "this database was seeded by demo mode: it holds the demo's public logins (admin \
+             password and TOTP secret) and its players' demo money. Production needs a database \
+             of its own: another --data-dir (or embedded.data_dir), or database.url"
+                .into(),
+        )
+        .into());
+    }
     if demo.enabled {
+        settlement::store::mark_demo_seeded(&**client)
+            .await
+            .context("mark the database as the demo's")?;
         let currency =
             settlement::money::Currency::from_code(&demo.currency).context("demo.currency")?;
         let opening = settlement::money::parse_minor(&demo.opening_balance, currency.exponent)?;
@@ -350,6 +370,7 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
         providers_changed: providers_changed.clone(),
         settler,
         dedup: crate::dedup::Index::new(config.dedup.entries_max, config.dedup.bytes_max),
+        signed: crate::provider::signed::SignedCalls::new(crate::provider::signed::CAPACITY),
         trace: crate::trace::Tracer::start(database.config.clone(), &config.trace),
         metrics: {
             let handle = crate::metrics::install();
@@ -421,7 +442,7 @@ async fn reload_providers(state: &State, base: &Registry) -> anyhow::Result<()> 
             })
         })
         .collect();
-    let next = Arc::new(base.with_managed(&managed, now));
+    let next = Arc::new(base.with_managed(&managed, now, state.config.demo.enabled));
     *state.providers.write().unwrap_or_else(|e| e.into_inner()) = next;
     Ok(())
 }
@@ -443,6 +464,7 @@ fn rest_options(config: &Config) -> anyhow::Result<rest::Options> {
         game_session_ttl: Duration::from_secs(r.game_session_ttl_s),
         currency: r.currency.clone(),
         adjustment_approval_above: r.adjustment_approval_above,
+        adjustment_approval_above_in: r.adjustment_approval_above_in.clone(),
         providers: config
             .providers
             .iter()
@@ -470,6 +492,14 @@ fn rest_options(config: &Config) -> anyhow::Result<rest::Options> {
             .filter(|d| !d.uses_public_key())
             .map(|d| d.as_str().to_string())
             .collect(),
+        allowlist_required: crate::config::Dialect::ALL
+            .into_iter()
+            .filter(|d| {
+                crate::config::allowlist_missing(Some(*d), &[], config.demo.enabled).is_some()
+            })
+            .map(|d| d.as_str().to_string())
+            .collect(),
+        signature_window_s_max: crate::config::SIGNATURE_WINDOW_S_MAX,
         verify_signature: |header, body, secrets, now, window| {
             crate::signature::verify_native(header, body, secrets, now, window).is_ok()
         },

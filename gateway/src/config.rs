@@ -312,8 +312,11 @@ pub struct Rest {
     /// Currency of a registered player's first wallet.
     pub currency: String,
     /// Back-office adjustments above this many whole units of the wallet's currency need a
-    /// second admin's approval.
+    /// second admin's approval (currencies not in `adjustment_approval_above_in`)...
     pub adjustment_approval_above: u64,
+    /// ...and per currency, as a decimal in its units (`{ BTC = "0.02", EUR = "1000" }`):
+    /// a whole unit of one currency is not one of another.
+    pub adjustment_approval_above_in: std::collections::BTreeMap<String, String>,
     /// The report rollups fold ledger rows older than `report_settle_s` every
     /// `report_fold_interval_s`: reports are that fresh.
     pub report_fold_interval_s: u64,
@@ -335,6 +338,7 @@ impl Default for Rest {
             game_session_ttl_s: 4 * 60 * 60,
             currency: "EUR".into(),
             adjustment_approval_above: 1000,
+            adjustment_approval_above_in: std::collections::BTreeMap::new(),
             report_fold_interval_s: 5,
             report_settle_s: 60,
             rate_limits: rest::auth::RateLimits::default(),
@@ -446,7 +450,8 @@ pub struct Provider {
     pub previous_secret: String,
     pub previous_secret_env: String,
     pub previous_secret_file: String,
-    /// Source addresses allowed to call; empty allows any.
+    /// Source addresses allowed to call; empty allows any (outside demo mode, only for
+    /// dialects whose signature binds the call: see `Dialect::binds_call`).
     pub allow_ips: Vec<IpAddr>,
     /// Signed timestamps older or newer than this are refused (native dialect).
     pub signature_window_s: u64,
@@ -513,6 +518,14 @@ impl Dialect {
     /// Dialects that verify with the provider's public key instead of a shared secret.
     pub fn uses_public_key(self) -> bool {
         self == Dialect::Hub88
+    }
+
+    /// Whether the dialect's signature binds a call to its moment (a signed timestamp checked
+    /// against a window) or to its method. One that binds neither can be replayed, or posted
+    /// to another method, by whoever captured a call: outside demo mode its providers must
+    /// name the addresses they call from (`allow_ips`).
+    pub fn binds_call(self) -> bool {
+        self == Dialect::Native
     }
 
     pub fn as_str(self) -> &'static str {
@@ -738,6 +751,18 @@ impl Config {
             r.adjustment_approval_above <= 1_000_000_000_000,
             "at most 1000000000000 (whole units)",
         );
+        for (code, amount) in &r.adjustment_approval_above_in {
+            let key = format!("rest.adjustment_approval_above_in.{code}");
+            let parsed = settlement::money::Currency::from_code(code)
+                .ok_or_else(|| format!("{key}: {code:?} is not a known currency"))
+                .and_then(|c| {
+                    settlement::money::parse_minor(amount, c.exponent)
+                        .map_err(|e| format!("{key}: {amount:?}: {e}"))
+                });
+            if let Err(message) = parsed {
+                p.push(Problem::new(Invalid, &key, message));
+            }
+        }
         let l = &r.rate_limits;
         range(
             &mut p,
@@ -943,9 +968,20 @@ impl Config {
             );
             let keyed = provider.dialect.is_some_and(Dialect::uses_public_key);
             if keyed {
-                if let Err(e) = provider.public_keys() {
-                    let key = format!("{at}.public_key_file");
-                    p.push(Problem::new(Invalid, &key, format!("{at}.{e}")));
+                let key = format!("{at}.public_key_file");
+                match provider.public_keys() {
+                    Err(e) => p.push(Problem::new(Invalid, &key, format!("{at}.{e}"))),
+                    Ok(keys) if !self.demo.enabled && keys.iter().any(is_public_demo_key) => {
+                        p.push(Problem::new(
+                            ProblemKind::Secret,
+                            &key,
+                            format!(
+                                "{key} holds the demo's public key, whose private half is \
+                                 published: accepted only with demo.enabled = true"
+                            ),
+                        ))
+                    }
+                    Ok(_) => {}
                 }
             }
             for (key, resolved) in [("secret", current), ("previous_secret", previous)] {
@@ -978,9 +1014,18 @@ impl Config {
                 let message = format!("{key} {:?} is not a known currency", provider.currency);
                 p.push(Problem::new(Invalid, &key, message));
             }
-            if provider.signature_window_s == 0 {
+            if !(1..=SIGNATURE_WINDOW_S_MAX).contains(&provider.signature_window_s) {
                 let key = format!("{at}.signature_window_s");
-                p.push(Problem::new(Range, &key, format!("{key} must be > 0")));
+                let message = format!("{key} must be 1..={SIGNATURE_WINDOW_S_MAX}");
+                p.push(Problem::new(Range, &key, message));
+            }
+            if let Some(why) = allowlist_missing(
+                provider.dialect,
+                &provider.allow_ips,
+                self.demo.enabled,
+            ) {
+                let key = format!("{at}.allow_ips");
+                p.push(Problem::new(Required, &key, format!("{key}: {why}")));
             }
         }
         p
@@ -1031,6 +1076,29 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
     }
+}
+
+/// The widest window a signed timestamp may have around now: a captured native call can be
+/// replayed within it, so it stays short.
+pub const SIGNATURE_WINDOW_S_MAX: u64 = 3600;
+
+/// Why a provider of `dialect` may not run with these addresses, if it may not: outside demo
+/// mode, a dialect whose signature binds neither the call's moment nor its method needs an
+/// allowlist, or any captured call could be replayed from anywhere (a disabled provider still
+/// settles what it began, so it needs one too).
+pub fn allowlist_missing(
+    dialect: Option<Dialect>,
+    allow_ips: &[IpAddr],
+    demo_enabled: bool,
+) -> Option<String> {
+    let dialect = dialect?;
+    (!demo_enabled && !dialect.binds_call() && allow_ips.is_empty()).then(|| {
+        format!(
+            "required outside demo mode for the {} dialect: its signature binds neither the \
+             time nor the method of a call, so a captured call could be replayed from anywhere",
+            dialect.as_str()
+        )
+    })
 }
 
 /// A batch may overshoot `batch_len_max` by one unit (a multi-action callback).
@@ -1088,7 +1156,7 @@ fn override_key(root: &mut toml::Table, path: &str, raw: &str) -> Result<(), Str
 }
 
 mod secrets;
-use secrets::{resolve_secret, resolve_url};
+use secrets::{is_public_demo_key, resolve_secret, resolve_url};
 pub use secrets::{weak_secret, DEMO_JWT_SECRET, PUBLIC_DEMO_SECRETS, SECRET_BYTES_MIN};
 
 #[cfg(test)]

@@ -116,6 +116,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(config, overrides)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<app::Refused>().is_some() => {
+            eprintln!("gateway: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("gateway: {e:#}");

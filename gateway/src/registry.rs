@@ -127,13 +127,15 @@ impl Registry {
     /// back office, as stored at second `now`: a previous secret past its deadline is dropped.
     /// A stored provider that cannot be used (unknown dialect, bad settings) is left out and
     /// logged; the configuration's providers always win over a stored one of the same code.
-    pub fn with_managed(&self, rows: &[ManagedRow], now: i64) -> Registry {
+    /// Outside demo mode (`demo` false) a stored provider missing the allowlist its dialect
+    /// needs is left out too (`config::allowlist_missing`).
+    pub fn with_managed(&self, rows: &[ManagedRow], now: i64, demo: bool) -> Registry {
         let mut by_code = self.by_code.clone();
         for row in rows {
             if by_code.contains_key(&row.code) {
                 continue;
             }
-            match row.provider(now) {
+            match row.provider(now, demo) {
                 Ok(provider) => {
                     by_code.insert(row.code.clone(), Arc::new(provider));
                 }
@@ -178,7 +180,7 @@ fn default_window() -> u64 {
 }
 
 impl ManagedRow {
-    fn provider(&self, now: i64) -> Result<Provider, String> {
+    fn provider(&self, now: i64, demo: bool) -> Result<Provider, String> {
         let dialect = crate::config::Dialect::ALL
             .into_iter()
             .find(|d| d.as_str() == self.dialect && !d.uses_public_key())
@@ -195,6 +197,14 @@ impl ManagedRow {
             .any(|s| s.len() < crate::config::SECRET_BYTES_MIN)
         {
             return Err("a secret is shorter than 16 bytes".into());
+        }
+        if let Some(why) =
+            crate::config::allowlist_missing(Some(dialect), &m.allow_ips, demo)
+        {
+            return Err(format!("allow_ips {why}"));
+        }
+        if !(1..=crate::config::SIGNATURE_WINDOW_S_MAX).contains(&m.signature_window_s) {
+            return Err("signature_window_s out of range".into());
         }
         Ok(Provider {
             id: ProviderId(self.id),

@@ -20,6 +20,10 @@ pub enum Refusal {
     Stale,
     #[error("signature does not match")]
     Mismatch,
+    /// A signature that covers the parameters but not the method, seen before on a call to
+    /// another method (a captured call posted elsewhere).
+    #[error("signature already used for another method")]
+    OtherMethod,
 }
 
 impl Refusal {
@@ -29,6 +33,7 @@ impl Refusal {
             Refusal::Malformed => "malformed",
             Refusal::Stale => "stale",
             Refusal::Mismatch => "mismatch",
+            Refusal::OtherMethod => "other_method",
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct State {
     pub providers_changed: Arc<tokio::sync::Notify>,
     pub settler: Settler,
     pub dedup: crate::dedup::Index,
+    /// Signatures that do not bind their method, with the method each was seen on.
+    pub signed: crate::provider::signed::SignedCalls,
     /// Callbacks as received and answered, for the back office (see `trace`).
     pub trace: crate::trace::Tracer,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,

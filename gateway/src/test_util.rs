@@ -37,6 +37,7 @@ wins_without_bet_allowed = false
 [[providers]]
 code = "pp"
 dialect = "pragmatic"
+allow_ips = ["127.0.0.1", "::1"]
 secret = "pp-secret-for-tests"
 [providers.policy]
 wins_without_bet_allowed = false
@@ -45,6 +46,7 @@ wins_wait_for_bet = true
 [[providers]]
 code = "evo"
 dialect = "evolution"
+allow_ips = ["127.0.0.1", "::1"]
 secret = "evo-token-for-tests"
 [providers.policy]
 tombstone_answer = "not_found"
@@ -53,6 +55,7 @@ wins_without_bet_allowed = false
 [[providers]]
 code = "evos"
 dialect = "evolution"
+allow_ips = ["127.0.0.1", "::1"]
 secret = "evo-token-for-tests"
 [providers.policy]
 session_required = true
@@ -62,33 +65,51 @@ wins_without_bet_allowed = false
 [[providers]]
 code = "ss"
 dialect = "softswiss"
+allow_ips = ["127.0.0.1", "::1"]
 secret = "ss-secret-for-tests"
 
 [[providers]]
 code = "hub88"
 dialect = "hub88"
+allow_ips = ["127.0.0.1", "::1"]
 public_key_file = ""#,
     env!("CARGO_MANIFEST_DIR"),
-    r#"/../config/keys/demo-hub88-provider.pub.pem"
+    r#"/tests/keys/test-hub88-provider.pub.pem"
 
 [[providers]]
 code = "hub88s"
 dialect = "hub88"
+allow_ips = ["127.0.0.1", "::1"]
 public_key_file = ""#,
     env!("CARGO_MANIFEST_DIR"),
-    r#"/../config/keys/demo-hub88-provider.pub.pem"
+    r#"/tests/keys/test-hub88-provider.pub.pem"
 [providers.policy]
 session_required = true
 "#
 );
 
-/// The demo Hub88-style provider's private key (it signs test traffic).
+/// The private key of the test Hub88-style providers `hub88` and `hub88s` (PKCS#8 PEM). The
+/// demo's key pair is refused outside demo mode, so test gateways have a pair of their own.
+pub const TEST_HUB88_KEY_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/keys/test-hub88-provider.pem"
+);
+
+/// The test Hub88-style providers' private key (it signs test traffic).
 pub fn hub88_private_key() -> rsa::RsaPrivateKey {
-    let path = concat!(
+    private_key(TEST_HUB88_KEY_FILE)
+}
+
+/// The demo Hub88-style provider's private key (`config/demo.toml`'s `demo-hub88`).
+pub fn demo_hub88_private_key() -> rsa::RsaPrivateKey {
+    private_key(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../config/keys/demo-hub88-provider.pem"
-    );
-    let pem = std::fs::read_to_string(path).expect("demo hub88 key");
+    ))
+}
+
+fn private_key(path: &str) -> rsa::RsaPrivateKey {
+    let pem = std::fs::read_to_string(path).expect("hub88 key");
     crate::provider::hub88::private_key_from_pem(&pem).expect("PKCS#8 key")
 }
 

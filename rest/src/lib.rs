@@ -49,11 +49,19 @@ pub struct Options {
     /// Adjustments larger than this many whole units of the wallet's currency wait for a
     /// second admin's approval.
     pub adjustment_approval_above: u64,
+    /// Per currency, a decimal in its units (checked by the configuration): overrides
+    /// `adjustment_approval_above` for that currency.
+    pub adjustment_approval_above_in: std::collections::BTreeMap<String, String>,
     pub providers: Vec<ProviderInfo>,
     /// Notified after a managed provider changed, so the gateway takes it up at once.
     pub providers_changed: Arc<tokio::sync::Notify>,
     /// Dialects a provider may be created with through the back office (shared-secret ones).
     pub managed_dialects: Vec<String>,
+    /// Dialects whose providers may run only with an allowlist (`allow_ips`): their
+    /// signatures bind neither a call's time nor its method. Empty in demo mode.
+    pub allowlist_required: Vec<String>,
+    /// The widest `signature_window_s` a provider may have.
+    pub signature_window_s_max: u64,
     /// Payment providers whose signed webhooks credit deposits.
     pub payment_providers: Vec<PaymentProvider>,
     /// Checks an `X-Signature` header (native form) on a raw body with these secrets, at
@@ -272,7 +280,9 @@ async fn observe(
 /// Every route of the module.
 pub fn routes(rest: Arc<Rest>) -> Routes {
     use axum::routing::{get, post, put};
-    use handlers::{adjustments, admin, auth, games, payments, providers, trace, user};
+    use handlers::{
+        adjustments, admin, auth, games, payments, provider_changes, providers, trace, user,
+    };
     let b = Builder {
         public: Router::new(),
         admin: Router::new(),
@@ -382,6 +392,16 @@ pub fn routes(rest: Arc<Rest>) -> Routes {
             Method::POST,
             "/api/admin/providers/{code}/rotate-secret",
             post(providers::rotate),
+        )
+        .add(
+            Method::GET,
+            "/api/admin/provider-changes",
+            get(provider_changes::list),
+        )
+        .add(
+            Method::POST,
+            "/api/admin/provider-changes/{id}/approve",
+            post(provider_changes::approve),
         )
         .add(
             Method::POST,

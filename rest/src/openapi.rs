@@ -5,7 +5,9 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{adjustments, admin, auth, games, payments, providers, trace, user};
+use crate::handlers::{
+    adjustments, admin, auth, games, payments, provider_changes, providers, trace, user,
+};
 
 pub const PATH: &str = "/openapi.json";
 
@@ -21,6 +23,7 @@ pub const PATH: &str = "/openapi.json";
         adjustments::approve, admin::reconciliation, payments::webhook, payments::request,
         payments::approve, payments::reject, admin::transactions, admin::report,
         providers::list, providers::create, providers::update, providers::rotate,
+        provider_changes::list, provider_changes::approve,
         trace::trace, trace::replay,
     ),
     modifiers(&Bearer),
@@ -75,10 +78,13 @@ mod tests {
             game_session_ttl: Duration::from_secs(60),
             currency: "EUR".into(),
             adjustment_approval_above: 1000,
+            adjustment_approval_above_in: Default::default(),
             providers: Vec::new(),
             payment_providers: Vec::new(),
             providers_changed: Arc::new(tokio::sync::Notify::new()),
             managed_dialects: vec!["native".into()],
+            allowlist_required: Vec::new(),
+            signature_window_s_max: 3600,
             verify_signature: |_, _, _, _, _| false,
             report_fold_interval: Duration::from_secs(60),
             report_settle_after: Duration::from_secs(60),

@@ -39,9 +39,14 @@ pub struct Options {
     pub busy_patience: Duration,
 }
 
-/// Why a command got no business answer; every case is retryable for the provider.
+/// Why a command got no business answer; every case but `Unstorable` is retryable for the
+/// provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Unavailable {
+    /// Settled alone, the unit still failed because the database refused its data (see
+    /// `store::Error::is_data`): a retry would fail the same way, so the answer is final.
+    #[error("the database refused the request's data; nothing was committed")]
+    Unstorable,
     #[error("settlement queue full")]
     Overloaded,
     #[error("deadline passed before the command was settled")]
@@ -59,6 +64,7 @@ impl Unavailable {
             Unavailable::Deadline => "deadline",
             Unavailable::Storage => "storage",
             Unavailable::ShuttingDown => "shutting_down",
+            Unavailable::Unstorable => "unstorable",
         }
     }
 }
@@ -523,7 +529,11 @@ impl Lane {
             }
             tracing::warn!(lane = self.index, kind = error.kind(), error = %error, "batch failed");
             if units.tickets.len() == 1 {
-                units.refuse(Unavailable::Storage);
+                units.refuse(if error.is_data() {
+                    Unavailable::Unstorable
+                } else {
+                    Unavailable::Storage
+                });
                 return;
             }
             let right = units.split_off_half();

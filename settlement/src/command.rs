@@ -325,6 +325,19 @@ pub struct Policy {
     pub bonus_first: bool,
 }
 
+impl Policy {
+    /// The policy a provider created at run time starts with: no win is credited without its
+    /// bet (one that comes first is asked to retry), so a provider's secret alone cannot
+    /// create money.
+    pub fn strict() -> Policy {
+        Policy {
+            wins_without_bet_allowed: false,
+            wins_wait_for_bet: true,
+            ..Policy::default()
+        }
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Policy {

@@ -29,6 +29,9 @@ pub enum Point {
 pub enum Effect {
     /// A plain statement error (SQLSTATE P0001): a poisoned batch, split to find the culprit.
     Fail,
+    /// The database refuses a value of the batch's data (SQLSTATE 22021, a byte sequence
+    /// invalid in the encoding): split to find the culprit, whose answer is then final.
+    BadData,
     /// A serialization failure (40001): the batch is retried whole.
     Conflict,
     /// A deadlock (40P01): the batch is retried whole.
@@ -47,6 +50,7 @@ impl Effect {
         };
         match self {
             Effect::Fail => raise("P0001"),
+            Effect::BadData => raise("22021"),
             Effect::Conflict => raise("40001"),
             Effect::Deadlock => raise("40P01"),
             Effect::Disconnect => "SELECT pg_terminate_backend(pg_backend_pid())".into(),

@@ -247,6 +247,11 @@ pub struct Pruned {
     pub rows: i64,
     /// Where its rows were written first (CSV with a header), if archived.
     pub archive: Option<PathBuf>,
+    /// Bets still open in it (ledger partitions). A partition holding any is kept whole: a
+    /// refund or win of one of them must find it, not a tombstone.
+    pub open_bets: i64,
+    /// Whether it was dropped (false: a dry run, or open bets held it).
+    pub dropped: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -262,8 +267,8 @@ pub enum PruneError {
     Retention(u32),
 }
 
-/// Drops every partition older than `retention_days` (see [`prunable`]), oldest first, one
-/// transaction each: its rows copied to `archive` first (if given), its ledger totals added to
+/// Drops every partition older than `retention_days` (see [`prunable`]) that holds no open
+/// bet, oldest first, one transaction each: its rows copied to `archive` first (if given), its ledger totals added to
 /// `ledger_pruned`, its keys and the closed rounds older than it deleted. `dry_run` only
 /// reports. Never touches a row younger than the retention.
 pub async fn prune(
@@ -302,12 +307,32 @@ async fn prune_one(
         .query_one(&format!("SELECT count(*) FROM {name}"), &[])
         .await?
         .get(0);
+    let open_bets: i64 = if table == "transactions" {
+        tx.query_one(
+            &format!("SELECT count(*) FROM {name} WHERE kind = 'bet' AND state = 'open'"),
+            &[],
+        )
+        .await?
+        .get(0)
+    } else {
+        0
+    };
     let mut pruned = Pruned {
         table: table.to_string(),
         partition: name.clone(),
         rows,
         archive: None,
+        open_bets,
+        dropped: false,
     };
+    if open_bets > 0 {
+        tracing::warn!(
+            partition = %name,
+            open_bets,
+            "partition kept: it holds open bets (settle or refund them, then prune again)"
+        );
+        return Ok(pruned);
+    }
     if dry_run {
         return Ok(pruned);
     }
@@ -352,6 +377,7 @@ async fn prune_one(
     }
     tx.batch_execute(&format!("DROP TABLE {name}")).await?;
     tx.commit().await?;
+    pruned.dropped = true;
     tracing::info!(table, partition = %name, rows, "partition pruned");
     Ok(pruned)
 }

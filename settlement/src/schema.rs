@@ -57,6 +57,18 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0013_drop_ledger_reference_index",
         include_str!("../../migrations/0013_drop_ledger_reference_index.sql"),
     ),
+    (
+        "0014_demo_seeded",
+        include_str!("../../migrations/0014_demo_seeded.sql"),
+    ),
+    (
+        "0015_provider_changes",
+        include_str!("../../migrations/0015_provider_changes.sql"),
+    ),
+    (
+        "0016_adjustments_by_requester",
+        include_str!("../../migrations/0016_adjustments_by_requester.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

@@ -49,6 +49,17 @@ impl Provider {
     }
 }
 
+/// The demo Hub88-style provider's public key (`config/keys/`). Its private half is published
+/// in the repository so anyone can sign as the demo provider: demo only, like the secrets in
+/// [`PUBLIC_DEMO_SECRETS`].
+const DEMO_HUB88_PUBLIC_KEY: &str = include_str!("../../../config/keys/demo-hub88-provider.pub.pem");
+
+/// Whether `key` is the demo's public key (see [`DEMO_HUB88_PUBLIC_KEY`]).
+pub fn is_public_demo_key(key: &rsa::RsaPublicKey) -> bool {
+    use rsa::pkcs8::DecodePublicKey;
+    rsa::RsaPublicKey::from_public_key_pem(DEMO_HUB88_PUBLIC_KEY).is_ok_and(|demo| demo == *key)
+}
+
 /// The shortest secret the gateway accepts (HMAC keys, and every secret it will hold).
 pub const SECRET_BYTES_MIN: usize = 16;
 

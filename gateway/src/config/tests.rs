@@ -182,6 +182,64 @@ fn provider_with(keys: &str) -> String {
     format!("[[providers]]\ncode = \"p\"\ndialect = \"native\"\n{keys}\n")
 }
 
+/// Issue 33 (2): outside demo mode, a dialect whose signature binds neither a call's time nor
+/// its method runs only with an allowlist; the signature window has an upper bound.
+#[test]
+fn replayable_dialects_need_an_allowlist_outside_demo_mode() {
+    let with = |dialect: &str, keys: &str| {
+        format!(
+            "[[providers]]\ncode = \"p\"\ndialect = \"{dialect}\"\n\
+             secret = \"0123456789abcdef\"\n{keys}\n"
+        )
+    };
+    for dialect in ["pragmatic", "evolution", "softswiss"] {
+        let problems = Config::from_toml(&with(dialect, ""), &[]).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.kind == ProblemKind::Required && p.key == "providers[0].allow_ips"),
+            "{dialect}: {problems:?}"
+        );
+        Config::from_toml(&with(dialect, "allow_ips = [\"10.1.2.3\"]"), &[]).unwrap();
+        // A disabled provider still settles what it began: it needs one too. The demo not.
+        assert!(Config::from_toml(&with(dialect, "enabled = false"), &[]).is_err());
+        Config::from_toml(&format!("[demo]\nenabled = true\n{}", with(dialect, "")), &[])
+            .unwrap();
+    }
+    // The native signature binds the time of the call.
+    Config::from_toml(&with("native", ""), &[]).unwrap();
+    let problems =
+        Config::from_toml(&with("native", "signature_window_s = 86400"), &[]).unwrap_err();
+    assert!(
+        messages(&problems).contains("providers[0].signature_window_s must be 1..=3600"),
+        "{problems:?}"
+    );
+}
+
+/// Issue 33 (6): the demo's Hub88 key pair is published whole; its public key verifies only
+/// in demo mode.
+#[test]
+fn the_demo_hub88_key_is_refused_outside_demo_mode() {
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/keys");
+    let with = |file: &str| {
+        format!(
+            "[[providers]]\ncode = \"h\"\ndialect = \"hub88\"\nallow_ips = [\"10.1.2.3\"]\n\
+             public_key_file = \"{file}\"\n"
+        )
+    };
+    let demo_key = with(&format!("{keys}/demo-hub88-provider.pub.pem"));
+    let problems = Config::from_toml(&demo_key, &[]).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.kind == ProblemKind::Secret
+            && p.key == "providers[0].public_key_file"
+            && p.message.contains("demo.enabled")),
+        "{problems:?}"
+    );
+    Config::from_toml(&format!("[demo]\nenabled = true\n{demo_key}"), &[]).unwrap();
+    let own = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/test-hub88-provider.pub.pem");
+    Config::from_toml(&with(own), &[]).unwrap();
+}
+
 #[test]
 fn empty_or_short_secrets_refuse_to_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -248,6 +248,13 @@ where
         now_s: unix_s(arrival.at),
     };
     dialect.verify(provider, &inbound).map_err(refuse)?;
+    if let Some(digest) = dialect.unbound_signature(&inbound) {
+        let method = dialect.action_label(action);
+        if state.signed.note(provider.id.0, digest, method).is_err() {
+            let other = crate::signature::Refusal::OtherMethod;
+            return Err(refuse(Refusal::Signature(other)));
+        }
+    }
     capture.verify = read_at.elapsed();
     let decoded = dialect.decode(provider, &inbound).map_err(refuse)?;
     capture.body = body;
@@ -290,7 +297,7 @@ where
                     capture.via = Some(Via::Batch(settled));
                     Ok((answers, echo))
                 }
-                Err(unavailable) => Err((Refusal::Unavailable(unavailable), Some(echo))),
+                Err(unavailable) => Err((Refusal::unsettled(unavailable), Some(echo))),
             }
         }
         Decoded::UnsupportedCurrency { player, echo } => {
@@ -384,7 +391,7 @@ async fn settle_unless_known(
     started: Instant,
     seam: Seam<'_>,
 ) -> Result<(Answer, Via), Option<Refusal>> {
-    let unavailable = |u| Some(Refusal::Unavailable(u));
+    let unavailable = |u| Some(Refusal::unsettled(u));
     let settle_now = |command| async {
         let (answer, settled) = state
             .settler

@@ -25,6 +25,7 @@ pub mod hub88;
 pub mod native;
 pub mod pragmatic;
 pub mod replay;
+pub mod signed;
 pub mod softswiss;
 pub mod wire;
 
@@ -62,6 +63,17 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// A settlement that gave no answer: retryable, but for a request whose data the
+    /// database refuses (final, as a malformed request is).
+    pub fn unsettled(unavailable: settlement::batch::Unavailable) -> Refusal {
+        match unavailable {
+            settlement::batch::Unavailable::Unstorable => {
+                Refusal::malformed("request", unavailable.to_string())
+            }
+            other => Refusal::Unavailable(other),
+        }
+    }
+
     pub fn malformed(field: &'static str, reason: impl Into<String>) -> Refusal {
         Refusal::Malformed {
             field,
@@ -273,6 +285,12 @@ pub trait Dialect: Send + Sync + 'static {
         provider: &Provider,
         inbound: &Inbound<'_, Self::Action>,
     ) -> Result<(), Refusal>;
+
+    /// For a dialect whose signature covers a call's parameters but not its method: the
+    /// signature, so the gateway can refuse it on a call to another method (`signed`).
+    fn unbound_signature(&self, _inbound: &Inbound<'_, Self::Action>) -> Option<[u8; 16]> {
+        None
+    }
 
     /// Decodes the body into the core command.
     fn decode(

@@ -24,6 +24,13 @@
 //!   its bet, a body not received in time); 120 final (bet already refunded or settled, a
 //!   duplicate reference with other data, a disabled provider or forbidden address).
 //! - A repeated `reference` replays the original answer, balance included.
+//! - The hash covers the parameters but not the method, so a captured bet would verify as a
+//!   refund of itself. Three things stand in the way: a parameter that the documentation gives
+//!   to other methods only is refused with 7 (a bet's `jackpotContribution` on a refund, a
+//!   refund's nothing on a bet: see `PARAMETERS`; parameters no method is documented with are
+//!   accepted, and signed, as above); a signature already seen on another method is refused
+//!   with 5 (`signed`, in memory); and outside demo mode the provider must name its addresses
+//!   (`allow_ips`), or the gateway does not start.
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -87,6 +94,84 @@ impl PpMethod {
             PpMethod::EndRound => "endRound",
         }
     }
+}
+
+/// The parameters each method is documented with (the Pragmatic Play integration API and its
+/// published derivatives), besides `hash`, `userId`, `providerId`, `token`, `currency` and
+/// `platform`, which any method may carry.
+const PARAMETERS: [(PpMethod, &[&str]); 9] = [
+    (
+        PpMethod::Authenticate,
+        &["gameId", "ipAddress", "chosenBalance", "launchingType", "previousToken"],
+    ),
+    (PpMethod::Balance, &[]),
+    (
+        PpMethod::Bet,
+        &[
+            "gameId", "roundId", "amount", "reference", "timestamp", "roundDetails", "bonusCode",
+            "language", "jackpotContribution", "jackpotDetails", "jackpotId", "ipAddress",
+        ],
+    ),
+    (
+        PpMethod::Result,
+        &[
+            "gameId", "roundId", "amount", "reference", "timestamp", "roundDetails", "bonusCode",
+            "promoWinAmount", "promoWinReference", "promoCampaignID", "promoCampaignType",
+            "specPrizeAmount", "specPrizeCode", "specPrizeType",
+        ],
+    ),
+    (
+        PpMethod::BonusWin,
+        &[
+            "gameId", "roundId", "amount", "reference", "timestamp", "bonusCode", "requestId",
+            "specPrizeAmount", "specPrizeCode", "specPrizeType",
+        ],
+    ),
+    (
+        PpMethod::JackpotWin,
+        &[
+            "gameId", "roundId", "amount", "reference", "timestamp", "jackpotId",
+            "jackpotDetails", "instanceId",
+        ],
+    ),
+    (
+        PpMethod::PromoWin,
+        &[
+            "gameId", "roundId", "amount", "reference", "timestamp", "campaignId",
+            "campaignType", "dataType",
+        ],
+    ),
+    (
+        PpMethod::Refund,
+        &[
+            "gameId", "roundId", "amount", "reference", "timestamp", "roundDetails", "bonusCode",
+        ],
+    ),
+    (
+        PpMethod::EndRound,
+        &["gameId", "roundId", "roundDetails", "bonusCode", "win"],
+    ),
+];
+
+/// A parameter the documentation gives to other methods but not to `method`, if any.
+fn foreign_parameter<'a>(
+    method: PpMethod,
+    params: impl IntoIterator<Item = &'a str>,
+) -> Option<&'static str> {
+    let own = PARAMETERS
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map_or(&[][..], |(_, keys)| *keys);
+    params
+        .into_iter()
+        .filter(|key| !own.contains(key))
+        .find_map(|key| {
+            PARAMETERS
+                .iter()
+                .flat_map(|(_, keys)| keys.iter())
+                .find(|known| **known == key)
+                .copied()
+        })
 }
 
 /// What an answer echoes: the method (refunds answer differently) and the call's reference.
@@ -162,6 +247,12 @@ impl Dialect for Pragmatic {
         })
     }
 
+    fn unbound_signature(&self, inbound: &Inbound<'_, PpMethod>) -> Option<[u8; 16]> {
+        let params = params(inbound.body);
+        let (_, hash) = params.iter().find(|(k, _)| k == HASH_PARAM)?;
+        hex::decode(hash).ok()?.try_into().ok()
+    }
+
     fn decode(
         &self,
         provider: &Provider,
@@ -169,6 +260,10 @@ impl Dialect for Pragmatic {
     ) -> Result<Decoded<PpEcho>, Refusal> {
         let method = *inbound.action;
         let params = params(inbound.body);
+        if let Some(key) = foreign_parameter(method, params.iter().map(|(k, _)| k.as_str())) {
+            let why = format!("not a parameter of {}", method.as_str());
+            return Err(Refusal::malformed(key, why));
+        }
         let get = |key: &'static str| -> Result<&str, Refusal> {
             let mut values = params.iter().filter(|(k, _)| k == key);
             match (values.next(), values.next()) {

@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use gateway::test_util::{hub88_private_key, now_s, Answer, TestClient};
+use gateway::test_util::{demo_hub88_private_key, now_s, Answer, TestClient};
 use http::{Method, StatusCode};
 use serde_json::json;
 
@@ -91,7 +91,7 @@ async fn balance_in_every_dialect(client: &TestClient, player: &str) {
             "demo-hub88",
             "user/balance",
             &json!({"user": player, "request_uuid": "q"}),
-            &hub88_private_key(),
+            &demo_hub88_private_key(),
         )
         .await;
     let body = serde_json::to_vec(&json!({"user_id": player, "currency": "EUR",

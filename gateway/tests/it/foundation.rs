@@ -244,6 +244,49 @@ async fn demo_seeding_is_idempotent() {
         .is_empty());
 }
 
+/// Issue 33 (6): a production start on a database the demo used ran with the demo's public
+/// admin password, TOTP secret and players' free money. Outside demo mode it is refused (the
+/// binary exits 64), and the database is left as it was.
+#[tokio::test]
+async fn a_production_start_refuses_a_database_the_demo_seeded() {
+    let db = empty_database().await;
+    let with = |toml: &str| {
+        let mut config = Config::from_toml(&format!("{toml}\n{TEST_PROVIDERS}"), &[]).unwrap();
+        config.database.url = db.url();
+        config.database.url_env = String::new();
+        config
+    };
+    // A production gateway on its own database starts (and again).
+    let running = app::start(with(""), Overrides::default_listen())
+        .await
+        .unwrap();
+    running.stop().await.unwrap();
+    let demo = app::start(
+        with("[demo]\nenabled = true\nplayers = 3"),
+        Overrides::default_listen(),
+    )
+    .await
+    .unwrap();
+    demo.stop().await.unwrap();
+    let refused = match app::start(with(""), Overrides::default_listen()).await {
+        Ok(running) => {
+            running.stop().await.unwrap();
+            panic!("a production start on the demo's database was accepted")
+        }
+        Err(e) => e,
+    };
+    assert!(refused.downcast_ref::<app::Refused>().is_some(), "{refused:#}");
+    assert!(format!("{refused:#}").contains("seeded by demo mode"), "{refused:#}");
+    // The demo itself still starts on it.
+    let demo = app::start(
+        with("[demo]\nenabled = true\nplayers = 3"),
+        Overrides::default_listen(),
+    )
+    .await
+    .unwrap();
+    demo.stop().await.unwrap();
+}
+
 trait DefaultListen {
     fn default_listen() -> Self;
 }

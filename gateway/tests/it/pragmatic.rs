@@ -316,3 +316,33 @@ async fn a_reference_at_the_longest_still_refunds() {
     assert_eq!(gw.balance("player-1").await, START);
     gw.finish().await;
 }
+
+/// Issue 33 (2): the hash covers the parameters but not the method, so a captured bet's
+/// signed parameters, posted unchanged to `refund.html`, verified and refunded the bet.
+#[tokio::test]
+async fn a_bet_replayed_as_a_refund_refunds_nothing() {
+    let gw = gateway().await;
+    let bet = money("player-1", "captured", "2.00", "r1");
+    assert_eq!(call(&gw, "bet", &bet).await["error"], 0);
+    // The very same signed body, to another method: refused as a signature not made for it.
+    let replayed = call(&gw, "refund", &bet).await;
+    assert_eq!(replayed["error"], 5, "{replayed}");
+    // A retry of the bet itself still replays its answer.
+    assert_eq!(call(&gw, "bet", &bet).await["error"], 0);
+    // A parameter only other methods are documented with is refused, whatever its hash.
+    let mut with_jackpot = vec![("userId", "player-1"), ("reference", "captured")];
+    with_jackpot.push(("jackpotContribution", "0.01"));
+    let foreign = call(&gw, "refund", &with_jackpot).await;
+    assert_eq!(foreign["error"], 7, "{foreign}");
+    assert_eq!(gw.balance("player-1").await, START - 200);
+    // A refund the provider signed for the refund method does refund.
+    let refund = call(
+        &gw,
+        "refund",
+        &[("userId", "player-1"), ("reference", "captured")],
+    )
+    .await;
+    assert_eq!(refund["error"], 0, "{refund}");
+    assert_eq!(gw.balance("player-1").await, START);
+    gw.finish().await;
+}

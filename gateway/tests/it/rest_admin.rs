@@ -485,6 +485,41 @@ async fn large_adjustments_wait_for_another_admin() {
     gw.finish().await;
 }
 
+/// Issue 33 (8): ten adjustments just under the threshold moved ten times it without a second
+/// admin; and the threshold was one number of whole units for every currency.
+#[tokio::test]
+async fn split_adjustments_and_per_currency_thresholds_wait_for_another_admin() {
+    let gw = start_gateway(&format!(
+        "{REST_ON}\n[rest.adjustment_approval_above_in]\nEUR = \"100.00\"\n"
+    ))
+    .await;
+    let first = staff_token_at(&gw, "manager-1", "manager", -1).await;
+    let second = staff_token_at(&gw, "manager-2", "manager", -1).await;
+    let two = player_id(&gw, "player-2").await;
+    let request = |token: &str, amount: &'static str, key: &'static str, offset: i64| {
+        let (gw, token) = (&gw, token.to_string());
+        async move {
+            gw.api(
+                Method::POST,
+                &format!("/api/admin/players/{two}/adjustments"),
+                Some(&token),
+                Some(adjustment(amount, "credit", key, totp_code(ADMIN_TOTP, offset))),
+            )
+            .await
+        }
+    };
+    // Under the threshold, alone: applied. Under it, but with what the same staff member
+    // moved alone today in that currency: waits.
+    data(&request(&first, "60.00", "eur-1", 0).await, StatusCode::CREATED);
+    let split = data(&request(&first, "60.00", "eur-2", 1).await, StatusCode::ACCEPTED);
+    assert_eq!(split["state"], "pending_approval");
+    // EUR's own threshold (100.00), not the 1000 whole units of the other currencies.
+    let over = data(&request(&second, "150.00", "eur-3", 0).await, StatusCode::ACCEPTED);
+    assert_eq!(over["state"], "pending_approval");
+    assert_eq!(gw.balance("player-2").await, START + 6_000);
+    gw.finish().await;
+}
+
 #[tokio::test]
 async fn player_search_and_detail_show_what_support_needs() {
     let gw = start_gateway(REST_ON).await;

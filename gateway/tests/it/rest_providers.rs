@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use gateway::test_util::{start_gateway, Answer, TestGateway, REST_ON};
+use gateway::test_util::{start_gateway, totp_code, Answer, TestGateway, ADMIN_TOTP, REST_ON};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::money_path::{bet, rollback, win};
-use crate::rest_auth::{data, refused};
+use crate::rest_auth::{data, refused, staff_token_at};
 
 const SECRET: &str = "acme-secret-0123456789";
 const NEXT_SECRET: &str = "acme-next-secret-0123456789";
@@ -30,6 +30,27 @@ async fn eventually(mut check: impl AsyncFnMut() -> bool, within: Duration) -> b
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
+}
+
+/// Approves the pending `change` as admin `second` with the TOTP code of `offset_steps` (the
+/// requester `first` may not: FOUR_EYES); the provider as it is then.
+async fn approve(
+    gw: &TestGateway,
+    first: &str,
+    second: &str,
+    change: &Value,
+    offset_steps: i64,
+) -> Value {
+    let path = format!("/api/admin/provider-changes/{}/approve", change["id"]);
+    let code = |offset| json!({"totp_code": totp_code(ADMIN_TOTP, offset)});
+    let own = gw
+        .api(Method::POST, &path, Some(first), Some(code(offset_steps)))
+        .await;
+    refused(&own, StatusCode::FORBIDDEN, "FOUR_EYES");
+    let approved = gw
+        .api(Method::POST, &path, Some(second), Some(code(offset_steps)))
+        .await;
+    data(&approved, StatusCode::OK)
 }
 
 #[tokio::test]
@@ -65,6 +86,10 @@ async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart
             json!({"code": "acme", "dialect": "native", "secret": SECRET, "currency": "XXXX"}),
             "currency",
         ),
+        (
+            json!({"code": "acme", "dialect": "native", "secret": SECRET, "signature_window_s": 86400}),
+            "signature_window_s",
+        ),
     ] {
         let a = refused(
             &api(Method::POST, "/api/admin/providers", Some(body)).await,
@@ -75,12 +100,30 @@ async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart
     }
     let create = json!({"code": "acme", "dialect": "native", "secret": SECRET,
                         "policy": {"session_required": false}, "allow_ips": ["127.0.0.1"]});
-    let created = data(
+    // Four eyes (issue 33, 7): whoever holds a provider's secret can sign wins, so a
+    // provider one admin creates waits for another admin.
+    let pending = data(
         &api(Method::POST, "/api/admin/providers", Some(create.clone())).await,
-        StatusCode::CREATED,
+        StatusCode::ACCEPTED,
     );
+    assert_eq!(
+        (pending["state"].as_str(), pending["action"].as_str()),
+        (Some("pending_approval"), Some("create"))
+    );
+    assert!(!pending.to_string().contains(SECRET), "{pending}");
+    assert_eq!(
+        acme_bet(&gw, SECRET, "a0").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let second = staff_token_at(&gw, "admin-2", "admin", -1).await;
+    let created = approve(&gw, &admin, &second, &pending, 0).await;
     assert!(created["settings"].get("secret").is_none(), "{created}");
     assert_eq!(created["settings"]["allow_ips"], json!(["127.0.0.1"]));
+    // Created with the strict policy, the request's keys over it.
+    assert_eq!(
+        created["settings"]["policy"]["wins_without_bet_allowed"],
+        false
+    );
     refused(
         &api(Method::POST, "/api/admin/providers", Some(create)).await,
         StatusCode::CONFLICT,
@@ -198,15 +241,16 @@ async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart
     // Rotation: the new secret at once, the old one until its deadline (2 s), then refused.
     let rotate =
         json!({"secret": NEXT_SECRET, "previous_valid_for_s": 2, "reason": "yearly rotation"});
-    let rotated = data(
+    let pending = data(
         &api(
             Method::POST,
             "/api/admin/providers/acme/rotate-secret",
             Some(rotate),
         )
         .await,
-        StatusCode::OK,
+        StatusCode::ACCEPTED,
     );
+    let rotated = approve(&gw, &admin, &second, &pending, 1).await;
     assert_eq!(rotated["settings"]["previous_secret_set"], true);
     assert!(
         eventually(
@@ -229,8 +273,39 @@ async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart
         .await
     );
 
-    // Four changes audited, none with a secret in it.
+    // A policy change waits too; the rest of the same request with it.
+    let loosen = json!({"policy": {"wins_without_bet_allowed": true}, "enabled": false,
+                        "reason": "promotions"});
+    let pending = data(
+        &api(Method::PUT, "/api/admin/providers/acme", Some(loosen)).await,
+        StatusCode::ACCEPTED,
+    );
+    assert_eq!(pending["action"], "update");
+    let listed = data(
+        &api(Method::GET, "/api/admin/provider-changes", None).await,
+        StatusCode::OK,
+    );
+    assert_eq!(listed[0]["id"], pending["id"]);
+    assert_eq!(listed[0]["state"], "pending_approval");
+    assert_eq!(acme_bet(&gw, NEXT_SECRET, "a7").await.json()["status"], "OK");
+
+    // Nine changes audited (requested, applied, approved for each of the two approved
+    // changes; disable and enable; the policy change requested), none with a secret in it,
+    // nor in any change kept.
     let client = gw.db.connect().await;
+    let kept: Vec<String> = client
+        .query("SELECT request::text FROM provider_changes", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kept.len(), 3);
+    assert!(
+        kept.iter()
+            .all(|r| !r.contains(SECRET) && !r.contains(NEXT_SECRET)),
+        "{kept:?}"
+    );
     let rows: Vec<String> = client
         .query(
             "SELECT row_to_json(a)::text FROM audit_log a WHERE target_kind = 'provider'",
@@ -241,7 +316,7 @@ async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 9);
     assert!(
         rows.iter()
             .all(|r| !r.contains(SECRET) && !r.contains(NEXT_SECRET)),

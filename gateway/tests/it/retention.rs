@@ -158,16 +158,22 @@ fn cli(gw: &TestGateway, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn prune_drops_only_days_older_than_the_retention_and_keeps_the_books_balanced() {
     let gw = start_gateway(DEMO).await;
-    // Default retention: 120 days. 200 and 121 days ago go; 119 days ago stays whole.
-    partition_days_ago(&gw, &[200, 121, 119]).await;
+    // Default retention: 120 days. 200 and 121 days ago go; 119 days ago stays whole; 150
+    // days ago is kept too (issue 33, 10): it holds a bet still open, which a refund must
+    // still find.
+    partition_days_ago(&gw, &[200, 150, 121, 119]).await;
     for (player, tx, days) in [
         ("player-1", "d200", 200),
         ("player-2", "d121", 121),
         ("player-3", "d119", 119),
+        ("player-4", "d150", 150),
     ] {
-        ok(&gw
-            .demo("bet", bet(player, tx, "10.00", &format!("r-{tx}")))
-            .await);
+        let round = format!("r-{tx}");
+        ok(&gw.demo("bet", bet(player, tx, "10.00", &round)).await);
+        if tx != "d150" {
+            // Settled (the win is today's), so its old day holds no open bet.
+            ok(&gw.demo("win", win(player, &format!("w-{tx}"), "1.00", &round)).await);
+        }
         age(&gw, &[tx], days).await;
     }
     gw.sql(
@@ -185,7 +191,7 @@ async fn prune_drops_only_days_older_than_the_retention_and_keeps_the_books_bala
         String::from_utf8_lossy(&dry.stderr)
     );
     let dry: Value = serde_json::from_slice(&dry.stdout).unwrap();
-    assert_eq!(dry["pruned"].as_array().unwrap().len(), 4, "{dry}");
+    assert_eq!(dry["pruned"].as_array().unwrap().len(), 5, "{dry}");
     assert_eq!(
         scalar(&gw, "SELECT count(*) FROM transactions").await,
         rows_before,
@@ -203,9 +209,17 @@ async fn prune_drops_only_days_older_than_the_retention_and_keeps_the_books_bala
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut pruned: Vec<(String, i64)> = report["pruned"]
+    let (dropped, kept): (Vec<&Value>, Vec<&Value>) = report["pruned"]
         .as_array()
         .unwrap()
+        .iter()
+        .partition(|p| p["dropped"] == true);
+    assert_eq!(kept.len(), 1, "{report}");
+    assert_eq!(
+        (kept[0]["open_bets"].as_i64(), kept[0]["archive"].is_null()),
+        (Some(1), true)
+    );
+    let mut pruned: Vec<(String, i64)> = dropped
         .iter()
         .map(|p| {
             (
@@ -231,7 +245,7 @@ async fn prune_drops_only_days_older_than_the_retention_and_keeps_the_books_bala
         ]
     );
     // Each archive holds a header and the partition's rows.
-    for p in report["pruned"].as_array().unwrap() {
+    for p in &dropped {
         let text = std::fs::read_to_string(p["archive"].as_str().unwrap()).unwrap();
         assert_eq!(
             text.lines().count() as i64,
@@ -286,10 +300,19 @@ async fn prune_drops_only_days_older_than_the_retention_and_keeps_the_books_bala
         "{}",
         String::from_utf8_lossy(&reconcile.stdout)
     );
-    // Nothing left to prune; a second run is a no-op.
+    // The open bet of 150 days ago is still there to refund.
+    let refunded = ok(&gw
+        .demo("rollback", rollback("player-4", "undo-d150", "d150"))
+        .await);
+    assert_eq!(refunded["status"], "OK");
+    assert_eq!(gw.balance("player-4").await, START);
+    // Its day holds no open bet now: it goes; then nothing is left to prune.
     let again = cli(&gw, &["prune"]);
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
-    assert_eq!(again["pruned"], json!([]));
+    assert_eq!(again["pruned"][0]["dropped"], true, "{again}");
+    let last = cli(&gw, &["prune"]);
+    let last: Value = serde_json::from_slice(&last.stdout).unwrap();
+    assert_eq!(last["pruned"], json!([]));
     gw.finish().await;
 }
 

@@ -94,6 +94,12 @@ pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
         "/api/admin/providers/{code}/rotate-secret",
         &[Admin],
     ),
+    ("GET", "/api/admin/provider-changes", &[Admin]),
+    (
+        "POST",
+        "/api/admin/provider-changes/{id}/approve",
+        &[Admin],
+    ),
     (
         "POST",
         "/api/admin/withdrawals/{id}/approve",

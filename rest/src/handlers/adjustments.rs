@@ -1,6 +1,8 @@
 //! `/api/admin/players/{id}/adjustments` and `/api/admin/adjustments/{id}/approve`: credits and
 //! debits by the back office. Each needs a fresh TOTP code (step-up) and an idempotency key;
-//! above `rest.adjustment_approval_above` a second admin approves before money moves. The
+//! above the currency's approval threshold (`rest.adjustment_approval_above_in`, else
+//! `rest.adjustment_approval_above` whole units), counting what the same staff member moved
+//! alone that day in that currency, a second admin approves before money moves. The
 //! ledger row (through `settlement::adjust`) and the audit row commit together.
 
 use std::sync::Arc;
@@ -77,7 +79,7 @@ const SELECT: &str = "SELECT a.id, a.player_id, a.currency, a.delta, a.reason, a
     FROM adjustments a LEFT JOIN transactions t ON t.id = a.ledger_id";
 
 /// Checks the acting account's TOTP code (accepted once).
-async fn step_up(
+pub(crate) async fn step_up(
     rest: &Rest,
     client: &impl GenericClient,
     actor: &Actor,
@@ -165,11 +167,14 @@ pub async fn create(
     if !(1..=128).contains(&req.idempotency_key.len()) {
         return Err(ApiError::field("idempotency_key", "1 to 128 bytes"));
     }
-    let threshold = parse_amount(
-        "amount",
-        &rest.options.adjustment_approval_above.to_string(),
-        &req.currency,
-    )?;
+    let threshold = match rest.options.adjustment_approval_above_in.get(&req.currency) {
+        Some(amount) => parse_amount("amount", amount, &req.currency)?,
+        None => parse_amount(
+            "amount",
+            &rest.options.adjustment_approval_above.to_string(),
+            &req.currency,
+        )?,
+    };
     let mut client = rest.pool.get().await?;
     let tx = client.transaction().await?;
     // A retry of an earlier request answers its outcome (no new code needed: it was authorised).
@@ -199,7 +204,23 @@ pub async fn create(
     if exists.is_none() {
         return Err(ApiError::not_found("no such player"));
     }
-    let pending = magnitude > threshold;
+    // Splitting does not get around the threshold: what this staff member moved today in this
+    // currency without a second admin counts too (their account row serialises their requests).
+    tx.execute(
+        "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+        &[&actor.caller.account],
+    )
+    .await?;
+    let moved_today: i64 = tx
+        .query_one(
+            "SELECT coalesce(sum(abs(delta)), 0)::bigint FROM adjustments
+             WHERE requested_by = $1 AND currency = $2 AND approved_by IS NULL
+               AND state = 'applied' AND created_at >= date_trunc('day', now())",
+            &[&actor.caller.account, &req.currency],
+        )
+        .await?
+        .get(0);
+    let pending = magnitude.saturating_add(moved_today) > threshold;
     // Written as pending; applying it (at once below the threshold) sets its ledger row.
     let id: i64 = tx
         .query_one(

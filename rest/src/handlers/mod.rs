@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod games;
 pub mod payments;
+pub mod provider_changes;
 pub mod providers;
 pub mod trace;
 pub mod user;

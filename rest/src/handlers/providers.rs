@@ -1,8 +1,10 @@
 //! `/api/admin/providers`: game providers managed through the back office — created with a
 //! dialect, secret, currency, allowlist and policy; changed, enabled or disabled; their secret
-//! rotated with the old one accepted until a deadline. The gateway takes changes up at once
-//! (and every few seconds from other gateways). Secrets are never answered. Providers of the
-//! configuration file are listed but managed in the file.
+//! rotated with the old one accepted until a deadline. Whoever holds a provider's secret can
+//! sign wins, so creating one, rotating its secret and changing its policy wait for a second
+//! admin (`provider_changes`); new providers start with the strict policy. The gateway takes
+//! changes up at once (and every few seconds from other gateways). Secrets are never
+//! answered. Providers of the configuration file are listed but managed in the file.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,8 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use tokio_postgres::GenericClient;
+
 use crate::audit::{self, Actor};
 use crate::envelope::{ok, ApiError, ApiResult, Body, Ok};
+use crate::handlers::provider_changes::{self as changes, Change, ProviderChange};
 use crate::Rest;
 
 /// The shortest provider secret accepted (as for configured providers).
@@ -96,13 +101,37 @@ fn check_secret(secret: &str) -> ApiResult<()> {
     Result::Ok(())
 }
 
+fn check_window(rest: &Rest, window: u64) -> ApiResult<()> {
+    if !(1..=rest.options.signature_window_s_max).contains(&window) {
+        let max = rest.options.signature_window_s_max;
+        return Err(ApiError::field("signature_window_s", format!("1..={max}")));
+    }
+    Result::Ok(())
+}
+
+/// A provider of a dialect whose signature binds neither a call's time nor its method needs
+/// an allowlist outside demo mode (a captured call could be replayed).
+fn check_allowlist(rest: &Rest, dialect: &str, ips: &Value) -> ApiResult<()> {
+    let empty = ips.as_array().is_none_or(Vec::is_empty);
+    if empty && rest.options.allowlist_required.iter().any(|d| d == dialect) {
+        return Err(ApiError::field(
+            "allow_ips",
+            format!(
+                "required for the {dialect} dialect outside demo mode: its signature binds \
+                 neither the time nor the method of a call"
+            ),
+        ));
+    }
+    Result::Ok(())
+}
+
 fn check_currency(currency: &str) -> ApiResult<()> {
     settlement::money::Currency::from_code(currency)
         .map(drop)
         .ok_or_else(|| ApiError::field("currency", "a known currency"))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProvider {
     /// Path segment of its callbacks: `[a-z0-9][a-z0-9_-]{0,31}`.
@@ -113,13 +142,15 @@ pub struct CreateProvider {
     pub secret: String,
     /// Wallet currency of calls that name none (default EUR).
     pub currency: Option<String>,
-    /// Addresses allowed to call (empty: any).
+    /// Addresses allowed to call (empty: any; required outside demo mode for dialects whose
+    /// signature binds neither the time nor the method of a call).
     #[schema(value_type = Option<Vec<String>>)]
     pub allow_ips: Option<Vec<IpAddr>>,
-    /// The provider's money rules (keys of `[providers.policy]`).
+    /// The provider's money rules (keys of `[providers.policy]`), over the strict policy a
+    /// new provider starts with (no win without its bet).
     #[schema(value_type = Object)]
     pub policy: Option<Value>,
-    /// Signed timestamps further than this from now are refused (default 300).
+    /// Signed timestamps further than this from now are refused (default 300, at most 3600).
     pub signature_window_s: Option<u64>,
 }
 
@@ -131,16 +162,16 @@ fn valid_code(code: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
 }
 
-#[utoipa::path(post, path = "/api/admin/providers", tag = "admin", security(("bearer" = [])),
-    request_body = CreateProvider,
-    responses((status = 201, description = "created and in force (secret not answered)", body = ProviderView),
-              (status = 400, description = "invalid fields", body = crate::envelope::ErrorBody),
-              (status = 409, description = "CODE_TAKEN", body = crate::envelope::ErrorBody)))]
-pub async fn create(
-    State(rest): State<Arc<Rest>>,
-    actor: Actor,
-    Body(req): Body<CreateProvider>,
-) -> ApiResult<Ok<ProviderView>> {
+/// A provider's answer: in force at once, or waiting for a second admin.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ProviderAnswer {
+    Applied(ProviderView),
+    Pending(ProviderChange),
+}
+
+/// Checks a creation request; the settings it would store.
+fn planned_settings(rest: &Rest, req: &CreateProvider) -> ApiResult<Value> {
     if !valid_code(&req.code) {
         return Err(ApiError::field("code", "[a-z0-9][a-z0-9_-]{0,31}"));
     }
@@ -151,19 +182,56 @@ pub async fn create(
         ));
     }
     check_secret(&req.secret)?;
-    let currency = req.currency.unwrap_or_else(|| "EUR".into());
+    let currency = req.currency.clone().unwrap_or_else(|| "EUR".into());
     check_currency(&currency)?;
     let window = req.signature_window_s.unwrap_or(300);
-    if window == 0 {
-        return Err(ApiError::field("signature_window_s", "> 0"));
+    check_window(rest, window)?;
+    let allow_ips = json!(req.allow_ips.clone().unwrap_or_default());
+    check_allowlist(rest, &req.dialect, &allow_ips)?;
+    let mut strict = serde_json::to_value(settlement::Policy::strict()).unwrap_or(Value::Null);
+    if let (Value::Object(strict), Some(Value::Object(given))) = (&mut strict, &req.policy) {
+        strict.extend(given.clone());
     }
-    let policy = policy(req.policy)?.unwrap_or_else(|| json!({}));
-    let managed = json!({
-        "secret": req.secret, "currency": currency, "allow_ips": req.allow_ips.unwrap_or_default(),
+    let policy = policy(Some(strict))?.unwrap_or_else(|| json!({}));
+    Result::Ok(json!({
+        "secret": req.secret, "currency": currency, "allow_ips": allow_ips,
         "policy": policy, "signature_window_s": window,
-    });
+    }))
+}
+
+#[utoipa::path(post, path = "/api/admin/providers", tag = "admin", security(("bearer" = [])),
+    request_body = CreateProvider,
+    responses((status = 202, description = "checked, and waiting for a second admin (POST /api/admin/provider-changes/{id}/approve)", body = ProviderChange),
+              (status = 400, description = "invalid fields", body = crate::envelope::ErrorBody),
+              (status = 409, description = "CODE_TAKEN", body = crate::envelope::ErrorBody)))]
+pub async fn create(
+    State(rest): State<Arc<Rest>>,
+    actor: Actor,
+    Body(req): Body<CreateProvider>,
+) -> ApiResult<Ok<ProviderAnswer>> {
+    planned_settings(&rest, &req)?;
     let mut client = rest.pool.get().await?;
     let tx = client.transaction().await?;
+    let taken = tx
+        .query_opt("SELECT 1 FROM providers WHERE code = $1", &[&req.code])
+        .await?
+        .is_some();
+    if taken {
+        return Err(ApiError::conflict("CODE_TAKEN", "a provider with this code exists"));
+    }
+    let change = changes::request(&*tx, &actor, &req.code, Change::Create(req.clone()), "created").await?;
+    tx.commit().await?;
+    Result::Ok(Ok(StatusCode::ACCEPTED, ProviderAnswer::Pending(change)))
+}
+
+/// Creates the provider `req` asks for (checked again: a second admin approved it now).
+pub(crate) async fn apply_create(
+    rest: &Rest,
+    tx: &impl GenericClient,
+    actor: &Actor,
+    req: &CreateProvider,
+) -> ApiResult<ProviderView> {
+    let managed = planned_settings(rest, req)?;
     let row = tx
         .query_opt(
             "INSERT INTO providers (code, dialect, enabled, managed)
@@ -176,8 +244,8 @@ pub async fn create(
         .ok_or_else(|| ApiError::conflict("CODE_TAKEN", "a provider with this code exists"))?;
     let created = view(&row);
     audit::record(
-        &*tx,
-        &actor,
+        tx,
+        actor,
         audit::Entry {
             action: "provider.create",
             target_kind: "provider",
@@ -188,14 +256,12 @@ pub async fn create(
         },
     )
     .await?;
-    tx.commit().await?;
-    rest.options.providers_changed.notify_one();
-    Result::Ok(Ok(StatusCode::CREATED, created))
+    Result::Ok(created)
 }
 
 /// Locks managed provider `code`: its row as a view and its stored settings.
 async fn managed_locked(
-    tx: &impl tokio_postgres::GenericClient,
+    tx: &impl GenericClient,
     code: &str,
 ) -> ApiResult<(ProviderView, serde_json::Map<String, Value>)> {
     let row = tx
@@ -218,16 +284,16 @@ struct Next {
     settings: serde_json::Map<String, Value>,
 }
 
-/// Stores `next` for the provider of `before`, audits the change and tells the gateway.
+/// Stores `next` for the provider of `before` and audits the change (the caller commits and
+/// tells the gateway).
 async fn store(
-    rest: &Rest,
-    tx: deadpool_postgres::Transaction<'_>,
+    tx: &impl GenericClient,
     actor: &Actor,
     action: &str,
     before: ProviderView,
     next: Next,
     reason: &str,
-) -> ApiResult<Ok<ProviderView>> {
+) -> ApiResult<ProviderView> {
     let row = tx
         .query_one(
             "UPDATE providers SET enabled = $2, managed = $3::text::jsonb, updated_at = now()
@@ -241,7 +307,7 @@ async fn store(
         .await?;
     let after = view(&row);
     audit::record(
-        &*tx,
+        tx,
         actor,
         audit::Entry {
             action,
@@ -253,19 +319,18 @@ async fn store(
         },
     )
     .await?;
-    tx.commit().await?;
-    rest.options.providers_changed.notify_one();
-    ok(after)
+    Result::Ok(after)
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProvider {
-    /// A disabled provider's callbacks get the dialect's final refusal.
+    /// A disabled provider takes no new bets; what it began still settles.
     pub enabled: Option<bool>,
     pub currency: Option<String>,
     #[schema(value_type = Option<Vec<String>>)]
     pub allow_ips: Option<Vec<IpAddr>>,
+    /// A new policy waits for a second admin (the rest of the change with it).
     #[schema(value_type = Object)]
     pub policy: Option<Value>,
     pub signature_window_s: Option<u64>,
@@ -276,6 +341,7 @@ pub struct UpdateProvider {
 #[utoipa::path(put, path = "/api/admin/providers/{code}", tag = "admin", security(("bearer" = [])),
     params(("code" = String, Path, description = "provider code")), request_body = UpdateProvider,
     responses((status = 200, description = "changed and in force", body = ProviderView),
+              (status = 202, description = "a policy change: waiting for a second admin", body = ProviderChange),
               (status = 404, description = "no such provider", body = crate::envelope::ErrorBody),
               (status = 409, description = "CONFIGURED_IN_FILE", body = crate::envelope::ErrorBody)))]
 pub async fn update(
@@ -283,50 +349,90 @@ pub async fn update(
     actor: Actor,
     Path(code): Path<String>,
     Body(req): Body<UpdateProvider>,
-) -> ApiResult<Ok<ProviderView>> {
-    let reason = crate::handlers::reason_of(&req.reason)?;
-    let policy = policy(req.policy)?;
-    if let Some(c) = &req.currency {
-        check_currency(c)?;
-    }
-    if req.signature_window_s == Some(0) {
-        return Err(ApiError::field("signature_window_s", "> 0"));
-    }
+) -> ApiResult<Ok<ProviderAnswer>> {
+    let reason = crate::handlers::reason_of(&req.reason)?.to_string();
     let mut client = rest.pool.get().await?;
     let tx = client.transaction().await?;
-    let (before, mut settings) = managed_locked(&*tx, &code).await?;
-    if let Some(c) = req.currency {
-        settings.insert("currency".into(), json!(c));
+    if req.policy.is_some() {
+        // Checked now as it would be applied, so a refusal comes at once.
+        let (before, settings) = managed_locked(&*tx, &code).await?;
+        updated(&rest, &before, settings, &req)?;
+        let change = changes::request(&*tx, &actor, &code, Change::Update(req), &reason).await?;
+        tx.commit().await?;
+        return Result::Ok(Ok(StatusCode::ACCEPTED, ProviderAnswer::Pending(change)));
     }
-    if let Some(ips) = req.allow_ips {
-        settings.insert("allow_ips".into(), json!(ips));
-    }
-    if let Some(p) = policy {
-        settings.insert("policy".into(), p);
-    }
-    if let Some(w) = req.signature_window_s {
-        settings.insert("signature_window_s".into(), json!(w));
-    }
-    let next = Next {
-        enabled: req.enabled.unwrap_or(before.enabled),
-        settings,
-    };
-    store(&rest, tx, &actor, "provider.update", before, next, reason).await
+    let after = apply_update(&rest, &*tx, &actor, &code, &req).await?;
+    tx.commit().await?;
+    rest.options.providers_changed.notify_one();
+    Result::Ok(Ok(StatusCode::OK, ProviderAnswer::Applied(after)))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// `before` with `req` applied, checked.
+fn updated(
+    rest: &Rest,
+    before: &ProviderView,
+    mut settings: serde_json::Map<String, Value>,
+    req: &UpdateProvider,
+) -> ApiResult<Next> {
+    if let Some(c) = &req.currency {
+        check_currency(c)?;
+        settings.insert("currency".into(), json!(c));
+    }
+    if let Some(window) = req.signature_window_s {
+        check_window(rest, window)?;
+        settings.insert("signature_window_s".into(), json!(window));
+    }
+    if let Some(ips) = &req.allow_ips {
+        settings.insert("allow_ips".into(), json!(ips));
+    }
+    if let Some(p) = policy(req.policy.clone())? {
+        settings.insert("policy".into(), p);
+    }
+    let ips = settings.get("allow_ips").cloned().unwrap_or(Value::Null);
+    check_allowlist(rest, &before.dialect, &ips)?;
+    Result::Ok(Next {
+        enabled: req.enabled.unwrap_or(before.enabled),
+        settings,
+    })
+}
+
+/// Applies `req` to managed provider `code` (the caller commits and tells the gateway).
+pub(crate) async fn apply_update(
+    rest: &Rest,
+    tx: &impl GenericClient,
+    actor: &Actor,
+    code: &str,
+    req: &UpdateProvider,
+) -> ApiResult<ProviderView> {
+    let reason = crate::handlers::reason_of(&req.reason)?;
+    let (before, settings) = managed_locked(tx, code).await?;
+    let next = updated(rest, &before, settings, req)?;
+    store(tx, actor, "provider.update", before, next, reason).await
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// The new secret (at least 16 bytes); never answered again.
     pub secret: String,
-    /// How long the old secret is still accepted (0 to 30 days).
+    /// How long the old secret is still accepted after the rotation is approved (0 to 30
+    /// days).
     pub previous_valid_for_s: u64,
     pub reason: String,
 }
 
+fn check_rotation(req: &RotateSecret) -> ApiResult<&str> {
+    let reason = crate::handlers::reason_of(&req.reason)?;
+    check_secret(&req.secret)?;
+    if req.previous_valid_for_s > PREVIOUS_VALID_MAX_S {
+        return Err(ApiError::field("previous_valid_for_s", "at most 30 days"));
+    }
+    Result::Ok(reason)
+}
+
 #[utoipa::path(post, path = "/api/admin/providers/{code}/rotate-secret", tag = "admin", security(("bearer" = [])),
     params(("code" = String, Path, description = "provider code")), request_body = RotateSecret,
-    responses((status = 200, description = "the new secret is in force; the old one until the deadline", body = ProviderView),
+    responses((status = 202, description = "checked, and waiting for a second admin; once approved the new secret is in force, the old one until the deadline", body = ProviderChange),
               (status = 404, description = "no such provider", body = crate::envelope::ErrorBody),
               (status = 409, description = "CONFIGURED_IN_FILE", body = crate::envelope::ErrorBody)))]
 pub async fn rotate(
@@ -334,15 +440,25 @@ pub async fn rotate(
     actor: Actor,
     Path(code): Path<String>,
     Body(req): Body<RotateSecret>,
-) -> ApiResult<Ok<ProviderView>> {
-    let reason = crate::handlers::reason_of(&req.reason)?;
-    check_secret(&req.secret)?;
-    if req.previous_valid_for_s > PREVIOUS_VALID_MAX_S {
-        return Err(ApiError::field("previous_valid_for_s", "at most 30 days"));
-    }
+) -> ApiResult<Ok<ProviderAnswer>> {
+    let reason = check_rotation(&req)?.to_string();
     let mut client = rest.pool.get().await?;
     let tx = client.transaction().await?;
-    let (before, mut settings) = managed_locked(&*tx, &code).await?;
+    managed_locked(&*tx, &code).await?;
+    let change = changes::request(&*tx, &actor, &code, Change::RotateSecret(req), &reason).await?;
+    tx.commit().await?;
+    Result::Ok(Ok(StatusCode::ACCEPTED, ProviderAnswer::Pending(change)))
+}
+
+/// Rotates managed provider `code`'s secret (the caller commits and tells the gateway).
+pub(crate) async fn apply_rotate(
+    tx: &impl GenericClient,
+    actor: &Actor,
+    code: &str,
+    req: &RotateSecret,
+) -> ApiResult<ProviderView> {
+    let reason = check_rotation(req)?;
+    let (before, mut settings) = managed_locked(tx, code).await?;
     let now: i64 = tx
         .query_one("SELECT extract(epoch FROM now())::bigint", &[])
         .await?
@@ -355,14 +471,5 @@ pub async fn rotate(
         enabled: before.enabled,
         settings,
     };
-    store(
-        &rest,
-        tx,
-        &actor,
-        "provider.rotate_secret",
-        before,
-        next,
-        reason,
-    )
-    .await
+    store(tx, actor, "provider.rotate_secret", before, next, reason).await
 }

@@ -54,6 +54,28 @@ pub async fn seed_demo_players(
         .await
 }
 
+/// Marks the database as seeded by the demo (`demo_seeded`), idempotently.
+pub async fn mark_demo_seeded(client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO demo_seeded (only_row) VALUES (true) ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .await
+        .map(drop)
+}
+
+/// When the demo seeded this database, if it did: its public logins and its players' money
+/// are in it.
+pub async fn demo_seeded_at(
+    client: &impl GenericClient,
+) -> Result<Option<std::time::SystemTime>, tokio_postgres::Error> {
+    let row = client
+        .query_opt("SELECT seeded_at FROM demo_seeded", &[])
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// Creates a player known by `external_id` with an empty wallet in `currency` (an empty
 /// wallet needs no ledger row: its balance is the sum of none). `None` when the external id is
 /// taken.

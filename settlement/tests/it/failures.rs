@@ -76,6 +76,40 @@ async fn a_poisoned_command_fails_alone_and_its_neighbours_are_answered() {
     settler.drain().await;
 }
 
+/// Issue 33 (3): a command whose data the database refuses (a data exception, not a failure of
+/// the storage) was answered "retry" on every attempt, forever. Alone, it is final; its
+/// neighbours are answered as usual.
+#[tokio::test]
+async fn a_command_whose_data_the_database_refuses_gets_a_final_answer() {
+    let f = fixture().await;
+    let settler = Arc::new(f.settler(options()).await);
+    settler.faults().add(
+        Point::Write,
+        Effect::BadData,
+        Trigger::Tx("bad-data".into()),
+        100,
+    );
+    let batch = vec![f.bet(2, "bad-data", 100), f.bet(3, "fine", 100)];
+    let (first, answers) = behind_a_stalled_batch(&settler, f.bet(1, "first", 1), batch).await;
+    ok(&first);
+    let mut answers = answers.into_iter();
+    assert_eq!(answers.next().unwrap().unwrap_err(), Unavailable::Unstorable);
+    assert_eq!(ok(&answers.next().unwrap()), OPENING_MINOR - 100);
+    assert_eq!(f.wallet(2).await, (OPENING_MINOR, 1));
+    // A retry fails the same way, and says so the same way.
+    let again = settler.settle(f.bet(2, "bad-data", 100)).await;
+    assert_eq!(again.unwrap_err(), Unavailable::Unstorable);
+    // A storage failure of a command alone stays retryable.
+    settler.faults().clear();
+    settler
+        .faults()
+        .add(Point::Write, Effect::Fail, Trigger::Always, 1);
+    let failed = settler.settle(f.bet(2, "other", 100)).await;
+    assert_eq!(failed.unwrap_err(), Unavailable::Storage);
+    f.assert_no_drift().await;
+    settler.drain().await;
+}
+
 #[tokio::test]
 async fn conflicts_and_deadlocks_retry_the_batch_whole() {
     let f = fixture().await;

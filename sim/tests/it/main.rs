@@ -11,10 +11,7 @@ use settlement::fault::{Effect, Plant, Point, Trigger};
 use sim::dialect::{Kind, Provider};
 use sim::{Faults, Options, Report};
 
-const HUB88_KEY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../config/keys/demo-hub88-provider.pem"
-);
+use gateway::test_util::TEST_HUB88_KEY_FILE as HUB88_KEY;
 
 /// The test gateway's native provider.
 fn native() -> Provider {
