@@ -28,6 +28,7 @@ fn settle_batch(c: &mut Criterion) {
             queue_len_max: 100_000,
             deadline: std::time::Duration::from_secs(30),
             busy_patience: std::time::Duration::from_millis(50),
+            transaction_timeout: std::time::Duration::from_secs(20),
         };
         (
             Settler::start(db.config.clone(), options)

@@ -51,19 +51,32 @@ impl Database {
         // Defaults sized for a write-heavy ledger on one machine; `[embedded.settings]` wins.
         // Durability is not a setting: configuration refuses overrides of it, and the command
         // line (which beats postgresql.conf and ALTER SYSTEM) pins it on.
+        let shared_buffers = format!("{}MB", shared_buffers_mb());
         let defaults = [
-            ("shared_buffers", "512MB"),
+            ("shared_buffers", shared_buffers.as_str()),
             ("wal_buffers", "64MB"),
             ("max_wal_size", "8GB"),
             ("checkpoint_timeout", "15min"),
             ("max_connections", "200"),
             // Short statements, run often: compiling one costs more than running it.
             ("jit", "off"),
+            // Clean shared buffers ahead of the lanes, so a lane seldom writes one out itself
+            // to make room (the ledger outgrows shared_buffers within minutes at full load).
+            ("bgwriter_delay", "50ms"),
+            ("bgwriter_lru_maxpages", "1000"),
+            ("bgwriter_lru_multiplier", "4.0"),
         ];
         let mut settings: std::collections::BTreeMap<String, String> = defaults
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        // After a checkpoint every page's first change is written whole to the WAL; compressed,
+        // the commits that wait for those writes wait less (LZ4 where the server has it).
+        let lz4 = pgembed::Binaries::locate().is_ok_and(|b| b.has_lz4());
+        settings.insert(
+            "wal_compression".into(),
+            if lz4 { "lz4" } else { "pglz" }.into(),
+        );
         let preallocate_mb = config.embedded.wal_preallocate_mb;
         if preallocate_mb > 0 {
             // Checkpoints keep this much WAL for reuse instead of deleting it (see below).
@@ -229,6 +242,21 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     })
 }
 
+/// A quarter of the machine's memory, between 512 MB and 2 GB: the randomly written indexes
+/// (idempotency keys, rounds, the ledger's by-round index) outgrow 512 MB within half an hour
+/// at full load, and a lane that must write a page out to make room waits for it.
+fn shared_buffers_mb() -> u64 {
+    let total_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    (total_kb / 1024 / 4).clamp(512, 2048)
+}
+
 /// A start refused for what it found, not for a failure: the binary exits 64, as for an
 /// invalid configuration.
 #[derive(Debug, thiserror::Error)]
@@ -294,7 +322,11 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
     let providers = Registry::build(&config, &ids).map_err(anyhow::Error::msg)?;
 
     let demo = &config.demo;
-    if !demo.enabled && settlement::store::demo_seeded_at(&**client).await?.is_some() {
+    if !demo.enabled
+        && settlement::store::demo_seeded_at(&**client)
+            .await?
+            .is_some()
+    {
         return Err(Refused(
             "this database was seeded by demo mode: it holds the demo's public logins (admin \
              password and TOTP secret) and its players' demo money. Production needs a database \
@@ -355,6 +387,11 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
             queue_len_max: st.queue_len_max,
             deadline: Duration::from_millis(st.callback_deadline_ms),
             busy_patience: Duration::from_millis(st.busy_wallet_patience_ms),
+            // Below the reports' settle time (the configuration keeps it at 2 s or more).
+            transaction_timeout: Duration::from_secs(
+                (config.rest.report_settle_s / 2)
+                    .clamp(1, settlement::store::LANE_TRANSACTION_S_MAX),
+            ),
         },
     )
     .await

@@ -751,6 +751,13 @@ impl Config {
             r.adjustment_approval_above <= 1_000_000_000_000,
             "at most 1000000000000 (whole units)",
         );
+        range(
+            &mut p,
+            "rest.report_settle_s",
+            r.report_settle_s >= 2,
+            ">= 2: the lanes' transactions are cut at half of it (at most 20 s), so a fold never \
+             passes rows that a later commit still adds below them",
+        );
         for (code, amount) in &r.adjustment_approval_above_in {
             let key = format!("rest.adjustment_approval_above_in.{code}");
             let parsed = settlement::money::Currency::from_code(code)
@@ -971,16 +978,15 @@ impl Config {
                 let key = format!("{at}.public_key_file");
                 match provider.public_keys() {
                     Err(e) => p.push(Problem::new(Invalid, &key, format!("{at}.{e}"))),
-                    Ok(keys) if !self.demo.enabled && keys.iter().any(is_public_demo_key) => {
-                        p.push(Problem::new(
+                    Ok(keys) if !self.demo.enabled && keys.iter().any(is_public_demo_key) => p
+                        .push(Problem::new(
                             ProblemKind::Secret,
                             &key,
                             format!(
                                 "{key} holds the demo's public key, whose private half is \
                                  published: accepted only with demo.enabled = true"
                             ),
-                        ))
-                    }
+                        )),
                     Ok(_) => {}
                 }
             }
@@ -1019,11 +1025,9 @@ impl Config {
                 let message = format!("{key} must be 1..={SIGNATURE_WINDOW_S_MAX}");
                 p.push(Problem::new(Range, &key, message));
             }
-            if let Some(why) = allowlist_missing(
-                provider.dialect,
-                &provider.allow_ips,
-                self.demo.enabled,
-            ) {
+            if let Some(why) =
+                allowlist_missing(provider.dialect, &provider.allow_ips, self.demo.enabled)
+            {
                 let key = format!("{at}.allow_ips");
                 p.push(Problem::new(Required, &key, format!("{key}: {why}")));
             }

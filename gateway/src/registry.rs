@@ -198,9 +198,7 @@ impl ManagedRow {
         {
             return Err("a secret is shorter than 16 bytes".into());
         }
-        if let Some(why) =
-            crate::config::allowlist_missing(Some(dialect), &m.allow_ips, demo)
-        {
+        if let Some(why) = crate::config::allowlist_missing(Some(dialect), &m.allow_ips, demo) {
             return Err(format!("allow_ips {why}"));
         }
         if !(1..=crate::config::SIGNATURE_WINDOW_S_MAX).contains(&m.signature_window_s) {

@@ -103,6 +103,15 @@ impl Binaries {
     fn program(&self, name: &str) -> Command {
         Command::new(self.bindir.join(name))
     }
+
+    /// Whether the server was built with LZ4 (`--with-lz4`, as `pg_config` beside it says), so
+    /// `wal_compression = lz4` is a value it accepts.
+    pub fn has_lz4(&self) -> bool {
+        self.program("pg_config")
+            .arg("--configure")
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--with-lz4"))
+    }
 }
 
 fn major_version(bin: &Path) -> u32 {

@@ -319,8 +319,13 @@ pub fn decode_cursor<P>(
 pub fn time_param(field: &str, value: Option<&str>) -> ApiResult<Option<String>> {
     match value {
         None => Result::Ok(None),
-        Some(v) => humantime::parse_rfc3339_weak(v)
-            .map(|_| Some(v.to_string()))
-            .map_err(|_| ApiError::field(field, "an RFC 3339 time, e.g. 2026-01-31T12:00:00Z")),
+        // In UTC, said so: a time without its zone would be read in the database session's.
+        Some(v) if v.ends_with(['Z', 'z']) && humantime::parse_rfc3339_weak(v).is_ok() => {
+            Result::Ok(Some(v.to_string()))
+        }
+        Some(_) => Err(ApiError::field(
+            field,
+            "an RFC 3339 time in UTC, e.g. 2026-01-31T12:00:00Z",
+        )),
     }
 }

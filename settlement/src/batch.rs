@@ -37,6 +37,10 @@ pub struct Options {
     /// REST module) is left for later batches before its batch waits for the wallet; zero:
     /// every batch waits for its wallets.
     pub busy_patience: Duration,
+    /// A lane's statement, or a pause inside its transaction, longer than this ends the
+    /// transaction (`statement_timeout`, `idle_in_transaction_session_timeout`); at most
+    /// [`store::LANE_TRANSACTION_S_MAX`] seconds. The report rollups count on it (see there).
+    pub transaction_timeout: Duration,
 }
 
 /// Why a command got no business answer; every case but `Unstorable` is retryable for the
@@ -140,10 +144,14 @@ impl Settler {
             "batch_len_max in range"
         );
         let faults = Arc::new(Faults::default());
+        let transaction_timeout = options.transaction_timeout.clamp(
+            Duration::from_millis(100),
+            Duration::from_secs(store::LANE_TRANSACTION_S_MAX),
+        );
         let mut lanes = Vec::with_capacity(options.lanes);
         let mut tasks = Vec::with_capacity(options.lanes);
         for index in 0..options.lanes {
-            let connection = Connection::open(&pg).await?;
+            let connection = Connection::open(&pg, transaction_timeout).await?;
             let (tx, rx) = mpsc::channel(options.queue_len_max);
             let lane = Lane {
                 index,
@@ -157,6 +165,7 @@ impl Settler {
                 batches: 0,
                 deferred: Vec::new(),
                 busy_patience: options.busy_patience,
+                transaction_timeout,
             };
             tasks.push(tokio::spawn(lane.run(rx)));
             lanes.push(tx);
@@ -288,7 +297,10 @@ struct Connection {
 }
 
 impl Connection {
-    async fn open(pg: &tokio_postgres::Config) -> Result<Connection, tokio_postgres::Error> {
+    async fn open(
+        pg: &tokio_postgres::Config,
+        transaction_timeout: Duration,
+    ) -> Result<Connection, tokio_postgres::Error> {
         let (client, driver) = pg.connect(tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = driver.await {
@@ -296,6 +308,12 @@ impl Connection {
             }
         });
         client.batch_execute(crate::store::LANE_SESSION).await?;
+        let ms = transaction_timeout.as_millis();
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms};"
+            ))
+            .await?;
         let statements = Statements::prepare(&client).await?;
         let mut player_ids = PlayerIds::default();
         player_ids.warm(&client).await?;
@@ -323,6 +341,7 @@ struct Lane {
     /// the next batch begins with them.
     deferred: Vec<Job>,
     busy_patience: Duration,
+    transaction_timeout: Duration,
 }
 
 /// Pause between connection attempts while the database is unreachable.
@@ -558,7 +577,7 @@ impl Lane {
         if Instant::now() < self.reconnect_at {
             return Err(store::Error::NotConnected);
         }
-        match Connection::open(&self.pg).await {
+        match Connection::open(&self.pg, self.transaction_timeout).await {
             Ok(connection) => {
                 tracing::info!(lane = self.index, "settlement connection open");
                 self.connection = Some(connection);

@@ -66,8 +66,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0015_provider_changes.sql"),
     ),
     (
-        "0016_adjustments_by_requester",
-        include_str!("../../migrations/0016_adjustments_by_requester.sql"),
+        "0016_adjustment_and_withdrawal_keys",
+        include_str!("../../migrations/0016_adjustment_and_withdrawal_keys.sql"),
+    ),
+    (
+        "0017_totp_lockout",
+        include_str!("../../migrations/0017_totp_lockout.sql"),
     ),
 ];
 

@@ -203,8 +203,11 @@ fn replayable_dialects_need_an_allowlist_outside_demo_mode() {
         Config::from_toml(&with(dialect, "allow_ips = [\"10.1.2.3\"]"), &[]).unwrap();
         // A disabled provider still settles what it began: it needs one too. The demo not.
         assert!(Config::from_toml(&with(dialect, "enabled = false"), &[]).is_err());
-        Config::from_toml(&format!("[demo]\nenabled = true\n{}", with(dialect, "")), &[])
-            .unwrap();
+        Config::from_toml(
+            &format!("[demo]\nenabled = true\n{}", with(dialect, "")),
+            &[],
+        )
+        .unwrap();
     }
     // The native signature binds the time of the call.
     Config::from_toml(&with("native", ""), &[]).unwrap();
@@ -236,7 +239,10 @@ fn the_demo_hub88_key_is_refused_outside_demo_mode() {
         "{problems:?}"
     );
     Config::from_toml(&format!("[demo]\nenabled = true\n{demo_key}"), &[]).unwrap();
-    let own = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/test-hub88-provider.pub.pem");
+    let own = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/keys/test-hub88-provider.pub.pem"
+    );
     Config::from_toml(&with(own), &[]).unwrap();
 }
 

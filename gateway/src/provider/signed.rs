@@ -39,7 +39,12 @@ impl SignedCalls {
 
     /// Notes that `provider`'s signature `digest` signed a `method` call; `Err` with the
     /// method it signed before, if another.
-    pub fn note(&self, provider: i32, digest: [u8; 16], method: &'static str) -> Result<(), &'static str> {
+    pub fn note(
+        &self,
+        provider: i32,
+        digest: [u8; 16],
+        method: &'static str,
+    ) -> Result<(), &'static str> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let key = (provider, digest);
         if let Some(first) = inner.method.get(&key) {

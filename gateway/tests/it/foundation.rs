@@ -275,8 +275,14 @@ async fn a_production_start_refuses_a_database_the_demo_seeded() {
         }
         Err(e) => e,
     };
-    assert!(refused.downcast_ref::<app::Refused>().is_some(), "{refused:#}");
-    assert!(format!("{refused:#}").contains("seeded by demo mode"), "{refused:#}");
+    assert!(
+        refused.downcast_ref::<app::Refused>().is_some(),
+        "{refused:#}"
+    );
+    assert!(
+        format!("{refused:#}").contains("seeded by demo mode"),
+        "{refused:#}"
+    );
     // The demo itself still starts on it.
     let demo = app::start(
         with("[demo]\nenabled = true\nplayers = 3"),

@@ -503,18 +503,32 @@ async fn split_adjustments_and_per_currency_thresholds_wait_for_another_admin() 
                 Method::POST,
                 &format!("/api/admin/players/{two}/adjustments"),
                 Some(&token),
-                Some(adjustment(amount, "credit", key, totp_code(ADMIN_TOTP, offset))),
+                Some(adjustment(
+                    amount,
+                    "credit",
+                    key,
+                    totp_code(ADMIN_TOTP, offset),
+                )),
             )
             .await
         }
     };
     // Under the threshold, alone: applied. Under it, but with what the same staff member
     // moved alone today in that currency: waits.
-    data(&request(&first, "60.00", "eur-1", 0).await, StatusCode::CREATED);
-    let split = data(&request(&first, "60.00", "eur-2", 1).await, StatusCode::ACCEPTED);
+    data(
+        &request(&first, "60.00", "eur-1", 0).await,
+        StatusCode::CREATED,
+    );
+    let split = data(
+        &request(&first, "60.00", "eur-2", 1).await,
+        StatusCode::ACCEPTED,
+    );
     assert_eq!(split["state"], "pending_approval");
     // EUR's own threshold (100.00), not the 1000 whole units of the other currencies.
-    let over = data(&request(&second, "150.00", "eur-3", 0).await, StatusCode::ACCEPTED);
+    let over = data(
+        &request(&second, "150.00", "eur-3", 0).await,
+        StatusCode::ACCEPTED,
+    );
     assert_eq!(over["state"], "pending_approval");
     assert_eq!(gw.balance("player-2").await, START + 6_000);
     gw.finish().await;
@@ -767,7 +781,7 @@ async fn transactions_are_found_by_player_provider_id_and_round() {
 async fn reports_come_from_rollups_the_job_keeps_current() {
     let config = REST_ON.replace(
         "[rest]\nenabled = true",
-        "[rest]\nenabled = true\nreport_fold_interval_s = 1\nreport_settle_s = 0",
+        "[rest]\nenabled = true\nreport_fold_interval_s = 1\nreport_settle_s = 2",
     );
     let gw = start_gateway(&config).await;
     // slot-1: two rounds by player-1 (one with two bets), a win; slot-2: player-2, rolled back.

@@ -417,9 +417,24 @@ async fn totp_is_required_where_enabled_and_a_code_is_accepted_once() {
             Method::POST,
             "/api/auth/2fa/enable",
             Some(&player),
-            Some(json!({"code": code})),
+            Some(json!({"password": PLAYER_PASSWORD, "code": code})),
         )
     };
+    // Issue 33 (12): enabling asks for the password too (a stolen token alone cannot bind an
+    // authenticator to the account).
+    let no_password = gw
+        .api(
+            Method::POST,
+            "/api/auth/2fa/enable",
+            Some(&player),
+            Some(json!({"password": "not my password!", "code": totp_code(&secret, 0)})),
+        )
+        .await;
+    refused(
+        &no_password,
+        StatusCode::UNAUTHORIZED,
+        "INVALID_CREDENTIALS",
+    );
     let bad = if totp_code(&secret, -1) == "123456" {
         "654321"
     } else {
@@ -558,12 +573,56 @@ async fn brute_force_is_slowed_with_429_and_retry_after() {
                 Method::POST,
                 "/api/auth/2fa/enable",
                 Some(&player),
-                Some(json!({"code": "000000"})),
+                Some(json!({"password": PLAYER_PASSWORD, "code": "000000"})),
             )
             .await
             .status;
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    gw.finish().await;
+}
+
+/// Issue 33 (12): the rate limits alone let a patient guesser try codes for weeks; ten wrong
+/// codes in a row lock the second factor, the right code included, and the count survives the
+/// refused request's rolled-back transaction.
+#[tokio::test]
+async fn ten_wrong_codes_in_a_row_lock_the_second_factor() {
+    let gw = start_gateway(&format!(
+        "{REST_ON}\n[rest.rate_limits]\nsecond_factor_per_account = 100\n\
+         second_factor_per_ip = 100\n"
+    ))
+    .await;
+    let player = gw.player_token("player-3").await;
+    let setup = data(
+        &gw.api(Method::POST, "/api/auth/2fa/setup", Some(&player), None)
+            .await,
+        StatusCode::OK,
+    );
+    let secret = setup["secret"].as_str().unwrap().to_string();
+    let enable = |code: String| {
+        gw.api(
+            Method::POST,
+            "/api/auth/2fa/enable",
+            Some(&player),
+            Some(json!({"password": PLAYER_PASSWORD, "code": code})),
+        )
+    };
+    let wrong = (0..100_000)
+        .map(|n| format!("{n:06}"))
+        .find(|c| (-1..=1).all(|step| totp_code(&secret, step) != *c))
+        .unwrap();
+    for _ in 0..rest::auth::TOTP_FAILURES_MAX {
+        refused(
+            &enable(wrong.clone()).await,
+            StatusCode::UNAUTHORIZED,
+            "TOTP_INVALID",
+        );
+    }
+    refused(
+        &enable(totp_code(&secret, 0)).await,
+        StatusCode::FORBIDDEN,
+        "TOTP_LOCKED",
+    );
     gw.finish().await;
 }
 
@@ -751,5 +810,46 @@ async fn every_route_that_needs_a_login_refuses_anonymous_and_garbage_tokens() {
         .await;
     refused(&again, StatusCode::CONFLICT, "TOTP_ALREADY_ENABLED");
     gw.admin_token(1).await;
+    gw.finish().await;
+}
+
+/// Issue 33 (11): a login held a pooled connection while it waited for a hashing slot, so a
+/// flood of logins (from rotating addresses; here the limits are lifted) took every connection
+/// and starved the other routes, `/health` included. The flood now waits without one.
+#[tokio::test]
+async fn a_login_flood_leaves_health_and_balances_fast() {
+    let gw = start_gateway(&format!(
+        "{REST_ON}\n[rest.rate_limits]\nlogin_per_ip = 100000\nlogin_per_account = 100000\n"
+    ))
+    .await;
+    let player = gw.player_token("player-1").await;
+    let flood = futures_util::future::join_all((0..300).map(|i| {
+        let body =
+            json!({"username": format!("player-{}", 1 + i % 5), "password": "not the password"});
+        gw.api(Method::POST, "/api/auth/login", None, Some(body))
+    }));
+    let probes = async {
+        // Let the flood fill the hashing queue first.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut slowest = std::time::Duration::ZERO;
+        for _ in 0..10 {
+            let started = Instant::now();
+            assert_eq!(gw.get("/health").await.status, StatusCode::OK);
+            let balance = gw
+                .api(Method::GET, "/api/user/balance", Some(&player), None)
+                .await;
+            assert_eq!(balance.status, StatusCode::OK);
+            slowest = slowest.max(started.elapsed());
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        slowest
+    };
+    let (answers, slowest) = tokio::join!(flood, probes);
+    // Refused (or, on a machine busy with other tests, timed out waiting for a hash), never let in.
+    assert!(answers.iter().all(|a| a.status != StatusCode::OK));
+    assert!(
+        slowest < std::time::Duration::from_secs(1),
+        "/health and a balance took {slowest:?} during the flood"
+    );
     gw.finish().await;
 }

@@ -123,6 +123,38 @@ async fn a_signed_deposit_is_credited_once_per_payment_id() {
     gw.finish().await;
 }
 
+/// Issue 33 (12): a retried withdrawal request reserved the funds twice.
+#[tokio::test]
+async fn a_withdrawal_retried_with_its_key_reserves_once() {
+    let gw = start_gateway(REST_ON).await;
+    let player = gw.player_token("player-3").await;
+    let ask = |amount: &str, key: &str| {
+        let (gw, player) = (&gw, player.clone());
+        let body = json!({"amount": amount, "idempotency_key": key});
+        async move {
+            gw.api(
+                Method::POST,
+                "/api/user/withdrawals",
+                Some(&player),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let first = data(&ask("100.00", "w-1").await, StatusCode::CREATED);
+    let again = data(&ask("100.00", "w-1").await, StatusCode::OK);
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["balance_after"], "900.00");
+    refused(
+        &ask("20.00", "w-1").await,
+        StatusCode::CONFLICT,
+        "IDEMPOTENCY_KEY_REUSED",
+    );
+    assert_eq!(gw.balance("player-3").await, START - 10_000);
+    assert_eq!(ledger_rows(&gw, "player-3", "withdrawal").await, 1);
+    gw.finish().await;
+}
+
 #[tokio::test]
 async fn withdrawals_reserve_funds_and_a_rejection_returns_them() {
     let gw = start_gateway(REST_ON).await;

@@ -162,6 +162,9 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
     for (query, field) in [
         ("kind=loan", "kind"),
         ("from=yesterday", "from"),
+        // Issue 33 (12): a time without its zone would be read in the session's zone.
+        ("from=2026-01-31T12:00:00", "from"),
+        ("to=2026-01-31%2012:00:00", "to"),
         ("limit=0", "limit"),
         ("limit=201", "limit"),
         ("cursor=%21%21", "cursor"),

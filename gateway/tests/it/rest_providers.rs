@@ -230,6 +230,14 @@ async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart
     )
     .await;
     assert_eq!(data(&on, StatusCode::OK)["enabled"], true);
+    // Issue 33 (12): its rounds are open, so its currency stays.
+    let other_currency = api(
+        Method::PUT,
+        "/api/admin/providers/acme",
+        Some(json!({"currency": "USD", "reason": "new market"})),
+    )
+    .await;
+    refused(&other_currency, StatusCode::CONFLICT, "ROUNDS_OPEN");
     assert!(
         eventually(
             async || acme_bet(&gw, SECRET, "a3").await.json()["status"] == "OK",
@@ -287,7 +295,10 @@ async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart
     );
     assert_eq!(listed[0]["id"], pending["id"]);
     assert_eq!(listed[0]["state"], "pending_approval");
-    assert_eq!(acme_bet(&gw, NEXT_SECRET, "a7").await.json()["status"], "OK");
+    assert_eq!(
+        acme_bet(&gw, NEXT_SECRET, "a7").await.json()["status"],
+        "OK"
+    );
 
     // Nine changes audited (requested, applied, approved for each of the two approved
     // changes; disable and enable; the policy change requested), none with a secret in it,

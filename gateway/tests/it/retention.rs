@@ -172,7 +172,9 @@ async fn prune_drops_only_days_older_than_the_retention_and_keeps_the_books_bala
         ok(&gw.demo("bet", bet(player, tx, "10.00", &round)).await);
         if tx != "d150" {
             // Settled (the win is today's), so its old day holds no open bet.
-            ok(&gw.demo("win", win(player, &format!("w-{tx}"), "1.00", &round)).await);
+            ok(&gw
+                .demo("win", win(player, &format!("w-{tx}"), "1.00", &round))
+                .await);
         }
         age(&gw, &[tx], days).await;
     }
@@ -191,7 +193,7 @@ async fn prune_drops_only_days_older_than_the_retention_and_keeps_the_books_bala
         String::from_utf8_lossy(&dry.stderr)
     );
     let dry: Value = serde_json::from_slice(&dry.stdout).unwrap();
-    assert_eq!(dry["pruned"].as_array().unwrap().len(), 5, "{dry}");
+    assert_eq!(dry["pruned"].as_array().unwrap().len(), 6, "{dry}");
     assert_eq!(
         scalar(&gw, "SELECT count(*) FROM transactions").await,
         rows_before,
@@ -238,6 +240,7 @@ async fn prune_drops_only_days_older_than_the_retention_and_keeps_the_books_bala
     assert_eq!(
         pruned,
         [
+            ("callback_segments".to_string(), 0),
             ("callback_segments".to_string(), 0),
             ("callback_segments".to_string(), 1),
             ("transactions".to_string(), 1),

@@ -95,11 +95,7 @@ pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
         &[Admin],
     ),
     ("GET", "/api/admin/provider-changes", &[Admin]),
-    (
-        "POST",
-        "/api/admin/provider-changes/{id}/approve",
-        &[Admin],
-    ),
+    ("POST", "/api/admin/provider-changes/{id}/approve", &[Admin]),
     (
         "POST",
         "/api/admin/withdrawals/{id}/approve",
@@ -111,6 +107,21 @@ pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
         &[Admin, Manager],
     ),
 ];
+
+/// The rate limits' key for a caller's address: IPv4 as it is (also when mapped into IPv6),
+/// IPv6 by its /64.
+pub fn network_key(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// Consecutive wrong second-factor codes that lock an account's second factor (15 minutes).
+pub const TOTP_FAILURES_MAX: i32 = 10;
 
 /// The roles allowed on `method path` (a route template), if it is an admin route at all.
 pub fn allowed_roles(method: &Method, path: &str) -> Option<&'static [Role]> {
@@ -312,6 +323,12 @@ impl Limiters {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::rate_limited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
         })
+    }
+
+    /// As [`Limiters::check`], keyed by the caller's network: an IPv4 address, or an IPv6
+    /// address's /64 (one subscriber's whole block, which they can rotate through freely).
+    pub fn check_ip(&self, limit: Limit, ip: std::net::IpAddr) -> ApiResult<()> {
+        self.check(limit, &network_key(ip))
     }
 
     /// Forgets keys whose limit is back to full (bounds the memory held for past callers).

@@ -104,7 +104,7 @@ pub(crate) async fn step_up(
             "money movements need 2FA on the acting account",
         )
     })?;
-    accept_code(client, actor.caller.account, &secret, code).await
+    accept_code(rest, client, actor.caller.account, &secret, code).await
 }
 
 /// Applies adjustment `id` (locked by the caller) and answers its row; refusals roll back.

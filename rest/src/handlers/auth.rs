@@ -10,6 +10,7 @@ use tokio_postgres::error::SqlState;
 use utoipa::ToSchema;
 
 use crate::auth::token::{new_refresh, now_s, refresh_hash};
+use crate::auth::TOTP_FAILURES_MAX;
 use crate::auth::{password, totp, Caller, Limit, Role};
 use crate::envelope::{created, ok, ApiError, ApiResult, Body, FieldError, Ok};
 use crate::{ClientIp, Rest};
@@ -68,7 +69,7 @@ pub async fn register(
     Extension(ClientIp(ip)): Extension<ClientIp>,
     Body(req): Body<RegisterRequest>,
 ) -> ApiResult<Ok<Account>> {
-    rest.limiters.check(Limit::RegisterIp, &ip.to_string())?;
+    rest.limiters.check_ip(Limit::RegisterIp, ip)?;
     let username = req.username.trim().to_string();
     let email = req.email.trim().to_lowercase();
     let mut errors = Vec::new();
@@ -189,10 +190,14 @@ pub async fn login(
     if login.is_empty() || login.len() > 254 || req.password.len() > 4 * password::LENGTH_MAX {
         return Err(invalid_credentials());
     }
-    rest.limiters.check(Limit::LoginIp, &ip.to_string())?;
+    rest.limiters.check_ip(Limit::LoginIp, ip)?;
     rest.limiters.check(Limit::LoginAccount, &login)?;
-    let client = rest.pool.get().await?;
-    let account = client
+    // The connection goes back to the pool before the hash: a flood of logins waiting for a
+    // hashing slot must not hold every connection the other routes need.
+    let account = rest
+        .pool
+        .get()
+        .await?
         .query_opt(
             &format!(
                 "SELECT a.id, a.password_hash, a.role, a.totp_enabled, a.totp_secret,
@@ -208,6 +213,7 @@ pub async fn login(
     if !rest.hasher.verify(req.password, phc).await? {
         return Err(invalid_credentials());
     }
+    let client = rest.pool.get().await?;
     let account = account.expect("verified against a stored hash");
     let id: i64 = account.get(0);
     let role = Role::parse(account.get(2))
@@ -228,7 +234,7 @@ pub async fn login(
         };
         second_factor_attempt(&rest, ip, id)?;
         let secret: String = account.get(4);
-        accept_code(&**client, id, &secret, code).await?;
+        accept_code(&rest, &**client, id, &secret, code).await?;
         true
     } else {
         false
@@ -243,8 +249,7 @@ pub(crate) fn second_factor_attempt(
     ip: std::net::IpAddr,
     account: i64,
 ) -> ApiResult<()> {
-    rest.limiters
-        .check(Limit::SecondFactorIp, &ip.to_string())?;
+    rest.limiters.check_ip(Limit::SecondFactorIp, ip)?;
     rest.limiters
         .check(Limit::SecondFactor, &account.to_string())
 }
@@ -253,28 +258,72 @@ fn invalid_credentials() -> ApiError {
     ApiError::unauthorized("INVALID_CREDENTIALS", "wrong username or password")
 }
 
+/// How long [`TOTP_FAILURES_MAX`] wrong codes in a row lock an account's second factor.
+const TOTP_LOCK: &str = "15 minutes";
+
 /// Accepts `code` for `account` once: its time step must be later than the last accepted.
+/// [`TOTP_FAILURES_MAX`] wrong codes in a row lock the second factor for [`TOTP_LOCK`]; the
+/// count is kept on a connection of its own, so a caller's transaction that rolls back on the
+/// refusal does not forget it.
 pub(crate) async fn accept_code(
+    rest: &Rest,
     client: &impl tokio_postgres::GenericClient,
     account: i64,
     secret: &str,
     code: &str,
 ) -> ApiResult<()> {
+    let locked = client
+        .query_opt(
+            "SELECT 1 FROM totp_failures WHERE account_id = $1 AND locked_until > now()",
+            &[&account],
+        )
+        .await?
+        .is_some();
+    if locked {
+        return Err(ApiError::forbidden(
+            "TOTP_LOCKED",
+            "too many wrong codes: the second factor is locked for a while",
+        ));
+    }
     let invalid =
         || ApiError::unauthorized("TOTP_INVALID", "the code is wrong or was used already");
-    let step = totp::matching_step(secret, code.trim(), now_s()).ok_or_else(invalid)?;
-    let accepted = client
+    let accepted = match totp::matching_step(secret, code.trim(), now_s()) {
+        None => 0,
+        Some(step) => {
+            client
+                .execute(
+                    "UPDATE accounts SET totp_last_step = $2
+                     WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+                    &[&account, &step],
+                )
+                .await?
+        }
+    };
+    if accepted == 1 {
+        client
+            .execute(
+                "DELETE FROM totp_failures WHERE account_id = $1",
+                &[&account],
+            )
+            .await?;
+        return Result::Ok(());
+    }
+    rest.pool
+        .get()
+        .await?
         .execute(
-            "UPDATE accounts SET totp_last_step = $2
-             WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
-            &[&account, &step],
+            &format!(
+                "INSERT INTO totp_failures AS f (account_id, failures) VALUES ($1, 1)
+                 ON CONFLICT (account_id) DO UPDATE SET
+                     failures = f.failures + 1,
+                     locked_until = CASE WHEN f.failures + 1 >= $2
+                                         THEN now() + interval '{TOTP_LOCK}'
+                                         ELSE f.locked_until END"
+            ),
+            &[&account, &TOTP_FAILURES_MAX],
         )
         .await?;
-    if accepted == 1 {
-        Result::Ok(())
-    } else {
-        Err(invalid())
-    }
+    Err(invalid())
 }
 
 /// A new login session with its first refresh token, and an access token for it.
@@ -492,6 +541,9 @@ pub async fn totp_setup(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotpEnableRequest {
+    /// The account's password: whoever holds a stolen access token cannot bind their own
+    /// authenticator to the account.
+    pub password: String,
     /// The authenticator's current 6-digit code.
     pub code: String,
 }
@@ -503,7 +555,8 @@ pub struct TotpState {
 
 #[utoipa::path(post, path = "/api/auth/2fa/enable", tag = "auth", security(("bearer" = [])), request_body = TotpEnableRequest,
     responses((status = 200, description = "2FA is on; log in again with a code for a second-factor session", body = TotpState),
-              (status = 401, description = "TOTP_INVALID", body = crate::envelope::ErrorBody),
+              (status = 401, description = "INVALID_CREDENTIALS or TOTP_INVALID", body = crate::envelope::ErrorBody),
+              (status = 403, description = "TOTP_LOCKED after 10 wrong codes in a row (15 minutes)", body = crate::envelope::ErrorBody),
               (status = 409, description = "no set-up pending, or on already", body = crate::envelope::ErrorBody),
               (status = 429, description = "too many attempts", body = crate::envelope::ErrorBody)))]
 pub async fn totp_enable(
@@ -517,10 +570,14 @@ pub async fn totp_enable(
     let tx = client.transaction().await?;
     let row = tx
         .query_one(
-            "SELECT totp_enabled, totp_secret FROM accounts WHERE id = $1 FOR UPDATE",
+            "SELECT totp_enabled, totp_secret, password_hash FROM accounts WHERE id = $1
+             FOR UPDATE",
             &[&caller.account],
         )
         .await?;
+    if !rest.hasher.verify(req.password, Some(row.get(2))).await? {
+        return Err(invalid_credentials());
+    }
     let (enabled, secret): (bool, Option<String>) = (row.get(0), row.get(1));
     let secret = match (enabled, secret) {
         (false, Some(secret)) => secret,
@@ -537,7 +594,7 @@ pub async fn totp_enable(
             ))
         }
     };
-    accept_code(&*tx, caller.account, &secret, &req.code).await?;
+    accept_code(&rest, &*tx, caller.account, &secret, &req.code).await?;
     tx.execute(
         "UPDATE accounts SET totp_enabled = true WHERE id = $1",
         &[&caller.account],
@@ -587,7 +644,7 @@ pub async fn totp_disable(
         (true, Some(secret)) => secret,
         _ => return Err(ApiError::conflict("TOTP_NOT_ENABLED", "2FA is off already")),
     };
-    accept_code(&**client, caller.account, &secret, &req.code).await?;
+    accept_code(&rest, &**client, caller.account, &secret, &req.code).await?;
     client
         .execute(
             "UPDATE accounts SET totp_enabled = false, totp_secret = NULL WHERE id = $1",

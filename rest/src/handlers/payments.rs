@@ -186,6 +186,9 @@ pub struct WithdrawalRequest {
     pub currency: Option<String>,
     /// Decimal string, > 0.
     pub amount: String,
+    /// The caller's own key (1–128 bytes): a retry with the same key answers the first
+    /// withdrawal (200) instead of reserving the funds again.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -202,6 +205,7 @@ pub struct Withdrawal {
 #[utoipa::path(post, path = "/api/user/withdrawals", tag = "player", security(("bearer" = [])),
     request_body = WithdrawalRequest,
     responses((status = 201, description = "the funds are reserved (a ledger row) until the withdrawal is approved or rejected", body = Withdrawal),
+              (status = 200, description = "a retry with the same idempotency key: the first withdrawal", body = Withdrawal),
               (status = 400, description = "bad amount or currency", body = crate::envelope::ErrorBody),
               (status = 409, description = "INSUFFICIENT_FUNDS", body = crate::envelope::ErrorBody)))]
 pub async fn request(
@@ -224,6 +228,46 @@ pub async fn request(
     if amount == 0 {
         return Err(ApiError::field("amount", "greater than zero"));
     }
+    if let Some(key) = &req.idempotency_key {
+        if !(1..=128).contains(&key.len()) {
+            return Err(ApiError::field("idempotency_key", "1 to 128 bytes"));
+        }
+        // The player's wallets row serialises their withdrawals, so a concurrent retry waits
+        // here and then finds the first.
+        tx.execute(
+            "SELECT 1 FROM wallets WHERE player_id = $1 AND currency = $2 FOR UPDATE",
+            &[&who.player, &currency],
+        )
+        .await?;
+        let earlier = tx
+            .query_opt(
+                "SELECT w.id, w.currency, w.amount, w.state, t.balance_after
+                 FROM withdrawals w JOIN transactions t ON t.id = w.reserve_ledger_id
+                 WHERE w.player_id = $1 AND w.idempotency_key = $2",
+                &[&who.player, key],
+            )
+            .await?;
+        if let Some(row) = earlier {
+            let (id, was_currency, was_amount): (i64, String, i64) =
+                (row.get(0), row.get(1), row.get(2));
+            if was_currency != currency || was_amount != amount {
+                return Err(ApiError::conflict(
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "this idempotency key belongs to another withdrawal",
+                ));
+            }
+            return Result::Ok(Ok(
+                StatusCode::OK,
+                Withdrawal {
+                    id,
+                    amount: decimal(amount, &currency),
+                    balance_after: decimal(row.get(4), &currency),
+                    state: row.get(3),
+                    currency,
+                },
+            ));
+        }
+    }
     let id: i64 = tx
         .query_one(
             "SELECT nextval(pg_get_serial_sequence('withdrawals', 'id'))",
@@ -242,9 +286,17 @@ pub async fn request(
     .await?
     .map_err(refusal)?;
     tx.execute(
-        "INSERT INTO withdrawals (id, player_id, currency, amount, state, reserve_ledger_id)
-         OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, 'pending', $5)",
-        &[&id, &who.player, &currency, &amount, &applied.ledger_id],
+        "INSERT INTO withdrawals (id, player_id, currency, amount, state, reserve_ledger_id,
+                                  idempotency_key)
+         OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, 'pending', $5, $6)",
+        &[
+            &id,
+            &who.player,
+            &currency,
+            &amount,
+            &applied.ledger_id,
+            &req.idempotency_key,
+        ],
     )
     .await?;
     tx.commit().await?;

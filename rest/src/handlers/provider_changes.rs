@@ -93,7 +93,8 @@ pub(crate) async fn request(
     reason: &str,
 ) -> ApiResult<ProviderChange> {
     let action = change.action();
-    let stored = serde_json::to_string(&change).map_err(|e| ApiError::internal("provider change", &e))?;
+    let stored =
+        serde_json::to_string(&change).map_err(|e| ApiError::internal("provider change", &e))?;
     let row = tx
         .query_one(
             &format!(
@@ -187,7 +188,8 @@ pub async fn approve(
     // Applied: the secret it carried is in the provider's settings now, and nowhere else.
     let mut kept = change.clone();
     kept.forget_secret();
-    let kept = serde_json::to_string(&kept).map_err(|e| ApiError::internal("provider change", &e))?;
+    let kept =
+        serde_json::to_string(&kept).map_err(|e| ApiError::internal("provider change", &e))?;
     tx.execute(
         "UPDATE provider_changes
          SET state = 'applied', approved_by = $2, applied_at = now(), request = $3::text::jsonb

@@ -217,9 +217,19 @@ pub async fn create(
         .await?
         .is_some();
     if taken {
-        return Err(ApiError::conflict("CODE_TAKEN", "a provider with this code exists"));
+        return Err(ApiError::conflict(
+            "CODE_TAKEN",
+            "a provider with this code exists",
+        ));
     }
-    let change = changes::request(&*tx, &actor, &req.code, Change::Create(req.clone()), "created").await?;
+    let change = changes::request(
+        &*tx,
+        &actor,
+        &req.code,
+        Change::Create(req.clone()),
+        "created",
+    )
+    .await?;
     tx.commit().await?;
     Result::Ok(Ok(StatusCode::ACCEPTED, ProviderAnswer::Pending(change)))
 }
@@ -343,7 +353,7 @@ pub struct UpdateProvider {
     responses((status = 200, description = "changed and in force", body = ProviderView),
               (status = 202, description = "a policy change: waiting for a second admin", body = ProviderChange),
               (status = 404, description = "no such provider", body = crate::envelope::ErrorBody),
-              (status = 409, description = "CONFIGURED_IN_FILE", body = crate::envelope::ErrorBody)))]
+              (status = 409, description = "CONFIGURED_IN_FILE, or ROUNDS_OPEN for a currency change while rounds are open", body = crate::envelope::ErrorBody)))]
 pub async fn update(
     State(rest): State<Arc<Rest>>,
     actor: Actor,
@@ -356,6 +366,7 @@ pub async fn update(
     if req.policy.is_some() {
         // Checked now as it would be applied, so a refusal comes at once.
         let (before, settings) = managed_locked(&*tx, &code).await?;
+        check_currency_change(&*tx, &code, &settings, &req).await?;
         updated(&rest, &before, settings, &req)?;
         let change = changes::request(&*tx, &actor, &code, Change::Update(req), &reason).await?;
         tx.commit().await?;
@@ -396,6 +407,37 @@ fn updated(
     })
 }
 
+/// A provider's wallet currency (of calls that name none) may change only while none of its
+/// rounds is open: a win settling a bet taken in the old currency would be paid in the new.
+async fn check_currency_change(
+    tx: &impl GenericClient,
+    code: &str,
+    settings: &serde_json::Map<String, Value>,
+    req: &UpdateProvider,
+) -> ApiResult<()> {
+    let Some(next) = &req.currency else {
+        return Result::Ok(());
+    };
+    if settings.get("currency").and_then(Value::as_str) == Some(next.as_str()) {
+        return Result::Ok(());
+    }
+    let open: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM rounds r JOIN providers p ON p.id = r.provider_id
+                            WHERE p.code = $1 AND NOT r.closed)",
+            &[&code],
+        )
+        .await?
+        .get(0);
+    if open {
+        return Err(ApiError::conflict(
+            "ROUNDS_OPEN",
+            "the currency changes once none of this provider's rounds is open",
+        ));
+    }
+    Result::Ok(())
+}
+
 /// Applies `req` to managed provider `code` (the caller commits and tells the gateway).
 pub(crate) async fn apply_update(
     rest: &Rest,
@@ -406,6 +448,7 @@ pub(crate) async fn apply_update(
 ) -> ApiResult<ProviderView> {
     let reason = crate::handlers::reason_of(&req.reason)?;
     let (before, settings) = managed_locked(tx, code).await?;
+    check_currency_change(tx, code, &settings, req).await?;
     let next = updated(rest, &before, settings, req)?;
     store(tx, actor, "provider.update", before, next, reason).await
 }

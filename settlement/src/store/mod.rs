@@ -47,6 +47,13 @@ pub const LANE_SESSION: &str = "SET synchronous_commit = on;
      SET enable_hashjoin = off;
      SET enable_mergejoin = off;";
 
+/// The longest a lane's statement, or a pause in its transaction, may last
+/// (`batch::Options::transaction_timeout` is capped at this), far beyond any batch. The report
+/// rollups count a ledger row once it is older than their settle time, which must be longer
+/// than a lane's transaction can stay open, or a batch committing late could add rows below
+/// what a fold already passed.
+pub const LANE_TRANSACTION_S_MAX: u64 = 20;
+
 /// Every statement a lane prepares, by name. Each reaches a table only through an index
 /// condition on keys the batch brings (a `LATERAL` probe per key, `= ANY` of the batch's ids,
 /// or a row address), so no statistics can turn it into a scan whose cost grows with the

@@ -93,7 +93,10 @@ async fn a_command_whose_data_the_database_refuses_gets_a_final_answer() {
     let (first, answers) = behind_a_stalled_batch(&settler, f.bet(1, "first", 1), batch).await;
     ok(&first);
     let mut answers = answers.into_iter();
-    assert_eq!(answers.next().unwrap().unwrap_err(), Unavailable::Unstorable);
+    assert_eq!(
+        answers.next().unwrap().unwrap_err(),
+        Unavailable::Unstorable
+    );
     assert_eq!(ok(&answers.next().unwrap()), OPENING_MINOR - 100);
     assert_eq!(f.wallet(2).await, (OPENING_MINOR, 1));
     // A retry fails the same way, and says so the same way.

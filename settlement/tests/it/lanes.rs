@@ -204,6 +204,7 @@ async fn a_wallet_held_elsewhere_is_left_for_later_without_holding_up_the_lane()
         f.settler(Options {
             lanes: 1,
             busy_patience: Duration::from_secs(5),
+            transaction_timeout: Duration::from_secs(20),
             ..options()
         })
         .await,
@@ -241,6 +242,7 @@ async fn a_wallet_held_past_the_patience_is_waited_for_in_order() {
         f.settler(Options {
             lanes: 1,
             busy_patience: Duration::from_millis(100),
+            transaction_timeout: Duration::from_secs(20),
             ..options()
         })
         .await,

@@ -54,6 +54,7 @@ pub fn options() -> Options {
         queue_len_max: 1024,
         deadline: Duration::from_secs(10),
         busy_patience: Duration::from_millis(50),
+        transaction_timeout: Duration::from_secs(20),
     }
 }
 
