@@ -97,8 +97,16 @@ pub struct Record {
     pub total: Duration,
 }
 
-/// Headers never stored: credentials no dialect signs with.
-const REDACTED_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+/// Headers never stored: credentials, and the dialects' signatures (whoever reads a trace must
+/// not be able to send the call again; a replay from the back office is not verified again).
+const REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "x-signature",
+    "x-request-sign",
+    "x-hub88-signature",
+];
 
 /// The request's headers as "name: value" lines, in arrival order, credentials redacted;
 /// values that are not text are kept lossily (they carry no signature of ours).
@@ -361,7 +369,9 @@ mod tests {
         let lines = header_lines(&headers);
         assert!(!lines.contains("secret"), "{lines}");
         let back = parse_header_lines(&lines);
-        assert_eq!(back.get("x-signature").unwrap(), "t=1,v1=abc");
+        // Signatures are not kept either (a trace reader must not be able to send it again).
+        assert!(!lines.contains("v1=abc"), "{lines}");
+        assert_eq!(back.get("x-signature").unwrap(), "[redacted]");
         assert_eq!(back.get("authorization").unwrap(), "[redacted]");
         let forwarded: Vec<_> = back.get_all("x-forwarded-for").iter().collect();
         assert_eq!(forwarded, ["10.0.0.1", "10.0.0.2"]);

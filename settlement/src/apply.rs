@@ -151,6 +151,10 @@ impl World {
                 };
                 return self.current(&c.player, currency, Code::DuplicateMismatch);
             }
+            if self.pruned.contains(&(c.provider, tx.clone())) {
+                // Settled longer ago than the ledger keeps: its answer is gone, its id is not.
+                return self.current(&c.player, None, Code::DuplicateMismatch);
+            }
         }
         let Some(player) = self.players.get(&c.player) else {
             // Ending a round is never refused (§4: end_round answers OK whatever the state).

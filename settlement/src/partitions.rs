@@ -268,9 +268,10 @@ pub enum PruneError {
 }
 
 /// Drops every partition older than `retention_days` (see [`prunable`]) that holds no open
-/// bet, oldest first, one transaction each: its rows copied to `archive` first (if given), its ledger totals added to
-/// `ledger_pruned`, its keys and the closed rounds older than it deleted. `dry_run` only
-/// reports. Never touches a row younger than the retention.
+/// bet, oldest first, one transaction each: its rows copied to `archive` first (if given), its
+/// ledger totals added to `ledger_pruned`, the closed rounds older than it deleted; its
+/// idempotency keys are kept, so none of its transactions is ever settled again. `dry_run`
+/// only reports. Never touches a row younger than the retention.
 pub async fn prune(
     client: &mut Client,
     retention_days: u32,
@@ -360,15 +361,8 @@ async fn prune_one(
             &[&to],
         )
         .await?;
-        let from = partition
-            .from
-            .map(|f| UNIX_EPOCH + Duration::from_secs(u64::try_from(f).unwrap_or(0)));
-        tx.execute(
-            "DELETE FROM transaction_keys
-             WHERE ($1::timestamptz IS NULL OR created_at >= $1) AND created_at < $2",
-            &[&from, &to],
-        )
-        .await?;
+        // The day's idempotency keys stay: a retry or a replay of one of its transactions
+        // finds its key without a ledger row and is refused for good, never settled again.
         tx.execute(
             "DELETE FROM rounds WHERE closed AND created_at < $1",
             &[&to],

@@ -305,6 +305,13 @@ pub trait Dialect: Send + Sync + 'static {
         std::borrow::Cow::Borrowed(target)
     }
 
+    /// The request's body as a trace keeps it: a signature carried in the body is blanked
+    /// (a support agent who reads traces must not be able to send one again). Default: as
+    /// received.
+    fn redact_body<'a>(&self, body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        std::borrow::Cow::Borrowed(body)
+    }
+
     /// The inverse of `redact_target` for a replay: the request was verified when it
     /// arrived, so its blanked credential is put back as the provider's current one.
     fn restore_target<'a>(

@@ -227,6 +227,26 @@ fn foreign_parameter<'a>(
         })
 }
 
+/// `body` with the value of every `hash` parameter replaced by `redacted`, every other byte
+/// as received.
+fn redact_hash(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let is_hash = |pair: &[u8]| pair.starts_with(b"hash=") || pair == b"hash";
+    if !body.split(|b| *b == b'&').any(is_hash) {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    let pairs: Vec<&[u8]> = body
+        .split(|b| *b == b'&')
+        .map(|pair| {
+            if is_hash(pair) {
+                &b"hash=redacted"[..]
+            } else {
+                pair
+            }
+        })
+        .collect();
+    std::borrow::Cow::Owned(pairs.join(&b'&'))
+}
+
 /// What an answer echoes: the method (refunds answer differently) and the call's reference.
 #[derive(Debug, Clone)]
 pub struct PpEcho {
@@ -298,6 +318,10 @@ impl Dialect for Pragmatic {
         any_secret(provider, |secret| {
             bool::from(digest(pairs(), secret).ct_eq(&given[..]))
         })
+    }
+
+    fn redact_body<'a>(&self, body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        redact_hash(body)
     }
 
     fn unbound_signature(&self, inbound: &Inbound<'_, PpMethod>) -> Option<[u8; 16]> {

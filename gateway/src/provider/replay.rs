@@ -1,6 +1,7 @@
 //! The back office's desk on the callback pipeline: a stored callback decoded again, or sent
-//! through the whole pipeline again (signature, dedup, settlement, rendering) with its time
-//! checks judged as of its arrival. A replay of a settled callback must come back a duplicate
+//! through the whole pipeline again (dedup, settlement, rendering) with its time checks judged
+//! as of its arrival; not its signature, which passed when it arrived and which traces do not
+//! keep. A replay of a settled callback must come back a duplicate
 //! with the original answer; anything else is what the back office reports.
 
 use std::sync::{Arc, Weak};

@@ -300,9 +300,9 @@ async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart
         "OK"
     );
 
-    // Nine changes audited (requested, applied, approved for each of the two approved
-    // changes; disable and enable; the policy change requested), none with a secret in it,
-    // nor in any change kept.
+    // Seven changes audited (requested, then applied by the approver, for each of the two
+    // approved changes; disable and enable; the policy change requested), none with a secret
+    // in it, nor in any change kept.
     let client = gw.db.connect().await;
     let kept: Vec<String> = client
         .query("SELECT request::text FROM provider_changes", &[])
@@ -327,7 +327,7 @@ async fn a_provider_created_in_the_back_office_takes_callbacks_without_a_restart
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(rows.len(), 9);
+    assert_eq!(rows.len(), 7);
     assert!(
         rows.iter()
             .all(|r| !r.contains(SECRET) && !r.contains(NEXT_SECRET)),

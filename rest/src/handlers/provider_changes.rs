@@ -2,7 +2,8 @@
 //! eyes), as large adjustments do. Whoever holds a provider's secret can sign wins, so one
 //! admin alone may not create a provider, rotate its secret or change its policy: the request
 //! is checked and kept (`provider_changes`), and another admin, with a fresh TOTP code,
-//! approves it; it is checked again and applied in the approval's transaction.
+//! approves it; it is checked again and applied in the approval's transaction. One audit row
+//! each: the request (by the requester) and the change itself (by the approver).
 
 use std::sync::Arc;
 
@@ -157,14 +158,14 @@ pub async fn approve(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "SELECT code, request::text, state, requested_by, reason
+            "SELECT code, request::text, state, requested_by
              FROM provider_changes WHERE id = $1 FOR UPDATE",
             &[&id],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("no such change"))?;
-    let (code, request, state, requested_by, reason): (String, String, String, i64, String) =
-        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let (code, request, state, requested_by): (String, String, String, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     if state != "pending_approval" {
         return Err(ApiError::conflict(
             "NOT_PENDING",
@@ -195,19 +196,6 @@ pub async fn approve(
          SET state = 'applied', approved_by = $2, applied_at = now(), request = $3::text::jsonb
          WHERE id = $1",
         &[&id, &actor.caller.account, &kept],
-    )
-    .await?;
-    audit::record(
-        &*tx,
-        &actor,
-        audit::Entry {
-            action: "provider.change_approved",
-            target_kind: "provider",
-            target_id: code,
-            before: json!({"change": id, "state": "pending_approval"}),
-            after: json!({"change": id, "state": "applied", "action": change.action()}),
-            reason: &reason,
-        },
     )
     .await?;
     tx.commit().await?;

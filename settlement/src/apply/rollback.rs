@@ -45,6 +45,10 @@ impl World {
             ..base
         };
         let Some(target) = target else {
+            if self.pruned.contains(&ref_key) {
+                // Pruned: it was settled or reversed (a day holding an open bet is kept).
+                return self.record(c, tx, refused(base));
+            }
             return self.rollback_unknown(c, tx, reference, base);
         };
         match (target.kind, target.state) {

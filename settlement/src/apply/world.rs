@@ -215,6 +215,9 @@ pub struct World {
     pub txs: HashMap<TxKey, Tx>,
     /// Ids named by a rollback that arrived before them.
     pub tombstones: HashSet<TxKey>,
+    /// Ids whose ledger rows were pruned with their day (their keys are kept): never settled
+    /// again, whatever comes with them.
+    pub pruned: HashSet<TxKey>,
     pub rounds: HashMap<RoundKey, Round>,
     pub sessions: HashMap<SessionToken, Session>,
     /// Ledger row ids reserved for this batch, used from the back.

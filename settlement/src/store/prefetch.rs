@@ -27,7 +27,7 @@ macro_rules! tx_columns {
     };
 }
 
-/// Where `tx_columns!` ends: the key's row address of [`LOOKUP_TXS`] follows.
+/// Where `tx_columns!` ends: the key's row address of [`LOOKUP_TXS`] follows, then the key.
 const TX_COLUMNS: usize = 20;
 
 // Lookups by the batch's keys are written as `LATERAL (... OFFSET 0)` so the plan always walks
@@ -80,12 +80,13 @@ pub const WALLET_KEYS: &str =
     "SELECT player_id, currency FROM wallets WHERE player_id = ANY($1::bigint[])";
 
 /// Stored ledger rows by provider transaction id, through their keys: the row itself when it
-/// is recent, else only its address (`id, created_at`, the last two columns; the row's own
-/// columns are NULL), fetched by [`FETCH_OLD_TXS`].
+/// is recent, else only its address (`id, created_at`; the row's own columns are NULL),
+/// fetched by [`FETCH_OLD_TXS`]; then the key itself (a key whose row that finds neither was
+/// pruned with its day).
 pub const LOOKUP_TXS: &str = concat!(
     "SELECT ",
     tx_columns!(),
-    ", tk.id, tk.created_at FROM unnest($1::int[], $2::text[]) AS k(p, x)
+    ", tk.id, tk.created_at, k.p, k.x FROM unnest($1::int[], $2::text[]) AS k(p, x)
      CROSS JOIN LATERAL (SELECT * FROM transaction_keys tk
          WHERE tk.provider_id = k.p AND tk.provider_tx_id = k.x OFFSET 0) tk
      LEFT JOIN LATERAL (SELECT t.*, t.tableoid, t.ctid FROM transactions t
@@ -501,6 +502,19 @@ pub(super) async fn prefetch<'c>(
     .map_err(Error::database(n))?;
 
     let mut world = World::default();
+    // Keys whose ledger row is in no partition any more: pruned with their day.
+    let found_old: HashSet<i64> = old_tx_rows.iter().map(|r| r.get::<_, i64>(2)).collect();
+    for row in tx_rows
+        .iter()
+        .filter(|r| r.get::<_, Option<i64>>(2).is_none())
+    {
+        if !found_old.contains(&row.get::<_, i64>(TX_COLUMNS)) {
+            let p: i32 = row.get(TX_COLUMNS + 2);
+            if let Some(x) = ProviderTxId::stored(row.get::<_, String>(TX_COLUMNS + 3)) {
+                world.pruned.insert((crate::command::ProviderId(p), x));
+            }
+        }
+    }
     for row in &player_rows {
         let id: i64 = row.get(0);
         let player_ref = id_to_ref.get(&id).ok_or_else(|| invariant("player id"))?;
