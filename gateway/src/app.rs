@@ -169,6 +169,8 @@ pub async fn preallocate_wal(admin: &tokio_postgres::Client, mb: u64) -> anyhow:
 /// A started gateway: its address, and the handle that stops it.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served, when `server.metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// The shared handles, for tests and tools that look inside a running gateway.
     pub state: Arc<State>,
     database: Arc<Database>,
@@ -217,6 +219,21 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         .with_context(|| format!("bind {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let metrics_addr = match config.server.metrics_listen {
+        Some(at) => {
+            let metrics = TcpListener::bind(at)
+                .await
+                .with_context(|| format!("bind server.metrics_listen {at}"))?;
+            let bound = metrics.local_addr()?;
+            tokio::spawn(server::serve_metrics(
+                metrics,
+                Arc::downgrade(&state),
+                shutdown_rx.clone(),
+            ));
+            Some(bound)
+        }
+        None => None,
+    };
     let shared = state.clone();
     let shared_database = database.clone();
     let task = tokio::spawn(async move {
@@ -235,6 +252,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     });
     Ok(Running {
         addr,
+        metrics_addr,
         state: shared,
         database: shared_database,
         shutdown,

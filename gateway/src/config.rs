@@ -34,6 +34,8 @@ pub struct Config {
 #[serde(default)]
 pub struct Server {
     pub listen: SocketAddr,
+    /// When set, `GET /metrics` is served here alone (an admin network) and not on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     pub body_bytes_max: usize,
     pub header_read_timeout_ms: u64,
     /// Whole request (headers + body) must arrive within this time.
@@ -57,6 +59,7 @@ impl Default for Server {
     fn default() -> Self {
         Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             body_bytes_max: 64 * 1024,
             header_read_timeout_ms: 5_000,
             request_timeout_ms: 10_000,

@@ -90,6 +90,63 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
     }
 }
 
+/// The Prometheus text of every series and gauge.
+async fn metrics(state: &State) -> Response<Body> {
+    let text = crate::metrics::render(&state.metrics, &state.gauges().await);
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
+/// `server.metrics_listen`: `GET /metrics` alone on a listener of its own (an admin network),
+/// so the callback and REST listener need not expose it. Ends when `shutdown` turns true.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: std::sync::Weak<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(5));
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let state = state.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let state = state.upgrade();
+            async move {
+                let response = match (state, request.method(), request.uri().path()) {
+                    (Some(state), &Method::GET, "/metrics") => metrics(&state).await,
+                    (None, _, _) => json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &serde_json::json!({"status": "stopping"}),
+                    ),
+                    _ => json(
+                        StatusCode::NOT_FOUND,
+                        &serde_json::json!({"status": 404, "message": "only GET /metrics here"}),
+                    ),
+                };
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
+
 /// One request: correlation id in and out, then routing. Every log line written while the
 /// request is handled carries its correlation id (the span's field).
 async fn handle(
@@ -119,14 +176,8 @@ async fn route(state: &Arc<State>, peer: SocketAddr, request: Request<Incoming>)
     let path = request.uri().path();
     match (request.method(), path) {
         (&Method::GET, "/health") => health(state).await,
-        (&Method::GET, "/metrics") => {
-            let text = crate::metrics::render(&state.metrics, &state.gauges().await);
-            let mut response = Response::new(Full::new(Bytes::from(text)));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            response
+        (&Method::GET, "/metrics") if state.config.server.metrics_listen.is_none() => {
+            metrics(state).await
         }
         (&Method::GET, "/ready") => {
             if state.is_ready() {
@@ -152,7 +203,8 @@ async fn route(state: &Arc<State>, peer: SocketAddr, request: Request<Incoming>)
                 &serde_json::json!({"success": false, "status": 404, "code": "NOT_FOUND", "message": "the REST module is not enabled (rest.enabled)"}),
             ),
         },
-        (_, "/health" | "/ready" | "/metrics") => method_not_allowed(),
+        (_, "/health" | "/ready") => method_not_allowed(),
+        (_, "/metrics") if state.config.server.metrics_listen.is_none() => method_not_allowed(),
         _ => json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"success": false, "status": 404, "message": "no such route", "code": "NOT_FOUND"}),

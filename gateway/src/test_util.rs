@@ -329,6 +329,11 @@ impl TestClient {
 
 impl TestGateway {
     /// The settlement fault seam of this gateway: failpoints and planted bugs.
+    /// Where `GET /metrics` is served apart (`server.metrics_listen`), if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(|r| r.metrics_addr)
+    }
+
     pub fn faults(&self) -> std::sync::Arc<settlement::fault::Faults> {
         let running = self.running.as_ref().expect("gateway running");
         running.state.settler.faults().clone()

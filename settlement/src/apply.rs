@@ -330,10 +330,24 @@ impl World {
                 if cancelled {
                     return self.record(c, &money.tx, refuse(Code::TransactionRolledBack));
                 }
-                self.rounds
+                let open = self
+                    .rounds
                     .get(&round_key)
                     .map(|r| r.open_bets.clone())
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                // Only bets in the win's currency: paying a bet out in another would mint
+                // money. A round whose open bets are all in another currency refuses it, as a
+                // win naming such a bet is refused.
+                let (same, other): (Vec<ProviderTxId>, Vec<ProviderTxId>) =
+                    open.into_iter().partition(|b| {
+                        self.txs
+                            .get(&(c.provider, b.clone()))
+                            .is_none_or(|bet| bet.currency == money.currency)
+                    });
+                if same.is_empty() && !other.is_empty() {
+                    return self.record(c, &money.tx, refuse(Code::CurrencyMismatch));
+                }
+                same
             }
         };
         // "No bet seen": the named bet is unknown (or failed), or a win naming no bet comes for

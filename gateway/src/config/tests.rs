@@ -219,6 +219,21 @@ fn replayable_dialects_need_an_allowlist_outside_demo_mode() {
     );
 }
 
+/// Issue 33 (12): the report rollups count a ledger row once it is `report_settle_s` old; the
+/// lanes' transactions are cut at half of it (at most 20 s), so it must leave room for that.
+#[test]
+fn the_report_settle_time_leaves_room_for_a_lane_transaction() {
+    let rest = "[rest]\nenabled = true\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n";
+    let problems = Config::from_toml(&format!("{rest}report_settle_s = 1\n"), &[]).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::Range && p.key == "rest.report_settle_s"),
+        "{problems:?}"
+    );
+    Config::from_toml(&format!("{rest}report_settle_s = 2\n"), &[]).unwrap();
+}
+
 /// Issue 33 (6): the demo's Hub88 key pair is published whole; its public key verifies only
 /// in demo mode.
 #[test]

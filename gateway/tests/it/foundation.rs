@@ -24,6 +24,19 @@ async fn health_reports_the_database() {
     gw.stop().await;
 }
 
+/// Issue 33 (12): `/metrics` can be kept off the listener providers and players reach.
+#[tokio::test]
+async fn metrics_can_be_served_on_a_listener_of_their_own() {
+    let gw = start_gateway("[server]\nmetrics_listen = \"127.0.0.1:0\"\n").await;
+    assert_eq!(gw.get("/metrics").await.status, StatusCode::NOT_FOUND);
+    let admin = gateway::test_util::TestClient::new(gw.metrics_addr().expect("metrics address"));
+    let metrics = admin.get("/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&metrics.body).contains("wallet_"));
+    assert_eq!(admin.get("/health").await.status, StatusCode::NOT_FOUND);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn correlation_id_is_echoed() {
     let gw = start_gateway("").await;

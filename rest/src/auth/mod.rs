@@ -345,3 +345,20 @@ impl Limiters {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::network_key;
+
+    /// Issue 33 (11): one IPv6 subscriber holds a whole /64 and can rotate through it, so the
+    /// rate limits count it as one caller; IPv4, mapped or not, is one address.
+    #[test]
+    fn callers_are_counted_by_address_or_ipv6_block() {
+        let key = |ip: &str| network_key(ip.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:0:0:9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_ne!(key("203.0.113.9"), key("203.0.113.10"));
+    }
+}

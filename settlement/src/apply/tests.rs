@@ -130,6 +130,55 @@ fn assert_ledger_matches(w: &World) {
     }
 }
 
+/// Issue 33 (12): a win naming no bet settled its round's open bets whatever their currency.
+#[test]
+fn a_win_naming_no_bet_settles_only_bets_in_its_currency() {
+    let usd = Currency::from_code("USD").unwrap();
+    let mut w = world(1);
+    let p0 = PlayerRef::new("p0").unwrap();
+    w.players.get_mut(&p0).unwrap().wallets.push(Wallet {
+        currency: usd,
+        balance_minor: OPENING,
+        bonus_minor: 0,
+        needs_reconciliation: false,
+        changed: false,
+    });
+    let in_usd = |c: Command| match c.action {
+        Action::Bet { mut money, session } => {
+            money.currency = usd;
+            Command {
+                action: Action::Bet { money, session },
+                ..c
+            }
+        }
+        Action::Win { mut money, bet_tx } => {
+            money.currency = usd;
+            Command {
+                action: Action::Win { money, bet_tx },
+                ..c
+            }
+        }
+        _ => c,
+    };
+    let answers = apply(
+        &mut w,
+        &[
+            in_usd(bet("p0", "b-usd", 100, "r")),
+            win("p0", "w-eur", 500, "r", None),
+            in_usd(win("p0", "w-usd", 300, "r", None)),
+        ],
+    );
+    let codes: Vec<Code> = answers.iter().map(|a| a.code).collect();
+    assert_eq!(codes, [Code::Ok, Code::CurrencyMismatch, Code::Ok]);
+    let bet = &w.txs[&(PROVIDER, ProviderTxId::new("b-usd").unwrap())];
+    assert_eq!(bet.state, Some(TxState::Settled));
+    let wallets = &w.players[&p0].wallets;
+    assert_eq!(
+        (wallets[0].balance_minor, wallets[1].balance_minor),
+        (OPENING, OPENING - 100 + 300)
+    );
+}
+
 #[test]
 fn tiny_cases() {
     use Code::*;
