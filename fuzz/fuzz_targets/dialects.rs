@@ -28,22 +28,26 @@ secret = "fuzz-secret-0123456789"
 [[providers]]
 code = "evo"
 dialect = "evolution"
+allow_ips = ["127.0.0.1"]
 secret = "fuzz-secret-0123456789"
 
 [[providers]]
 code = "pp"
 dialect = "pragmatic"
+allow_ips = ["127.0.0.1"]
 secret = "fuzz-secret-0123456789"
 
 [[providers]]
 code = "ss"
 dialect = "softswiss"
+allow_ips = ["127.0.0.1"]
 secret = "fuzz-secret-0123456789"
 
 [[providers]]
 code = "hub88"
 dialect = "hub88"
-public_key_file = "{}/../config/keys/demo-hub88-provider.pub.pem"
+allow_ips = ["127.0.0.1"]
+public_key_file = "{}/../gateway/tests/keys/test-hub88-provider.pub.pem"
 "#,
             env!("CARGO_MANIFEST_DIR")
         );
