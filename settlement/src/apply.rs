@@ -317,6 +317,11 @@ impl World {
                     None if self.tombstones.contains(&key) => {
                         return self.record(c, &money.tx, refuse(Code::TransactionRolledBack));
                     }
+                    // Pruned with its day: settled or reversed long ago, which is no longer
+                    // known; refused for good rather than paid, or asked to wait forever.
+                    None if self.pruned.contains(&key) => {
+                        return self.record(c, &money.tx, refuse(Code::TransactionNotFound));
+                    }
                     // Unknown, or not this player's bet: no bet seen.
                     _ => Vec::new(),
                 }

@@ -230,7 +230,12 @@ fn foreign_parameter<'a>(
 /// `body` with the value of every `hash` parameter replaced by `redacted`, every other byte
 /// as received.
 fn redact_hash(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let is_hash = |pair: &[u8]| pair.starts_with(b"hash=") || pair == b"hash";
+    // The key as the signature check reads it (percent-decoded), so no spelling keeps it.
+    let is_hash = |pair: &[u8]| {
+        form_urlencoded::parse(pair)
+            .next()
+            .is_some_and(|(key, _)| key == HASH_PARAM)
+    };
     if !body.split(|b| *b == b'&').any(is_hash) {
         return std::borrow::Cow::Borrowed(body);
     }
@@ -499,5 +504,23 @@ fn refusal_code(refusal: &Refusal) -> u16 {
         | Refusal::Malformed { .. } => 7,
         Refusal::BodyTimeout | Refusal::Unavailable(_) | Refusal::InFlight => 100,
         Refusal::Disabled | Refusal::ForbiddenSource(_) => 120,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_hash;
+
+    /// Issue 33 (9): traces keep no signature, however the key is spelled; every other byte
+    /// stays as received.
+    #[test]
+    fn the_hash_is_blanked_and_nothing_else_changes() {
+        let kept = |body: &str| String::from_utf8(redact_hash(body.as_bytes()).into_owned());
+        assert_eq!(
+            kept("userId=p%201&hash=abc&amount=1.00").unwrap(),
+            "userId=p%201&hash=redacted&amount=1.00"
+        );
+        assert_eq!(kept("h%61sh=abc&x=1").unwrap(), "hash=redacted&x=1");
+        assert_eq!(kept("userId=p1&hashish=1").unwrap(), "userId=p1&hashish=1");
     }
 }

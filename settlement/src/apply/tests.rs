@@ -130,6 +130,24 @@ fn assert_ledger_matches(w: &World) {
     }
 }
 
+/// Issue 33 (9): a bet pruned with its day (its key kept, its row gone) is settled or reversed
+/// and no longer known: a win naming it is refused for good, not paid as a win without its bet
+/// nor asked to wait for a bet that cannot come.
+#[test]
+fn a_win_naming_a_pruned_bet_is_refused_for_good() {
+    for policy in [Policy::default(), Policy::strict()] {
+        let mut w = world(1);
+        w.pruned
+            .insert((PROVIDER, ProviderTxId::new("old-bet").unwrap()));
+        let mut late = win("p0", "late-win", 500, "r", Some("old-bet"));
+        late.policy = policy;
+        let answers = apply(&mut w, &[late]);
+        assert_eq!(answers[0].code, Code::TransactionNotFound, "{policy:?}");
+        assert_eq!(answers[0].balance_minor, OPENING);
+        assert_ledger_matches(&w);
+    }
+}
+
 /// Issue 33 (12): a win naming no bet settled its round's open bets whatever their currency.
 #[test]
 fn a_win_naming_no_bet_settles_only_bets_in_its_currency() {
