@@ -35,6 +35,16 @@ impl Kind {
             _ => return None,
         })
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Native => "native",
+            Kind::Pragmatic => "pragmatic",
+            Kind::Evolution => "evolution",
+            Kind::Hub88 => "hub88",
+            Kind::SoftSwiss => "softswiss",
+        }
+    }
 }
 
 /// The demo providers of `config/demo.toml`: code, dialect, secret or token (the Hub88-style
@@ -56,6 +66,8 @@ pub struct Provider {
     pub secret: Vec<u8>,
     /// The private key Hub88-style providers sign with.
     pub hub88_key: Option<rsa::RsaPrivateKey>,
+    /// The currency its calls name (two decimals; EUR unless set with [`Provider::in_currency`]).
+    pub currency: String,
 }
 
 impl std::fmt::Debug for Provider {
@@ -148,7 +160,14 @@ impl Provider {
             kind,
             secret: secret.as_bytes().to_vec(),
             hub88_key,
+            currency: "EUR".to_string(),
         })
+    }
+
+    /// The same provider naming `currency` in its calls.
+    pub fn in_currency(mut self, currency: &str) -> Provider {
+        self.currency = currency.to_string();
+        self
     }
 
     /// A demo provider by code.
@@ -234,12 +253,13 @@ impl Provider {
             Op::EndRound { .. } => (OpKind::EndRound, None),
             Op::Balance => (OpKind::Balance, None),
         };
+        let currency = self.currency.as_str();
         let (path, body) = match self.kind {
-            Kind::Native => native(player, op),
+            Kind::Native => native(player, currency, op),
             Kind::Pragmatic => pragmatic(player, op),
-            Kind::Evolution => evolution(player, op),
-            Kind::Hub88 => hub88(player, op),
-            Kind::SoftSwiss => softswiss(player, op),
+            Kind::Evolution => evolution(player, currency, op),
+            Kind::Hub88 => hub88(player, currency, op),
+            Kind::SoftSwiss => softswiss(player, currency, op),
         };
         Encoded {
             path,
@@ -478,11 +498,11 @@ fn to_json(value: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
-fn native(player: &str, op: &Op) -> (String, Vec<u8>) {
+fn native(player: &str, currency: &str, op: &Op) -> (String, Vec<u8>) {
     let (action, body) = match op {
         Op::Bet { tx, amount, round } => (
             "bet",
-            json!({"player_id": player, "currency": "EUR", "amount": euros(*amount),
+            json!({"player_id": player, "currency": currency, "amount": euros(*amount),
                 "transaction_id": tx, "round_id": round, "game_id": "sim-slot"}),
         ),
         Op::Win {
@@ -492,7 +512,7 @@ fn native(player: &str, op: &Op) -> (String, Vec<u8>) {
             bet,
             ..
         } => {
-            let mut body = json!({"player_id": player, "currency": "EUR", "amount": euros(*amount),
+            let mut body = json!({"player_id": player, "currency": currency, "amount": euros(*amount),
                 "transaction_id": tx, "round_id": round, "game_id": "sim-slot"});
             if let Some(bet) = bet {
                 body["bet_transaction_id"] = json!(bet);
@@ -568,11 +588,11 @@ fn pragmatic(player: &str, op: &Op) -> (String, Vec<u8>) {
     }
 }
 
-fn evolution(player: &str, op: &Op) -> (String, Vec<u8>) {
+fn evolution(player: &str, currency: &str, op: &Op) -> (String, Vec<u8>) {
     let call = |action: &str, id: &str, ref_id: &str, amount: i64, round: &str| {
         // The amount as a JSON number, written exactly.
         let text = format!(
-            r#"{{"sid":"sim","userId":"{player}","uuid":"{id}","currency":"EUR","game":{{"id":"{round}","type":"sim","details":{{"table":{{"id":"sim-table"}}}}}},"transaction":{{"id":"{id}","refId":"{ref_id}","amount":{}}}}}"#,
+            r#"{{"sid":"sim","userId":"{player}","uuid":"{id}","currency":"{currency}","game":{{"id":"{round}","type":"sim","details":{{"table":{{"id":"sim-table"}}}}}},"transaction":{{"id":"{id}","refId":"{ref_id}","amount":{}}}}}"#,
             euros(amount)
         );
         (action.to_string(), text.into_bytes())
@@ -594,10 +614,10 @@ fn evolution(player: &str, op: &Op) -> (String, Vec<u8>) {
     }
 }
 
-fn hub88(player: &str, op: &Op) -> (String, Vec<u8>) {
+fn hub88(player: &str, currency: &str, op: &Op) -> (String, Vec<u8>) {
     let body = |tx: &str, amount: i64, round: &str, reference: Option<&str>| {
         let mut body = json!({"user": player, "token": "sim", "request_uuid": tx,
-            "game_code": "sim-slot", "currency": "EUR", "transaction_uuid": tx,
+            "game_code": "sim-slot", "currency": currency, "transaction_uuid": tx,
             "round": round, "round_closed": false, "amount": amount * 1_000});
         if let Some(reference) = reference {
             body["reference_transaction_uuid"] = json!(reference);
@@ -627,10 +647,10 @@ fn hub88(player: &str, op: &Op) -> (String, Vec<u8>) {
     }
 }
 
-fn softswiss(player: &str, op: &Op) -> (String, Vec<u8>) {
+fn softswiss(player: &str, currency: &str, op: &Op) -> (String, Vec<u8>) {
     let play = |round: &str, finished: bool, actions: serde_json::Value| {
         to_json(
-            json!({"user_id": player, "currency": "EUR", "game": "sim-slot",
+            json!({"user_id": player, "currency": currency, "game": "sim-slot",
             "game_id": round, "finished": finished, "actions": actions}),
         )
     };
@@ -656,14 +676,14 @@ fn softswiss(player: &str, op: &Op) -> (String, Vec<u8>) {
         Op::Rollback { tx, reference } => (
             "rollback".into(),
             to_json(
-                json!({"user_id": player, "currency": "EUR", "game": "sim-slot",
+                json!({"user_id": player, "currency": currency, "game": "sim-slot",
                 "actions": [{"action": "rollback", "action_id": tx, "original_action_id": reference}]}),
             ),
         ),
         Op::EndRound { round } => ("play".into(), play(round, true, json!([]))),
         Op::Balance => (
             "play".into(),
-            to_json(json!({"user_id": player, "currency": "EUR", "game": "sim-slot"})),
+            to_json(json!({"user_id": player, "currency": currency, "game": "sim-slot"})),
         ),
     }
 }

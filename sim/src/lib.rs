@@ -15,6 +15,7 @@
 //! operation excepted), so the model knows each answer before it arrives.
 #![allow(clippy::float_arithmetic)] // rates in the summary, never money
 
+pub mod certify;
 pub mod client;
 pub mod dialect;
 pub mod model;

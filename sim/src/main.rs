@@ -1,7 +1,7 @@
 //! The `sim` binary: prints its seed first, plays the simulation (against `--target`, or a
 //! gateway it starts from the binary next to it on a throwaway data folder), prints a summary
 //! and exits non-zero when any checker fails. `sim replay FILE.jsonl` replays recorded
-//! callbacks.
+//! callbacks; `sim certify` runs the certification kit (`sim::certify`) against any wallet.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -98,6 +98,29 @@ enum Sub {
         #[arg(long)]
         resign: bool,
     },
+    /// Certify a wallet: every scenario of each provider's dialect, over HTTP only (balances by
+    /// the dialect's balance call). A line per scenario, the last `N passed, M failed`; exit 0
+    /// only when every mandatory scenario passed. Without --target a demo gateway is started.
+    /// --target may name a path (`http://host:port/wallet/pp`) where the provider's calls go
+    /// instead of `/api/provider-callback/{code}`.
+    Certify {
+        /// Players with funds in --currency, comma-separated; provider i plays with the i-th
+        /// (in turn). Default: player-1000, player-999, ... one per provider (the demo's).
+        #[arg(long, value_delimiter = ',')]
+        players: Vec<String>,
+        /// The currency of the players' wallets (two decimals).
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        /// Seconds a call may go without a final answer (retried meanwhile).
+        #[arg(long, default_value_t = 10)]
+        patience_s: u64,
+        /// Write a JUnit XML file (one suite per provider).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Write a markdown certificate (failed scenarios with every request and answer).
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +146,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
+    if let Some(Sub::Certify { .. }) = &args.command {
+        return certify(&args).await;
+    }
     let (addrs, database, started) = match args.target.as_slice() {
         [_, ..] => {
             let addrs = args
@@ -148,6 +174,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let result = match &args.command {
         Some(Sub::Replay { file, resign }) => replay(addrs[0], &args, file, *resign).await,
+        Some(Sub::Certify { .. }) => unreachable!("certify returned above"),
         None => simulate(&addrs, database, &args).await,
     };
     if let Some(gw) = started {
@@ -205,6 +232,74 @@ async fn simulate(
     }
     println!("{}", report.summary());
     Ok(report.passed())
+}
+
+/// `sim certify`: against --target, or a demo gateway started for the run.
+async fn certify(args: &Args) -> anyhow::Result<bool> {
+    let Some(Sub::Certify {
+        players,
+        currency,
+        patience_s,
+        junit,
+        report,
+    }) = &args.command
+    else {
+        bail!("not a certify command");
+    };
+    let providers: Vec<_> = providers(args)?
+        .into_iter()
+        .map(|p| p.in_currency(currency))
+        .collect();
+    let players = if players.is_empty() {
+        (0..providers.len())
+            .map(|i| format!("player-{}", 1000 - i))
+            .collect()
+    } else {
+        players.clone()
+    };
+    let (target, started) = match args.target.as_slice() {
+        [] => {
+            let gw = Started::start(1000)?;
+            (format!("http://{}", gw.addr), Some(gw))
+        }
+        [one] => (one.clone(), None),
+        _ => bail!("certify takes one --target"),
+    };
+    let tag = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let options = sim::certify::Options {
+        target,
+        providers,
+        players,
+        patience: Duration::from_secs((*patience_s).max(1)),
+        tag,
+    };
+    let result = sim::certify::run(&options).await;
+    if let Some(gw) = started {
+        gw.stop()?;
+    }
+    let cert = result.map_err(anyhow::Error::msg)?;
+    for outcome in &cert.outcomes {
+        println!("{}", outcome.line());
+    }
+    if let Some(path) = junit {
+        std::fs::write(path, sim::certify::report::junit(&cert))
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    if let Some(path) = report {
+        let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        std::fs::write(path, sim::certify::report::markdown(&cert, &at))
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    if !cert.certified() {
+        println!("mandatory scenarios failed: not certified");
+    }
+    println!("{}", cert.summary());
+    Ok(cert.certified())
 }
 
 async fn replay(
@@ -333,14 +428,22 @@ fn providers(args: &Args) -> anyhow::Result<Vec<sim::dialect::Provider>> {
         } else {
             vec![entry]
         };
+        let key = if args.hub88_key.exists() {
+            args.hub88_key.clone()
+        } else {
+            // Run from elsewhere than the repository's root: the demo key beside the sources.
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(&args.hub88_key)
+        };
         for code in codes {
             let provider = match code.split_once(':') {
                 Some((code, dialect)) => {
                     let kind = Kind::parse(dialect)
                         .with_context(|| format!("unknown dialect {dialect:?}"))?;
-                    sim::dialect::Provider::new(code, kind, &args.secret, Some(&args.hub88_key))
+                    sim::dialect::Provider::new(code, kind, &args.secret, Some(&key))
                 }
-                None => sim::dialect::Provider::demo(code, &args.hub88_key),
+                None => sim::dialect::Provider::demo(code, &key),
             };
             providers.push(provider.map_err(anyhow::Error::msg)?);
         }
