@@ -164,7 +164,8 @@ async fn certify_provider(
         let mut session = Session::new(
             client.clone(),
             player.to_string(),
-            format!("{}-{n}", options.tag),
+            // The player too: one provider given twice (two players) must not share ids.
+            format!("{}-{player}-{n}", options.tag),
             options.patience,
         );
         let started = Instant::now();

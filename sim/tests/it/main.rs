@@ -13,6 +13,8 @@ use sim::{Faults, Options, Report};
 
 use gateway::test_util::TEST_HUB88_KEY_FILE as HUB88_KEY;
 
+mod certify;
+
 /// The test gateway's native provider.
 fn native() -> Provider {
     Provider::new("demo", Kind::Native, "demo-secret-for-tests", None).unwrap()
