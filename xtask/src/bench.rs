@@ -70,7 +70,7 @@ pub struct Options {
     /// Another gateway build (and the configuration it reads) to compare with this one at
     /// 10,000/s, fresh clusters in turn, in the same run.
     pub compare: Option<(PathBuf, PathBuf)>,
-    /// Run only this section (a name of [`SECTIONS`]) and write `docs/performance-NAME.md`.
+    /// Run only this section (a name of [`SECTIONS`]) and write `docs/bench/NAME.md`.
     pub only: Option<&'static str>,
     /// Clusters in `/dev/shm` (with `--only`): a CPU comparison without the disk's stalls
     /// swinging batch sizes between turns; its latencies say nothing about a real disk.
@@ -1863,7 +1863,7 @@ fn cpu_pressure() -> String {
     }
 }
 
-/// A section `--only NAME` runs alone, into `docs/performance-NAME.md`.
+/// A section `--only NAME` runs alone, into `docs/bench/NAME.md`.
 struct Section {
     name: &'static str,
     title: &'static str,
@@ -2033,7 +2033,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         let produced_by = format!(
             "`cargo xtask bench --only {name}{tmpfs_flag}` (overwritten by each run{also})"
         );
-        let path = format!("docs/performance-{name}.md");
+        let path = format!("docs/bench/{name}.md");
         let header = (started, idle_pressure.as_str(), tmpfs_note);
         return write_alone(&path, title, &produced_by, header, &section);
     }
@@ -2045,7 +2045,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         let stem = bin
             .file_stem()
             .map_or("other".into(), |s| s.to_string_lossy());
-        let path = format!("docs/performance-{COMPARE}-{stem}.md");
+        let path = format!("docs/bench/{COMPARE}-{stem}.md");
         let produced_by = format!(
             "`cargo xtask bench --only {COMPARE} --compare {} --compare-config {}{tmpfs_flag}` \
              (overwritten by each run against a binary of that name)",
@@ -2187,7 +2187,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     )?;
 
-    writeln!(w, "This report measures one traffic shape (bet-win) on a warmed-up gateway. Every `loadtest --mix` from a fresh database straight to 9,000/s, offered load above capacity, a new day's partition mid-run and a 30-minute soak: `docs/performance-mixes.md` (`cargo xtask bench --only mixes`).\n")?;
+    writeln!(w, "This report measures one traffic shape (bet-win) on a warmed-up gateway. Every `loadtest --mix` from a fresh database straight to 9,000/s, offered load above capacity, a new day's partition mid-run and a 30-minute soak: `docs/bench/mixes.md` (`cargo xtask bench --only mixes`).\n")?;
     writeln!(w, "## Headline\n")?;
     writeln!(w, "| measure | value |\n|---|---|")?;
     writeln!(

@@ -16,12 +16,12 @@ const USAGE: &str =
   test      run the whole test suite (unit and integration, real PostgreSQL)
   ci        formatting, lints and the test suite, as .ci/run does
   bench     the performance report (docs/performance.md) [--step S] [--sustained S] [--soak S]
-            [--only NAME: one section alone into docs/performance-NAME.md; NAME is logins,
+            [--only NAME: one section alone into docs/bench/NAME.md; NAME is logins,
              trace, instances, steps, scale, reports or partitions; or compare, which needs
              --compare]
             [--compare GATEWAY_BIN [--compare-config PATH]: another build against this one,
              fresh clusters in turn; in the full report, or alone with --only compare, into
-             docs/performance-compare-BIN'S NAME.md]
+             docs/bench/compare-BIN'S NAME.md]
             [--tmpfs: with --only, clusters in /dev/shm: CPU without the disk's stalls]
   chaos     a fault campaign: sim against a gateway while it is killed, its PostgreSQL stopped,
             either paused and their connections cut [--minutes N, 10] [--seed S] [--debug]
