@@ -27,6 +27,7 @@ const USAGE: &str =
             either paused and their connections cut [--minutes N, 10] [--seed S] [--debug]
             [--plant NAME: a test build with that bug, which the checkers must catch]
   fuzz      every fuzz target for a while (cargo-fuzz, stable, no sanitizer) [--seconds N, 60]
+            [--minimize: fold what runs found into fuzz/corpus/<target>.tar.gz]
   postgres  only make sure the PostgreSQL server binaries are installed";
 
 fn main() -> ExitCode {
@@ -122,17 +123,26 @@ fn ci() -> anyhow::Result<()> {
     test(&[])
 }
 
-/// The fuzz targets of `fuzz/` (each keeps its corpus in `fuzz/corpus/<target>`).
+/// The fuzz targets of `fuzz/`. Each keeps its corpus as one archive,
+/// `fuzz/corpus/<target>.tar.gz` (coverage-minimized, so the repository holds a few files, not
+/// thousands), and its regressions, inputs that once failed, in `fuzz/regressions/<target>/`.
 const FUZZ_TARGETS: &[&str] = &["amount", "dialects", "signature", "config"];
 
-/// Runs every fuzz target for `--seconds` (default 60) on its committed corpus, installing
-/// cargo-fuzz first when it is missing. Stable Rust: `-s none` (no sanitizer; Rust's own
-/// checks and the targets' assertions find the bugs).
+/// Runs every fuzz target for `--seconds` (default 60) on its committed corpus and regressions,
+/// installing cargo-fuzz first when it is missing. Stable Rust: `-s none` (no sanitizer; Rust's
+/// own checks and the targets' assertions find the bugs). The corpus is unpacked into
+/// `fuzz/target/corpus/<target>`, where new inputs go, so a run leaves the tree as it was.
+/// `--minimize` instead runs `cargo fuzz cmin` on that folder (edges only, no hit counts) and
+/// packs the result back into the archive: run it after a long fuzzing session to keep what
+/// it found.
 fn fuzz(rest: &[String]) -> anyhow::Result<()> {
-    let seconds: u64 = match rest {
-        [] => 60,
-        [flag, n] if flag == "--seconds" => n.parse().context("--seconds takes a number")?,
-        _ => bail!("usage: cargo xtask fuzz [--seconds N]"),
+    let (seconds, minimize) = match rest {
+        [] => (60, false),
+        [flag] if flag == "--minimize" => (0, true),
+        [flag, n] if flag == "--seconds" => {
+            (n.parse().context("--seconds takes a number")?, false)
+        }
+        _ => bail!("usage: cargo xtask fuzz [--seconds N | --minimize]"),
     };
     let installed = cargo()
         .args(["fuzz", "--version"])
@@ -143,10 +153,47 @@ fn fuzz(rest: &[String]) -> anyhow::Result<()> {
         install.args(["install", "cargo-fuzz", "--locked", "--version", "0.13.2"]);
         status(install)?;
     }
+    let fuzz_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     for target in FUZZ_TARGETS {
+        let archive = fuzz_dir.join(format!("corpus/{target}.tar.gz"));
+        let work = fuzz_dir.join(format!("target/corpus/{target}"));
+        if !work.exists() || !minimize {
+            let _ = std::fs::remove_dir_all(&work);
+            std::fs::create_dir_all(&work)?;
+            let mut unpack = Command::new("tar");
+            unpack.arg("-xzf").arg(&archive).arg("-C").arg(&work);
+            status(unpack)?;
+        }
+        if minimize {
+            eprintln!("xtask: minimizing the corpus of {target}");
+            let mut cmin = cargo();
+            cmin.current_dir(&fuzz_dir)
+                .args(["fuzz", "cmin", "-s", "none", target])
+                .arg(&work)
+                .args(["--", "-use_counters=0"]);
+            status(cmin)?;
+            let mut pack = Command::new("sh");
+            pack.arg("-c")
+                .arg(
+                    "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+                     -C \"$1\" -cf - . | gzip -n -9 > \"$2\"",
+                )
+                .arg("pack")
+                .arg(&work)
+                .arg(&archive);
+            status(pack)?;
+            continue;
+        }
         eprintln!("xtask: fuzzing {target} for {seconds} s");
         let mut run = cargo();
-        run.args(["fuzz", "run", "-s", "none", target, "--"])
+        run.current_dir(&fuzz_dir)
+            .args(["fuzz", "run", "-s", "none", target])
+            .arg(&work);
+        let regressions = fuzz_dir.join(format!("regressions/{target}"));
+        if regressions.is_dir() {
+            run.arg(&regressions);
+        }
+        run.arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .arg("-print_final_stats=1");
         status(run)?;
