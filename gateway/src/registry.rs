@@ -1,5 +1,10 @@
 //! The configured providers, ready for the hot path: code, database id, dialect, secrets,
 //! allowlist and policy; and the caller's address behind trusted proxies.
+//!
+//! Providers come from the configuration and from the back office (`providers.managed`). The
+//! registry in force is swapped whole (`State::providers`) when the REST module says a managed
+//! provider changed, and every 5 s (for changes made through another gateway, and a rotated
+//! secret's deadline). A configured provider always wins over a stored one of the same code.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
