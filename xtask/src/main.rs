@@ -139,9 +139,7 @@ fn fuzz(rest: &[String]) -> anyhow::Result<()> {
     let (seconds, minimize) = match rest {
         [] => (60, false),
         [flag] if flag == "--minimize" => (0, true),
-        [flag, n] if flag == "--seconds" => {
-            (n.parse().context("--seconds takes a number")?, false)
-        }
+        [flag, n] if flag == "--seconds" => (n.parse().context("--seconds takes a number")?, false),
         _ => bail!("usage: cargo xtask fuzz [--seconds N | --minimize]"),
     };
     let installed = cargo()

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use anyhow::Context;
 
-use super::{disk_probe, loadtest_from, psql, DiskProbe, Gateway, Run};
+use crate::bench::harness::*;
+use crate::bench::probes::*;
 
 /// Offered rate of each mix, from the first request.
 const RATE: u64 = 9_000;
@@ -42,7 +43,7 @@ const ROLLOVER_AFTER_S: u64 = 75;
 const SOAK_RATE: u64 = 5_000;
 const SOAK_S: u64 = 1_800;
 
-pub(super) fn section(root: &Path, _step_s: u64) -> anyhow::Result<String> {
+pub(crate) fn section(root: &Path, _step_s: u64) -> anyhow::Result<String> {
     let mut out = String::new();
     writeln!(
         out,
