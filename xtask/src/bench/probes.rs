@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::bench::harness::*;
 use anyhow::{bail, Context};
+
+use crate::bench::harness::*;
 
 /// The embedded PostgreSQL loads `pg_stat_statements` (the sections that time statements).
 pub(crate) const STATEMENT_STATS: (&str, &str) = (

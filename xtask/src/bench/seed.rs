@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::bench::harness::*;
 use anyhow::bail;
+
+use crate::bench::harness::*;
 
 /// Waits until the report job has folded every ledger row older than an hour.
 pub(crate) fn wait_for_rollups(gw: &Gateway) -> anyhow::Result<()> {
