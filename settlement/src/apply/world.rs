@@ -31,12 +31,15 @@ impl TxKind {
         }
     }
 
-    pub fn parse(text: &str) -> TxKind {
+    /// A stored row's kind: the provider kinds, or `Other` for the ledger's non-provider kinds
+    /// (`deposit`, `adjustment`, `withdrawal`); anything else is refused (`None`), never guessed.
+    pub fn parse(text: &str) -> Option<TxKind> {
         match text {
-            "bet" => TxKind::Bet,
-            "win" => TxKind::Win,
-            "rollback" => TxKind::Rollback,
-            _ => TxKind::Other,
+            "bet" => Some(TxKind::Bet),
+            "win" => Some(TxKind::Win),
+            "rollback" => Some(TxKind::Rollback),
+            "deposit" | "adjustment" | "withdrawal" => Some(TxKind::Other),
+            _ => None,
         }
     }
 }

@@ -411,6 +411,6 @@ async fn execute_unless(
     client.execute(statement, params).await
 }
 
-fn invariant(what: &str) -> Error {
+pub(super) fn invariant(what: &str) -> Error {
     Error::Invariant(format!("prefetch: {what}"))
 }
