@@ -604,15 +604,18 @@ impl Lane {
         self.connect().await?;
         let connection = self.connection.as_mut().expect("connected above");
         let started = Instant::now();
+        let batch = store::Batch {
+            commands,
+            units,
+            patient,
+            split_retry,
+        };
         let result = store::settle(
             &mut connection.client,
             &connection.statements,
             &mut connection.player_ids,
-            commands,
-            units,
-            patient,
+            batch,
             &self.faults,
-            split_retry,
         )
         .await;
         match &result {

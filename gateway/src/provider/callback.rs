@@ -99,17 +99,12 @@ where
         wanted: state.trace.is_on() || arrival.origin == Origin::Replay,
         ..Capture::default()
     };
-    let result = answer(
+    let to = To {
         state,
         provider,
         dialect,
-        action,
-        &arrival,
-        &parts,
-        body,
-        &mut capture,
-    )
-    .await;
+    };
+    let result = answer(&to, action, &arrival, &parts, body, &mut capture).await;
     let (outcome, duplicate, response) = match result {
         Ok((answers, echo)) if answers.len() == 1 => (
             answers[0].code.as_str(),
@@ -196,11 +191,15 @@ where
 
 type Failure<E> = (Refusal, Option<E>);
 
-#[allow(clippy::too_many_arguments)]
+/// Who answers a callback: the gateway's state, the provider and its dialect.
+struct To<'a, D> {
+    state: &'a Arc<State>,
+    provider: &'a Provider,
+    dialect: &'a D,
+}
+
 async fn answer<D: Dialect, B>(
-    state: &Arc<State>,
-    provider: &Provider,
-    dialect: &D,
+    to: &To<'_, D>,
     action: Option<D::Action>,
     arrival: &Arrival,
     parts: &http::request::Parts,
@@ -211,6 +210,7 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let (state, provider, dialect) = (to.state, to.provider, to.dialect);
     let started = Instant::now();
     let refuse = |refusal| (refusal, None);
     let caller = caller_ip(

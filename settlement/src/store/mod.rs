@@ -195,38 +195,34 @@ pub struct Outcome {
     pub busy: Vec<usize>,
 }
 
+/// One batch as the lane hands it over: every unit's commands back to back, each unit's
+/// length, whether each unit waits for a wallet held elsewhere (`patient`) or is left for a
+/// later batch, and whether the batch is half of one that failed (only a planted bug reads it).
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub commands: &'a [Command],
+    pub units: &'a [usize],
+    pub patient: &'a [bool],
+    pub split_retry: bool,
+}
+
 /// Runs one batch as one transaction; the answers are valid only because this returned `Ok`
 /// after the commit. A unit's wallets are locked without waiting (held elsewhere: the unit is
-/// `busy`, left for a later batch) unless the unit is `patient` (one entry per unit), whose
-/// wallets are waited for, before any other lock. `split_retry` says the batch is half of one
-/// that failed (only a planted bug reads it).
-#[allow(clippy::too_many_arguments)]
+/// `busy`, left for a later batch) unless the unit is `patient`, whose wallets are waited for,
+/// before any other lock.
 pub async fn settle(
     client: &mut Client,
     statements: &Statements,
     player_ids: &mut PlayerIds,
-    commands: &[Command],
-    units: &[usize],
-    patient: &[bool],
+    batch: Batch<'_>,
     faults: &Faults,
-    split_retry: bool,
 ) -> Result<Outcome, Error> {
-    let n = commands.len();
+    let n = batch.commands.len();
     player_ids
-        .resolve(client, &statements.reads, commands)
+        .resolve(client, &statements.reads, batch.commands)
         .await
         .map_err(Error::database(n))?;
-    let result = settle_in_transaction(
-        client,
-        statements,
-        player_ids,
-        commands,
-        units,
-        patient,
-        faults,
-        split_retry,
-    )
-    .await;
+    let result = settle_in_transaction(client, statements, player_ids, batch, faults).await;
     if result.is_err() && !client.is_closed() {
         // Ends the failed transaction (a no-op if COMMIT already turned into a rollback).
         client
@@ -247,45 +243,69 @@ pub async fn settle(
 /// pipelined on one connection run in the order sent, so every read after the lock sees what
 /// the lock's previous holder committed; an error in any statement aborts the transaction and
 /// the COMMIT behind it becomes a rollback, so nothing is acknowledged.
-#[allow(clippy::too_many_arguments)]
 async fn settle_in_transaction(
     client: &Client,
     statements: &Statements,
     player_ids: &PlayerIds,
-    commands: &[Command],
-    units: &[usize],
-    patient: &[bool],
+    batch: Batch<'_>,
     faults: &Faults,
-    split_retry: bool,
 ) -> Result<Outcome, Error> {
-    let n = commands.len();
-    let prefetch_fault = faults.sql(Point::Prefetch, commands);
-    let async_commit = faults
-        .planted(Plant::AsyncCommit)
-        .then_some("SET LOCAL synchronous_commit = off");
-    let (begun, planted, fault, world) = tokio::join!(
-        biased;
-        client.batch_execute("BEGIN"),
-        failpoint(client, async_commit),
-        failpoint(client, prefetch_fault.as_deref()),
-        prefetch::prefetch(client, &statements.reads, player_ids, commands, units, patient)
-    );
-    begun.map_err(Error::database(n))?;
-    planted.map_err(Error::database(n))?;
-    fault.map_err(Error::database(n))?;
     let prefetch::Fetched {
         mut world,
         busy: busy_players,
         addresses,
-    } = world?;
-    let (commands, units, busy) = without_busy(commands, units, &busy_players);
+    } = begin_and_prefetch(client, statements, player_ids, batch, faults).await?;
+    let (commands, units, busy) = without_busy(batch.commands, batch.units, &busy_players);
     let (commands, units) = (&commands[..], &units[..]);
+    let no_dedup = planted_world(faults, &mut world, commands, batch.split_retry);
+    let answers = apply_guarded(&mut world, commands, units)?;
+    let n = batch.commands.len();
+    let planned = plan_writes(client, statements, &world, &addresses, no_dedup, n).await?;
+    write_and_commit(client, statements, &planned, faults, commands, n).await?;
+    Ok(Outcome { answers, busy })
+}
+
+/// BEGIN and the prefetch in one pipeline, with the test builds' failpoint (and the planted
+/// asynchronous commit) between them.
+async fn begin_and_prefetch<'c>(
+    client: &Client,
+    statements: &Statements,
+    player_ids: &PlayerIds,
+    batch: Batch<'c>,
+    faults: &Faults,
+) -> Result<prefetch::Fetched<'c>, Error> {
+    let n = batch.commands.len();
+    let prefetch_fault = faults.sql(Point::Prefetch, batch.commands);
+    let async_commit = faults
+        .planted(Plant::AsyncCommit)
+        .then_some("SET LOCAL synchronous_commit = off");
+    let (begun, planted, fault, fetched) = tokio::join!(
+        biased;
+        client.batch_execute("BEGIN"),
+        failpoint(client, async_commit),
+        failpoint(client, prefetch_fault.as_deref()),
+        prefetch::prefetch(client, &statements.reads, player_ids, batch)
+    );
+    begun.map_err(Error::database(n))?;
+    planted.map_err(Error::database(n))?;
+    fault.map_err(Error::database(n))?;
+    fetched
+}
+
+/// What the planted bugs of test builds change in the world (nothing in other builds); returns
+/// whether the batch skips the look-up of stored transactions.
+fn planted_world(
+    faults: &Faults,
+    world: &mut apply::World,
+    commands: &[Command],
+    split_retry: bool,
+) -> bool {
     if faults.planted(Plant::TombstonesOff) {
         world.tombstones.clear();
     }
     let no_dedup = faults.skips_dedup(split_retry);
     if no_dedup {
-        let own: std::collections::HashSet<(i32, &str)> = commands
+        let own: HashSet<(i32, &str)> = commands
             .iter()
             .filter_map(|c| Some((c.provider.0, c.tx()?.as_str())))
             .collect();
@@ -293,8 +313,18 @@ async fn settle_in_transaction(
             .txs
             .retain(|k, _| !own.contains(&(k.0 .0, k.1.as_str())));
     }
-    let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        apply::apply_units(&mut world, commands, units)
+    no_dedup
+}
+
+/// `apply` with its assertions turned into an invariant error (the batch is then dropped
+/// uncommitted).
+fn apply_guarded(
+    world: &mut apply::World,
+    commands: &[Command],
+    units: &[usize],
+) -> Result<Vec<Answer>, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        apply::apply_units(world, commands, units)
     }))
     .map_err(|panic| {
         let what = panic
@@ -303,10 +333,20 @@ async fn settle_in_transaction(
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default();
         Error::Invariant(what)
-    })?;
-    // Stored rows are written by the address the prefetch read them at: each changed row's
-    // partition needs its state statement, and every address must be known before anything
-    // is sent.
+    })
+}
+
+/// The batch's writes, planned: stored rows are written by the address the prefetch read them
+/// at, so each changed row's partition needs its state statement, and every address must be
+/// known before anything is sent.
+async fn plan_writes<'w>(
+    client: &Client,
+    statements: &Statements,
+    world: &'w apply::World,
+    addresses: &'w prefetch::Addresses,
+    no_dedup: bool,
+    n: usize,
+) -> Result<write::Planned<'w>, Error> {
     let partitions = world
         .txs
         .values()
@@ -318,14 +358,27 @@ async fn settle_in_transaction(
         .prepare_partitions(client, partitions)
         .await
         .map_err(Error::database(n))?;
-    let planned = write::Planned::new(&world, &addresses, &statements.writes, no_dedup)
-        .map_err(|write::Unread(what)| Error::Invariant(what))?;
+    write::Planned::new(world, addresses, &statements.writes, no_dedup)
+        .map_err(|write::Unread(what)| Error::Invariant(what))
+}
+
+/// The writes and COMMIT in one pipeline, with the test builds' failpoints before and after
+/// COMMIT. Returns once COMMIT's outcome is known (or, under the planted
+/// `AnswerBeforeCommit`, once everything is on the wire).
+async fn write_and_commit(
+    client: &Client,
+    statements: &Statements,
+    planned: &write::Planned<'_>,
+    faults: &Faults,
+    commands: &[Command],
+    n: usize,
+) -> Result<(), Error> {
     let write_fault = faults.sql(Point::Write, commands);
     let after_commit_fault = faults.sql(Point::AfterCommit, commands);
     let finish = async {
         tokio::join!(
             biased;
-            write::send(client, &statements.writes, &planned),
+            write::send(client, &statements.writes, planned),
             failpoint(client, write_fault.as_deref()),
             client.batch_execute("COMMIT"),
             failpoint(client, after_commit_fault.as_deref())
@@ -339,14 +392,14 @@ async fn settle_in_transaction(
             std::task::Poll::Ready(())
         })
         .await;
-        return Ok(Outcome { answers, busy });
+        return Ok(());
     }
     let (written, fault, committed, after_commit) = finish.await;
     written.map_err(Error::database(n))?;
     fault.map_err(Error::database(n))?;
     committed.map_err(Error::database(n))?;
     after_commit.map_err(Error::database(n))?;
-    Ok(Outcome { answers, busy })
+    Ok(())
 }
 
 /// The batch without the units of `busy` players (whose wallets another transaction holds),

@@ -252,17 +252,17 @@ impl Model {
                 if code == Code::Ok {
                     self.rounds_seen.insert((player, round));
                 }
-                self.record(
+                self.record(Recorded {
                     tx,
                     player,
-                    Kind::Bet,
+                    kind: Kind::Bet,
                     amount,
                     round,
                     payload,
                     code,
                     delta,
                     state,
-                )
+                })
             }
             Op::Win {
                 amount,
@@ -342,17 +342,17 @@ impl Model {
                     }
                 }
                 self.rounds_seen.insert((player, round));
-                self.record(
+                self.record(Recorded {
                     tx,
                     player,
-                    Kind::Win,
+                    kind: Kind::Win,
                     amount,
                     round,
                     payload,
-                    Code::Ok,
-                    amount,
-                    MState::Done,
-                )
+                    code: Code::Ok,
+                    delta: amount,
+                    state: MState::Done,
+                })
             }
             Op::Rollback { tx, reference, .. } => {
                 let target = self.txs.get(&reference).cloned();
@@ -387,17 +387,17 @@ impl Model {
                     }
                     Some(_) => (Code::RollbackNotPermitted, 0),
                 };
-                self.record(
+                self.record(Recorded {
                     tx,
                     player,
-                    Kind::Rollback,
-                    0,
-                    0,
+                    kind: Kind::Rollback,
+                    amount: 0,
+                    round: 0,
                     payload,
                     code,
                     delta,
-                    MState::Done,
-                )
+                    state: MState::Done,
+                })
             }
             Op::EndRound { round, .. } => {
                 self.closed.insert((player, round));
@@ -442,32 +442,31 @@ impl Model {
         payload: String,
         code: Code,
     ) -> (Code, i64, bool) {
-        self.record(
+        self.record(Recorded {
             tx,
             player,
-            Kind::Win,
+            kind: Kind::Win,
             amount,
             round,
             payload,
             code,
-            0,
-            MState::Done,
-        )
+            delta: 0,
+            state: MState::Done,
+        })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        tx: u8,
-        player: u8,
-        kind: Kind,
-        amount: i64,
-        round: u8,
-        payload: String,
-        code: Code,
-        delta: i64,
-        state: MState,
-    ) -> (Code, i64, bool) {
+    fn record(&mut self, r: Recorded) -> (Code, i64, bool) {
+        let Recorded {
+            tx,
+            player,
+            kind,
+            amount,
+            round,
+            payload,
+            code,
+            delta,
+            state,
+        } = r;
         let balance = self.balance.get_mut(&player).unwrap();
         *balance += delta;
         let balance_after = *balance;
@@ -487,6 +486,19 @@ impl Model {
         );
         (code, balance_after, false)
     }
+}
+
+/// A transaction the model records: its answer and what it moved.
+struct Recorded {
+    tx: u8,
+    player: u8,
+    kind: Kind,
+    amount: i64,
+    round: u8,
+    payload: String,
+    code: Code,
+    delta: i64,
+    state: MState,
 }
 
 /// Resolves `Repeat(i)` to the i-th earlier concrete op (or drops it when there is none).

@@ -19,9 +19,8 @@ use tokio_postgres::{Client, Row};
 pub use plan::PlayerIds;
 pub use statements::*;
 
-use super::{query_unless, Error, Params};
+use super::{query_unless, Batch, Error, Params};
 use crate::apply::{self, World};
-use crate::command::Command;
 use crate::money::Currency;
 use plan::Plan;
 
@@ -34,14 +33,12 @@ pub(super) async fn prefetch<'c>(
     tx: &Client,
     s: &Reads,
     player_ids: &PlayerIds,
-    commands: &'c [Command],
-    units: &[usize],
-    patient: &[bool],
+    batch: Batch<'c>,
 ) -> Result<Fetched<'c>, Error> {
-    let plan = Plan::new(player_ids, commands, units, patient);
+    let plan = Plan::new(player_ids, batch.commands, batch.units, batch.patient);
     let rows = read(tx, s, &plan)
         .await
-        .map_err(Error::database(commands.len()))?;
+        .map_err(Error::database(batch.commands.len()))?;
     assemble::world(&plan, &rows)
 }
 
