@@ -290,70 +290,13 @@ impl World {
         }
         let round_key = (c.provider, player_id, money.round.clone());
         // Which bets this win settles: the one it names, else its round's open bets.
-        let settles: Vec<ProviderTxId> = match bet_tx {
-            Some(bet_tx) => {
-                let key = (c.provider, bet_tx.clone());
-                match self.txs.get(&key) {
-                    Some(bet) if bet.player_id == player_id && bet.kind == TxKind::Bet => {
-                        let rolled_back = bet.state == Some(TxState::RolledBack)
-                            || bet.outcome == Code::TransactionRolledBack;
-                        if rolled_back {
-                            return self.record(c, &money.tx, refuse(Code::TransactionRolledBack));
-                        }
-                        if bet.currency != money.currency {
-                            // Paying a bet out in another currency would mint money.
-                            return self.record(c, &money.tx, refuse(Code::CurrencyMismatch));
-                        }
-                        if bet.outcome == Code::Ok {
-                            vec![bet_tx.clone()]
-                        } else {
-                            Vec::new()
-                        }
-                    }
-                    // Rolled back before it ever arrived. Only an id never seen can be a
-                    // tombstone: the database keeps no tombstone flag, it finds rollbacks
-                    // naming the id, and a refused rollback of an existing transaction names
-                    // one too.
-                    None if self.tombstones.contains(&key) => {
-                        return self.record(c, &money.tx, refuse(Code::TransactionRolledBack));
-                    }
-                    // Pruned with its day: settled or reversed long ago, which is no longer
-                    // known; refused for good rather than paid, or asked to wait forever.
-                    None if self.pruned.contains(&key) => {
-                        return self.record(c, &money.tx, refuse(Code::TransactionNotFound));
-                    }
-                    // Unknown, or not this player's bet: no bet seen.
-                    _ => Vec::new(),
-                }
-            }
-            None => {
-                // A round whose bets were all rolled back (none open, none paid) was cancelled:
-                // a win naming no bet cannot pay it.
-                let cancelled = self.rounds.get(&round_key).is_some_and(|r| {
-                    r.open_bets.is_empty() && r.bets_rolled_back && !r.bets_settled
-                });
-                if cancelled {
-                    return self.record(c, &money.tx, refuse(Code::TransactionRolledBack));
-                }
-                let open = self
-                    .rounds
-                    .get(&round_key)
-                    .map(|r| r.open_bets.clone())
-                    .unwrap_or_default();
-                // Only bets in the win's currency: paying a bet out in another would mint
-                // money. A round whose open bets are all in another currency refuses it, as a
-                // win naming such a bet is refused.
-                let (same, other): (Vec<ProviderTxId>, Vec<ProviderTxId>) =
-                    open.into_iter().partition(|b| {
-                        self.txs
-                            .get(&(c.provider, b.clone()))
-                            .is_none_or(|bet| bet.currency == money.currency)
-                    });
-                if same.is_empty() && !other.is_empty() {
-                    return self.record(c, &money.tx, refuse(Code::CurrencyMismatch));
-                }
-                same
-            }
+        let settles = match bet_tx {
+            Some(bet_tx) => self.named_bet(c, player_id, money, bet_tx),
+            None => self.round_bets(c, money, &round_key),
+        };
+        let settles = match settles {
+            Ok(settles) => settles,
+            Err(refusal) => return self.record(c, &money.tx, refuse(refusal)),
         };
         // "No bet seen": the named bet is unknown (or failed), or a win naming no bet comes for
         // a round nothing has touched.
@@ -383,7 +326,91 @@ impl World {
         let answer = self.record(c, &money.tx, row);
         let player = self.players.get_mut(&c.player).expect("player present");
         player.use_limits(money.currency, 0, -money.amount_minor);
-        for bet in &settles {
+        self.settle_bets(c, money, round_key, &settles);
+        answer
+    }
+
+    /// The bet a win names, if it settles one: refused when it was rolled back (or never
+    /// came, tombstoned), is in another currency, or was pruned; none when unknown, another
+    /// player's, or failed.
+    fn named_bet(
+        &self,
+        c: &Command,
+        player_id: i64,
+        money: &Money,
+        bet_tx: &ProviderTxId,
+    ) -> Result<Vec<ProviderTxId>, Code> {
+        let key = (c.provider, bet_tx.clone());
+        match self.txs.get(&key) {
+            Some(bet) if bet.player_id == player_id && bet.kind == TxKind::Bet => {
+                let rolled_back = bet.state == Some(TxState::RolledBack)
+                    || bet.outcome == Code::TransactionRolledBack;
+                if rolled_back {
+                    return Err(Code::TransactionRolledBack);
+                }
+                if bet.currency != money.currency {
+                    // Paying a bet out in another currency would mint money.
+                    return Err(Code::CurrencyMismatch);
+                }
+                Ok(if bet.outcome == Code::Ok {
+                    vec![bet_tx.clone()]
+                } else {
+                    Vec::new()
+                })
+            }
+            // Rolled back before it ever arrived. Only an id never seen can be a tombstone:
+            // the database keeps no tombstone flag, it finds rollbacks naming the id, and a
+            // refused rollback of an existing transaction names one too.
+            None if self.tombstones.contains(&key) => Err(Code::TransactionRolledBack),
+            // Pruned with its day: settled or reversed long ago, which is no longer known;
+            // refused for good rather than paid, or asked to wait forever.
+            None if self.pruned.contains(&key) => Err(Code::TransactionNotFound),
+            // Unknown, or not this player's bet: no bet seen.
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// The open bets of a win's round, when the win names none: refused when every bet of the
+    /// round was rolled back (a cancelled round), or when all its open bets are in another
+    /// currency.
+    fn round_bets(
+        &self,
+        c: &Command,
+        money: &Money,
+        round_key: &RoundKey,
+    ) -> Result<Vec<ProviderTxId>, Code> {
+        let round = self.rounds.get(round_key);
+        let cancelled =
+            round.is_some_and(|r| r.open_bets.is_empty() && r.bets_rolled_back && !r.bets_settled);
+        if cancelled {
+            return Err(Code::TransactionRolledBack);
+        }
+        let open = round.map(|r| r.open_bets.clone()).unwrap_or_default();
+        // Only bets in the win's currency: paying a bet out in another would mint money. A
+        // round whose open bets are all in another currency refuses it, as a win naming such a
+        // bet is refused.
+        let (same, other): (Vec<ProviderTxId>, Vec<ProviderTxId>) =
+            open.into_iter().partition(|b| {
+                self.txs
+                    .get(&(c.provider, b.clone()))
+                    .is_none_or(|bet| bet.currency == money.currency)
+            });
+        if same.is_empty() && !other.is_empty() {
+            return Err(Code::CurrencyMismatch);
+        }
+        Ok(same)
+    }
+
+    /// After a paid win: the bets it settles are marked settled (on their own rounds), and its
+    /// round loses them from its open bets (and closes when the win says so).
+    fn settle_bets(
+        &mut self,
+        c: &Command,
+        money: &Money,
+        round_key: RoundKey,
+        settles: &[ProviderTxId],
+    ) {
+        for bet in settles {
             if let Some(tx) = self.txs.get_mut(&(c.provider, bet.clone())) {
                 if tx.state == Some(TxState::Open) {
                     tx.set_state(TxState::Settled);
@@ -402,7 +429,6 @@ impl World {
             round.closed = true;
             round.changed = true;
         }
-        answer
     }
 
     /// The row of a bet or win in a currency the player has no wallet in: refused, recorded

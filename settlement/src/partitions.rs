@@ -343,37 +343,48 @@ async fn prune_one(
         pruned.archive = Some(path);
     }
     if table == "transactions" {
-        let to = partition
-            .to
-            .map(|t| UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0)));
-        tx.execute(
-            &format!(
-                "INSERT INTO ledger_pruned AS l (player_id, currency, real_delta, bonus_delta, rows,
-                                                 through)
-                 SELECT player_id, currency, sum(real_delta), sum(bonus_delta), count(*), $1
-                 FROM {name} GROUP BY player_id, currency
-                 ON CONFLICT (player_id, currency) DO UPDATE SET
-                     real_delta = l.real_delta + excluded.real_delta,
-                     bonus_delta = l.bonus_delta + excluded.bonus_delta,
-                     rows = l.rows + excluded.rows,
-                     through = greatest(l.through, excluded.through)"
-            ),
-            &[&to],
-        )
-        .await?;
-        // The day's idempotency keys stay: a retry or a replay of one of its transactions
-        // finds its key without a ledger row and is refused for good, never settled again.
-        tx.execute(
-            "DELETE FROM rounds WHERE closed AND created_at < $1",
-            &[&to],
-        )
-        .await?;
+        keep_ledger_totals(&tx, partition).await?;
     }
     tx.batch_execute(&format!("DROP TABLE {name}")).await?;
     tx.commit().await?;
     pruned.dropped = true;
     tracing::info!(table, partition = %name, rows, "partition pruned");
     Ok(pruned)
+}
+
+/// Before a ledger partition goes: its per-wallet totals are added to `ledger_pruned` (so
+/// reconciliation stays exact) and its closed rounds are deleted.
+async fn keep_ledger_totals(
+    tx: &tokio_postgres::Transaction<'_>,
+    partition: &Partition,
+) -> Result<(), PruneError> {
+    let name = &partition.name;
+    let to = partition
+        .to
+        .map(|t| UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0)));
+    tx.execute(
+        &format!(
+            "INSERT INTO ledger_pruned AS l (player_id, currency, real_delta, bonus_delta, rows,
+                                             through)
+             SELECT player_id, currency, sum(real_delta), sum(bonus_delta), count(*), $1
+             FROM {name} GROUP BY player_id, currency
+             ON CONFLICT (player_id, currency) DO UPDATE SET
+                 real_delta = l.real_delta + excluded.real_delta,
+                 bonus_delta = l.bonus_delta + excluded.bonus_delta,
+                 rows = l.rows + excluded.rows,
+                 through = greatest(l.through, excluded.through)"
+        ),
+        &[&to],
+    )
+    .await?;
+    // The day's idempotency keys stay: a retry or a replay of one of its transactions
+    // finds its key without a ledger row and is refused for good, never settled again.
+    tx.execute(
+        "DELETE FROM rounds WHERE closed AND created_at < $1",
+        &[&to],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Writes the partition's rows to `path` as CSV with a header (a file that exists is refused:

@@ -87,6 +87,27 @@ pub async fn report(
     from: &str,
     to: &str,
 ) -> Result<Report, tokio_postgres::Error> {
+    let wallet_mismatches = wallet_mismatches(client).await?;
+    let (open_rounds, open_round_samples) = open_rounds(client).await?;
+    let (unmatched_tombstones, unmatched_tombstone_samples) = unmatched_tombstones(client).await?;
+    Ok(Report {
+        balanced: wallet_mismatches.is_empty(),
+        wallet_mismatches,
+        open_rounds,
+        open_round_samples,
+        unmatched_tombstones,
+        unmatched_tombstone_samples,
+        flagged_wallets: flagged_wallets(client).await?,
+        from: from.to_string(),
+        to: to.to_string(),
+        provider_totals: provider_totals(client, from, to).await?,
+    })
+}
+
+/// Wallets whose balance differs from their ledger.
+async fn wallet_mismatches(
+    client: &impl GenericClient,
+) -> Result<Vec<WalletMismatch>, tokio_postgres::Error> {
     let wallet_mismatches: Vec<WalletMismatch> = crate::store::ledger_mismatches(client)
         .await?
         .into_iter()
@@ -99,6 +120,13 @@ pub async fn report(
             },
         )
         .collect();
+    Ok(wallet_mismatches)
+}
+
+/// Rounds still open an hour after they started: how many, and the oldest.
+async fn open_rounds(
+    client: &impl GenericClient,
+) -> Result<(i64, Vec<OpenRound>), tokio_postgres::Error> {
     let open_rounds: i64 = client
         .query_one(
             "SELECT count(*) FROM rounds WHERE NOT closed AND created_at < now() - interval '1 hour'",
@@ -126,6 +154,13 @@ pub async fn report(
             created_at: r.get(3),
         })
         .collect();
+    Ok((open_rounds, open_round_samples))
+}
+
+/// Rollbacks naming a transaction that is not in the ledger at all: how many, and the first.
+async fn unmatched_tombstones(
+    client: &impl GenericClient,
+) -> Result<(i64, Vec<Tombstone>), tokio_postgres::Error> {
     // A rollback naming a transaction that is not in the ledger (as its own id) at all.
     let unmatched = "FROM transactions t JOIN providers p ON p.id = t.provider_id
         WHERE t.kind = 'rollback' AND t.reference_tx_id IS NOT NULL
@@ -155,6 +190,13 @@ pub async fn report(
             created_at: r.get(4),
         })
         .collect();
+    Ok((unmatched_tombstones, unmatched_tombstone_samples))
+}
+
+/// Wallets flagged for reconciliation.
+async fn flagged_wallets(
+    client: &impl GenericClient,
+) -> Result<Vec<FlaggedWallet>, tokio_postgres::Error> {
     let flagged_wallets = client
         .query(
             "SELECT player_id, currency, balance FROM wallets WHERE needs_reconciliation
@@ -169,6 +211,15 @@ pub async fn report(
             balance: r.get(2),
         })
         .collect();
+    Ok(flagged_wallets)
+}
+
+/// Per provider and currency over `[from, to)`: transactions, bets, wins, rollbacks, net.
+async fn provider_totals(
+    client: &impl GenericClient,
+    from: &str,
+    to: &str,
+) -> Result<Vec<ProviderTotals>, tokio_postgres::Error> {
     let provider_totals = client
         .query(
             "SELECT p.code, t.currency, count(*),
@@ -196,16 +247,5 @@ pub async fn report(
             }
         })
         .collect();
-    Ok(Report {
-        balanced: wallet_mismatches.is_empty(),
-        wallet_mismatches,
-        open_rounds,
-        open_round_samples,
-        unmatched_tombstones,
-        unmatched_tombstone_samples,
-        flagged_wallets,
-        from: from.to_string(),
-        to: to.to_string(),
-        provider_totals,
-    })
+    Ok(provider_totals)
 }

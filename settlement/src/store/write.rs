@@ -288,11 +288,14 @@ pub(super) struct Unread(pub(super) String);
 
 /// The batch's writes as statement parameters, gathered (and every address checked) before
 /// anything is sent.
+/// Per (partition, new state): the state statement, the state, the rows' addresses.
+type StateChanges<'w> = Vec<(Statement, &'w str, Vec<&'w str>)>;
+
 pub(super) struct Planned<'w> {
     ledger: LedgerRows<'w>,
     wallets: WalletRows<'w>,
     /// One execution per (partition, new state): its statement, the state, the addresses.
-    states: Vec<(Statement, &'w str, Vec<&'w str>)>,
+    states: StateChanges<'w>,
     new_rounds: NewRounds<'w>,
     closed_rounds: Vec<&'w str>,
 }
@@ -334,28 +337,7 @@ impl<'w> Planned<'w> {
             }
         }
 
-        let mut by_partition: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
-        for t in world.txs.values().filter(|t| t.state_changed) {
-            let address = addresses.txs.get(&t.id).ok_or_else(|| {
-                Unread(format!(
-                    "ledger row {} changed state but was not read",
-                    t.id
-                ))
-            })?;
-            let state = t.state.map_or("", TxState::as_str);
-            by_partition
-                .entry((address.partition.as_str(), state))
-                .or_default()
-                .push(address.ctid.as_str());
-        }
-        let known = writes.states_in();
-        let mut states = Vec::with_capacity(by_partition.len());
-        for ((partition, state), ctids) in by_partition {
-            let statement = known
-                .get(partition)
-                .ok_or_else(|| Unread(format!("no state statement for {partition}")))?;
-            states.push((statement.clone(), state, ctids));
-        }
+        let states = state_changes(world, addresses, writes)?;
 
         let mut new_rounds = NewRounds::default();
         let mut closed_rounds = Vec::new();
@@ -385,6 +367,38 @@ impl<'w> Planned<'w> {
             closed_rounds,
         })
     }
+}
+
+/// One execution per (partition, new state) of the stored ledger rows whose state changed:
+/// its statement, the state, the rows' addresses.
+fn state_changes<'w>(
+    world: &'w World,
+    addresses: &'w Addresses,
+    writes: &Writes,
+) -> Result<StateChanges<'w>, Unread> {
+    let mut by_partition: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for t in world.txs.values().filter(|t| t.state_changed) {
+        let address = addresses.txs.get(&t.id).ok_or_else(|| {
+            Unread(format!(
+                "ledger row {} changed state but was not read",
+                t.id
+            ))
+        })?;
+        let state = t.state.map_or("", TxState::as_str);
+        by_partition
+            .entry((address.partition.as_str(), state))
+            .or_default()
+            .push(address.ctid.as_str());
+    }
+    let known = writes.states_in();
+    let mut states = Vec::with_capacity(by_partition.len());
+    for ((partition, state), ctids) in by_partition {
+        let statement = known
+            .get(partition)
+            .ok_or_else(|| Unread(format!("no state statement for {partition}")))?;
+        states.push((statement.clone(), state, ctids));
+    }
+    Ok(states)
 }
 
 /// Sends the batch's writes, in one pipeline in this order (`biased`); statements with no rows
