@@ -8,7 +8,6 @@
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -336,9 +335,10 @@ fn loopback_addr(target: &str) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// A gateway process started for this run, on a throwaway data folder.
+/// A gateway started for this run (the binary beside this one, or `--gateway-bin`), on a
+/// throwaway data folder with enough demo players.
 struct StartedGateway {
-    child: Child,
+    gateway: harness::launch::Launched,
     addr: SocketAddr,
     _data: tempfile::TempDir,
 }
@@ -352,57 +352,29 @@ impl StartedGateway {
         let data = tempfile::Builder::new()
             .prefix("loadtest-")
             .tempdir_in(std::env::temp_dir())?;
-        let config = workspace_file("config/demo.toml");
-        let mut command = Command::new(&bin);
-        command
-            .arg("--config")
-            .arg(&config)
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env("GATEWAY__DEMO__PLAYERS", args.players.to_string())
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", "warn");
-        }
+        let mut env = vec![(
+            "GATEWAY__DEMO__PLAYERS".to_string(),
+            args.players.to_string(),
+        )];
         for pair in &args.gateway_env {
             let (k, v) = pair
                 .split_once('=')
                 .context("--gateway-env takes KEY=VALUE")?;
-            command.env(k, v);
+            env.push((k.to_string(), v.to_string()));
         }
-        let mut child = command.spawn().with_context(|| {
-            format!(
-                "start {} (build it with cargo build --release)",
-                bin.display()
-            )
-        })?;
-        let stdout = child.stdout.take().context("gateway stdout")?;
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .with_context(|| format!("gateway did not start: {line:?}"))?
-            .parse()?;
+        let config = workspace_file("config/demo.toml");
+        let gateway = harness::launch::Launched::start(&bin, &config, data.path(), &env)?;
+        let addr = gateway.addr();
         eprintln!("loadtest: started gateway {} at {addr}", bin.display());
         Ok(StartedGateway {
-            child,
+            gateway,
             addr,
             _data: data,
         })
     }
 
-    fn stop(mut self) -> anyhow::Result<()> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status()?;
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("gateway exited with {status}");
-        }
-        Ok(())
+    fn stop(self) -> anyhow::Result<()> {
+        self.gateway.stop()
     }
 }
 

@@ -115,7 +115,7 @@ pub struct Mix {
     targets: Vec<Target>,
     players: u32,
     duplicate_percent: u32,
-    rng: u64,
+    rng: harness::rng::Rng,
     next_id: u64,
     run: u64,
     recent_bets: Vec<Bet>,
@@ -174,7 +174,7 @@ impl Mix {
             } else {
                 duplicate_percent
             },
-            rng: seed | 1,
+            rng: harness::rng::Rng::new(seed | 1),
             next_id: 0,
             run: seed % 1_000_000_007,
             recent_bets: Vec::new(),
@@ -188,11 +188,7 @@ impl Mix {
     }
 
     pub fn next_u32(&mut self, below: u32) -> u32 {
-        // xorshift64*: deterministic, fast, good enough to pick players and amounts.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        ((self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) % u64::from(below.max(1))) as u32
+        ((self.rng.next_u64() >> 32) % u64::from(below.max(1))) as u32
     }
 
     fn id(&mut self) -> u64 {
@@ -238,7 +234,7 @@ impl Mix {
         };
         let count = (calls * u64::from(self.targets[hub88].percent)).div_ceil(100) + 100;
         let provider = (*self.targets[hub88].provider).clone();
-        let seed = self.rng.rotate_left(17);
+        let seed = self.rng.next_u64();
         let mut own = Mix::new(
             Shape::BetWin,
             provider,

@@ -212,7 +212,9 @@ pub async fn run(
             counts: counts.clone(),
             budget: budget.clone(),
             deadline,
-            rng: Rng(options.seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+            rng: harness::rng::Rng::new(
+                options.seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            ),
             seen: Vec::new(),
             violations: Violations::default(),
         };

@@ -5,7 +5,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -483,9 +483,9 @@ fn loopback(target: &str) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// A gateway started for this run.
+/// A gateway started for this run, on a throwaway data folder.
 struct Started {
-    child: std::process::Child,
+    gateway: harness::launch::Launched,
     addr: SocketAddr,
     data: tempfile::TempDir,
 }
@@ -500,32 +500,13 @@ impl Started {
         if !config.exists() {
             config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/demo.toml");
         }
-        let mut child = Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
-            .env("GATEWAY__DEMO__PLAYERS", players.to_string())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("start {} (cargo build -p gateway)", bin.display()))?;
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
-            &mut line,
-        )?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .with_context(|| format!("gateway did not start: {line:?}"))?
-            .parse()?;
-        Ok(Started { child, addr, data })
+        let env = [("GATEWAY__DEMO__PLAYERS".to_string(), players.to_string())];
+        let gateway = harness::launch::Launched::start(&bin, &config, data.path(), &env)?;
+        Ok(Started {
+            addr: gateway.addr(),
+            gateway,
+            data,
+        })
     }
 
     fn database(&self) -> anyhow::Result<tokio_postgres::Config> {
@@ -536,15 +517,8 @@ impl Started {
         .parse()?)
     }
 
-    fn stop(mut self) -> anyhow::Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("gateway exited with {status}");
-        }
-        Ok(())
+    fn stop(self) -> anyhow::Result<()> {
+        self.gateway.stop()
     }
 }
 

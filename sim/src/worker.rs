@@ -10,26 +10,7 @@ use crate::client::{Attempt, Client, Send};
 use crate::dialect::{Encoded, OpKind};
 use crate::model::{Op, PlayerModel};
 use crate::*;
-
-/// Small deterministic generator (xorshift64*), one per worker, seeded from the run's seed.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    pub(crate) fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 >= 1.0 - p
-    }
-}
+use harness::rng::Rng;
 
 pub(crate) struct Worker {
     pub(crate) client: Client,

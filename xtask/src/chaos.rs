@@ -58,22 +58,6 @@ impl Options {
     }
 }
 
-/// xorshift64*: the campaign's faults and pauses follow from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-}
-
 /// The gateway's database connections pass through here, so they can be cut.
 struct Proxy {
     port: u16,
@@ -327,7 +311,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let root = std::path::absolute("target/chaos")?;
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root)?;
-    let mut rng = Rng(options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = harness::rng::Rng::new(options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     println!(
         "chaos: seed {}, {} minutes, {profile} binaries{}",
         options.seed,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -15,8 +15,9 @@ pub(crate) const PLAYERS: u32 = 100_000;
 
 pub(crate) const P99_MAX_MS: f64 = 50.0;
 
+/// A release gateway on its own embedded cluster, with the bench's demo players.
 pub(crate) struct Gateway {
-    pub(crate) child: Child,
+    launched: harness::launch::Launched,
     pub(crate) url: String,
     pub(crate) socket_dir: PathBuf,
 }
@@ -39,53 +40,29 @@ impl Gateway {
         env: &[(&str, &str)],
     ) -> anyhow::Result<Gateway> {
         std::fs::create_dir_all(data)?;
-        let mut command = Command::new(bin);
-        command
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .env("GATEWAY__DEMO__PLAYERS", PLAYERS.to_string())
-            .env("RUST_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .with_context(|| format!("gateway did not start: {line:?}"))?
-            .to_string();
+        let mut vars = vec![
+            ("GATEWAY__DEMO__PLAYERS".to_string(), PLAYERS.to_string()),
+            ("RUST_LOG".to_string(), "warn".to_string()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let launched = harness::launch::Launched::start(bin, config, data, &vars)?;
         Ok(Gateway {
-            child,
-            url: format!("http://{addr}"),
+            url: launched.url(),
+            launched,
             socket_dir: std::path::absolute(data.join("run"))?,
         })
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.launched.pid()
     }
 
     pub(crate) fn metrics(&self) -> anyhow::Result<String> {
         http_get(&self.url, "/metrics")
     }
 
-    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()?;
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("gateway exited with {status}");
-        }
+    pub(crate) fn stop(self) -> anyhow::Result<()> {
+        self.launched.stop()?;
         // A cluster in memory (`--tmpfs`) goes at once: there is no write-back to wait for,
         // and twenty of them would not fit.
         if let Some(data) = self
@@ -96,17 +73,6 @@ impl Gateway {
             let _ = std::fs::remove_dir_all(data);
         }
         Ok(())
-    }
-}
-
-impl Drop for Gateway {
-    /// A bench that fails half-way leaves no gateway (nor, by its parent-death signal, its
-    /// PostgreSQL) behind; after `stop` this finds the child already reaped.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

@@ -37,33 +37,7 @@ pub(crate) fn top_statements(gw: &Gateway) -> anyhow::Result<Vec<(String, (f64, 
         .collect()
 }
 
-/// Bucket counts of a Prometheus histogram, as `(le, cumulative count)` in bucket order.
-pub(crate) fn histogram(metrics: &str, name: &str) -> Vec<(String, f64)> {
-    let mut buckets: Vec<(f64, String, f64)> = metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}_bucket{{")))
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?.to_string();
-            let bound = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            let v: f64 = l.rsplit(' ').next()?.parse().ok()?;
-            Some((bound, le, v))
-        })
-        .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // Series of several label sets (providers, dialects) are summed bucket by bucket.
-    let mut summed: Vec<(String, f64)> = Vec::new();
-    for (_, le, v) in buckets {
-        match summed.last_mut() {
-            Some((last, total)) if *last == le => *total += v,
-            _ => summed.push((le, v)),
-        }
-    }
-    summed
-}
+pub(crate) use harness::prom::histogram;
 
 /// The upper bound of the bucket holding quantile `q` of the samples recorded between two
 /// scrapes of histogram `name` (`None` without samples).
@@ -86,13 +60,9 @@ pub(crate) fn quantile_bound(before: &str, after: &str, name: &str, q: f64) -> O
         .map(|(le, _)| le)
 }
 
+/// A counter or gauge summed over its label sets.
 pub(crate) fn metric(metrics: &str, line_prefix: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(line_prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
+    harness::prom::sum(metrics, line_prefix)
 }
 
 /// `sql` with its parameters `$1`, `$2`, ... replaced by pgbench variables (`-M prepared`
