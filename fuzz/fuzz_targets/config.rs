@@ -2,7 +2,7 @@
 //! one problem. (Keys that name files are left out: reading them is the filesystem's part.)
 #![no_main]
 
-use gateway::config::Config;
+use gateway_config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

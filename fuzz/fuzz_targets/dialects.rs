@@ -4,65 +4,59 @@
 //! and body.
 #![no_main]
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use gateway::config::Config;
-use gateway::provider::{
-    evolution, hub88, native, pragmatic, softswiss, Decoded, Dialect, Inbound,
-};
-use gateway::registry::{Provider, Registry};
+use dialects::{evolution, hub88, native, pragmatic, softswiss, Decoded, Dialect, Inbound};
+use dialects::{Kind, Provider};
 use libfuzzer_sys::fuzz_target;
+use rsa::pkcs8::DecodePublicKey;
+use settlement::command::{Policy, ProviderId};
+use settlement::money::Currency;
 
-fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        let text = format!(
-            r#"
-[[providers]]
-code = "native"
-dialect = "native"
-secret = "fuzz-secret-0123456789"
-
-[[providers]]
-code = "evo"
-dialect = "evolution"
-allow_ips = ["127.0.0.1"]
-secret = "fuzz-secret-0123456789"
-
-[[providers]]
-code = "pp"
-dialect = "pragmatic"
-allow_ips = ["127.0.0.1"]
-secret = "fuzz-secret-0123456789"
-
-[[providers]]
-code = "ss"
-dialect = "softswiss"
-allow_ips = ["127.0.0.1"]
-secret = "fuzz-secret-0123456789"
-
-[[providers]]
-code = "hub88"
-dialect = "hub88"
-allow_ips = ["127.0.0.1"]
-public_key_file = "{}/../gateway/tests/keys/test-hub88-provider.pub.pem"
-"#,
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let config = Config::from_toml(&text, &[]).expect("fuzz configuration");
-        let ids: HashMap<String, i32> = ["native", "evo", "pp", "ss", "hub88"]
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.to_string(), i as i32 + 1))
-            .collect();
-        Registry::build(&config, &ids).expect("fuzz registry")
+/// The fuzzed providers, by code: one per dialect (the Hub88-style one with the test key).
+fn providers() -> &'static [Provider] {
+    static PROVIDERS: OnceLock<Vec<Provider>> = OnceLock::new();
+    PROVIDERS.get_or_init(|| {
+        let pem = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../gateway/tests/keys/test-hub88-provider.pub.pem"
+        ))
+        .expect("test public key");
+        let key = rsa::RsaPublicKey::from_public_key_pem(&pem).expect("PEM public key");
+        [
+            ("native", Kind::Native),
+            ("evo", Kind::Evolution),
+            ("pp", Kind::Pragmatic),
+            ("ss", Kind::Softswiss),
+            ("hub88", Kind::Hub88),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (code, dialect))| Provider {
+            id: ProviderId(i as i32 + 1),
+            code: code.to_string(),
+            dialect,
+            enabled: true,
+            secrets: vec![b"fuzz-secret-0123456789".to_vec()],
+            public_keys: match dialect {
+                Kind::Hub88 => vec![rsa::pkcs1v15::VerifyingKey::new(key.clone())],
+                _ => Vec::new(),
+            },
+            allow_ips: vec!["127.0.0.1".parse().expect("address")],
+            signature_window_s: 300,
+            currency: Currency::from_code("EUR").expect("EUR"),
+            policy: Policy::default(),
+        })
+        .collect()
     })
 }
 
 fn run<D: Dialect>(dialect: &D, code: &str, paths: &[&str], pick: u8, query: &str, body: &Bytes) {
-    let provider: &Provider = registry().get(code).expect("provider");
+    let provider = providers()
+        .iter()
+        .find(|p| p.code == code)
+        .expect("provider");
     let Some(action) = dialect.action(paths[pick as usize % paths.len()]) else {
         panic!("a known path names no action");
     };
@@ -147,5 +141,5 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn native_paths() -> Vec<&'static str> {
-    gateway::provider::wire::ACTIONS.to_vec()
+    dialects::wire::ACTIONS.to_vec()
 }

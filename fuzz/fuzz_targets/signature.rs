@@ -2,7 +2,7 @@
 //! right key (the fuzzer does not know it), and a header we signed always verifies.
 #![no_main]
 
-use gateway::signature::{sign_native, verify_native};
+use dialects::signature::{sign_native, verify_native};
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &[u8] = b"fuzz-secret-0123456789";

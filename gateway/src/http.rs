@@ -5,27 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use serde::Serialize;
+use http::{header, HeaderMap, HeaderValue, Request};
+use http_body_util::{BodyExt, Limited};
 
 use crate::config;
 
-pub type Body = Full<Bytes>;
+pub use dialects::response::{json, Body};
 
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
-
-/// A JSON response.
-pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
-    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
 
 /// Why a request body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

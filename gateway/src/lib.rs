@@ -6,14 +6,14 @@
 //! `signature`.
 
 pub mod app;
-pub mod config;
+pub use gateway_config as config;
 pub mod dedup;
 pub mod http;
 pub mod metrics;
 pub mod provider;
 pub mod registry;
 pub mod server;
-pub mod signature;
+pub use dialects::signature;
 pub mod state;
 pub mod trace;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use gateway::provider::wire::{sign_native, SIGNATURE_HEADER};
+use dialects::wire::{sign_native, SIGNATURE_HEADER};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use sim::dialect::OpKind;

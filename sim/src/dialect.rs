@@ -8,7 +8,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use gateway::provider::wire::Response;
+use dialects::wire::Response;
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -148,7 +148,7 @@ impl Provider {
             (Kind::Hub88, Some(file)) => {
                 let pem = std::fs::read_to_string(file)
                     .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-                Some(gateway::provider::hub88::private_key_from_pem(&pem)?)
+                Some(dialects::hub88::private_key_from_pem(&pem)?)
             }
             (Kind::Hub88, None) => {
                 return Err(format!("{code}: a Hub88-style provider needs a key"))
@@ -302,10 +302,7 @@ impl Provider {
                 } else {
                     now
                 };
-                headers.push((
-                    "x-signature",
-                    gateway::provider::wire::sign_native(secret, t, &body),
-                ));
+                headers.push(("x-signature", dialects::wire::sign_native(secret, t, &body)));
                 body
             }
             Kind::Pragmatic => {
@@ -317,7 +314,7 @@ impl Provider {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
-                let hash = gateway::provider::pragmatic::sign(&pairs, secret);
+                let hash = dialects::pragmatic::sign(&pairs, secret);
                 format!("{text}&hash={hash}").into_bytes()
             }
             Kind::Evolution => {
@@ -330,19 +327,16 @@ impl Provider {
                     .hub88_key
                     .as_ref()
                     .expect("a Hub88-style provider has a key");
-                let mut signature = gateway::provider::hub88::sign(&body, key);
+                let mut signature = dialects::hub88::sign(&body, key);
                 if wrong {
                     // Valid base64 of the right length, but not this body's signature.
-                    signature = gateway::provider::hub88::sign(b"something else", key);
+                    signature = dialects::hub88::sign(b"something else", key);
                 }
                 headers.push(("x-hub88-signature", signature));
                 body
             }
             Kind::SoftSwiss => {
-                headers.push((
-                    "x-request-sign",
-                    gateway::provider::softswiss::sign(&body, secret),
-                ));
+                headers.push(("x-request-sign", dialects::softswiss::sign(&body, secret)));
                 body
             }
         };

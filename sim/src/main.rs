@@ -391,7 +391,7 @@ async fn replay(
 fn differences(
     record: &serde_json::Value,
     http_status: u16,
-    response: Option<&gateway::provider::wire::Response>,
+    response: Option<&dialects::wire::Response>,
 ) -> Option<String> {
     let mut problems = Vec::new();
     if let Some(want) = record["http_status"].as_u64() {

@@ -91,7 +91,7 @@ impl Worker {
         &mut self,
         encoded: &Encoded,
         until: Until,
-    ) -> Option<gateway::provider::wire::Response> {
+    ) -> Option<dialects::wire::Response> {
         let (action, body, tx) = (&encoded.path, &encoded.body, encoded.tx.as_deref());
         let started = Instant::now();
         for attempt in 0u32.. {
@@ -159,7 +159,7 @@ impl Worker {
         model: &mut PlayerModel,
         op: &Op,
         until: Until,
-    ) -> Option<gateway::provider::wire::Response> {
+    ) -> Option<dialects::wire::Response> {
         self.counts.operations.fetch_add(1, Ordering::Relaxed);
         let encoded = self.client.provider().encode(&model.name, op);
         let (tx, body) = (encoded.tx.clone(), encoded.body.clone());
@@ -364,7 +364,7 @@ impl Worker {
     }
 }
 
-pub(crate) fn seen(tx: &str, payload: &[u8], r: &gateway::provider::wire::Response) -> Seen {
+pub(crate) fn seen(tx: &str, payload: &[u8], r: &dialects::wire::Response) -> Seen {
     Seen {
         tx: tx.to_string(),
         payload: payload.to_vec(),

@@ -8,7 +8,7 @@
 //! original answer, a SoftSwiss-style one may acknowledge a bet that its rollback came before
 //! with no money moved. Money is never a matter of choice.
 
-use gateway::provider::wire::Response;
+use dialects::wire::Response;
 
 use super::session::{money, show, Session};
 use crate::client::{Attempt, Send};

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use gateway::provider::wire::Response;
+use dialects::wire::Response;
 
 use crate::client::{Attempt, Client, Send, Trip};
 use crate::dialect::{Encoded, Kind, OpKind, Provider};

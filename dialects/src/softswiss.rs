@@ -28,10 +28,10 @@ use settlement::Code;
 use super::{
     any_secret, id, json_body, wallet_currency, Decoded, Dialect, Inbound, Outcome, Refusal,
 };
-use crate::config::Dialect as DialectKind;
-use crate::http::{json, Body};
-use crate::registry::Provider;
+use crate::response::{json, Body};
 use crate::signature;
+use crate::Kind as DialectKind;
+use crate::Provider;
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-request-sign";

@@ -18,10 +18,10 @@ use settlement::Code;
 
 use super::wire::{self, BalanceRequest, EndRoundRequest, MoneyRequest, Response, RollbackRequest};
 use super::{id, json_body, optional, Decoded, Dialect, Inbound, Outcome, Refusal};
-use crate::config::Dialect as DialectKind;
-use crate::http::{json, Body};
-use crate::registry::Provider;
+use crate::response::{json, Body};
 use crate::signature;
+use crate::Kind as DialectKind;
+use crate::Provider;
 
 /// The native dialect.
 #[derive(Debug, Clone, Copy, Default)]

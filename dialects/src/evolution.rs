@@ -41,10 +41,10 @@ use subtle::ConstantTimeEq;
 use super::{
     any_secret, id, json_body, wallet_currency, Decoded, Dialect, Inbound, Outcome, Refusal,
 };
-use crate::config::Dialect as DialectKind;
-use crate::http::{json, Body};
-use crate::registry::Provider;
+use crate::response::{json, Body};
 use crate::signature;
+use crate::Kind as DialectKind;
+use crate::Provider;
 
 /// The Evolution-style dialect.
 #[derive(Debug, Clone, Copy, Default)]

@@ -256,7 +256,7 @@ fn the_demo_hub88_key_is_refused_outside_demo_mode() {
     Config::from_toml(&format!("[demo]\nenabled = true\n{demo_key}"), &[]).unwrap();
     let own = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/keys/test-hub88-provider.pub.pem"
+        "/../gateway/tests/keys/test-hub88-provider.pub.pem"
     );
     Config::from_toml(&with(own), &[]).unwrap();
 }
@@ -334,7 +334,7 @@ fn the_rest_module_refuses_to_start_without_a_strong_jwt_key() {
             "rest.jwt_secret_env: environment variable GATEWAY_TEST_UNSET_JWT_KEY is unset",
         ),
         (
-            format!("jwt_secret = \"{}\"", crate::config::DEMO_JWT_SECRET),
+            format!("jwt_secret = \"{}\"", crate::DEMO_JWT_SECRET),
             "public demo value",
         ),
         (
@@ -361,10 +361,7 @@ fn the_rest_module_refuses_to_start_without_a_strong_jwt_key() {
     // The demo's public key, with the demo on.
     let demo = format!(
         "[demo]\nenabled = true\n{}",
-        rest(&format!(
-            "jwt_secret = \"{}\"",
-            crate::config::DEMO_JWT_SECRET
-        ))
+        rest(&format!("jwt_secret = \"{}\"", crate::DEMO_JWT_SECRET))
     );
     Config::from_toml(&demo, &[]).unwrap();
 }

@@ -45,10 +45,10 @@ use subtle::ConstantTimeEq;
 use super::{
     any_secret, id, optional, wallet_currency, Decoded, Dialect, Inbound, Outcome, Refusal,
 };
-use crate::config::Dialect as DialectKind;
-use crate::http::{json, Body};
-use crate::registry::Provider;
+use crate::response::{json, Body};
 use crate::signature;
+use crate::Kind as DialectKind;
+use crate::Provider;
 
 /// The Pragmatic-style dialect.
 #[derive(Debug, Clone, Copy, Default)]

@@ -52,8 +52,7 @@ impl Provider {
 /// The demo Hub88-style provider's public key (`config/keys/`). Its private half is published
 /// in the repository so anyone can sign as the demo provider: demo only, like the secrets in
 /// [`PUBLIC_DEMO_SECRETS`].
-const DEMO_HUB88_PUBLIC_KEY: &str =
-    include_str!("../../../config/keys/demo-hub88-provider.pub.pem");
+const DEMO_HUB88_PUBLIC_KEY: &str = include_str!("../../config/keys/demo-hub88-provider.pub.pem");
 
 /// Whether `key` is the demo's public key (see [`DEMO_HUB88_PUBLIC_KEY`]).
 pub fn is_public_demo_key(key: &rsa::RsaPublicKey) -> bool {

@@ -33,10 +33,10 @@ use sha2::Sha256;
 use super::{
     id, json_body, verified, wallet_currency, Decoded, Dialect, Inbound, Outcome, Refusal,
 };
-use crate::config::Dialect as DialectKind;
-use crate::http::{json, Body};
-use crate::registry::Provider;
+use crate::response::{json, Body};
 use crate::signature;
+use crate::Kind as DialectKind;
+use crate::Provider;
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-hub88-signature";
