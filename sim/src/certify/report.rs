@@ -39,11 +39,7 @@ pub fn junit(cert: &Certificate) -> String {
             match &o.result {
                 Ok(()) => xml.push_str("/>\n"),
                 Err(reason) => {
-                    let kind = if o.scenario.mandatory {
-                        "mandatory"
-                    } else {
-                        "advisory"
-                    };
+                    let kind = o.scenario.label("mandatory", "advisory");
                     let _ = writeln!(
                         xml,
                         ">\n      <failure type=\"{kind}\" message=\"{}\">{}</failure>\n    </testcase>",
@@ -101,11 +97,7 @@ pub fn markdown(cert: &Certificate, at: &str) -> String {
             "| {} | `{}` | {} | {} | {} ms | {} |",
             o.provider,
             o.scenario.name,
-            if o.scenario.mandatory {
-                "yes"
-            } else {
-                "advisory"
-            },
+            o.scenario.label("yes", "advisory"),
             if o.passed() { "pass" } else { "**FAIL**" },
             o.elapsed.as_millis(),
             o.scenario.checks
@@ -137,11 +129,7 @@ pub fn markdown(cert: &Certificate, at: &str) -> String {
                 "\n### {} · `{}`{}\n\n{}\n",
                 o.provider,
                 o.scenario.name,
-                if o.scenario.mandatory {
-                    ""
-                } else {
-                    " (advisory)"
-                },
+                o.scenario.label("", " (advisory)"),
                 o.result.as_ref().err().map_or("", String::as_str)
             );
             for (n, x) in o.exchanges.iter().enumerate() {

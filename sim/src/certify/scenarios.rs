@@ -50,6 +50,17 @@ pub enum Id {
     EndRoundTwice,
 }
 
+impl Scenario {
+    /// `mandatory` or `advisory`, as the scenario is.
+    pub fn label(&self, mandatory: &'static str, advisory: &'static str) -> &'static str {
+        if self.mandatory {
+            mandatory
+        } else {
+            advisory
+        }
+    }
+}
+
 fn every(_: Kind) -> bool {
     true
 }

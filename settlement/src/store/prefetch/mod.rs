@@ -74,19 +74,7 @@ async fn read(tx: &Client, s: &Reads, plan: &Plan<'_>) -> Result<Rows, tokio_pos
     let by_rounds: Params = vec![&plan.rounds.0, &plan.rounds.1, &plan.rounds.2];
     let by_open: Params = vec![&plan.open.0, &plan.open.1, &plan.open.2];
     let by_sessions: Params = vec![&plan.sessions];
-    let (
-        waited,
-        skipped,
-        skipped_keys,
-        players,
-        ids,
-        txs,
-        tombstones,
-        rounds,
-        recent_open_bets,
-        sessions,
-        limits,
-    ) = tokio::try_join!(
+    let first = tokio::try_join!(
         biased;
         query_unless(tx, plan.waited.is_empty(), &s.wallets, &by_waited),
         query_unless(tx, plan.skipped.is_empty(), &s.wallets_skip, &by_skipped),
@@ -100,8 +88,8 @@ async fn read(tx: &Client, s: &Reads, plan: &Plan<'_>) -> Result<Rows, tokio_pos
         query_unless(tx, plan.sessions.is_empty(), &s.sessions, &by_sessions),
         query_unless(tx, plan.players.is_empty(), &s.limits, &by_players),
     )?;
-    let (old_ids, old_times) = plan::old_tx_addresses(&txs);
-    let old_rounds = plan.old_open_rounds(&rounds);
+    let (old_ids, old_times) = plan::old_tx_addresses(&first.5);
+    let old_rounds = plan.old_open_rounds(&first.7);
     let by_address: Params = vec![&old_ids, &old_times];
     let by_old_rounds: Params = vec![&old_rounds.0, &old_rounds.1, &old_rounds.2];
     let (old_txs, old_open_bets) = tokio::try_join!(
@@ -110,17 +98,17 @@ async fn read(tx: &Client, s: &Reads, plan: &Plan<'_>) -> Result<Rows, tokio_pos
         query_unless(tx, old_rounds.0.is_empty(), &s.old_open_bets, &by_old_rounds),
     )?;
     Ok(Rows {
-        waited,
-        skipped,
-        skipped_keys,
-        players,
-        ids,
-        txs,
-        tombstones,
-        rounds,
-        recent_open_bets,
-        sessions,
-        limits,
+        waited: first.0,
+        skipped: first.1,
+        skipped_keys: first.2,
+        players: first.3,
+        ids: first.4,
+        txs: first.5,
+        tombstones: first.6,
+        rounds: first.7,
+        recent_open_bets: first.8,
+        sessions: first.9,
+        limits: first.10,
         old_txs,
         old_open_bets,
     })
