@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use dialects::{Decoded, Dialect, Inbound, Outcome, Refusal};
 use http_body_util::BodyExt;
 use settlement::command::{Action, Answer, Command};
 use settlement::fault::Plant;
 use settlement::Code;
 
-use super::{Decoded, Dialect, Inbound, Outcome, Refusal};
 use crate::dedup::{self, Lookup};
 use crate::http::{read_body, Body, BodyError};
 use crate::registry::{caller_ip, Provider};
