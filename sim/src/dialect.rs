@@ -124,14 +124,14 @@ pub enum Attempt {
     Unknown(String),
 }
 
-fn euros(minor: i64) -> String {
+pub(crate) fn euros(minor: i64) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
 /// Minor units of a decimal text such as `998.5` or `998.50` (EUR).
-fn minor_of(text: &str) -> Option<i64> {
+pub(crate) fn minor_of(text: &str) -> Option<i64> {
     settlement::money::parse_minor(text, 2).ok()
 }
 

@@ -228,3 +228,21 @@ pub struct World {
     /// Keys of the rows this batch created, in creation order.
     pub created: Vec<TxKey>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TxKind;
+
+    /// A stored kind the code does not know is refused, never taken for a non-provider row.
+    #[test]
+    fn stored_kinds_parse_or_are_refused() {
+        assert_eq!(TxKind::parse("bet"), Some(TxKind::Bet));
+        assert_eq!(TxKind::parse("win"), Some(TxKind::Win));
+        assert_eq!(TxKind::parse("rollback"), Some(TxKind::Rollback));
+        for other in ["deposit", "adjustment", "withdrawal"] {
+            assert_eq!(TxKind::parse(other), Some(TxKind::Other), "{other}");
+        }
+        assert_eq!(TxKind::parse("bonus"), None);
+        assert_eq!(TxKind::parse(""), None);
+    }
+}

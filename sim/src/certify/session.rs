@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use dialects::wire::Response;
 
 use crate::client::{Attempt, Client, Send, Trip};
+pub(crate) use crate::dialect::{euros as money, minor_of as minor};
 use crate::dialect::{Encoded, Kind, OpKind, Provider};
 use crate::model::Op;
 
@@ -261,16 +262,4 @@ fn show_response(r: &Response) -> String {
         Some(b) => format!("{} with balance {b}", r.status),
         None => r.status.clone(),
     }
-}
-
-/// Minor units of an answer's balance (`"12.34"`).
-pub fn minor(text: &str) -> Option<i64> {
-    settlement::money::parse_minor(text, 2).ok()
-}
-
-/// Minor units as `12.34`.
-pub fn money(minor: i64) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    let abs = minor.unsigned_abs();
-    format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
