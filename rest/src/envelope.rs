@@ -14,7 +14,7 @@ use serde::Serialize;
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub errors: Vec<FieldError>,
     /// Seconds to wait, for 429 (`Retry-After`).
@@ -34,15 +34,127 @@ pub struct ErrorBody {
     pub success: bool,
     pub status: u16,
     /// Stable code, e.g. `VALIDATION_ERROR`, `INVALID_CREDENTIALS`, `RATE_LIMITED`.
-    pub code: String,
+    pub code: Code,
     pub message: String,
     pub errors: Vec<FieldError>,
+}
+
+/// Every stable code an `/api/` refusal carries: clients branch on these, so they are a closed
+/// set, written once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    AccountBanned,
+    BodyRejected,
+    Busy,
+    CodeTaken,
+    ConfiguredInFile,
+    CurrencyMismatch,
+    DuplicateMismatch,
+    EmailTaken,
+    ExclusionCannotBeShortened,
+    Forbidden,
+    FourEyes,
+    IdempotencyKeyReused,
+    InsufficientFunds,
+    InvalidCredentials,
+    InvalidSignature,
+    MethodNotAllowed,
+    NotFound,
+    NotPending,
+    NotTraced,
+    PayloadTooLarge,
+    PlayersOnly,
+    PlayerBlocked,
+    RateLimited,
+    RefreshTokenExpired,
+    RefreshTokenInvalid,
+    RefreshTokenReused,
+    ReplayFailed,
+    RequestTimeout,
+    RoundsOpen,
+    SecondFactorMandatory,
+    SecondFactorRequired,
+    ServiceUnavailable,
+    SessionRevoked,
+    TokenExpired,
+    TokenInvalid,
+    TotpAlreadyEnabled,
+    TotpInvalid,
+    TotpLocked,
+    TotpNotEnabled,
+    TotpNotSetUp,
+    TotpRequired,
+    Unauthorized,
+    UnknownPlayer,
+    UnsupportedMediaType,
+    UsernameTaken,
+    ValidationError,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::AccountBanned => "ACCOUNT_BANNED",
+            Code::BodyRejected => "BODY_REJECTED",
+            Code::Busy => "BUSY",
+            Code::CodeTaken => "CODE_TAKEN",
+            Code::ConfiguredInFile => "CONFIGURED_IN_FILE",
+            Code::CurrencyMismatch => "CURRENCY_MISMATCH",
+            Code::DuplicateMismatch => "DUPLICATE_MISMATCH",
+            Code::EmailTaken => "EMAIL_TAKEN",
+            Code::ExclusionCannotBeShortened => "EXCLUSION_CANNOT_BE_SHORTENED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::FourEyes => "FOUR_EYES",
+            Code::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Code::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            Code::InvalidCredentials => "INVALID_CREDENTIALS",
+            Code::InvalidSignature => "INVALID_SIGNATURE",
+            Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Code::NotFound => "NOT_FOUND",
+            Code::NotPending => "NOT_PENDING",
+            Code::NotTraced => "NOT_TRACED",
+            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Code::PlayersOnly => "PLAYERS_ONLY",
+            Code::PlayerBlocked => "PLAYER_BLOCKED",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::RefreshTokenExpired => "REFRESH_TOKEN_EXPIRED",
+            Code::RefreshTokenInvalid => "REFRESH_TOKEN_INVALID",
+            Code::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
+            Code::ReplayFailed => "REPLAY_FAILED",
+            Code::RequestTimeout => "REQUEST_TIMEOUT",
+            Code::RoundsOpen => "ROUNDS_OPEN",
+            Code::SecondFactorMandatory => "SECOND_FACTOR_MANDATORY",
+            Code::SecondFactorRequired => "SECOND_FACTOR_REQUIRED",
+            Code::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Code::SessionRevoked => "SESSION_REVOKED",
+            Code::TokenExpired => "TOKEN_EXPIRED",
+            Code::TokenInvalid => "TOKEN_INVALID",
+            Code::TotpAlreadyEnabled => "TOTP_ALREADY_ENABLED",
+            Code::TotpInvalid => "TOTP_INVALID",
+            Code::TotpLocked => "TOTP_LOCKED",
+            Code::TotpNotEnabled => "TOTP_NOT_ENABLED",
+            Code::TotpNotSetUp => "TOTP_NOT_SET_UP",
+            Code::TotpRequired => "TOTP_REQUIRED",
+            Code::Unauthorized => "UNAUTHORIZED",
+            Code::UnknownPlayer => "UNKNOWN_PLAYER",
+            Code::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Code::UsernameTaken => "USERNAME_TAKEN",
+            Code::ValidationError => "VALIDATION_ERROR",
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: Code, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -66,25 +178,25 @@ impl ApiError {
             errors,
             ..ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
+                Code::ValidationError,
                 "the request is not valid",
             )
         }
     }
 
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn unauthorized(code: Code, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn forbidden(code: Code, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, code, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+        ApiError::new(StatusCode::NOT_FOUND, Code::NotFound, message)
     }
 
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn conflict(code: Code, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, code, message)
     }
 
@@ -93,7 +205,7 @@ impl ApiError {
             retry_after_s: Some(retry_after_s.max(1)),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
+                Code::RateLimited,
                 "too many attempts; try again later",
             )
         }
@@ -104,7 +216,7 @@ impl ApiError {
         tracing::error!(error = %error, "{what}");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "SERVICE_UNAVAILABLE",
+            Code::ServiceUnavailable,
             "the service cannot answer now; try again",
         )
     }
@@ -136,7 +248,7 @@ impl ApiError {
         ErrorBody {
             success: false,
             status: self.status.as_u16(),
-            code: self.code.to_string(),
+            code: self.code,
             message: self.message.clone(),
             errors: self.errors.clone(),
         }
@@ -202,7 +314,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         if !json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
+                Code::UnsupportedMediaType,
                 "send the body as application/json",
             ));
         }
@@ -210,9 +322,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .await
             .map_err(|e| {
                 let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    "PAYLOAD_TOO_LARGE"
+                    Code::PayloadTooLarge
                 } else {
-                    "BODY_REJECTED"
+                    Code::BodyRejected
                 };
                 ApiError::new(e.status(), code, e.body_text())
             })?;

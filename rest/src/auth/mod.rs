@@ -10,15 +10,15 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{ApiError, ApiResult};
+use crate::envelope::{ApiError, ApiResult, Code};
 use crate::Rest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -52,62 +52,6 @@ impl Role {
     }
 }
 
-use Role::{Admin, Manager, Support};
-
-/// The back office's access rules: every `/api/admin/...` route, by method and path template,
-/// and the roles allowed on it. A route missing here is refused to everyone (403), and a test
-/// walks the whole role × route matrix.
-pub const ADMIN_ROUTES: &[(&str, &str, &[Role])] = &[
-    ("GET", "/api/admin/players", &[Admin, Manager, Support]),
-    ("GET", "/api/admin/players/{id}", &[Admin, Manager, Support]),
-    ("PUT", "/api/admin/players/{id}/status", &[Admin, Manager]),
-    (
-        "POST",
-        "/api/admin/players/{id}/logout",
-        &[Admin, Manager, Support],
-    ),
-    ("GET", "/api/admin/audit-log", &[Admin]),
-    (
-        "POST",
-        "/api/admin/players/{id}/adjustments",
-        &[Admin, Manager],
-    ),
-    ("POST", "/api/admin/adjustments/{id}/approve", &[Admin]),
-    ("GET", "/api/admin/reconciliation", &[Admin, Manager]),
-    ("GET", "/api/admin/transactions", &[Admin, Manager, Support]),
-    (
-        "GET",
-        "/api/admin/transactions/{id}/trace",
-        &[Admin, Manager, Support],
-    ),
-    (
-        "POST",
-        "/api/admin/transactions/{id}/replay",
-        &[Admin, Manager],
-    ),
-    ("GET", "/api/admin/reports/{report}", &[Admin, Manager]),
-    ("GET", "/api/admin/providers", &[Admin, Manager, Support]),
-    ("POST", "/api/admin/providers", &[Admin]),
-    ("PUT", "/api/admin/providers/{code}", &[Admin]),
-    (
-        "POST",
-        "/api/admin/providers/{code}/rotate-secret",
-        &[Admin],
-    ),
-    ("GET", "/api/admin/provider-changes", &[Admin]),
-    ("POST", "/api/admin/provider-changes/{id}/approve", &[Admin]),
-    (
-        "POST",
-        "/api/admin/withdrawals/{id}/approve",
-        &[Admin, Manager],
-    ),
-    (
-        "POST",
-        "/api/admin/withdrawals/{id}/reject",
-        &[Admin, Manager],
-    ),
-];
-
 /// The rate limits' key for a caller's address: IPv4 as it is (also when mapped into IPv6),
 /// IPv6 by its /64.
 pub fn network_key(ip: std::net::IpAddr) -> String {
@@ -122,14 +66,6 @@ pub fn network_key(ip: std::net::IpAddr) -> String {
 
 /// Consecutive wrong second-factor codes that lock an account's second factor (15 minutes).
 pub const TOTP_FAILURES_MAX: i32 = 10;
-
-/// The roles allowed on `method path` (a route template), if it is an admin route at all.
-pub fn allowed_roles(method: &Method, path: &str) -> Option<&'static [Role]> {
-    ADMIN_ROUTES
-        .iter()
-        .find(|(m, p, _)| *m == method.as_str() && *p == path)
-        .map(|(_, _, roles)| *roles)
-}
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, Copy)]
@@ -155,18 +91,22 @@ impl FromRequestParts<Arc<Rest>> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| {
-                ApiError::unauthorized("UNAUTHORIZED", "send Authorization: Bearer <access token>")
+                ApiError::unauthorized(
+                    Code::Unauthorized,
+                    "send Authorization: Bearer <access token>",
+                )
             })?;
         let claims = rest.keys.check(token.trim()).map_err(|e| match e {
-            token::TokenError::Expired => {
-                ApiError::unauthorized("TOKEN_EXPIRED", "the access token has expired; refresh it")
-            }
+            token::TokenError::Expired => ApiError::unauthorized(
+                Code::TokenExpired,
+                "the access token has expired; refresh it",
+            ),
             token::TokenError::Invalid => {
-                ApiError::unauthorized("TOKEN_INVALID", "the access token is not valid")
+                ApiError::unauthorized(Code::TokenInvalid, "the access token is not valid")
             }
         })?;
         let account: i64 = claims.sub.parse().map_err(|_| {
-            ApiError::unauthorized("TOKEN_INVALID", "the access token is not valid")
+            ApiError::unauthorized(Code::TokenInvalid, "the access token is not valid")
         })?;
         // The session must still be live (logout and refresh-token reuse revoke it), and the
         // role is the account's role now, not the one the token was issued with.
@@ -179,7 +119,7 @@ impl FromRequestParts<Arc<Rest>> for Caller {
             )
             .await?
             .ok_or_else(|| {
-                ApiError::unauthorized("SESSION_REVOKED", "this login has ended; log in again")
+                ApiError::unauthorized(Code::SessionRevoked, "this login has ended; log in again")
             })?;
         let role = Role::parse(row.get(0))
             .ok_or_else(|| ApiError::internal("account role", &"unknown role in the database"))?;
@@ -210,7 +150,7 @@ impl FromRequestParts<Arc<Rest>> for PlayerCaller {
         match caller.player {
             Some(player) if caller.role == Role::Player => Ok(PlayerCaller { caller, player }),
             _ => Err(ApiError::forbidden(
-                "PLAYERS_ONLY",
+                Code::PlayersOnly,
                 "this route is for player accounts",
             )),
         }
@@ -230,14 +170,14 @@ pub async fn enforce_rbac(State(rest): State<Arc<Rest>>, request: Request, next:
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_default();
-    let allowed = allowed_roles(&parts.method, &template).unwrap_or(&[]);
+    let allowed = crate::routes::allowed_roles(&parts.method, &template).unwrap_or(&[]);
     if !allowed.contains(&caller.role) {
-        return ApiError::forbidden("FORBIDDEN", "your role may not use this route")
+        return ApiError::forbidden(Code::Forbidden, "your role may not use this route")
             .into_response();
     }
     if !caller.mfa {
         return ApiError::forbidden(
-            "SECOND_FACTOR_REQUIRED",
+            Code::SecondFactorRequired,
             "the back office needs a login with a TOTP code; enable 2FA and log in again",
         )
         .into_response();

@@ -9,7 +9,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
-use crate::envelope::{ApiError, ApiResult};
+use crate::envelope::{ApiError, ApiResult, Code};
 
 /// OWASP Password Storage Cheat Sheet: Argon2id, m = 19 MiB, t = 2, p = 1.
 pub const MEMORY_KIB: u32 = 19 * 1024;
@@ -141,7 +141,7 @@ fn busy() -> ApiError {
         retry_after_s: Some(1),
         ..ApiError::new(
             http::StatusCode::SERVICE_UNAVAILABLE,
-            "BUSY",
+            Code::Busy,
             "too many logins at once; try again",
         )
     }

@@ -14,7 +14,7 @@ use tokio_postgres::GenericClient;
 use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
-use crate::envelope::{ApiError, ApiResult, Body, Ok};
+use crate::envelope::{ApiError, ApiResult, Body, Code, Ok};
 use crate::handlers::auth::{accept_code, second_factor_attempt};
 use crate::handlers::{decimal, parse_amount, path_id, reason_of};
 use crate::Rest;
@@ -100,7 +100,7 @@ pub(crate) async fn step_up(
         .unwrap_or(None);
     let secret = secret.ok_or_else(|| {
         ApiError::forbidden(
-            "SECOND_FACTOR_REQUIRED",
+            Code::SecondFactorRequired,
             "money movements need 2FA on the acting account",
         )
     })?;
@@ -121,7 +121,7 @@ async fn apply_locked(
         .await?
         .map_err(|refusal| match refusal {
             settlement::adjust::Refusal::InsufficientFunds => ApiError::conflict(
-                "INSUFFICIENT_FUNDS",
+                Code::InsufficientFunds,
                 "the debit is larger than the real balance",
             ),
             settlement::adjust::Refusal::Overflow => {
@@ -191,7 +191,7 @@ pub async fn create(
             && row.get::<_, i64>(6) == actor.caller.account;
         if !same {
             return Err(ApiError::conflict(
-                "IDEMPOTENCY_KEY_REUSED",
+                Code::IdempotencyKeyReused,
                 "this idempotency key belongs to another request",
             ));
         }
@@ -239,7 +239,7 @@ pub async fn create(
         .await
         .map_err(|e| {
             if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                ApiError::conflict("IDEMPOTENCY_KEY_REUSED", "this idempotency key is in use")
+                ApiError::conflict(Code::IdempotencyKeyReused, "this idempotency key is in use")
             } else {
                 e.into()
             }
@@ -326,13 +326,13 @@ pub async fn approve(
     );
     if state != "pending_approval" {
         return Err(ApiError::conflict(
-            "NOT_PENDING",
+            Code::NotPending,
             "this adjustment is not waiting for approval",
         ));
     }
     if requested_by == actor.caller.account {
         return Err(ApiError::forbidden(
-            "FOUR_EYES",
+            Code::FourEyes,
             "another admin must approve your request",
         ));
     }

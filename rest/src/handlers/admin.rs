@@ -14,10 +14,8 @@ use crate::audit::{self, Actor};
 use crate::envelope::{
     decode_cursor, ok, page_len, time_param, ApiError, ApiResult, Body, Ok, Page, Query,
 };
-use crate::handlers::user::{
-    ledger_cursor, ledger_page, read_limits, transaction_of, wallets_of, LimitView, Transaction,
-    Wallet, TX_SELECT,
-};
+use crate::handlers::ledger::{self, transaction_of, Search, Transaction, TX_SELECT};
+use crate::handlers::user::{read_limits, wallets_of, LimitView, Wallet};
 use crate::handlers::{decimal, path_id, reason_of};
 use crate::reports::PlayerSet;
 use crate::Rest;
@@ -512,43 +510,19 @@ pub async fn transactions(
     if q.provider_tx_id.is_some() && q.provider.is_none() {
         return Err(ApiError::field("provider", "needed with provider_tx_id"));
     }
-    let from = time_param("from", q.from.as_deref())?;
-    let to = time_param("to", q.to.as_deref())?;
-    let len = page_len(q.limit)?;
-    let (after_time, after_id) = ledger_cursor(q.cursor.as_deref())?;
-    let client = rest.pool.get().await?;
-    let rows = client
-        .query(
-            &format!(
-                "{TX_SELECT}
-                 WHERE ($1::text IS NULL OR p.code = $1)
-                   AND ($2::text IS NULL OR t.provider_tx_id = $2)
-                   AND ($3::bigint IS NULL OR t.player_id = $3)
-                   AND ($4::text IS NULL OR t.round_id = $4)
-                   AND ($5::text IS NULL OR t.kind = $5)
-                   AND ($6::text IS NULL OR t.outcome = $6)
-                   AND ($7::text IS NULL OR t.created_at >= $7::timestamptz)
-                   AND ($8::text IS NULL OR t.created_at < $8::timestamptz)
-                   AND ($9::text IS NULL OR (t.created_at, t.id) < ($9::timestamptz, $10::bigint))
-                 ORDER BY t.created_at DESC, t.id DESC
-                 LIMIT $11"
-            ),
-            &[
-                &q.provider,
-                &q.provider_tx_id,
-                &q.player,
-                &q.round,
-                &q.kind,
-                &q.outcome,
-                &from,
-                &to,
-                &after_time,
-                &after_id,
-                &(len + 1),
-            ],
-        )
-        .await?;
-    ok(ledger_page(&rows, len))
+    let search = Search {
+        provider: q.provider,
+        provider_tx_id: q.provider_tx_id,
+        player: q.player,
+        round: q.round,
+        kind: q.kind,
+        outcome: q.outcome,
+        from: q.from,
+        to: q.to,
+        cursor: q.cursor,
+        limit: q.limit,
+    };
+    ok(ledger::search(&**rest.pool.get().await?, search).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

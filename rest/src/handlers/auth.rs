@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::token::{new_refresh, now_s, refresh_hash};
 use crate::auth::TOTP_FAILURES_MAX;
 use crate::auth::{password, totp, Caller, Limit, Role};
-use crate::envelope::{created, ok, ApiError, ApiResult, Body, FieldError, Ok};
+use crate::envelope::{created, ok, ApiError, ApiResult, Body, Code, FieldError, Ok};
 use crate::{ClientIp, Rest};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -119,7 +119,7 @@ pub async fn register(
                 .and_then(|d| d.constraint())
                 .is_some_and(|c| c.contains("email"));
             return Err(if on_email {
-                ApiError::conflict("EMAIL_TAKEN", "an account with this email exists")
+                ApiError::conflict(Code::EmailTaken, "an account with this email exists")
             } else {
                 taken_username()
             });
@@ -139,7 +139,7 @@ pub async fn register(
 }
 
 fn taken_username() -> ApiError {
-    ApiError::conflict("USERNAME_TAKEN", "this username is taken")
+    ApiError::conflict(Code::UsernameTaken, "this username is taken")
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -220,7 +220,7 @@ pub async fn login(
         .ok_or_else(|| ApiError::internal("account role", &"unknown role"))?;
     if account.get::<_, bool>(5) {
         return Err(ApiError::forbidden(
-            "ACCOUNT_BANNED",
+            Code::AccountBanned,
             "this account is banned; contact support",
         ));
     }
@@ -228,7 +228,7 @@ pub async fn login(
     let mfa = if totp_enabled {
         let Some(code) = req.totp_code.as_deref() else {
             return Err(ApiError::unauthorized(
-                "TOTP_REQUIRED",
+                Code::TotpRequired,
                 "this account uses 2FA: send totp_code",
             ));
         };
@@ -255,7 +255,7 @@ pub(crate) fn second_factor_attempt(
 }
 
 fn invalid_credentials() -> ApiError {
-    ApiError::unauthorized("INVALID_CREDENTIALS", "wrong username or password")
+    ApiError::unauthorized(Code::InvalidCredentials, "wrong username or password")
 }
 
 /// How long [`TOTP_FAILURES_MAX`] wrong codes in a row lock an account's second factor.
@@ -281,12 +281,12 @@ pub(crate) async fn accept_code(
         .is_some();
     if locked {
         return Err(ApiError::forbidden(
-            "TOTP_LOCKED",
+            Code::TotpLocked,
             "too many wrong codes: the second factor is locked for a while",
         ));
     }
     let invalid =
-        || ApiError::unauthorized("TOTP_INVALID", "the code is wrong or was used already");
+        || ApiError::unauthorized(Code::TotpInvalid, "the code is wrong or was used already");
     let accepted = match totp::matching_step(secret, code.trim(), now_s()) {
         None => 0,
         Some(step) => {
@@ -403,7 +403,7 @@ pub async fn refresh(
         )
         .await?
         .ok_or_else(|| {
-            ApiError::unauthorized("REFRESH_TOKEN_INVALID", "this refresh token is not known")
+            ApiError::unauthorized(Code::RefreshTokenInvalid, "this refresh token is not known")
         })?;
     let session: i64 = row.get(0);
     let (spent, live, session_live, mfa): (bool, bool, bool, bool) =
@@ -417,13 +417,13 @@ pub async fn refresh(
         revoke(&*tx, session, "refresh token reused").await?;
         tx.commit().await?;
         return Err(ApiError::unauthorized(
-            "REFRESH_TOKEN_REUSED",
+            Code::RefreshTokenReused,
             "this refresh token was used already; the session is revoked, log in again",
         ));
     }
     if !live {
         return Err(ApiError::unauthorized(
-            "REFRESH_TOKEN_EXPIRED",
+            Code::RefreshTokenExpired,
             "the refresh token has expired; log in again",
         ));
     }
@@ -443,7 +443,7 @@ pub async fn refresh(
 }
 
 fn revoked() -> ApiError {
-    ApiError::unauthorized("SESSION_REVOKED", "this login has ended; log in again")
+    ApiError::unauthorized(Code::SessionRevoked, "this login has ended; log in again")
 }
 
 /// Ends a login session: its refresh tokens and access tokens are refused from now on.
@@ -528,7 +528,7 @@ pub async fn totp_setup(
             &[&caller.account, &secret],
         )
         .await?
-        .ok_or_else(|| ApiError::conflict("TOTP_ALREADY_ENABLED", "2FA is on already"))?;
+        .ok_or_else(|| ApiError::conflict(Code::TotpAlreadyEnabled, "2FA is on already"))?;
     let username: String = row.get(0);
     let otpauth_uri = totp::uri(&secret, &username)
         .ok_or_else(|| ApiError::internal("otpauth uri", &"secret not base32"))?;
@@ -583,13 +583,13 @@ pub async fn totp_enable(
         (false, Some(secret)) => secret,
         (true, _) => {
             return Err(ApiError::conflict(
-                "TOTP_ALREADY_ENABLED",
+                Code::TotpAlreadyEnabled,
                 "2FA is on already",
             ))
         }
         (false, None) => {
             return Err(ApiError::conflict(
-                "TOTP_NOT_SET_UP",
+                Code::TotpNotSetUp,
                 "call /api/auth/2fa/setup first",
             ))
         }
@@ -625,7 +625,7 @@ pub async fn totp_disable(
     second_factor_attempt(&rest, ip, caller.account)?;
     if caller.role.needs_second_factor() {
         return Err(ApiError::forbidden(
-            "SECOND_FACTOR_MANDATORY",
+            Code::SecondFactorMandatory,
             "staff accounts cannot turn 2FA off",
         ));
     }
@@ -642,7 +642,12 @@ pub async fn totp_disable(
     let (enabled, secret): (bool, Option<String>) = (row.get(1), row.get(2));
     let secret = match (enabled, secret) {
         (true, Some(secret)) => secret,
-        _ => return Err(ApiError::conflict("TOTP_NOT_ENABLED", "2FA is off already")),
+        _ => {
+            return Err(ApiError::conflict(
+                Code::TotpNotEnabled,
+                "2FA is off already",
+            ))
+        }
     };
     accept_code(&rest, &**client, caller.account, &secret, &req.code).await?;
     client

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::PlayerCaller;
-use crate::envelope::{created, ApiError, ApiResult, Body, Ok};
+use crate::envelope::{created, ApiError, ApiResult, Body, Code, Ok};
 use crate::Rest;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -102,7 +102,7 @@ pub async fn launch(
         (row.get(0), row.get(1), row.get(2));
     if blocked {
         return Err(ApiError::forbidden(
-            "PLAYER_BLOCKED",
+            Code::PlayerBlocked,
             "this account may not play now (suspended, banned or self-excluded)",
         ));
     }

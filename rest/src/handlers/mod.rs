@@ -6,6 +6,7 @@ pub mod adjustments;
 pub mod admin;
 pub mod auth;
 pub mod games;
+pub mod ledger;
 pub mod payments;
 pub mod provider_changes;
 pub mod providers;
@@ -14,7 +15,7 @@ pub mod user;
 
 use axum::http::StatusCode;
 
-use crate::envelope::{ApiError, ApiResult};
+use crate::envelope::{ApiError, ApiResult, Code};
 
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
@@ -23,7 +24,7 @@ pub async fn not_found() -> ApiError {
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+        Code::MethodNotAllowed,
         "method not allowed on this route",
     )
 }

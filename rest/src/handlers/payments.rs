@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
 use crate::auth::PlayerCaller;
-use crate::envelope::{decode, ApiError, ApiResult, Body, Ok};
+use crate::envelope::{decode, ApiError, ApiResult, Body, Code, Ok};
 use crate::handlers::{decimal, parse_amount, path_id, reason_of};
 use crate::Rest;
 use settlement::adjust::{self, Kind, Refusal};
@@ -22,13 +22,15 @@ use settlement::adjust::{self, Kind, Refusal};
 fn refusal(refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::InsufficientFunds => ApiError::conflict(
-            "INSUFFICIENT_FUNDS",
+            Code::InsufficientFunds,
             "the amount is larger than the real balance",
         ),
         Refusal::Overflow => {
             ApiError::field("amount", "the balance would leave the range of amounts")
         }
-        Refusal::NoWallet => ApiError::conflict("CURRENCY_MISMATCH", "no wallet in this currency"),
+        Refusal::NoWallet => {
+            ApiError::conflict(Code::CurrencyMismatch, "no wallet in this currency")
+        }
     }
 }
 
@@ -83,7 +85,7 @@ pub async fn webhook(
         provider.signature_window_s,
     ) {
         return Err(ApiError::unauthorized(
-            "INVALID_SIGNATURE",
+            Code::InvalidSignature,
             "the X-Signature does not match",
         ));
     }
@@ -117,7 +119,7 @@ pub async fn webhook(
             && row.get::<_, i64>(4) == amount;
         if !same {
             return Err(ApiError::conflict(
-                "DUPLICATE_MISMATCH",
+                Code::DuplicateMismatch,
                 "this payment id was credited with other content",
             ));
         }
@@ -138,7 +140,7 @@ pub async fn webhook(
             &[&notice.player_id],
         )
         .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "UNKNOWN_PLAYER", "no such player"))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, Code::UnknownPlayer, "no such player"))?
         .get(0);
     let reference = format!("deposit:{psp}:{}", notice.payment_id);
     let applied = adjust::apply(
@@ -252,7 +254,7 @@ pub async fn request(
                 (row.get(0), row.get(1), row.get(2));
             if was_currency != currency || was_amount != amount {
                 return Err(ApiError::conflict(
-                    "IDEMPOTENCY_KEY_REUSED",
+                    Code::IdempotencyKeyReused,
                     "this idempotency key belongs to another withdrawal",
                 ));
             }
@@ -330,7 +332,7 @@ async fn pending(client: &impl GenericClient, id: i64) -> ApiResult<(i64, String
         .ok_or_else(|| ApiError::not_found("no such withdrawal"))?;
     if row.get::<_, String>(3) != "pending" {
         return Err(ApiError::conflict(
-            "NOT_PENDING",
+            Code::NotPending,
             "this withdrawal was decided already",
         ));
     }

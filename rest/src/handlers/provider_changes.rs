@@ -15,7 +15,7 @@ use tokio_postgres::GenericClient;
 use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
-use crate::envelope::{ok, ApiError, ApiResult, Body, Ok};
+use crate::envelope::{ok, ApiError, ApiResult, Body, Code, Ok};
 use crate::handlers::adjustments::{step_up, ApproveRequest};
 use crate::handlers::path_id;
 use crate::handlers::providers::{
@@ -168,13 +168,13 @@ pub async fn approve(
         (row.get(0), row.get(1), row.get(2), row.get(3));
     if state != "pending_approval" {
         return Err(ApiError::conflict(
-            "NOT_PENDING",
+            Code::NotPending,
             "this change is not waiting for approval",
         ));
     }
     if requested_by == actor.caller.account {
         return Err(ApiError::forbidden(
-            "FOUR_EYES",
+            Code::FourEyes,
             "another admin must approve your request",
         ));
     }

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use tokio_postgres::GenericClient;
 
 use crate::audit::{self, Actor};
-use crate::envelope::{ok, ApiError, ApiResult, Body, Ok};
+use crate::envelope::{ok, ApiError, ApiResult, Body, Code, Ok};
 use crate::handlers::provider_changes::{self as changes, Change, ProviderChange};
 use crate::Rest;
 
@@ -218,7 +218,7 @@ pub async fn create(
         .is_some();
     if taken {
         return Err(ApiError::conflict(
-            "CODE_TAKEN",
+            Code::CodeTaken,
             "a provider with this code exists",
         ));
     }
@@ -251,7 +251,7 @@ pub(crate) async fn apply_create(
             &[&req.code, &req.dialect, &managed.to_string()],
         )
         .await?
-        .ok_or_else(|| ApiError::conflict("CODE_TAKEN", "a provider with this code exists"))?;
+        .ok_or_else(|| ApiError::conflict(Code::CodeTaken, "a provider with this code exists"))?;
     let created = view(&row);
     audit::record(
         tx,
@@ -281,7 +281,7 @@ async fn managed_locked(
     let stored: Option<String> = row.get(3);
     let Some(Value::Object(settings)) = stored.and_then(|m| serde_json::from_str(&m).ok()) else {
         return Err(ApiError::conflict(
-            "CONFIGURED_IN_FILE",
+            Code::ConfiguredInFile,
             "this provider is managed in the configuration file",
         ));
     };
@@ -431,7 +431,7 @@ async fn check_currency_change(
         .get(0);
     if open {
         return Err(ApiError::conflict(
-            "ROUNDS_OPEN",
+            Code::RoundsOpen,
             "the currency changes once none of this provider's rounds is open",
         ));
     }

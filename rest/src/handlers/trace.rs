@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
 use crate::desk::StoredCallback;
-use crate::envelope::{ok, ApiError, ApiResult, Body, Ok};
-use crate::handlers::user::{transaction_of, Transaction, TX_SELECT};
+use crate::envelope::{ok, ApiError, ApiResult, Body, Code, Ok};
+use crate::handlers::ledger::{transaction_of, Transaction, TX_SELECT};
 use crate::handlers::{decimal, path_id, reason_of};
 use crate::segments::{self, Traced};
 use crate::Rest;
@@ -339,7 +339,7 @@ pub async fn replay(
     let (provider_id, tx): (Option<i32>, Option<String>) = (ids.get(0), ids.get(1));
     let not_traced = || {
         ApiError::conflict(
-            "NOT_TRACED",
+            Code::NotTraced,
             "no stored callback settled this transaction (a back-office row, or tracing was off)",
         )
     };
@@ -360,12 +360,16 @@ pub async fn replay(
     let desk = rest.desk.get().ok_or_else(|| {
         ApiError::new(
             http::StatusCode::SERVICE_UNAVAILABLE,
-            "REPLAY_FAILED",
+            Code::ReplayFailed,
             "the callback pipeline is not attached",
         )
     })?;
     let replayed = desk.replay(stored.clone()).await.map_err(|why| {
-        ApiError::new(http::StatusCode::SERVICE_UNAVAILABLE, "REPLAY_FAILED", why)
+        ApiError::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            Code::ReplayFailed,
+            why,
+        )
     })?;
     let answer = Replay {
         received_at: rfc3339(original.received_at),

@@ -10,8 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::PlayerCaller;
 use crate::envelope::{
-    decode_cursor, ok, page_len, time_param, ApiError, ApiResult, Body, Ok, Page, Query,
+    decode_cursor, ok, page_len, time_param, ApiError, ApiResult, Body, Code, Ok, Page, Query,
 };
+use crate::handlers::ledger::{self, Search, Transaction};
 use crate::handlers::{decimal, parse_amount};
 use crate::Rest;
 use settlement::rg;
@@ -83,78 +84,6 @@ pub struct TransactionFilter {
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Transaction {
-    pub id: i64,
-    pub kind: String,
-    /// `OK`, or the refusal given to the provider.
-    pub outcome: String,
-    /// Bets: open, settled or rolled_back.
-    pub state: Option<String>,
-    pub provider: Option<String>,
-    pub provider_tx_id: Option<String>,
-    pub round_id: Option<String>,
-    pub game_id: Option<String>,
-    pub currency: String,
-    pub amount: String,
-    /// Signed change of real money, and of bonus money.
-    pub real_delta: String,
-    pub bonus_delta: String,
-    pub balance_after: String,
-    pub bonus_after: String,
-    pub created_at: String,
-}
-
-const KINDS: &[&str] = &["bet", "win", "rollback", "deposit", "adjustment"];
-
-/// The ledger columns every history answer shows, for [`transaction_of`]; `t` is
-/// `transactions`, joined to its provider.
-pub const TX_SELECT: &str = concat!(
-    "SELECT t.id, t.kind, t.outcome, t.state, p.code, t.provider_tx_id, t.round_id, t.game_id,
-            t.currency, t.amount, t.real_delta, t.bonus_delta, t.balance_after, t.bonus_after, ",
-    crate::rfc3339!("t.created_at"),
-    " FROM transactions t LEFT JOIN providers p ON p.id = t.provider_id"
-);
-
-/// The position in a ledger list's cursor: (created_at, id) of the last row shown.
-pub fn ledger_cursor(cursor: Option<&str>) -> ApiResult<(Option<String>, Option<i64>)> {
-    let after = decode_cursor(cursor, |c| {
-        let (time, id) = c.split_once('|')?;
-        humantime::parse_rfc3339_weak(time).ok()?;
-        Some((time.to_string(), id.parse::<i64>().ok()?))
-    })?;
-    Result::Ok(after.unzip())
-}
-
-/// A page of [`TX_SELECT`] rows (fetched `len + 1`, newest first) with its next cursor.
-pub fn ledger_page(rows: &[tokio_postgres::Row], len: i64) -> Page<Transaction> {
-    let items = rows.iter().map(transaction_of).collect();
-    Page::of(items, len, |t| format!("{}|{}", t.created_at, t.id))
-}
-
-/// A row of [`TX_SELECT`].
-pub fn transaction_of(r: &tokio_postgres::Row) -> Transaction {
-    let currency: String = r.get(8);
-    let money = |i: usize| decimal(r.get(i), &currency);
-    Transaction {
-        id: r.get(0),
-        kind: r.get(1),
-        outcome: r.get(2),
-        state: r.get(3),
-        provider: r.get(4),
-        provider_tx_id: r.get(5),
-        round_id: r.get(6),
-        game_id: r.get(7),
-        amount: money(9),
-        real_delta: money(10),
-        bonus_delta: money(11),
-        balance_after: money(12),
-        bonus_after: money(13),
-        created_at: r.get(14),
-        currency,
-    }
-}
-
 #[utoipa::path(get, path = "/api/user/transactions", tag = "player", security(("bearer" = [])),
     params(TransactionFilter),
     responses((status = 200, description = "the caller's ledger rows, newest first", body = Page<Transaction>),
@@ -164,45 +93,17 @@ pub async fn transactions(
     who: PlayerCaller,
     Query(f): Query<TransactionFilter>,
 ) -> ApiResult<Ok<Page<Transaction>>> {
-    if let Some(kind) = &f.kind {
-        if !KINDS.contains(&kind.as_str()) {
-            return Err(ApiError::field(
-                "kind",
-                format!("one of {}", KINDS.join(", ")),
-            ));
-        }
-    }
-    let from = time_param("from", f.from.as_deref())?;
-    let to = time_param("to", f.to.as_deref())?;
-    let len = page_len(f.limit)?;
-    let (after_time, after_id) = ledger_cursor(f.cursor.as_deref())?;
-    let client = rest.pool.get().await?;
-    let rows = client
-        .query(
-            &format!(
-                "{TX_SELECT}
-                 WHERE t.player_id = $1
-                   AND ($2::text IS NULL OR t.kind = $2)
-                   AND ($3::text IS NULL OR t.created_at >= $3::timestamptz)
-                   AND ($4::text IS NULL OR t.created_at < $4::timestamptz)
-                   AND ($5::text IS NULL OR t.round_id = $5)
-                   AND ($6::text IS NULL OR (t.created_at, t.id) < ($6::timestamptz, $7::bigint))
-                 ORDER BY t.created_at DESC, t.id DESC
-                 LIMIT $8"
-            ),
-            &[
-                &who.player,
-                &f.kind,
-                &from,
-                &to,
-                &f.round,
-                &after_time,
-                &after_id,
-                &(len + 1),
-            ],
-        )
-        .await?;
-    ok(ledger_page(&rows, len))
+    let search = Search {
+        player: Some(who.player),
+        round: f.round,
+        kind: f.kind,
+        from: f.from,
+        to: f.to,
+        cursor: f.cursor,
+        limit: f.limit,
+        ..Search::default()
+    };
+    ok(ledger::search(&**rest.pool.get().await?, search).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -525,7 +426,7 @@ pub async fn self_exclude(
     let (current, now): (Option<i64>, i64) = (row.get(0), row.get(1));
     let until = now + i64::from(req.days) * 24 * 60 * 60;
     if let Some(why) = rg::exclusion_refused(current, until, now) {
-        return Err(ApiError::conflict("EXCLUSION_CANNOT_BE_SHORTENED", why));
+        return Err(ApiError::conflict(Code::ExclusionCannotBeShortened, why));
     }
     let row = tx
         .query_one(
