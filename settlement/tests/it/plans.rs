@@ -6,7 +6,7 @@
 //! plans are read as JSON.
 
 use serde_json::Value;
-use settlement::store::{update_states, LANE_SESSION, STATEMENTS};
+use settlement::store::{update_states, COLUMNS, LANE_SESSION, STATEMENTS};
 use settlement::test_util::fresh_database;
 use tokio_postgres::Client;
 
@@ -216,6 +216,35 @@ async fn every_lane_statement_probes_indexes_by_key_on_empty_and_full_tables() {
         wrong.len(),
         wrong.join("\n\n")
     );
+}
+
+/// The prefetch reads rows by named positions (`tx::outcome`, ...): each list must be the
+/// prepared statement's own columns, name for name, so a column added or moved in the SQL
+/// without its decoder fails here and not as a wrong value at run time.
+#[tokio::test]
+async fn every_read_is_decoded_by_the_names_of_its_columns() {
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    for (name, parts) in COLUMNS {
+        let statement = STATEMENTS
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| *s)
+            .unwrap_or_else(|| panic!("{name} is not a lane statement"));
+        let prepared = client.prepare(statement).await.expect("prepare");
+        let columns: Vec<&str> = prepared.columns().iter().map(|c| c.name()).collect();
+        let decoded: Vec<&str> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(columns, decoded, "{name}");
+    }
+    let decoded: Vec<&str> = COLUMNS.iter().map(|(n, _)| *n).collect();
+    for (name, statement) in STATEMENTS {
+        if statement.trim_start().starts_with("SELECT") && *name != "RESERVE_IDS" {
+            assert!(
+                decoded.contains(name),
+                "{name} reads rows but has no column list"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tokio_postgres::Row;
 
 use super::plan::Plan;
-use super::statements::TX_COLUMNS;
+use super::statements::{key, limit, player, round, session, tombstone, tx, wallet};
 use super::{Addresses, Fetched, Rows, TxAddress};
 use crate::apply::{
     self, Limit, LimitKind, Player, Round, Session, Tx, TxKind, TxState, Wallet, World,
@@ -44,15 +44,19 @@ pub(super) fn world<'c>(plan: &Plan<'c>, rows: &Rows) -> Result<Fetched<'c>, Err
 
 /// Keys whose ledger row is in no partition any more: pruned with their day.
 fn pruned(world: &mut World, rows: &Rows) {
-    let found_old: HashSet<i64> = rows.old_txs.iter().map(|r| r.get::<_, i64>(2)).collect();
+    let found_old: HashSet<i64> = rows
+        .old_txs
+        .iter()
+        .map(|r| r.get::<_, i64>(tx::id))
+        .collect();
     for row in rows
         .txs
         .iter()
-        .filter(|r| r.get::<_, Option<i64>>(2).is_none())
+        .filter(|r| r.get::<_, Option<i64>>(tx::id).is_none())
     {
-        if !found_old.contains(&row.get::<_, i64>(TX_COLUMNS)) {
-            let p: i32 = row.get(TX_COLUMNS + 2);
-            if let Some(x) = ProviderTxId::stored(row.get::<_, String>(TX_COLUMNS + 3)) {
+        if !found_old.contains(&row.get::<_, i64>(key::key_id)) {
+            let p: i32 = row.get(key::key_provider);
+            if let Some(x) = ProviderTxId::stored(row.get::<_, String>(key::key_tx)) {
                 world.pruned.insert((ProviderId(p), x));
             }
         }
@@ -61,7 +65,7 @@ fn pruned(world: &mut World, rows: &Rows) {
 
 fn players(world: &mut World, plan: &Plan<'_>, rows: &Rows) -> Result<(), Error> {
     for row in &rows.players {
-        let id: i64 = row.get(0);
+        let id: i64 = row.get(player::id);
         let player_ref = plan
             .id_to_ref
             .get(&id)
@@ -70,7 +74,7 @@ fn players(world: &mut World, plan: &Plan<'_>, rows: &Rows) -> Result<(), Error>
             player_ref.clone(),
             Player {
                 id,
-                blocked: row.get(1),
+                blocked: row.get(player::blocked),
                 wallets: Vec::new(),
                 limits: Vec::new(),
             },
@@ -84,12 +88,12 @@ fn busy<'c>(plan: &Plan<'c>, rows: &Rows) -> HashSet<&'c str> {
     let locked: HashSet<(i64, &str)> = rows
         .skipped
         .iter()
-        .map(|row| (row.get(0), row.get(1)))
+        .map(|row| (row.get(wallet::player_id), row.get(wallet::currency)))
         .collect();
     rows.skipped_keys
         .iter()
-        .filter(|row| !locked.contains(&(row.get(0), row.get(1))))
-        .filter_map(|row| plan.id_to_ref.get(&row.get::<_, i64>(0)))
+        .filter(|row| !locked.contains(&(row.get(wallet::player_id), row.get(wallet::currency))))
+        .filter_map(|row| plan.id_to_ref.get(&row.get::<_, i64>(wallet::player_id)))
         .filter_map(|r| plan.want.players.get(r.as_str()).copied())
         .collect()
 }
@@ -104,13 +108,13 @@ fn wallets(
 ) -> Result<(), Error> {
     let mut created_at = HashMap::new();
     for row in rows.waited.iter().chain(&rows.skipped) {
-        let player_id: i64 = row.get(0);
+        let player_id: i64 = row.get(wallet::player_id);
         let player = plan
             .id_to_ref
             .get(&player_id)
             .and_then(|r| world.players.get_mut(r))
             .ok_or_else(|| invariant("wallet without player"))?;
-        let code: &str = row.get(1);
+        let code: &str = row.get(wallet::currency);
         let Some(currency) = Currency::from_code(code) else {
             // A wallet in a currency this build does not know (added by hand, or by a newer
             // version): invisible here, so only calls in that currency are refused, never the
@@ -122,15 +126,18 @@ fn wallets(
             );
             continue;
         };
-        created_at.insert((player_id, currency), row.get::<_, SystemTime>(5));
+        created_at.insert(
+            (player_id, currency),
+            row.get::<_, SystemTime>(wallet::created_at),
+        );
         addresses
             .wallets
-            .insert((player_id, currency), row.get::<_, String>(6));
+            .insert((player_id, currency), row.get::<_, String>(wallet::ctid));
         player.wallets.push(Wallet {
             currency,
-            balance_minor: row.get(2),
-            bonus_minor: row.get(3),
-            needs_reconciliation: row.get(4),
+            balance_minor: row.get(wallet::balance),
+            bonus_minor: row.get(wallet::bonus),
+            needs_reconciliation: row.get(wallet::needs_reconciliation),
             changed: false,
         });
     }
@@ -148,7 +155,7 @@ fn wallets(
 
 fn limits(world: &mut World, plan: &Plan<'_>, rows: &Rows) -> Result<(), Error> {
     for row in &rows.limits {
-        let player_id: i64 = row.get(0);
+        let player_id: i64 = row.get(limit::player_id);
         let Some(player) = plan
             .id_to_ref
             .get(&player_id)
@@ -156,21 +163,21 @@ fn limits(world: &mut World, plan: &Plan<'_>, rows: &Rows) -> Result<(), Error> 
         else {
             continue;
         };
-        let kind = match row.get::<_, &str>(2) {
+        let kind = match row.get::<_, &str>(limit::kind) {
             "max_bet" => LimitKind::MaxBet,
             "wager" => LimitKind::Wager,
             "loss" => LimitKind::Loss,
             other => return Err(invariant(&format!("limit kind {other}"))),
         };
         // A limit in an unknown currency can only limit calls that cannot arrive.
-        let Some(currency) = Currency::from_code(row.get(1)) else {
+        let Some(currency) = Currency::from_code(row.get(limit::currency)) else {
             continue;
         };
         player.limits.push(Limit {
             currency,
             kind,
-            amount_minor: row.get(3),
-            used_minor: row.get(4),
+            amount_minor: row.get(limit::amount),
+            used_minor: row.get(limit::used),
         });
     }
     Ok(())
@@ -182,15 +189,15 @@ fn txs(world: &mut World, addresses: &mut Addresses, rows: &Rows) -> Result<(), 
     let recent = rows
         .txs
         .iter()
-        .filter(|r| r.get::<_, Option<i64>>(2).is_some())
+        .filter(|r| r.get::<_, Option<i64>>(tx::id).is_some())
         .chain(&rows.recent_open_bets);
     for row in recent.chain(&rows.old_txs).chain(&rows.old_open_bets) {
         let (key, tx) = tx_from_row(row)?;
         addresses.txs.insert(
             tx.id,
             TxAddress {
-                partition: row.get(18),
-                ctid: row.get(19),
+                partition: row.get(tx::partition),
+                ctid: row.get(tx::ctid),
             },
         );
         world.txs.insert(key, tx);
@@ -200,8 +207,8 @@ fn txs(world: &mut World, addresses: &mut Addresses, rows: &Rows) -> Result<(), 
 
 fn tombstones(world: &mut World, rows: &Rows) {
     for row in &rows.tombstones {
-        let p: i32 = row.get(0);
-        let x: String = row.get(1);
+        let p: i32 = row.get(tombstone::provider_id);
+        let x: String = row.get(tombstone::reference_tx_id);
         if let Some(x) = ProviderTxId::stored(x) {
             world.tombstones.insert((ProviderId(p), x));
         }
@@ -210,17 +217,19 @@ fn tombstones(world: &mut World, rows: &Rows) {
 
 fn rounds(world: &mut World, addresses: &mut Addresses, rows: &Rows) -> Result<(), Error> {
     for row in &rows.rounds {
-        let p: i32 = row.get(0);
-        let player_id: i64 = row.get(1);
-        let round_id =
-            RoundId::stored(row.get::<_, String>(2)).ok_or_else(|| invariant("round id"))?;
+        let p: i32 = row.get(round::provider_id);
+        let player_id: i64 = row.get(round::player_id);
+        let round_id = RoundId::stored(row.get::<_, String>(round::round_id))
+            .ok_or_else(|| invariant("round id"))?;
         let key = (ProviderId(p), player_id, round_id);
-        addresses.rounds.insert(key.clone(), row.get(6));
+        addresses.rounds.insert(key.clone(), row.get(round::ctid));
         world.rounds.insert(
             key,
             Round {
-                closed: row.get(3),
-                game: row.get::<_, Option<String>>(4).and_then(GameId::stored),
+                closed: row.get(round::closed),
+                game: row
+                    .get::<_, Option<String>>(round::game_id)
+                    .and_then(GameId::stored),
                 open_bets: Vec::new(),
                 bets_rolled_back: false,
                 bets_settled: false,
@@ -241,7 +250,7 @@ fn open_bets(world: &mut World, rows: &Rows) -> Result<(), Error> {
         .iter()
         .chain(&rows.recent_open_bets)
         .collect();
-    open_rows.sort_by_key(|r| r.get::<_, i64>(2));
+    open_rows.sort_by_key(|r| r.get::<_, i64>(tx::id));
     for row in open_rows {
         let (key, tx) = tx_from_row(row)?;
         if let Some(round_id) = &tx.round {
@@ -263,17 +272,19 @@ fn open_bets(world: &mut World, rows: &Rows) -> Result<(), Error> {
 
 fn sessions(world: &mut World, rows: &Rows) -> Result<(), Error> {
     for row in &rows.sessions {
-        let token: String = row.get(0);
+        let token: String = row.get(session::token);
         let Some(token) = SessionToken::stored(token) else {
             continue;
         };
         world.sessions.insert(
             token,
             Session {
-                player_id: row.get(1),
-                currency: currency(row.get(2))?,
-                game: row.get::<_, Option<String>>(3).and_then(GameId::stored),
-                live: row.get(4),
+                player_id: row.get(session::player_id),
+                currency: currency(row.get(session::currency))?,
+                game: row
+                    .get::<_, Option<String>>(session::game_id)
+                    .and_then(GameId::stored),
+                live: row.get(session::live),
             },
         );
     }
@@ -286,29 +297,35 @@ fn currency(code: &str) -> Result<Currency, Error> {
 }
 
 fn tx_from_row(row: &Row) -> Result<(apply::TxKey, Tx), Error> {
-    let provider = ProviderId(row.get(0));
-    let provider_tx =
-        ProviderTxId::stored(row.get::<_, String>(1)).ok_or_else(|| invariant("tx id"))?;
-    let outcome: &str = row.get(4);
+    let provider = ProviderId(row.get(tx::provider_id));
+    let provider_tx = ProviderTxId::stored(row.get::<_, String>(tx::provider_tx_id))
+        .ok_or_else(|| invariant("tx id"))?;
+    let outcome: &str = row.get(tx::outcome);
     let fingerprint = row
-        .get::<_, Option<&[u8]>>(16)
+        .get::<_, Option<&[u8]>>(tx::fingerprint)
         .and_then(|b| <[u8; 16]>::try_from(b).ok().map(Fingerprint));
     let tx = Tx {
-        id: row.get(2),
-        kind: TxKind::parse(row.get(3)).ok_or_else(|| invariant("transaction kind"))?,
+        id: row.get(tx::id),
+        kind: TxKind::parse(row.get(tx::kind)).ok_or_else(|| invariant("transaction kind"))?,
         outcome: Code::parse(outcome).ok_or_else(|| invariant("outcome code"))?,
-        state: row.get::<_, Option<&str>>(5).and_then(TxState::parse),
-        player_id: row.get(6),
-        currency: currency(row.get(7))?,
-        round: row.get::<_, Option<String>>(8).and_then(RoundId::stored),
-        game: row.get::<_, Option<String>>(9).and_then(GameId::stored),
-        amount_minor: row.get(10),
-        real_delta: row.get(11),
-        bonus_delta: row.get(12),
-        balance_after: row.get(13),
-        bonus_after: row.get(14),
+        state: row
+            .get::<_, Option<&str>>(tx::state)
+            .and_then(TxState::parse),
+        player_id: row.get(tx::player_id),
+        currency: currency(row.get(tx::currency))?,
+        round: row
+            .get::<_, Option<String>>(tx::round_id)
+            .and_then(RoundId::stored),
+        game: row
+            .get::<_, Option<String>>(tx::game_id)
+            .and_then(GameId::stored),
+        amount_minor: row.get(tx::amount),
+        real_delta: row.get(tx::real_delta),
+        bonus_delta: row.get(tx::bonus_delta),
+        balance_after: row.get(tx::balance_after),
+        bonus_after: row.get(tx::bonus_after),
         reference: row
-            .get::<_, Option<String>>(15)
+            .get::<_, Option<String>>(tx::reference_tx_id)
             .and_then(ProviderTxId::stored),
         fingerprint,
         is_new: false,

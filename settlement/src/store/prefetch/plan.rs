@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use tokio_postgres::{Client, Row};
 
-use super::statements::{Reads, TX_COLUMNS};
+use super::statements::{key, resolved, round, tx, Reads};
 use crate::apply;
 use crate::command::{Action, Command, PlayerRef};
 
@@ -95,8 +95,15 @@ impl<'c> Plan<'c> {
             .map(|((&p, &pl), &r)| (p, pl, r))
             .collect();
         let mut old: (Vec<i32>, Vec<i64>, Vec<&str>) = Default::default();
-        for row in round_rows.iter().filter(|r| r.get::<_, bool>(5)) {
-            let key: (i32, i64, &str) = (row.get(0), row.get(1), row.get(2));
+        for row in round_rows
+            .iter()
+            .filter(|r| r.get::<_, bool>(round::began_before_recent))
+        {
+            let key: (i32, i64, &str) = (
+                row.get(round::provider_id),
+                row.get(round::player_id),
+                row.get(round::round_id),
+            );
             if open_keys.contains(&key) {
                 old.0.push(key.0);
                 old.1.push(key.1);
@@ -112,11 +119,11 @@ impl<'c> Plan<'c> {
 pub(super) fn old_tx_addresses(tx_rows: &[Row]) -> (Vec<i64>, Vec<SystemTime>) {
     tx_rows
         .iter()
-        .filter(|r| r.get::<_, Option<i64>>(2).is_none())
+        .filter(|r| r.get::<_, Option<i64>>(tx::id).is_none())
         .map(|r| {
             (
-                r.get::<_, i64>(TX_COLUMNS),
-                r.get::<_, SystemTime>(TX_COLUMNS + 1),
+                r.get::<_, i64>(key::key_id),
+                r.get::<_, SystemTime>(key::key_created_at),
             )
         })
         .unzip()
@@ -229,7 +236,8 @@ impl PlayerIds {
         }
         let missing: Vec<&str> = missing.into_iter().collect();
         for row in client.query(&s.resolve, &[&missing]).await? {
-            self.by_ref.insert(row.get(1), row.get(0));
+            self.by_ref
+                .insert(row.get(resolved::external_id), row.get(resolved::id));
         }
         Ok(())
     }
@@ -245,7 +253,8 @@ impl PlayerIds {
             )
             .await?;
         for row in rows {
-            self.by_ref.insert(row.get(1), row.get(0));
+            self.by_ref
+                .insert(row.get(resolved::external_id), row.get(resolved::id));
         }
         Ok(())
     }

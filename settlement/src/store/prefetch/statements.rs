@@ -3,19 +3,96 @@
 
 use tokio_postgres::{Client, Statement};
 
-/// The columns of a stored ledger row, as `tx_from_row` reads them, then the partition that
-/// holds it and its address there (a state change is written to that partition by address).
+/// The columns of a stored ledger row ([`tx`]).
 macro_rules! tx_columns {
     () => {
         "t.provider_id, t.provider_tx_id, t.id, t.kind, t.outcome, t.state, t.player_id, \
          t.currency, t.round_id, t.game_id, t.amount, t.real_delta, t.bonus_delta, \
          t.balance_after, t.bonus_after, t.reference_tx_id, t.fingerprint, t.created_at, \
-         t.tableoid::regclass::text, t.ctid::text"
+         t.tableoid::regclass::text AS partition, t.ctid::text AS ctid"
     };
 }
 
-/// Where `tx_columns!` ends: the key's row address of [`LOOKUP_TXS`] follows, then the key.
-pub(super) const TX_COLUMNS: usize = 20;
+/// Named positions of a statement's columns: `tx::outcome` is where column `outcome` stands,
+/// so rows are read by name at the cost of an index. `NAMES` lists them in order, and
+/// `settlement/tests/it/plans.rs` holds each list to its prepared statement's columns
+/// ([`COLUMNS`]), so a column cannot slip.
+macro_rules! columns {
+    ($(#[$m:meta])* $name:ident $(after $start:path)? { $($col:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[allow(non_upper_case_globals, dead_code)] // every column is named, read or not
+        pub mod $name {
+            columns!(@at (0usize $(+ $start)?); $($col),*);
+            /// Every column's name, in order.
+            pub const NAMES: &[&str] = &[$(stringify!($col)),*];
+            /// Where the next statement's columns would start.
+            pub const END: usize = (0usize $(+ $start)?) + NAMES.len();
+        }
+    };
+    (@at $i:expr; $col:ident $(, $rest:ident)*) => {
+        pub const $col: usize = $i;
+        columns!(@at ($i + 1); $($rest),*);
+    };
+    (@at $i:expr;) => {};
+}
+
+columns!(
+    /// [`RESOLVE_PLAYERS`].
+    resolved { id, external_id }
+);
+columns!(
+    /// [`PLAYERS`].
+    player { id, blocked }
+);
+columns!(
+    /// [`LOCK_WALLETS`] and [`LOCK_WALLETS_SKIP`]; [`WALLET_KEYS`] has the first two.
+    wallet { player_id, currency, balance, bonus, needs_reconciliation, created_at, ctid }
+);
+columns!(
+    /// A stored ledger row (`tx_columns!`), then the partition that holds it and its address.
+    tx {
+        provider_id, provider_tx_id, id, kind, outcome, state, player_id, currency, round_id,
+        game_id, amount, real_delta, bonus_delta, balance_after, bonus_after, reference_tx_id,
+        fingerprint, created_at, partition, ctid,
+    }
+);
+columns!(
+    /// After [`tx`] in [`LOOKUP_TXS`]: the key's row address, then the key.
+    key after super::tx::END { key_id, key_created_at, key_provider, key_tx }
+);
+columns!(
+    /// [`TOMBSTONES`].
+    tombstone { provider_id, reference_tx_id }
+);
+columns!(
+    /// [`ROUNDS`].
+    round { provider_id, player_id, round_id, closed, game_id, began_before_recent, ctid }
+);
+columns!(
+    /// [`SESSIONS`].
+    session { token, player_id, currency, game_id, live }
+);
+columns!(
+    /// [`LIMITS`].
+    limit { player_id, currency, kind, amount, used }
+);
+
+/// Each read's columns as its decoder reads them, by statement name (see [`super::STATEMENTS`]).
+pub const COLUMNS: &[(&str, &[&[&str]])] = &[
+    ("RESOLVE_PLAYERS", &[resolved::NAMES]),
+    ("PLAYERS", &[player::NAMES]),
+    ("LOCK_WALLETS", &[wallet::NAMES]),
+    ("LOCK_WALLETS_SKIP", &[wallet::NAMES]),
+    ("WALLET_KEYS", &[&[wallet::NAMES[0], wallet::NAMES[1]]]),
+    ("LOOKUP_TXS", &[tx::NAMES, key::NAMES]),
+    ("FETCH_OLD_TXS", &[tx::NAMES]),
+    ("TOMBSTONES", &[tombstone::NAMES]),
+    ("ROUNDS", &[round::NAMES]),
+    ("OPEN_BETS", &[tx::NAMES]),
+    ("OPEN_BETS_OLD", &[tx::NAMES]),
+    ("SESSIONS", &[session::NAMES]),
+    ("LIMITS", &[limit::NAMES]),
+];
 
 // Lookups by the batch's keys are written as `LATERAL (... OFFSET 0)` so the plan always walks
 // the keys and probes an index per key: generic plans are made from statistics that may say a
@@ -39,7 +116,7 @@ pub const RESERVE_IDS: &str = "SELECT coalesce(array_agg(nextval('transactions_i
 
 /// Players and whether they may bet now.
 pub const PLAYERS: &str =
-    "SELECT id, status <> 'active' OR coalesce(self_excluded_until > now(), false)
+    "SELECT id, status <> 'active' OR coalesce(self_excluded_until > now(), false) AS blocked
      FROM players WHERE id = ANY($1::bigint[])";
 
 /// The lock: every writer of a wallet locks its rows in (player_id, currency) order, so
@@ -47,7 +124,7 @@ pub const PLAYERS: &str =
 /// the transaction ends, so the batch's update finds it by its address (`ctid`).
 pub const LOCK_WALLETS: &str =
     "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at,
-            ctid::text
+            ctid::text AS ctid
      FROM wallets WHERE player_id = ANY($1::bigint[])
      ORDER BY player_id, currency
      FOR UPDATE";
@@ -57,7 +134,7 @@ pub const LOCK_WALLETS: &str =
 /// `prefetch`), so a batch never queues behind another's commit and fsync.
 pub const LOCK_WALLETS_SKIP: &str =
     "SELECT player_id, currency, balance, bonus, needs_reconciliation, created_at,
-            ctid::text
+            ctid::text AS ctid
      FROM wallets WHERE player_id = ANY($1::bigint[])
      ORDER BY player_id, currency
      FOR UPDATE SKIP LOCKED";
@@ -73,7 +150,9 @@ pub const WALLET_KEYS: &str =
 pub const LOOKUP_TXS: &str = concat!(
     "SELECT ",
     tx_columns!(),
-    ", tk.id, tk.created_at, k.p, k.x FROM unnest($1::int[], $2::text[]) AS k(p, x)
+    ",
+     tk.id AS key_id, tk.created_at AS key_created_at, k.p AS key_provider, k.x AS key_tx
+     FROM unnest($1::int[], $2::text[]) AS k(p, x)
      CROSS JOIN LATERAL (SELECT * FROM transaction_keys tk
          WHERE tk.provider_id = k.p AND tk.provider_tx_id = k.x OFFSET 0) tk
      LEFT JOIN LATERAL (SELECT t.*, t.tableoid, t.ctid FROM transactions t
@@ -103,7 +182,7 @@ pub const TOMBSTONES: &str = "SELECT DISTINCT t.provider_id, t.reference_tx_id
 pub const ROUNDS: &str = concat!(
     "SELECT r.provider_id, r.player_id, r.round_id, r.closed, r.game_id, r.created_at < ",
     recent_start!(),
-    ", r.ctid::text FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
+    " AS began_before_recent, r.ctid::text AS ctid FROM unnest($1::int[], $2::bigint[], $3::text[]) AS k(p, pl, r)
      CROSS JOIN LATERAL (SELECT r.*, r.ctid FROM rounds r
          WHERE r.provider_id = k.p AND r.player_id = k.pl AND r.round_id = k.r
          OFFSET 0) r"
@@ -139,7 +218,7 @@ pub const OPEN_BETS: &str = open_bets!(">=");
 pub const OPEN_BETS_OLD: &str = open_bets!("<");
 
 /// Launch sessions by token, and whether they are live.
-pub const SESSIONS: &str = "SELECT token, player_id, currency, game_id, expires_at > now()
+pub const SESSIONS: &str = "SELECT token, player_id, currency, game_id, expires_at > now() AS live
      FROM game_sessions WHERE token = ANY($1::text[])";
 
 /// A limit's amount in force (a raised one only once its cooling-off is over, `rg::in_force`,
@@ -163,7 +242,7 @@ pub const LIMITS: &str = "SELECT l.player_id, l.currency, l.kind, l.amount,
                   AND t.created_at >= least(date_trunc('month', now() AT TIME ZONE 'UTC'),
                                             date_trunc('week', now() AT TIME ZONE 'UTC'))
                                       AT TIME ZONE 'UTC'
-            ), 0) END::bigint
+            ), 0) END::bigint AS used
      FROM (SELECT player_id, currency, kind, period,
                   CASE WHEN next_from <= now() THEN next_amount ELSE amount END AS amount
            FROM rg_limits WHERE player_id = ANY($1::bigint[])) l
