@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use settlement::command::{Policy, ProviderId};
+use settlement::command::{ManagedProvider, ProviderId};
 use settlement::money::Currency;
 
 use crate::config::Config;
@@ -125,34 +125,14 @@ pub struct ManagedRow {
     pub managed: serde_json::Value,
 }
 
-/// The stored settings of a managed provider.
-#[derive(Debug, serde::Deserialize)]
-struct Managed {
-    secret: String,
-    #[serde(default)]
-    previous_secret: Option<String>,
-    #[serde(default)]
-    previous_until: Option<i64>,
-    #[serde(default)]
-    allow_ips: Vec<IpAddr>,
-    currency: String,
-    #[serde(default)]
-    policy: Policy,
-    #[serde(default = "default_window")]
-    signature_window_s: u64,
-}
-
-fn default_window() -> u64 {
-    300
-}
-
 impl ManagedRow {
     fn provider(&self, now: i64, demo: bool) -> Result<Provider, String> {
         let dialect = crate::config::Dialect::ALL
             .into_iter()
             .find(|d| d.as_str() == self.dialect && !d.uses_public_key())
             .ok_or_else(|| format!("dialect {:?} cannot be managed here", self.dialect))?;
-        let m: Managed = serde_json::from_value(self.managed.clone()).map_err(|e| e.to_string())?;
+        let m: ManagedProvider =
+            serde_json::from_value(self.managed.clone()).map_err(|e| e.to_string())?;
         let mut secrets = vec![m.secret.into_bytes()];
         if let (Some(previous), Some(until)) = (m.previous_secret, m.previous_until) {
             if now < until {

@@ -399,3 +399,33 @@ mod tests {
         assert!(ProviderTxId::derived("credit:", &"b".repeat(ID_BYTES_MAX + 1), "").is_none());
     }
 }
+
+/// The stored settings of a provider managed through the back office (`providers.managed`,
+/// JSON): written by the REST module, read by the gateway's registry, defined once so both read
+/// the same fields with the same defaults.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct ManagedProvider {
+    pub secret: String,
+    /// The secret before the last rotation, accepted until `previous_until` (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_until: Option<i64>,
+    #[serde(default)]
+    pub allow_ips: Vec<std::net::IpAddr>,
+    /// The wallet currency of calls that name none.
+    pub currency: String,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default = "ManagedProvider::default_window")]
+    pub signature_window_s: u64,
+}
+
+impl ManagedProvider {
+    /// The signature window of a provider that names none.
+    pub const WINDOW_S_DEFAULT: u64 = 300;
+
+    fn default_window() -> u64 {
+        ManagedProvider::WINDOW_S_DEFAULT
+    }
+}

@@ -16,4 +16,4 @@ pub mod fault;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
-pub use command::{Action, Answer, Code, Command, Policy, TombstoneAnswer};
+pub use command::{Action, Answer, Code, Command, ManagedProvider, Policy, TombstoneAnswer};

@@ -117,7 +117,7 @@ async fn apply_locked(
 ) -> ApiResult<i64> {
     let reference = format!("adjustment-{id}");
     let kind = settlement::adjust::Kind::Adjustment;
-    let applied = settlement::adjust::apply(tx, kind, player, currency, delta, &reference)
+    let applied = settlement::store::adjust(tx, kind, player, currency, delta, &reference)
         .await?
         .map_err(|refusal| match refusal {
             settlement::adjust::Refusal::InsufficientFunds => ApiError::conflict(

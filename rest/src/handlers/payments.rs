@@ -17,7 +17,7 @@ use crate::auth::PlayerCaller;
 use crate::envelope::{decode, ApiError, ApiResult, Body, Code, Ok};
 use crate::handlers::{decimal, parse_amount, path_id, reason_of};
 use crate::Rest;
-use settlement::adjust::{self, Kind, Refusal};
+use settlement::adjust::{Kind, Refusal};
 
 fn refusal(refusal: Refusal) -> ApiError {
     match refusal {
@@ -143,7 +143,7 @@ pub async fn webhook(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, Code::UnknownPlayer, "no such player"))?
         .get(0);
     let reference = format!("deposit:{psp}:{}", notice.payment_id);
-    let applied = adjust::apply(
+    let applied = settlement::store::adjust(
         &*tx,
         Kind::Deposit,
         player,
@@ -277,7 +277,7 @@ pub async fn request(
         )
         .await?
         .get(0);
-    let applied = adjust::apply(
+    let applied = settlement::store::adjust(
         &*tx,
         Kind::Withdrawal,
         who.player,
@@ -353,7 +353,7 @@ async fn decide(
     let tx = client.transaction().await?;
     let (player, currency, amount) = pending(&*tx, id).await?;
     let (state, refund, balance) = if reject {
-        let applied = adjust::apply(
+        let applied = settlement::store::adjust(
             &*tx,
             Kind::Withdrawal,
             player,

@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use settlement::{ManagedProvider, Policy};
 use utoipa::ToSchema;
 
 use tokio_postgres::GenericClient;
@@ -34,32 +35,52 @@ pub struct ProviderView {
     pub enabled: bool,
     /// Managed here (`true`) or in the configuration file.
     pub managed: bool,
-    /// The managed settings, secrets left out.
-    #[schema(value_type = Object)]
-    pub settings: Value,
+    /// The managed settings, secrets left out (null for a provider of the file).
+    pub settings: Option<PublicSettings>,
 }
 
-/// The stored settings without their secrets (and whether a previous one is still pending).
-fn public_settings(managed: Option<&Value>) -> Value {
-    let Some(Value::Object(m)) = managed else {
-        return Value::Null;
-    };
-    let mut shown = m.clone();
-    shown.remove("secret");
-    let previous = shown.remove("previous_secret").is_some();
-    shown.insert("previous_secret_set".into(), json!(previous));
-    Value::Object(shown)
+/// A managed provider's settings as they are shown: its secrets left out.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicSettings {
+    pub currency: String,
+    #[schema(value_type = Vec<String>)]
+    pub allow_ips: Vec<IpAddr>,
+    #[schema(value_type = Object)]
+    pub policy: Policy,
+    pub signature_window_s: u64,
+    /// A rotated-out secret is still accepted, until `previous_until` (Unix seconds).
+    pub previous_secret_set: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_until: Option<i64>,
+}
+
+impl PublicSettings {
+    fn of(m: &ManagedProvider) -> PublicSettings {
+        PublicSettings {
+            currency: m.currency.clone(),
+            allow_ips: m.allow_ips.clone(),
+            policy: m.policy,
+            signature_window_s: m.signature_window_s,
+            previous_secret_set: m.previous_secret.is_some(),
+            previous_until: m.previous_until,
+        }
+    }
+}
+
+/// The stored settings of a row of [`SELECT`], if it is a managed provider.
+fn stored(row: &tokio_postgres::Row) -> Option<ManagedProvider> {
+    let managed: Option<String> = row.get(3);
+    managed.and_then(|m| serde_json::from_str(&m).ok())
 }
 
 fn view(row: &tokio_postgres::Row) -> ProviderView {
-    let managed: Option<String> = row.get(3);
-    let managed: Option<Value> = managed.and_then(|m| serde_json::from_str(&m).ok());
+    let managed = stored(row);
     ProviderView {
         code: row.get(0),
         dialect: row.get(1),
         enabled: row.get(2),
         managed: managed.is_some(),
-        settings: public_settings(managed.as_ref()),
+        settings: managed.as_ref().map(PublicSettings::of),
     }
 }
 
@@ -76,11 +97,11 @@ pub async fn list(State(rest): State<Arc<Rest>>) -> ApiResult<Ok<Vec<ProviderVie
 }
 
 /// A policy object, checked: only the policy's own keys.
-fn policy(value: Option<Value>) -> ApiResult<Option<Value>> {
+fn policy(value: Option<Value>) -> ApiResult<Option<Policy>> {
     let Some(value) = value else {
         return Result::Ok(None);
     };
-    let parsed: settlement::Policy = serde_json::from_value(value.clone())
+    let parsed: Policy = serde_json::from_value(value.clone())
         .map_err(|e| ApiError::field("policy", e.to_string()))?;
     let known = serde_json::to_value(parsed).unwrap_or(Value::Null);
     if let (Value::Object(given), Value::Object(known)) = (&value, &known) {
@@ -88,7 +109,7 @@ fn policy(value: Option<Value>) -> ApiResult<Option<Value>> {
             return Err(ApiError::field("policy", format!("unknown key `{key}`")));
         }
     }
-    Result::Ok(Some(known))
+    Result::Ok(Some(parsed))
 }
 
 fn check_secret(secret: &str) -> ApiResult<()> {
@@ -111,9 +132,8 @@ fn check_window(rest: &Rest, window: u64) -> ApiResult<()> {
 
 /// A provider of a dialect whose signature binds neither a call's time nor its method needs
 /// an allowlist outside demo mode (a captured call could be replayed).
-fn check_allowlist(rest: &Rest, dialect: &str, ips: &Value) -> ApiResult<()> {
-    let empty = ips.as_array().is_none_or(Vec::is_empty);
-    if empty && rest.options.allowlist_required.iter().any(|d| d == dialect) {
+fn check_allowlist(rest: &Rest, dialect: &str, ips: &[IpAddr]) -> ApiResult<()> {
+    if ips.is_empty() && rest.options.allowlist_required.iter().any(|d| d == dialect) {
         return Err(ApiError::field(
             "allow_ips",
             format!(
@@ -171,7 +191,7 @@ pub enum ProviderAnswer {
 }
 
 /// Checks a creation request; the settings it would store.
-fn planned_settings(rest: &Rest, req: &CreateProvider) -> ApiResult<Value> {
+fn planned_settings(rest: &Rest, req: &CreateProvider) -> ApiResult<ManagedProvider> {
     if !valid_code(&req.code) {
         return Err(ApiError::field("code", "[a-z0-9][a-z0-9_-]{0,31}"));
     }
@@ -184,19 +204,26 @@ fn planned_settings(rest: &Rest, req: &CreateProvider) -> ApiResult<Value> {
     check_secret(&req.secret)?;
     let currency = req.currency.clone().unwrap_or_else(|| "EUR".into());
     check_currency(&currency)?;
-    let window = req.signature_window_s.unwrap_or(300);
+    let window = req
+        .signature_window_s
+        .unwrap_or(ManagedProvider::WINDOW_S_DEFAULT);
     check_window(rest, window)?;
-    let allow_ips = json!(req.allow_ips.clone().unwrap_or_default());
+    let allow_ips = req.allow_ips.clone().unwrap_or_default();
     check_allowlist(rest, &req.dialect, &allow_ips)?;
-    let mut strict = serde_json::to_value(settlement::Policy::strict()).unwrap_or(Value::Null);
+    let mut strict = serde_json::to_value(Policy::strict()).unwrap_or(Value::Null);
     if let (Value::Object(strict), Some(Value::Object(given))) = (&mut strict, &req.policy) {
         strict.extend(given.clone());
     }
-    let policy = policy(Some(strict))?.unwrap_or_else(|| json!({}));
-    Result::Ok(json!({
-        "secret": req.secret, "currency": currency, "allow_ips": allow_ips,
-        "policy": policy, "signature_window_s": window,
-    }))
+    let policy = policy(Some(strict))?.unwrap_or_else(Policy::strict);
+    Result::Ok(ManagedProvider {
+        secret: req.secret.clone(),
+        previous_secret: None,
+        previous_until: None,
+        allow_ips,
+        currency,
+        policy,
+        signature_window_s: window,
+    })
 }
 
 #[utoipa::path(post, path = "/api/admin/providers", tag = "admin", security(("bearer" = [])),
@@ -248,7 +275,7 @@ pub(crate) async fn apply_create(
              VALUES ($1, $2, true, $3::text::jsonb)
              ON CONFLICT (code) DO NOTHING
              RETURNING code, dialect, enabled, managed::text",
-            &[&req.code, &req.dialect, &managed.to_string()],
+            &[&req.code, &req.dialect, &json_text(&managed)],
         )
         .await?
         .ok_or_else(|| ApiError::conflict(Code::CodeTaken, "a provider with this code exists"))?;
@@ -273,13 +300,12 @@ pub(crate) async fn apply_create(
 async fn managed_locked(
     tx: &impl GenericClient,
     code: &str,
-) -> ApiResult<(ProviderView, serde_json::Map<String, Value>)> {
+) -> ApiResult<(ProviderView, ManagedProvider)> {
     let row = tx
         .query_opt(&format!("{SELECT} WHERE code = $1 FOR UPDATE"), &[&code])
         .await?
         .ok_or_else(|| ApiError::not_found("no such provider"))?;
-    let stored: Option<String> = row.get(3);
-    let Some(Value::Object(settings)) = stored.and_then(|m| serde_json::from_str(&m).ok()) else {
+    let Some(settings) = stored(&row) else {
         return Err(ApiError::conflict(
             Code::ConfiguredInFile,
             "this provider is managed in the configuration file",
@@ -291,7 +317,12 @@ async fn managed_locked(
 /// A managed provider's state after a change.
 struct Next {
     enabled: bool,
-    settings: serde_json::Map<String, Value>,
+    settings: ManagedProvider,
+}
+
+/// Settings as the `managed` column stores them.
+fn json_text(settings: &ManagedProvider) -> String {
+    serde_json::to_string(settings).unwrap_or_default()
 }
 
 /// Stores `next` for the provider of `before` and audits the change (the caller commits and
@@ -308,11 +339,7 @@ async fn store(
         .query_one(
             "UPDATE providers SET enabled = $2, managed = $3::text::jsonb, updated_at = now()
              WHERE code = $1 RETURNING code, dialect, enabled, managed::text",
-            &[
-                &before.code,
-                &next.enabled,
-                &Value::Object(next.settings).to_string(),
-            ],
+            &[&before.code, &next.enabled, &json_text(&next.settings)],
         )
         .await?;
     let after = view(&row);
@@ -382,25 +409,24 @@ pub async fn update(
 fn updated(
     rest: &Rest,
     before: &ProviderView,
-    mut settings: serde_json::Map<String, Value>,
+    mut settings: ManagedProvider,
     req: &UpdateProvider,
 ) -> ApiResult<Next> {
     if let Some(c) = &req.currency {
         check_currency(c)?;
-        settings.insert("currency".into(), json!(c));
+        settings.currency = c.clone();
     }
     if let Some(window) = req.signature_window_s {
         check_window(rest, window)?;
-        settings.insert("signature_window_s".into(), json!(window));
+        settings.signature_window_s = window;
     }
     if let Some(ips) = &req.allow_ips {
-        settings.insert("allow_ips".into(), json!(ips));
+        settings.allow_ips = ips.clone();
     }
     if let Some(p) = policy(req.policy.clone())? {
-        settings.insert("policy".into(), p);
+        settings.policy = p;
     }
-    let ips = settings.get("allow_ips").cloned().unwrap_or(Value::Null);
-    check_allowlist(rest, &before.dialect, &ips)?;
+    check_allowlist(rest, &before.dialect, &settings.allow_ips)?;
     Result::Ok(Next {
         enabled: req.enabled.unwrap_or(before.enabled),
         settings,
@@ -412,13 +438,13 @@ fn updated(
 async fn check_currency_change(
     tx: &impl GenericClient,
     code: &str,
-    settings: &serde_json::Map<String, Value>,
+    settings: &ManagedProvider,
     req: &UpdateProvider,
 ) -> ApiResult<()> {
     let Some(next) = &req.currency else {
         return Result::Ok(());
     };
-    if settings.get("currency").and_then(Value::as_str) == Some(next.as_str()) {
+    if settings.currency == *next {
         return Result::Ok(());
     }
     let open: bool = tx
@@ -506,10 +532,10 @@ pub(crate) async fn apply_rotate(
         .query_one("SELECT extract(epoch FROM now())::bigint", &[])
         .await?
         .get(0);
-    let old = settings.insert("secret".into(), json!(req.secret));
-    settings.insert("previous_secret".into(), old.unwrap_or(Value::Null));
+    let old = std::mem::replace(&mut settings.secret, req.secret.clone());
+    settings.previous_secret = Some(old);
     let valid_for = i64::try_from(req.previous_valid_for_s).unwrap_or(0);
-    settings.insert("previous_until".into(), json!(now + valid_for));
+    settings.previous_until = Some(now + valid_for);
     let next = Next {
         enabled: before.enabled,
         settings,

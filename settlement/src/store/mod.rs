@@ -1,5 +1,6 @@
-//! The only SQL of the wallet path, and of the set-up it needs (providers, demo players).
-//! Nothing outside this module writes wallets or the ledger.
+//! The only SQL of the wallet path, of the operator's adjustments (`operator`), and of the
+//! set-up they need (providers, demo players). Nothing outside this module writes wallets or
+//! the ledger.
 //!
 //! One batch is one transaction: prefetch (locking the batch's wallets in player-id order) ->
 //! pure `apply` -> bulk writes with `unnest` arrays -> commit. Statements are prepared once per
@@ -16,10 +17,12 @@ macro_rules! recent_start {
     };
 }
 
+mod operator;
 mod prefetch;
 mod setup;
 mod write;
 
+pub use operator::adjust;
 pub use prefetch::{
     PlayerIds, COLUMNS, LIMITS, LOCK_WALLETS, LOCK_WALLETS_SKIP, LOOKUP_TXS, OPEN_BETS, PLAYERS,
     RESERVE_IDS, RESOLVE_PLAYERS, ROUNDS, SESSIONS, TOMBSTONES, WALLET_KEYS,
