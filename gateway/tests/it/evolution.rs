@@ -16,6 +16,11 @@ fn call(player: &str, tx: &str, bet: &str, amount: &str, round: &str) -> String 
     )
 }
 
+/// Sends an Evolution call and checks the status it is answered with.
+async fn answers(gw: &TestGateway, action: &str, body: impl ToString, status: &str) {
+    assert_eq!(ok(gw, action, body).await["status"], status, "{action}");
+}
+
 async fn ok(gw: &TestGateway, action: &str, body: impl ToString) -> Value {
     let answer = gw
         .evo_with_token(
@@ -64,44 +69,35 @@ async fn the_token_is_checked_and_amounts_are_exact_json_numbers() {
 async fn debits_credits_and_cancels_follow_the_bet_ref_id() {
     let gw = gateway().await;
     let debit = call("player-1", "t1", "bet-1", "10", "r1");
-    assert_eq!(ok(&gw, "debit", debit.clone()).await["status"], "OK");
+    answers(&gw, "debit", debit.clone(), "OK").await;
     // The same debit again replays; another debit of the same bet is refused.
-    assert_eq!(ok(&gw, "debit", debit).await["status"], "OK");
+    answers(&gw, "debit", debit, "OK").await;
     let other = call("player-1", "t9", "bet-1", "11", "r1");
-    assert_eq!(ok(&gw, "debit", other).await["status"], "BET_ALREADY_EXIST");
+    answers(&gw, "debit", other, "BET_ALREADY_EXIST").await;
     // Its credit, twice (a retransmission), then with other data.
     let credit = call("player-1", "t2", "bet-1", "25", "r1");
-    assert_eq!(ok(&gw, "credit", credit.clone()).await["status"], "OK");
-    assert_eq!(ok(&gw, "credit", credit).await["status"], "OK");
+    answers(&gw, "credit", credit.clone(), "OK").await;
+    answers(&gw, "credit", credit, "OK").await;
     let credit2 = call("player-1", "t3", "bet-1", "26", "r1");
-    assert_eq!(
-        ok(&gw, "credit", credit2).await["status"],
-        "BET_ALREADY_SETTLED"
-    );
+    answers(&gw, "credit", credit2, "BET_ALREADY_SETTLED").await;
     // A settled bet cannot be cancelled.
     let cancel = call("player-1", "t4", "bet-1", "10", "r1");
-    assert_eq!(
-        ok(&gw, "cancel", cancel).await["status"],
-        "BET_ALREADY_SETTLED"
-    );
+    answers(&gw, "cancel", cancel, "BET_ALREADY_SETTLED").await;
     assert_eq!(gw.balance("player-1").await, START - 1000 + 2500);
     // A credit without its debit.
     let lonely = call("player-1", "t5", "bet-x", "5", "r2");
-    assert_eq!(
-        ok(&gw, "credit", lonely).await["status"],
-        "BET_DOES_NOT_EXIST"
-    );
+    answers(&gw, "credit", lonely, "BET_DOES_NOT_EXIST").await;
     // Cancel of a debit, then its credit: already settled.
     ok(&gw, "debit", call("player-1", "t6", "bet-2", "3", "r3")).await;
-    assert_eq!(
-        ok(&gw, "cancel", call("player-1", "t7", "bet-2", "3", "r3")).await["status"],
-        "OK"
-    );
+    answers(
+        &gw,
+        "cancel",
+        call("player-1", "t7", "bet-2", "3", "r3"),
+        "OK",
+    )
+    .await;
     let late_credit = call("player-1", "t8", "bet-2", "9", "r3");
-    assert_eq!(
-        ok(&gw, "credit", late_credit).await["status"],
-        "BET_ALREADY_SETTLED"
-    );
+    answers(&gw, "credit", late_credit, "BET_ALREADY_SETTLED").await;
     assert_eq!(gw.balance("player-1").await, START - 1000 + 2500);
     gw.finish().await;
 }
@@ -110,15 +106,9 @@ async fn debits_credits_and_cancels_follow_the_bet_ref_id() {
 async fn a_cancel_before_its_debit_is_stored_and_the_late_debit_fails_for_good() {
     let gw = gateway().await;
     let cancel = call("player-1", "c1", "early", "4", "r1");
-    assert_eq!(
-        ok(&gw, "cancel", cancel).await["status"],
-        "BET_DOES_NOT_EXIST"
-    );
+    answers(&gw, "cancel", cancel, "BET_DOES_NOT_EXIST").await;
     let debit = call("player-1", "d1", "early", "4", "r1");
-    assert_eq!(
-        ok(&gw, "debit", debit).await["status"],
-        "FINAL_ERROR_ACTION_FAILED"
-    );
+    answers(&gw, "debit", debit, "FINAL_ERROR_ACTION_FAILED").await;
     assert_eq!(gw.balance("player-1").await, START);
     gw.finish().await;
 }
@@ -126,29 +116,38 @@ async fn a_cancel_before_its_debit_is_stored_and_the_late_debit_fails_for_good()
 #[tokio::test]
 async fn status_mapping_blocked_players_and_promo_payouts() {
     let gw = gateway().await;
-    assert_eq!(
-        ok(&gw, "debit", call("player-1", "t1", "big", "5000", "r1")).await["status"],
-        "INSUFFICIENT_FUNDS"
-    );
-    assert_eq!(
-        ok(&gw, "check", json!({"userId": "nobody", "uuid": "x"})).await["status"],
-        "INVALID_SID"
-    );
-    assert_eq!(
-        ok(&gw, "nope", json!({"userId": "player-1"})).await["status"],
-        "INVALID_PARAMETER"
-    );
+    answers(
+        &gw,
+        "debit",
+        call("player-1", "t1", "big", "5000", "r1"),
+        "INSUFFICIENT_FUNDS",
+    )
+    .await;
+    answers(
+        &gw,
+        "check",
+        json!({"userId": "nobody", "uuid": "x"}),
+        "INVALID_SID",
+    )
+    .await;
+    answers(
+        &gw,
+        "nope",
+        json!({"userId": "player-1"}),
+        "INVALID_PARAMETER",
+    )
+    .await;
     ok(&gw, "debit", call("player-2", "t2", "b2", "2", "r1")).await;
     gw.sql("UPDATE players SET status = 'banned' WHERE external_id = 'player-2'")
         .await;
-    assert_eq!(
-        ok(&gw, "debit", call("player-2", "t3", "b3", "1", "r2")).await["status"],
-        "FINAL_ERROR_ACTION_FAILED"
-    );
-    assert_eq!(
-        ok(&gw, "credit", call("player-2", "t4", "b2", "6", "r1")).await["status"],
-        "OK"
-    );
+    answers(
+        &gw,
+        "debit",
+        call("player-2", "t3", "b3", "1", "r2"),
+        "FINAL_ERROR_ACTION_FAILED",
+    )
+    .await;
+    answers(&gw, "credit", call("player-2", "t4", "b2", "6", "r1"), "OK").await;
     assert_eq!(
         ok(
             &gw,
@@ -177,7 +176,7 @@ async fn a_twin_still_in_flight_is_told_operation_in_process() {
     assert_eq!(first["status"], "OK");
     assert_eq!(twin["status"], "OPERATION_IN_PROCESS");
     // Its retry gets the settled answer.
-    assert_eq!(ok(&gw, "debit", debit).await["status"], "OK");
+    answers(&gw, "debit", debit, "OK").await;
     assert_eq!(gw.balance("player-1").await, START - 200);
     gw.finish().await;
 }
@@ -212,21 +211,30 @@ async fn a_ref_id_at_the_longest_still_credits_and_cancels() {
     // 128 bytes: the longest id accepted. The credit's and the cancel's own keys are made
     // from it (`credit:`, `cancel:`) and must not push it past the limit.
     let (bet_a, bet_b) = ("a".repeat(128), "b".repeat(128));
-    assert_eq!(
-        ok(&gw, "debit", call("player-1", "t1", &bet_a, "10", "r1")).await["status"],
-        "OK"
-    );
+    answers(
+        &gw,
+        "debit",
+        call("player-1", "t1", &bet_a, "10", "r1"),
+        "OK",
+    )
+    .await;
     let credit = call("player-1", "t2", &bet_a, "25", "r1");
-    assert_eq!(ok(&gw, "credit", credit.clone()).await["status"], "OK");
+    answers(&gw, "credit", credit.clone(), "OK").await;
     assert_eq!(ok(&gw, "credit", credit).await["status"], "OK", "a retry");
-    assert_eq!(
-        ok(&gw, "debit", call("player-1", "t3", &bet_b, "4", "r2")).await["status"],
-        "OK"
-    );
-    assert_eq!(
-        ok(&gw, "cancel", call("player-1", "t4", &bet_b, "4", "r2")).await["status"],
-        "OK"
-    );
+    answers(
+        &gw,
+        "debit",
+        call("player-1", "t3", &bet_b, "4", "r2"),
+        "OK",
+    )
+    .await;
+    answers(
+        &gw,
+        "cancel",
+        call("player-1", "t4", &bet_b, "4", "r2"),
+        "OK",
+    )
+    .await;
     assert_eq!(gw.balance("player-1").await, START - 1000 + 2500);
     gw.finish().await;
 }

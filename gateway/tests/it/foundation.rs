@@ -102,62 +102,36 @@ async fn every_log_line_of_a_request_carries_its_correlation_id() {
     assert!(refused[0].contains("correlation_id=corr-7f3a"), "{logs}");
 }
 
-#[tokio::test]
-async fn unknown_provider_is_404_and_disallowed_ip_is_403() {
-    let gw = start_gateway(
-        r#"
+/// A provider that only 10.9.8.7 may call.
+const FENCED: &str = r#"
 [[providers]]
 code = "fenced"
 dialect = "native"
 secret = "fenced-secret-fenced"
 allow_ips = ["10.9.8.7"]
-"#,
-    )
-    .await;
+"#;
+
+#[tokio::test]
+async fn unknown_provider_is_404_and_disallowed_ip_is_403() {
+    let gw = start_gateway(FENCED).await;
+    let post = http::Method::POST;
+    let path = "/api/provider-callback/fenced/bet";
     let answer = gw
-        .request(
-            http::Method::POST,
-            "/api/provider-callback/nobody/bet",
-            &[],
-            "{}",
-        )
+        .request(post.clone(), "/api/provider-callback/nobody/bet", &[], "{}")
         .await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
-    let answer = gw
-        .request(
-            http::Method::POST,
-            "/api/provider-callback/fenced/bet",
-            &[],
-            "{}",
-        )
-        .await;
+    let answer = gw.request(post.clone(), path, &[], "{}").await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     // Claiming the allowed address is not enough without a trusted proxy in front.
     let forged = [("X-Forwarded-For", "10.9.8.7".to_string())];
-    let answer = gw
-        .request(
-            http::Method::POST,
-            "/api/provider-callback/fenced/bet",
-            &forged,
-            "{}",
-        )
-        .await;
+    let answer = gw.request(post, path, &forged, "{}").await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     gw.stop().await;
 
     // Behind a trusted proxy (here the test itself, on loopback), the forwarded address counts.
-    let gw = start_gateway(
-        r#"
-[server]
-trusted_proxies = ["127.0.0.1"]
-
-[[providers]]
-code = "fenced"
-dialect = "native"
-secret = "fenced-secret-fenced"
-allow_ips = ["10.9.8.7"]
-"#,
-    )
+    let gw = start_gateway(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n{FENCED}"
+    ))
     .await;
     let path = "/api/provider-callback/fenced/bet";
     let answer = gw.request(http::Method::POST, path, &forged, "{}").await;

@@ -17,6 +17,11 @@ fn tx(player: &str, id: &str, amount: i64, round: &str, reference: Option<&str>)
     body
 }
 
+/// Sends a signed call and checks the status it is answered with.
+async fn answers(gw: &TestGateway, path: &str, body: Value, status: &str) {
+    assert_eq!(ok(gw, path, body).await["status"], status, "{path}");
+}
+
 async fn ok(gw: &TestGateway, path: &str, body: Value) -> Value {
     let answer = gw.hub88(path, &body, &hub88_private_key()).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
@@ -89,33 +94,32 @@ async fn amounts_duplicates_and_the_state_machine() {
     )
     .await;
     assert_eq!(a["status"], "RS_ERROR_WRONG_TYPES");
-    assert_eq!(
-        ok(
-            &gw,
-            "transaction/bet",
-            tx("nobody", "n1", 1_000, "r1", None)
-        )
-        .await["status"],
-        "RS_ERROR_INVALID_TOKEN"
-    );
-    assert_eq!(
-        ok(
-            &gw,
-            "transaction/bet",
-            tx("player-1", "big", 500_000_000, "r1", None)
-        )
-        .await["status"],
-        "RS_ERROR_NOT_ENOUGH_MONEY"
-    );
+    answers(
+        &gw,
+        "transaction/bet",
+        tx("nobody", "n1", 1_000, "r1", None),
+        "RS_ERROR_INVALID_TOKEN",
+    )
+    .await;
+    answers(
+        &gw,
+        "transaction/bet",
+        tx("player-1", "big", 500_000_000, "r1", None),
+        "RS_ERROR_NOT_ENOUGH_MONEY",
+    )
+    .await;
     let bet = tx("player-1", "b1", 1_000_000, "r1", None);
     ok(&gw, "transaction/bet", bet.clone()).await;
     // The same again replays; the same id with other data is a duplicate transaction.
-    assert_eq!(ok(&gw, "transaction/bet", bet).await["status"], "RS_OK");
+    answers(&gw, "transaction/bet", bet, "RS_OK").await;
     let changed = tx("player-1", "b1", 2_000_000, "r1", None);
-    assert_eq!(
-        ok(&gw, "transaction/bet", changed).await["status"],
-        "RS_ERROR_DUPLICATE_TRANSACTION"
-    );
+    answers(
+        &gw,
+        "transaction/bet",
+        changed,
+        "RS_ERROR_DUPLICATE_TRANSACTION",
+    )
+    .await;
     // Two bets in the round; one rolled back, the other won.
     ok(
         &gw,
@@ -124,17 +128,17 @@ async fn amounts_duplicates_and_the_state_machine() {
     )
     .await;
     let rollback = tx("player-1", "rb1", 1_000_000, "r1", Some("b1"));
-    assert_eq!(
-        ok(&gw, "transaction/rollback", rollback).await["status"],
-        "RS_OK"
-    );
+    answers(&gw, "transaction/rollback", rollback, "RS_OK").await;
     let win_rolled = tx("player-1", "w1", 3_000_000, "r1", Some("b1"));
-    assert_eq!(
-        ok(&gw, "transaction/win", win_rolled).await["status"],
-        "RS_ERROR_TRANSACTION_ROLLED_BACK"
-    );
+    answers(
+        &gw,
+        "transaction/win",
+        win_rolled,
+        "RS_ERROR_TRANSACTION_ROLLED_BACK",
+    )
+    .await;
     let win = tx("player-1", "w2", 2_000_000, "r1", Some("b2"));
-    assert_eq!(ok(&gw, "transaction/win", win).await["status"], "RS_OK");
+    answers(&gw, "transaction/win", win, "RS_OK").await;
     assert_eq!(gw.balance("player-1").await, START - 500 + 2_000);
     let info = ok(
         &gw,
@@ -156,10 +160,13 @@ async fn rollback_before_bet_expired_tokens_and_blocked_players() {
         (json!("RS_OK"), json!(START * 1_000))
     );
     let late = tx("player-1", "late", 100_000, "r1", None);
-    assert_eq!(
-        ok(&gw, "transaction/bet", late).await["status"],
-        "RS_ERROR_TRANSACTION_ROLLED_BACK"
-    );
+    answers(
+        &gw,
+        "transaction/bet",
+        late,
+        "RS_ERROR_TRANSACTION_ROLLED_BACK",
+    )
+    .await;
     // Blocked: bets refused; wins and rollbacks applied, whatever the token says.
     ok(
         &gw,
@@ -175,23 +182,18 @@ async fn rollback_before_bet_expired_tokens_and_blocked_players() {
     .await;
     gw.sql("UPDATE players SET status = 'suspended' WHERE external_id = 'player-2'")
         .await;
-    assert_eq!(
-        ok(
-            &gw,
-            "transaction/bet",
-            tx("player-2", "p2b3", 100_000, "r4", None)
-        )
-        .await["status"],
-        "RS_ERROR_USER_DISABLED"
-    );
+    answers(
+        &gw,
+        "transaction/bet",
+        tx("player-2", "p2b3", 100_000, "r4", None),
+        "RS_ERROR_USER_DISABLED",
+    )
+    .await;
     let mut win = tx("player-2", "p2w1", 900_000, "r2", Some("p2b1"));
     win["token"] = json!("expired-long-ago");
-    assert_eq!(ok(&gw, "transaction/win", win).await["status"], "RS_OK");
+    answers(&gw, "transaction/win", win, "RS_OK").await;
     let rollback = tx("player-2", "p2rb", 300_000, "r3", Some("p2b2"));
-    assert_eq!(
-        ok(&gw, "transaction/rollback", rollback).await["status"],
-        "RS_OK"
-    );
+    answers(&gw, "transaction/rollback", rollback, "RS_OK").await;
     assert_eq!(gw.balance("player-2").await, START - 200 + 900);
     gw.finish().await;
 }

@@ -11,6 +11,12 @@ pub async fn gateway() -> TestGateway {
     start_gateway("[demo]\nenabled = true\nplayers = 20\n").await
 }
 
+/// Sends a demo call that must be answered 200.
+pub async fn accepted(gw: &TestGateway, action: &str, body: Value) {
+    let a = gw.demo(action, body).await;
+    assert_eq!(a.status, StatusCode::OK, "{action}: {:?}", a.json());
+}
+
 pub fn bet(player: &str, tx: &str, amount: &str, round: &str) -> Value {
     json!({"player_id": player, "currency": "EUR", "amount": amount, "transaction_id": tx,
            "round_id": round, "game_id": "slot-1"})
@@ -22,6 +28,15 @@ pub fn win(player: &str, tx: &str, amount: &str, round: &str) -> Value {
 
 pub fn rollback(player: &str, tx: &str, reference: &str) -> Value {
     json!({"player_id": player, "transaction_id": tx, "reference_transaction_id": reference})
+}
+
+/// Sends a demo call and checks the status it is answered with.
+pub async fn answers(gw: &TestGateway, action: &str, body: Value, status: &str) {
+    assert_eq!(
+        ok(&gw.demo(action, body).await)["status"],
+        status,
+        "{action}"
+    );
 }
 
 fn ok(answer: &gateway::test_util::Answer) -> Value {
@@ -98,10 +113,7 @@ async fn bet_for_unknown_player_or_currency_moves_nothing() {
     assert_eq!(again["duplicate"], true);
     let mut odd = bet("player-1", "b3", "1.00", "r1");
     odd["currency"] = json!("XYZ");
-    assert_eq!(
-        ok(&gw.demo("bet", odd).await)["status"],
-        "CURRENCY_MISMATCH"
-    );
+    answers(&gw, "bet", odd, "CURRENCY_MISMATCH").await;
     assert_eq!(gw.balance("player-1").await, START);
     gw.finish().await;
 }
@@ -142,10 +154,7 @@ async fn bet_needs_a_live_session_when_the_provider_says_so() {
     assert_eq!(a["status"], "OK");
     assert_eq!(gw.balance("player-1").await, START - 100 + 200);
     // The demo provider does not require sessions at all.
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-1", "d1", "1.00", "r2")).await)["status"],
-        "OK"
-    );
+    answers(&gw, "bet", bet("player-1", "d1", "1.00", "r2"), "OK").await;
     gw.finish().await;
 }
 
@@ -168,14 +177,8 @@ async fn blocked_players_cannot_bet_but_still_win_and_get_rollbacks() {
         assert_eq!(a["status"], "PLAYER_BLOCKED", "{p}");
     }
     // Wins and rollbacks are never blocked.
-    assert_eq!(
-        ok(&gw.demo("win", win("player-1", "w1", "3.00", "r1")).await)["status"],
-        "OK"
-    );
-    assert_eq!(
-        ok(&gw.demo("rollback", rollback("player-2", "rb2", "b2")).await)["status"],
-        "OK"
-    );
+    answers(&gw, "win", win("player-1", "w1", "3.00", "r1"), "OK").await;
+    answers(&gw, "rollback", rollback("player-2", "rb2", "b2"), "OK").await;
     // Balance is never blocked.
     let a = ok(&gw
         .demo(
@@ -204,10 +207,7 @@ async fn bets_over_a_responsible_gaming_limit_are_refused_and_stored() {
     )
     .await;
     // Max single bet 50.00.
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-1", "a1", "50.00", "r1")).await)["status"],
-        "OK"
-    );
+    answers(&gw, "bet", bet("player-1", "a1", "50.00", "r1"), "OK").await;
     let a = ok(&gw.demo("bet", bet("player-1", "a2", "50.01", "r1")).await);
     assert_eq!(a["status"], "LIMIT_EXCEEDED");
     assert_eq!(a["balance"], "950.00");
@@ -217,35 +217,26 @@ async fn bets_over_a_responsible_gaming_limit_are_refused_and_stored() {
         (json!("LIMIT_EXCEEDED"), json!(true))
     );
     // Daily wager 100.00: 60 + 40 fits, one cent more does not.
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-2", "c1", "60.00", "r2")).await)["status"],
-        "OK"
-    );
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-2", "c2", "40.00", "r2")).await)["status"],
-        "OK"
-    );
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-2", "c3", "0.01", "r2")).await)["status"],
-        "LIMIT_EXCEEDED"
-    );
+    answers(&gw, "bet", bet("player-2", "c1", "60.00", "r2"), "OK").await;
+    answers(&gw, "bet", bet("player-2", "c2", "40.00", "r2"), "OK").await;
+    answers(
+        &gw,
+        "bet",
+        bet("player-2", "c3", "0.01", "r2"),
+        "LIMIT_EXCEEDED",
+    )
+    .await;
     // Weekly loss 30.00: a win gives room back.
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-3", "d1", "30.00", "r3")).await)["status"],
-        "OK"
-    );
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-3", "d2", "1.00", "r3")).await)["status"],
-        "LIMIT_EXCEEDED"
-    );
-    assert_eq!(
-        ok(&gw.demo("win", win("player-3", "d3", "10.00", "r3")).await)["status"],
-        "OK"
-    );
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-3", "d4", "10.00", "r4")).await)["status"],
-        "OK"
-    );
+    answers(&gw, "bet", bet("player-3", "d1", "30.00", "r3"), "OK").await;
+    answers(
+        &gw,
+        "bet",
+        bet("player-3", "d2", "1.00", "r3"),
+        "LIMIT_EXCEEDED",
+    )
+    .await;
+    answers(&gw, "win", win("player-3", "d3", "10.00", "r3"), "OK").await;
+    answers(&gw, "bet", bet("player-3", "d4", "10.00", "r4"), "OK").await;
     assert_eq!(gw.balance("player-1").await, START - 5000);
     assert_eq!(gw.balance("player-2").await, START - 10000);
     assert_eq!(gw.balance("player-3").await, START - 3000 + 1000 - 1000);
@@ -290,10 +281,7 @@ async fn rollback_before_its_bet_tombstones_the_bet() {
     // A win for the tombstoned bet is refused too.
     let mut w = win("player-1", "w1", "20.00", "r1");
     w["bet_transaction_id"] = json!("b1");
-    assert_eq!(
-        ok(&gw.demo("win", w).await)["status"],
-        "TRANSACTION_ROLLED_BACK"
-    );
+    answers(&gw, "win", w, "TRANSACTION_ROLLED_BACK").await;
     assert_eq!(gw.balance("player-1").await, START);
     gw.finish().await;
 }
@@ -350,28 +338,28 @@ async fn bet_in_a_closed_round_is_refused() {
         )
         .await);
     assert_eq!(end["status"], "OK");
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-1", "b2", "1.00", "r1")).await)["status"],
-        "ROUND_CLOSED"
-    );
+    answers(
+        &gw,
+        "bet",
+        bet("player-1", "b2", "1.00", "r1"),
+        "ROUND_CLOSED",
+    )
+    .await;
     // A bet flagged round_closed closes its round too.
     let mut last = bet("player-1", "b3", "1.00", "r2");
     last["round_closed"] = json!(true);
-    assert_eq!(ok(&gw.demo("bet", last).await)["status"], "OK");
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-1", "b4", "1.00", "r2")).await)["status"],
-        "ROUND_CLOSED"
-    );
+    answers(&gw, "bet", last, "OK").await;
+    answers(
+        &gw,
+        "bet",
+        bet("player-1", "b4", "1.00", "r2"),
+        "ROUND_CLOSED",
+    )
+    .await;
     // Another player's round with the same id is a different round.
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-2", "b5", "1.00", "r1")).await)["status"],
-        "OK"
-    );
+    answers(&gw, "bet", bet("player-2", "b5", "1.00", "r1"), "OK").await;
     // A win in a closed round is still credited.
-    assert_eq!(
-        ok(&gw.demo("win", win("player-1", "w1", "5.00", "r1")).await)["status"],
-        "OK"
-    );
+    answers(&gw, "win", win("player-1", "w1", "5.00", "r1"), "OK").await;
     assert_eq!(gw.balance("player-1").await, START - 200 + 500);
     gw.finish().await;
 }
@@ -386,16 +374,14 @@ async fn win_credits_even_without_a_bet() {
         (json!("OK"), json!("1015.50"))
     );
     // Zero win, and a promo win with no bet at all.
-    assert_eq!(
-        ok(&gw.demo("win", win("player-1", "w2", "0", "r1")).await)["status"],
-        "OK"
-    );
-    assert_eq!(
-        ok(&gw
-            .demo("win", win("player-2", "promo", "5.00", "jackpot"))
-            .await)["status"],
-        "OK"
-    );
+    answers(&gw, "win", win("player-1", "w2", "0", "r1"), "OK").await;
+    answers(
+        &gw,
+        "win",
+        win("player-2", "promo", "5.00", "jackpot"),
+        "OK",
+    )
+    .await;
     assert_eq!(gw.balance("player-1").await, START - 1000 + 2550);
     assert_eq!(gw.balance("player-2").await, START + 500);
     // A provider that refuses wins without a bet answers TRANSACTION_NOT_FOUND.
@@ -457,10 +443,13 @@ async fn rollback_credits_back_an_open_bet_once() {
 #[tokio::test]
 async fn rollback_of_a_failed_bet_is_ok_and_moves_nothing() {
     let gw = gateway().await;
-    assert_eq!(
-        ok(&gw.demo("bet", bet("player-1", "b1", "5000.00", "r1")).await)["status"],
-        "INSUFFICIENT_FUNDS"
-    );
+    answers(
+        &gw,
+        "bet",
+        bet("player-1", "b1", "5000.00", "r1"),
+        "INSUFFICIENT_FUNDS",
+    )
+    .await;
     let a = ok(&gw.demo("rollback", rollback("player-1", "rb1", "b1")).await);
     assert_eq!(
         (a["status"].clone(), a["balance"].clone()),
@@ -475,28 +464,34 @@ async fn rollback_of_a_settled_bet_or_a_win_is_not_permitted() {
     let gw = gateway().await;
     ok(&gw.demo("bet", bet("player-1", "b1", "10.00", "r1")).await);
     ok(&gw.demo("win", win("player-1", "w1", "30.00", "r1")).await);
-    assert_eq!(
-        ok(&gw.demo("rollback", rollback("player-1", "rb1", "b1")).await)["status"],
-        "ROLLBACK_NOT_PERMITTED"
-    );
-    assert_eq!(
-        ok(&gw.demo("rollback", rollback("player-1", "rb2", "w1")).await)["status"],
-        "ROLLBACK_NOT_PERMITTED"
-    );
+    answers(
+        &gw,
+        "rollback",
+        rollback("player-1", "rb1", "b1"),
+        "ROLLBACK_NOT_PERMITTED",
+    )
+    .await;
+    answers(
+        &gw,
+        "rollback",
+        rollback("player-1", "rb2", "w1"),
+        "ROLLBACK_NOT_PERMITTED",
+    )
+    .await;
     // A win naming its bet settles exactly that bet.
     ok(&gw.demo("bet", bet("player-1", "b2", "1.00", "r2")).await);
     ok(&gw.demo("bet", bet("player-1", "b3", "1.00", "r2")).await);
     let mut w = win("player-1", "w2", "0", "r2");
     w["bet_transaction_id"] = json!("b2");
     ok(&gw.demo("win", w).await);
-    assert_eq!(
-        ok(&gw.demo("rollback", rollback("player-1", "rb3", "b2")).await)["status"],
-        "ROLLBACK_NOT_PERMITTED"
-    );
-    assert_eq!(
-        ok(&gw.demo("rollback", rollback("player-1", "rb4", "b3")).await)["status"],
-        "OK"
-    );
+    answers(
+        &gw,
+        "rollback",
+        rollback("player-1", "rb3", "b2"),
+        "ROLLBACK_NOT_PERMITTED",
+    )
+    .await;
+    answers(&gw, "rollback", rollback("player-1", "rb4", "b3"), "OK").await;
     assert_eq!(gw.balance("player-1").await, START - 1000 + 3000 - 100);
     gw.finish().await;
 }
@@ -690,10 +685,7 @@ async fn a_wallet_in_an_unknown_currency_refuses_only_calls_in_that_currency() {
     assert_eq!(ok(&b)["status"], "OK");
     let mut zzz = bet("player-2", "b-z", "1.00", "r1");
     zzz["currency"] = json!("ZZZ");
-    assert_eq!(
-        ok(&gw.demo("bet", zzz).await)["status"],
-        "CURRENCY_MISMATCH"
-    );
+    answers(&gw, "bet", zzz, "CURRENCY_MISMATCH").await;
     assert_eq!(gw.balance("player-2").await, START - 300);
     gw.finish().await;
 }
@@ -715,10 +707,7 @@ async fn a_win_naming_no_bet_cannot_pay_a_round_whose_bets_were_all_rolled_back(
     ok(&gw.demo("bet", bet("player-1", "b2", "1.00", "r2")).await);
     ok(&gw.demo("bet", bet("player-1", "b3", "2.00", "r2")).await);
     ok(&gw.demo("rollback", rollback("player-1", "x2", "b2")).await);
-    assert_eq!(
-        ok(&gw.demo("win", win("player-1", "w2", "4.00", "r2")).await)["status"],
-        "OK"
-    );
+    answers(&gw, "win", win("player-1", "w2", "4.00", "r2"), "OK").await;
     assert_eq!(gw.balance("player-1").await, START - 200 + 400);
     gw.finish().await;
 }

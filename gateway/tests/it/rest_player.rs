@@ -35,25 +35,32 @@ async fn status(gw: &TestGateway, action: &str, body: Value) -> String {
     a.json()["status"].as_str().unwrap().to_string()
 }
 
+/// Every item of a list, page after page by its cursors, from `first` (a path with a query).
+async fn walk(gw: &TestGateway, token: &str, first: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut path = first.to_string();
+    loop {
+        let page = data(&gw.api(Method::GET, &path, Some(token), None).await);
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("{first}&cursor={c}"),
+            None => return items,
+        }
+    }
+}
+
+/// Sends a demo call that must be accepted.
+async fn settled(gw: &TestGateway, action: &str, body: Value) {
+    assert_eq!(status(gw, action, body).await, "OK", "{action}");
+}
+
 #[tokio::test]
 async fn balance_history_and_rounds_with_filters_and_cursors() {
     let gw = gateway().await;
-    assert_eq!(
-        status(&gw, "bet", bet("player-1", "b1", "10.00", "r1")).await,
-        "OK"
-    );
-    assert_eq!(
-        status(&gw, "win", win("player-1", "w1", "25.50", "r1")).await,
-        "OK"
-    );
-    assert_eq!(
-        status(&gw, "bet", bet("player-1", "b2", "5.00", "r2")).await,
-        "OK"
-    );
-    assert_eq!(
-        status(&gw, "rollback", rollback("player-1", "x2", "b2")).await,
-        "OK"
-    );
+    settled(&gw, "bet", bet("player-1", "b1", "10.00", "r1")).await;
+    settled(&gw, "win", win("player-1", "w1", "25.50", "r1")).await;
+    settled(&gw, "bet", bet("player-1", "b2", "5.00", "r2")).await;
+    settled(&gw, "rollback", rollback("player-1", "x2", "b2")).await;
     assert_eq!(
         status(&gw, "bet", bet("player-1", "b3", "2000.00", "r3")).await,
         "INSUFFICIENT_FUNDS"
@@ -102,22 +109,11 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
     assert_eq!(past["items"], json!([]));
 
     // Pages of two walk the same six rows, in order, without repeats.
-    let mut walked = Vec::new();
-    let mut path = "/api/user/transactions?limit=2".to_string();
-    loop {
-        let page = data(&get(&path).await);
-        walked.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["id"].as_i64().unwrap()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(c) => path = format!("/api/user/transactions?limit=2&cursor={c}"),
-            None => break,
-        }
-    }
+    let walked: Vec<i64> = walk(&gw, &token, "/api/user/transactions?limit=2")
+        .await
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
     let expected: Vec<i64> = all["items"]
         .as_array()
         .unwrap()
@@ -136,22 +132,11 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
     );
     let r2 = items.iter().find(|r| r["round_id"] == "r2").unwrap();
     assert_eq!(r2["refunded"], "5.00");
-    let mut walked = Vec::new();
-    let mut path = "/api/user/rounds?limit=1".to_string();
-    loop {
-        let page = data(&get(&path).await);
-        walked.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["round_id"].as_str().unwrap().to_string()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(c) => path = format!("/api/user/rounds?limit=1&cursor={c}"),
-            None => break,
-        }
-    }
+    let walked: Vec<String> = walk(&gw, &token, "/api/user/rounds?limit=1")
+        .await
+        .iter()
+        .map(|r| r["round_id"].as_str().unwrap().to_string())
+        .collect();
     let listed: Vec<String> = items
         .iter()
         .map(|r| r["round_id"].as_str().unwrap().to_string())
@@ -188,14 +173,8 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
 #[tokio::test]
 async fn no_player_can_reach_another_players_data() {
     let gw = gateway().await;
-    assert_eq!(
-        status(&gw, "bet", bet("player-1", "b1", "10.00", "secret-round")).await,
-        "OK"
-    );
-    assert_eq!(
-        status(&gw, "bet", bet("player-2", "c1", "1.00", "own-round")).await,
-        "OK"
-    );
+    settled(&gw, "bet", bet("player-1", "b1", "10.00", "secret-round")).await;
+    settled(&gw, "bet", bet("player-2", "c1", "1.00", "own-round")).await;
     let one = gw.player_token("player-1").await;
     let two = gw.player_token("player-2").await;
     let get = |path: &str, token: &str| {

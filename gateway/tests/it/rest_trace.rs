@@ -4,7 +4,9 @@
 //! answer, moving no money, audited once.
 
 use base64::Engine;
-use gateway::test_util::{hub88_private_key, start_gateway, TestGateway, EVO_TOKEN, REST_ON};
+use gateway::test_util::{
+    hub88_private_key, start_gateway, Answer, TestGateway, EVO_TOKEN, REST_ON,
+};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -135,6 +137,17 @@ async fn trace_of(gw: &TestGateway, admin: &str, id: i64) -> Value {
     )
 }
 
+/// Asks for transaction `id`'s replay as the holder of `token`.
+async fn ask_replay(gw: &TestGateway, token: &str, id: i64, reason: &str) -> Answer {
+    gw.api(
+        Method::POST,
+        &format!("/api/admin/transactions/{id}/replay"),
+        Some(token),
+        Some(json!({"reason": reason})),
+    )
+    .await
+}
+
 async fn ledger_and_balances(gw: &TestGateway) -> (i64, i64) {
     let client = gw.db.connect().await;
     let row = client
@@ -232,13 +245,7 @@ async fn callbacks_of_every_dialect_are_traced_and_replay_as_duplicates() {
         // Replay: a duplicate with the original answer; nothing moves; audited once.
         let money = ledger_and_balances(&gw).await;
         let replay = data(
-            &gw.api(
-                Method::POST,
-                &format!("/api/admin/transactions/{id}/replay"),
-                Some(&admin),
-                Some(json!({"reason": "dispute 42"})),
-            )
-            .await,
+            &ask_replay(&gw, &admin, id, "dispute 42").await,
             StatusCode::OK,
         );
         assert_eq!(replay["duplicate"], true, "{}: {replay:#}", s.dialect);
@@ -353,16 +360,7 @@ async fn a_token_that_is_the_secret_is_never_stored_yet_the_replay_verifies() {
     let trace = trace_of(&gw, &admin, id).await;
     let target = trace["requests"][0]["target"].as_str().unwrap();
     assert!(target.contains("authToken=%5Bredacted%5D"), "{target}");
-    let replay = data(
-        &gw.api(
-            Method::POST,
-            &format!("/api/admin/transactions/{id}/replay"),
-            Some(&admin),
-            Some(json!({"reason": "check"})),
-        )
-        .await,
-        StatusCode::OK,
-    );
+    let replay = data(&ask_replay(&gw, &admin, id, "check").await, StatusCode::OK);
     assert_eq!(replay["duplicate"], true, "{replay:#}");
     gw.finish().await;
 }
@@ -372,13 +370,12 @@ async fn trace_and_replay_refusals() {
     let gw = start_gateway(REST_ON).await;
     let admin = gw.admin_token(0).await;
     let support = staff_token(&gw, "support-1", "support").await;
-    let a = gw
-        .demo(
-            "bet",
-            crate::money_path::bet("player-1", "t1", "1.00", "r1"),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK);
+    crate::money_path::accepted(
+        &gw,
+        "bet",
+        crate::money_path::bet("player-1", "t1", "1.00", "r1"),
+    )
+    .await;
     gw.flush_trace().await;
     let id = bet_id(&gw, "player-1").await;
     // No such transaction; not an id.
@@ -420,14 +417,7 @@ async fn trace_and_replay_refusals() {
         )
         .await;
     assert_eq!(a.status, StatusCode::OK);
-    let a = gw
-        .api(
-            Method::POST,
-            &format!("/api/admin/transactions/{id}/replay"),
-            Some(&support),
-            Some(json!({"reason": "r"})),
-        )
-        .await;
+    let a = ask_replay(&gw, &support, id, "r").await;
     refused(&a, StatusCode::FORBIDDEN, "FORBIDDEN");
     // A back-office row has no callback to replay.
     let client = gw.db.connect().await;
@@ -468,25 +458,17 @@ async fn trace_and_replay_refusals() {
 async fn with_tracing_off_nothing_is_kept_and_replay_says_so() {
     let gw = start_gateway(&format!("{REST_ON}\n[trace]\nenabled = false\n")).await;
     let admin = gw.admin_token(0).await;
-    let a = gw
-        .demo(
-            "bet",
-            crate::money_path::bet("player-1", "t1", "1.00", "r1"),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK);
+    crate::money_path::accepted(
+        &gw,
+        "bet",
+        crate::money_path::bet("player-1", "t1", "1.00", "r1"),
+    )
+    .await;
     gw.flush_trace().await;
     let id = bet_id(&gw, "player-1").await;
     let trace = trace_of(&gw, &admin, id).await;
     assert_eq!(trace["requests"], json!([]));
-    let a = gw
-        .api(
-            Method::POST,
-            &format!("/api/admin/transactions/{id}/replay"),
-            Some(&admin),
-            Some(json!({"reason": "r"})),
-        )
-        .await;
+    let a = ask_replay(&gw, &admin, id, "r").await;
     refused(&a, StatusCode::CONFLICT, "NOT_TRACED");
     gw.finish().await;
 }

@@ -468,36 +468,13 @@ pub async fn reconciliation(
     ok(settlement::reconcile::report(&**client, &from, &to).await?)
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct TransactionSearch {
-    /// The provider's code.
-    pub provider: Option<String>,
-    /// The provider's own transaction id (with `provider`: the unique key).
-    pub provider_tx_id: Option<String>,
-    /// Player id.
-    pub player: Option<i64>,
-    /// One round of the player's.
-    pub round: Option<String>,
-    /// bet, win, rollback, deposit, adjustment, withdrawal.
-    pub kind: Option<String>,
-    /// The answer given: `OK` or a refusal code such as `INSUFFICIENT_FUNDS`.
-    pub outcome: Option<String>,
-    /// From this time on (RFC 3339).
-    pub from: Option<String>,
-    /// Before this time (RFC 3339).
-    pub to: Option<String>,
-    pub cursor: Option<String>,
-    pub limit: Option<u32>,
-}
-
 #[utoipa::path(get, path = "/api/admin/transactions", tag = "admin", security(("bearer" = [])),
-    params(TransactionSearch),
+    params(Search),
     responses((status = 200, description = "ledger rows, newest first", body = Page<Transaction>),
               (status = 400, description = "a bad filter or cursor; a search needs a player or a provider and its transaction id", body = crate::envelope::ErrorBody)))]
 pub async fn transactions(
     State(rest): State<Arc<Rest>>,
-    Query(q): Query<TransactionSearch>,
+    Query(q): Query<Search>,
 ) -> ApiResult<Ok<Page<Transaction>>> {
     // Every search starts from an indexed key: a player (player + time, or a player's round)
     // or a provider transaction id (the unique key); a scan of the whole ledger is not offered.
@@ -510,19 +487,7 @@ pub async fn transactions(
     if q.provider_tx_id.is_some() && q.provider.is_none() {
         return Err(ApiError::field("provider", "needed with provider_tx_id"));
     }
-    let search = Search {
-        provider: q.provider,
-        provider_tx_id: q.provider_tx_id,
-        player: q.player,
-        round: q.round,
-        kind: q.kind,
-        outcome: q.outcome,
-        from: q.from,
-        to: q.to,
-        cursor: q.cursor,
-        limit: q.limit,
-    };
-    ok(ledger::search(&**rest.pool.get().await?, search).await?)
+    ok(ledger::search(&**rest.pool.get().await?, q).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

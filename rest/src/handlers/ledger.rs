@@ -2,8 +2,8 @@
 //! office's search, a player's recent rows and a transaction's trace: the columns, the row
 //! decoder, the cursor and the one search statement.
 
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::envelope::{decode_cursor, page_len, time_param, ApiError, ApiResult, Page};
 use crate::handlers::decimal;
@@ -88,17 +88,27 @@ pub fn transaction_of(r: &tokio_postgres::Row) -> Transaction {
     }
 }
 
-/// What a ledger search may name; every field is optional to the statement, and each caller
-/// fixes what its caller may not choose (a player's own search fixes `player`).
-#[derive(Debug, Default)]
+/// What a ledger search may name (the back office's query as it is); every field is optional
+/// to the statement, and each caller fixes what its caller may not choose (a player's own
+/// search fixes `player`).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct Search {
+    /// The provider's code.
     pub provider: Option<String>,
+    /// The provider's own transaction id (with `provider`: the unique key).
     pub provider_tx_id: Option<String>,
+    /// Player id.
     pub player: Option<i64>,
+    /// One round of the player's.
     pub round: Option<String>,
+    /// bet, win, rollback, deposit, adjustment, withdrawal.
     pub kind: Option<String>,
+    /// The answer given: `OK` or a refusal code such as `INSUFFICIENT_FUNDS`.
     pub outcome: Option<String>,
+    /// From this time on (RFC 3339).
     pub from: Option<String>,
+    /// Before this time (RFC 3339).
     pub to: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
