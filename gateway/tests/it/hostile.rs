@@ -133,6 +133,11 @@ async fn many(
             answer
         }));
     }
+    gather(tasks).await
+}
+
+/// Each task's status, and the slowest task's time.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<(u16, Duration)>>) -> (Vec<u16>, Duration) {
     let mut statuses = Vec::new();
     let mut slowest = Duration::ZERO;
     for task in tasks {
@@ -181,14 +186,7 @@ async fn slowloris(addr: SocketAddr, n: usize, slow_body: bool) -> (Vec<u16>, Du
             }
         }));
     }
-    let mut statuses = Vec::new();
-    let mut slowest = Duration::ZERO;
-    for task in tasks {
-        let (status, took) = task.await.unwrap();
-        statuses.push(status);
-        slowest = slowest.max(took);
-    }
-    (statuses, slowest)
+    gather(tasks).await
 }
 
 #[test]

@@ -506,10 +506,8 @@ async fn staff_need_a_second_factor_login_for_the_back_office() {
         .await;
     assert_eq!(token["second_factor"], false);
     let token = token["access_token"].as_str().unwrap();
-    let a = gw
-        .api(Method::GET, "/api/admin/players", Some(token), None)
-        .await;
-    refused(&a, StatusCode::FORBIDDEN, "SECOND_FACTOR_REQUIRED");
+    let a = gw.api(Method::GET, "/api/admin/players", Some(token), None);
+    refused(&a.await, StatusCode::FORBIDDEN, "SECOND_FACTOR_REQUIRED");
     gw.finish().await;
 }
 

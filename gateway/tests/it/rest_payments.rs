@@ -8,6 +8,12 @@ use serde_json::{json, Value};
 use crate::money_path::START;
 use crate::rest_auth::{data, refused, staff_token};
 
+/// player-1's balance and number of deposit rows.
+async fn deposits(gw: &TestGateway) -> (i64, i64) {
+    let rows = ledger_rows(gw, "player-1", "deposit").await;
+    (gw.balance("player-1").await, rows)
+}
+
 async fn ledger_rows(gw: &TestGateway, player: &str, kind: &str) -> i64 {
     let client = gw.db.connect().await;
     client
@@ -83,13 +89,7 @@ async fn a_signed_deposit_is_credited_once_per_payment_id() {
         StatusCode::BAD_REQUEST,
         "VALIDATION_ERROR",
     );
-    assert_eq!(
-        (
-            gw.balance("player-1").await,
-            ledger_rows(&gw, "player-1", "deposit").await
-        ),
-        (START, 1)
-    );
+    assert_eq!(deposits(&gw).await, (START, 1));
 
     let first = data(
         &webhook(&gw, "psp", &notice, PSP_SECRET, now_s()).await,
@@ -113,13 +113,7 @@ async fn a_signed_deposit_is_credited_once_per_payment_id() {
         "DUPLICATE_MISMATCH",
     );
     // Seed deposit + this one.
-    assert_eq!(
-        (
-            gw.balance("player-1").await,
-            ledger_rows(&gw, "player-1", "deposit").await
-        ),
-        (START + 2500, 2)
-    );
+    assert_eq!(deposits(&gw).await, (START + 2500, 2));
     gw.finish().await;
 }
 

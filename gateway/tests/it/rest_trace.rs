@@ -148,6 +148,14 @@ async fn ask_replay(gw: &TestGateway, token: &str, id: i64, reason: &str) -> Ans
     .await
 }
 
+/// One accepted bet of player-1, its trace written; its ledger id.
+async fn one_traced_bet(gw: &TestGateway) -> i64 {
+    let bet = crate::money_path::bet("player-1", "t1", "1.00", "r1");
+    crate::money_path::accepted(gw, "bet", bet).await;
+    gw.flush_trace().await;
+    bet_id(gw, "player-1").await
+}
+
 async fn ledger_and_balances(gw: &TestGateway) -> (i64, i64) {
     let client = gw.db.connect().await;
     let row = client
@@ -370,14 +378,7 @@ async fn trace_and_replay_refusals() {
     let gw = start_gateway(REST_ON).await;
     let admin = gw.admin_token(0).await;
     let support = staff_token(&gw, "support-1", "support").await;
-    crate::money_path::accepted(
-        &gw,
-        "bet",
-        crate::money_path::bet("player-1", "t1", "1.00", "r1"),
-    )
-    .await;
-    gw.flush_trace().await;
-    let id = bet_id(&gw, "player-1").await;
+    let id = one_traced_bet(&gw).await;
     // No such transaction; not an id.
     for (path, status, code) in [
         (
@@ -458,14 +459,7 @@ async fn trace_and_replay_refusals() {
 async fn with_tracing_off_nothing_is_kept_and_replay_says_so() {
     let gw = start_gateway(&format!("{REST_ON}\n[trace]\nenabled = false\n")).await;
     let admin = gw.admin_token(0).await;
-    crate::money_path::accepted(
-        &gw,
-        "bet",
-        crate::money_path::bet("player-1", "t1", "1.00", "r1"),
-    )
-    .await;
-    gw.flush_trace().await;
-    let id = bet_id(&gw, "player-1").await;
+    let id = one_traced_bet(&gw).await;
     let trace = trace_of(&gw, &admin, id).await;
     assert_eq!(trace["requests"], json!([]));
     let a = ask_replay(&gw, &admin, id, "r").await;
