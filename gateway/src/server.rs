@@ -192,6 +192,9 @@ async fn route(state: &Arc<State>, peer: SocketAddr, request: Request<Incoming>)
         (_, p) if p.starts_with(crate::provider::CALLBACK_PREFIX) => {
             crate::provider::handle(state, peer, request).await
         }
+        (m, p) if rest::console::owns(p) && state.api.is_some() => {
+            rest::console::serve(m, p).map(Full::new)
+        }
         (_, p) if rest::owns(p) => match &state.api {
             Some(api) => {
                 let trusted = &state.config.server.trusted_proxies;

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod demo;
 pub mod desk;
 pub mod envelope;

@@ -2,6 +2,7 @@
 
 mod balancer;
 mod concurrency;
+mod console;
 mod deploy;
 mod drain;
 mod evolution;
