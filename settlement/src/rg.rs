@@ -70,24 +70,15 @@ mod tests {
     const DAY: i64 = 24 * 60 * 60;
 
     fn stored(amount: i64) -> Option<Stored> {
-        Some(Stored { amount, next: None })
+        Some(settled(amount))
     }
 
     #[test]
     fn a_first_limit_and_a_lower_one_apply_at_once() {
-        assert_eq!(
-            change(None, Some(500), 0),
-            Change::Store(Stored {
-                amount: 500,
-                next: None
-            })
-        );
+        assert_eq!(change(None, Some(500), 0), Change::Store(settled(500)));
         assert_eq!(
             change(stored(500), Some(100), 0),
-            Change::Store(Stored {
-                amount: 100,
-                next: None
-            })
+            Change::Store(settled(100))
         );
     }
 
@@ -114,42 +105,34 @@ mod tests {
         assert_eq!(in_force(Some(removed), 10 + DAY), None);
     }
 
-    #[test]
-    fn a_decrease_cancels_a_pending_raise() {
-        let pending = Some(Stored {
+    /// 100 in force, a raise to 900 waiting for its cooling-off until `DAY`.
+    fn raise_pending() -> Option<Stored> {
+        Some(Stored {
             amount: 100,
             next: Some((Some(900), DAY)),
-        });
-        assert_eq!(
-            change(pending, Some(50), 5),
-            Change::Store(Stored {
-                amount: 50,
-                next: None
-            })
-        );
+        })
+    }
+
+    /// `amount` in force, nothing pending.
+    fn settled(amount: i64) -> Stored {
+        Stored { amount, next: None }
+    }
+
+    #[test]
+    fn a_decrease_cancels_a_pending_raise() {
+        let pending = raise_pending();
+        assert_eq!(change(pending, Some(50), 5), Change::Store(settled(50)));
         // The amount in force again: the pending raise is dropped.
-        assert_eq!(
-            change(pending, Some(100), 5),
-            Change::Store(Stored {
-                amount: 100,
-                next: None
-            })
-        );
+        assert_eq!(change(pending, Some(100), 5), Change::Store(settled(100)));
     }
 
     #[test]
     fn a_raise_once_in_force_is_the_base_of_the_next_change() {
-        let pending = Some(Stored {
-            amount: 100,
-            next: Some((Some(900), DAY)),
-        });
+        let pending = raise_pending();
         // After the cooling-off, 900 is in force: 500 is a decrease, at once.
         assert_eq!(
             change(pending, Some(500), DAY + 1),
-            Change::Store(Stored {
-                amount: 500,
-                next: None
-            })
+            Change::Store(settled(500))
         );
         let removed = Some(Stored {
             amount: 100,

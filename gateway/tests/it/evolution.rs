@@ -89,13 +89,8 @@ async fn debits_credits_and_cancels_follow_the_bet_ref_id() {
     answers(&gw, "credit", lonely, "BET_DOES_NOT_EXIST").await;
     // Cancel of a debit, then its credit: already settled.
     ok(&gw, "debit", call("player-1", "t6", "bet-2", "3", "r3")).await;
-    answers(
-        &gw,
-        "cancel",
-        call("player-1", "t7", "bet-2", "3", "r3"),
-        "OK",
-    )
-    .await;
+    let request = call("player-1", "t7", "bet-2", "3", "r3");
+    answers(&gw, "cancel", request, "OK").await;
     let late_credit = call("player-1", "t8", "bet-2", "9", "r3");
     answers(&gw, "credit", late_credit, "BET_ALREADY_SETTLED").await;
     assert_eq!(gw.balance("player-1").await, START - 1000 + 2500);
@@ -116,13 +111,8 @@ async fn a_cancel_before_its_debit_is_stored_and_the_late_debit_fails_for_good()
 #[tokio::test]
 async fn status_mapping_blocked_players_and_promo_payouts() {
     let gw = gateway().await;
-    answers(
-        &gw,
-        "debit",
-        call("player-1", "t1", "big", "5000", "r1"),
-        "INSUFFICIENT_FUNDS",
-    )
-    .await;
+    let request = call("player-1", "t1", "big", "5000", "r1");
+    answers(&gw, "debit", request, "INSUFFICIENT_FUNDS").await;
     answers(
         &gw,
         "check",
@@ -140,13 +130,8 @@ async fn status_mapping_blocked_players_and_promo_payouts() {
     ok(&gw, "debit", call("player-2", "t2", "b2", "2", "r1")).await;
     gw.sql("UPDATE players SET status = 'banned' WHERE external_id = 'player-2'")
         .await;
-    answers(
-        &gw,
-        "debit",
-        call("player-2", "t3", "b3", "1", "r2"),
-        "FINAL_ERROR_ACTION_FAILED",
-    )
-    .await;
+    let request = call("player-2", "t3", "b3", "1", "r2");
+    answers(&gw, "debit", request, "FINAL_ERROR_ACTION_FAILED").await;
     answers(&gw, "credit", call("player-2", "t4", "b2", "6", "r1"), "OK").await;
     assert_eq!(
         ok(
@@ -211,30 +196,15 @@ async fn a_ref_id_at_the_longest_still_credits_and_cancels() {
     // 128 bytes: the longest id accepted. The credit's and the cancel's own keys are made
     // from it (`credit:`, `cancel:`) and must not push it past the limit.
     let (bet_a, bet_b) = ("a".repeat(128), "b".repeat(128));
-    answers(
-        &gw,
-        "debit",
-        call("player-1", "t1", &bet_a, "10", "r1"),
-        "OK",
-    )
-    .await;
+    let request = call("player-1", "t1", &bet_a, "10", "r1");
+    answers(&gw, "debit", request, "OK").await;
     let credit = call("player-1", "t2", &bet_a, "25", "r1");
     answers(&gw, "credit", credit.clone(), "OK").await;
     assert_eq!(ok(&gw, "credit", credit).await["status"], "OK", "a retry");
-    answers(
-        &gw,
-        "debit",
-        call("player-1", "t3", &bet_b, "4", "r2"),
-        "OK",
-    )
-    .await;
-    answers(
-        &gw,
-        "cancel",
-        call("player-1", "t4", &bet_b, "4", "r2"),
-        "OK",
-    )
-    .await;
+    let request = call("player-1", "t3", &bet_b, "4", "r2");
+    answers(&gw, "debit", request, "OK").await;
+    let request = call("player-1", "t4", &bet_b, "4", "r2");
+    answers(&gw, "cancel", request, "OK").await;
     assert_eq!(gw.balance("player-1").await, START - 1000 + 2500);
     gw.finish().await;
 }

@@ -94,20 +94,10 @@ async fn amounts_duplicates_and_the_state_machine() {
     )
     .await;
     assert_eq!(a["status"], "RS_ERROR_WRONG_TYPES");
-    answers(
-        &gw,
-        "transaction/bet",
-        tx("nobody", "n1", 1_000, "r1", None),
-        "RS_ERROR_INVALID_TOKEN",
-    )
-    .await;
-    answers(
-        &gw,
-        "transaction/bet",
-        tx("player-1", "big", 500_000_000, "r1", None),
-        "RS_ERROR_NOT_ENOUGH_MONEY",
-    )
-    .await;
+    let request = tx("nobody", "n1", 1_000, "r1", None);
+    answers(&gw, "transaction/bet", request, "RS_ERROR_INVALID_TOKEN").await;
+    let request = tx("player-1", "big", 500_000_000, "r1", None);
+    answers(&gw, "transaction/bet", request, "RS_ERROR_NOT_ENOUGH_MONEY").await;
     let bet = tx("player-1", "b1", 1_000_000, "r1", None);
     ok(&gw, "transaction/bet", bet.clone()).await;
     // The same again replays; the same id with other data is a duplicate transaction.
@@ -182,13 +172,8 @@ async fn rollback_before_bet_expired_tokens_and_blocked_players() {
     .await;
     gw.sql("UPDATE players SET status = 'suspended' WHERE external_id = 'player-2'")
         .await;
-    answers(
-        &gw,
-        "transaction/bet",
-        tx("player-2", "p2b3", 100_000, "r4", None),
-        "RS_ERROR_USER_DISABLED",
-    )
-    .await;
+    let request = tx("player-2", "p2b3", 100_000, "r4", None);
+    answers(&gw, "transaction/bet", request, "RS_ERROR_USER_DISABLED").await;
     let mut win = tx("player-2", "p2w1", 900_000, "r2", Some("p2b1"));
     win["token"] = json!("expired-long-ago");
     answers(&gw, "transaction/win", win, "RS_OK").await;

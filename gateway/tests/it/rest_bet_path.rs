@@ -24,21 +24,12 @@ async fn a_loss_limit_set_by_the_player_refuses_bets_but_not_wins() {
         .api(Method::PUT, "/api/user/limits", Some(&token), Some(limit))
         .await;
     assert_eq!(set.status, StatusCode::OK);
-    assert_eq!(
-        answer(&gw.demo("bet", bet("player-1", "b1", "8.00", "r1")).await)["status"],
-        "OK"
-    );
+    crate::money_path::answers(&gw, "bet", bet("player-1", "b1", "8.00", "r1"), "OK").await;
     let over = answer(&gw.demo("bet", bet("player-1", "b2", "5.00", "r1")).await);
     assert_eq!(over["status"], "LIMIT_EXCEEDED");
     // A win for the same player is applied, and gives room back under the loss limit.
-    assert_eq!(
-        answer(&gw.demo("win", win("player-1", "w1", "3.00", "r1")).await)["status"],
-        "OK"
-    );
-    assert_eq!(
-        answer(&gw.demo("bet", bet("player-1", "b3", "5.00", "r2")).await)["status"],
-        "OK"
-    );
+    crate::money_path::answers(&gw, "win", win("player-1", "w1", "3.00", "r1"), "OK").await;
+    crate::money_path::answers(&gw, "bet", bet("player-1", "b3", "5.00", "r2"), "OK").await;
     assert_eq!(gw.balance("player-1").await, START - 800 + 300 - 500);
     // A raise is not in force yet: the next bet over the old limit is still refused.
     let raise = json!({"kind": "loss", "period": "day", "amount": "500.00"});
@@ -52,10 +43,7 @@ async fn a_loss_limit_set_by_the_player_refuses_bets_but_not_wins() {
 #[tokio::test]
 async fn a_self_excluded_player_cannot_bet_but_is_paid_wins() {
     let gw = start_gateway(REST_ON).await;
-    assert_eq!(
-        answer(&gw.demo("bet", bet("player-2", "b1", "10.00", "r1")).await)["status"],
-        "OK"
-    );
+    crate::money_path::answers(&gw, "bet", bet("player-2", "b1", "10.00", "r1"), "OK").await;
     let token = gw.player_token("player-2").await;
     let a = gw
         .api(
@@ -68,10 +56,7 @@ async fn a_self_excluded_player_cannot_bet_but_is_paid_wins() {
     assert_eq!(a.status, StatusCode::OK);
     let refused = answer(&gw.demo("bet", bet("player-2", "b2", "1.00", "r2")).await);
     assert_eq!(refused["status"], "PLAYER_BLOCKED");
-    assert_eq!(
-        answer(&gw.demo("win", win("player-2", "w1", "4.00", "r1")).await)["status"],
-        "OK"
-    );
+    crate::money_path::answers(&gw, "win", win("player-2", "w1", "4.00", "r1"), "OK").await;
     assert_eq!(gw.balance("player-2").await, START - 1000 + 400);
     gw.finish().await;
 }

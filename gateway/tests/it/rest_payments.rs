@@ -1,12 +1,18 @@
 //! Money in and out over real HTTP and PostgreSQL: a signed deposit webhook credited once per
 //! payment id, and withdrawals reserved at once, then approved or rejected (funds back).
 
-use gateway::test_util::{now_s, start_gateway, TestGateway, PSP_SECRET, REST_ON};
+use gateway::test_util::{now_s, start_gateway, Answer, TestGateway, PSP_SECRET, REST_ON};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::money_path::START;
 use crate::rest_auth::{data, refused, staff_token};
+
+/// A player's withdrawal request.
+async fn withdraw(gw: &TestGateway, token: &str, body: Value) -> Answer {
+    let path = "/api/user/withdrawals";
+    gw.api(Method::POST, path, Some(token), Some(body)).await
+}
 
 /// player-1's balance and number of deposit rows.
 async fn deposits(gw: &TestGateway) -> (i64, i64) {
@@ -123,17 +129,8 @@ async fn a_withdrawal_retried_with_its_key_reserves_once() {
     let gw = start_gateway(REST_ON).await;
     let player = gw.player_token("player-3").await;
     let ask = |amount: &str, key: &str| {
-        let (gw, player) = (&gw, player.clone());
         let body = json!({"amount": amount, "idempotency_key": key});
-        async move {
-            gw.api(
-                Method::POST,
-                "/api/user/withdrawals",
-                Some(&player),
-                Some(body),
-            )
-            .await
-        }
+        withdraw(&gw, &player, body)
     };
     let first = data(&ask("100.00", "w-1").await, StatusCode::CREATED);
     let again = data(&ask("100.00", "w-1").await, StatusCode::OK);
@@ -153,18 +150,7 @@ async fn a_withdrawal_retried_with_its_key_reserves_once() {
 async fn withdrawals_reserve_funds_and_a_rejection_returns_them() {
     let gw = start_gateway(REST_ON).await;
     let player = gw.player_token("player-2").await;
-    let ask = |amount: &str| {
-        let (gw, player, body) = (&gw, player.clone(), json!({"amount": amount}));
-        async move {
-            gw.api(
-                Method::POST,
-                "/api/user/withdrawals",
-                Some(&player),
-                Some(body),
-            )
-            .await
-        }
-    };
+    let ask = |amount: &str| withdraw(&gw, &player, json!({"amount": amount}));
     refused(
         &ask("1000.01").await,
         StatusCode::CONFLICT,

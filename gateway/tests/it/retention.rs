@@ -278,24 +278,20 @@ async fn prune_drops_only_days_older_than_the_retention_and_keeps_the_books_bala
     gw.stop().await;
     let gw = start_gateway_on(db, DEMO).await;
     let (one, two) = (gw.balance("player-1").await, gw.balance("player-2").await);
-    let replayed = gw
-        .demo("bet", bet("player-1", "d200", "10.00", "r-d200"))
-        .await;
-    assert_eq!(
-        replayed.json()["status"],
+    crate::money_path::answers(
+        &gw,
+        "bet",
+        bet("player-1", "d200", "10.00", "r-d200"),
         "DUPLICATE_MISMATCH",
-        "{:?}",
-        replayed.json()
-    );
-    let undo = gw
-        .demo("rollback", rollback("player-2", "undo-d121", "d121"))
-        .await;
-    assert_eq!(
-        undo.json()["status"],
+    )
+    .await;
+    crate::money_path::answers(
+        &gw,
+        "rollback",
+        rollback("player-2", "undo-d121", "d121"),
         "ROLLBACK_NOT_PERMITTED",
-        "{:?}",
-        undo.json()
-    );
+    )
+    .await;
     assert_eq!(
         (gw.balance("player-1").await, gw.balance("player-2").await),
         (one, two)

@@ -278,17 +278,15 @@ impl Model {
                     Some(_) => false,
                     None => self.tombstones.contains(&b),
                 });
-                // Its bet was rolled back, or a rollback named this win itself before it came:
-                // cancelled, never paid.
-                if bet_rolled_back || self.tombstones.contains(&tx) {
-                    return self.refused_win(
-                        tx,
-                        player,
-                        amount,
-                        round,
-                        payload,
-                        Code::TransactionRolledBack,
-                    );
+                // Its bet was rolled back, a rollback named this win itself before it came, or
+                // (naming no bet) its round's applied bets were all rolled back, none open,
+                // none paid: cancelled, never paid.
+                let cancelled = bet_rolled_back
+                    || self.tombstones.contains(&tx)
+                    || (bet.is_none() && self.round_cancelled(player, round));
+                if cancelled {
+                    let code = Code::TransactionRolledBack;
+                    return self.refused_win(tx, player, amount, round, payload, code);
                 }
                 if let Some(b) = bet {
                     let seen = self
@@ -304,28 +302,6 @@ impl Model {
                         }
                     }
                 } else {
-                    // A round whose applied bets were all rolled back (none open, none paid)
-                    // was cancelled: a win naming no bet cannot pay it.
-                    let bets: Vec<&MTx> = self
-                        .txs
-                        .values()
-                        .filter(|t| {
-                            t.player == player && t.is_bet && t.round == round && t.code == Code::Ok
-                        })
-                        .collect();
-                    let cancelled = !bets.iter().any(|t| t.state == MState::Open)
-                        && bets.iter().any(|t| t.state == MState::RolledBack)
-                        && !bets.iter().any(|t| t.state == MState::Settled);
-                    if cancelled {
-                        return self.refused_win(
-                            tx,
-                            player,
-                            amount,
-                            round,
-                            payload,
-                            Code::TransactionRolledBack,
-                        );
-                    }
                     if !self.rounds_seen.contains(&(player, round))
                         && !self.policy.wins_without_bet_allowed
                     {
@@ -430,6 +406,19 @@ impl Model {
             payload,
             Code::TransactionNotFound,
         )
+    }
+
+    /// A round whose applied bets were all rolled back (none open, none paid) was cancelled: a
+    /// win naming no bet cannot pay it.
+    fn round_cancelled(&self, player: u8, round: u8) -> bool {
+        let bets: Vec<&MTx> = self
+            .txs
+            .values()
+            .filter(|t| t.player == player && t.is_bet && t.round == round && t.code == Code::Ok)
+            .collect();
+        !bets.iter().any(|t| t.state == MState::Open)
+            && bets.iter().any(|t| t.state == MState::RolledBack)
+            && !bets.iter().any(|t| t.state == MState::Settled)
     }
 
     /// A win refused with `code`, stored, moving nothing.
