@@ -508,18 +508,28 @@ impl TestClient {
 }
 
 impl TestGateway {
+    /// The first column of the one row `sql` answers.
+    pub async fn value<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> T
+    where
+        T: for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        let client = self.db.connect().await;
+        let row = client.query_one(sql, params).await;
+        row.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+    }
+
     /// The player's EUR balance (real money) in minor units.
     pub async fn balance(&self, player: &str) -> i64 {
-        let client = self.db.connect().await;
-        client
-            .query_one(
-                "SELECT w.balance FROM wallets w JOIN players p ON p.id = w.player_id
-                 WHERE p.external_id = $1 AND w.currency = 'EUR'",
-                &[&player],
-            )
-            .await
-            .expect("wallet exists")
-            .get(0)
+        self.value(
+            "SELECT w.balance FROM wallets w JOIN players p ON p.id = w.player_id
+             WHERE p.external_id = $1 AND w.currency = 'EUR'",
+            &[&player],
+        )
+        .await
     }
 
     /// Ledger rows for the player (seed deposit included).

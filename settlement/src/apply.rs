@@ -551,15 +551,7 @@ impl World {
 }
 
 fn unknown_player() -> Answer {
-    Answer {
-        code: Code::UnknownPlayer,
-        currency: None,
-        balance_minor: 0,
-        bonus_minor: 0,
-        operator_tx_id: None,
-        duplicate: false,
-        money_moved: false,
-    }
+    Answer::bare(Code::UnknownPlayer)
 }
 
 /// How many ledger ids a batch may consume: one per command that carries a transaction id.

@@ -288,6 +288,19 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// An answer with `code` that names no wallet and moved nothing.
+    pub fn bare(code: Code) -> Answer {
+        Answer {
+            code,
+            currency: None,
+            balance_minor: 0,
+            bonus_minor: 0,
+            operator_tx_id: None,
+            duplicate: false,
+            money_moved: false,
+        }
+    }
+
     /// Real plus bonus money: what the player can bet.
     pub fn playable_minor(&self) -> i64 {
         self.balance_minor.saturating_add(self.bonus_minor)

@@ -58,28 +58,18 @@ pub struct Handled {
     pub record: Option<trace::Record>,
 }
 
-/// Runs one callback for `provider` in `dialect`; `path` is what follows the provider code.
-pub async fn run<D: Dialect, B>(
-    state: &Arc<State>,
-    provider: &Provider,
-    dialect: &D,
-    path: &str,
-    arrival: Arrival,
-    request: http::Request<B>,
-) -> http::Response<Body>
-where
-    B: hyper::body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let handled = handle(state, provider, dialect, path, arrival, request).await;
-    if let Some(record) = handled.record {
-        state.trace.keep(record);
+impl Handled {
+    /// The answer, the trace record handed to the trace writer.
+    pub fn kept(self, state: &State) -> http::Response<Body> {
+        if let Some(record) = self.record {
+            state.trace.keep(record);
+        }
+        self.response
     }
-    handled.response
 }
 
-/// The pipeline, returning the trace record (made only when tracing is on or for a replay)
-/// beside the answer.
+/// Runs one callback for `provider` in `dialect` (`path` is what follows the provider code),
+/// returning the trace record (made only when tracing is on or for a replay) beside the answer.
 pub async fn handle<D: Dialect, B>(
     state: &Arc<State>,
     provider: &Provider,
@@ -321,15 +311,7 @@ async fn currency_mismatch(
     provider: &Provider,
     player: Option<settlement::command::PlayerRef>,
 ) -> Answer {
-    let mut answer = Answer {
-        code: Code::CurrencyMismatch,
-        currency: None,
-        balance_minor: 0,
-        bonus_minor: 0,
-        operator_tx_id: None,
-        duplicate: false,
-        money_moved: false,
-    };
+    let mut answer = Answer::bare(Code::CurrencyMismatch);
     if let Some(player) = player {
         let balance = provider.command(player, Action::Balance { currency: None });
         if let Ok(wallet) = state.settler.settle(balance).await {

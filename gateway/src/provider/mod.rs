@@ -65,10 +65,11 @@ pub async fn handle(
         return unknown_provider();
     };
     let arrival = callback::Arrival::now(peer);
-    with_dialect!(provider.dialect, |d| callback::run(
+    with_dialect!(provider.dialect, |d| callback::handle(
         state, &provider, &d, &path, arrival, request
     )
-    .await)
+    .await
+    .kept(state))
 }
 
 /// The provider named by a callback path, and the rest of the path after its code.

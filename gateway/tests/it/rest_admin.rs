@@ -12,21 +12,12 @@ use crate::money_path::{bet, win, START};
 use crate::rest_auth::{data, refused, staff_token, staff_token_at};
 
 async fn audit_rows(gw: &TestGateway) -> i64 {
-    let client = gw.db.connect().await;
-    client
-        .query_one("SELECT count(*) FROM audit_log", &[])
-        .await
-        .unwrap()
-        .get(0)
+    gw.value("SELECT count(*) FROM audit_log", &[]).await
 }
 
 async fn player_id(gw: &TestGateway, name: &str) -> i64 {
-    let client = gw.db.connect().await;
-    client
-        .query_one("SELECT id FROM players WHERE external_id = $1", &[&name])
+    gw.value("SELECT id FROM players WHERE external_id = $1", &[&name])
         .await
-        .unwrap()
-        .get(0)
 }
 
 fn status_of(a: &gateway::test_util::Answer) -> Value {

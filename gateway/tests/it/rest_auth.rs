@@ -511,6 +511,11 @@ async fn staff_need_a_second_factor_login_for_the_back_office() {
     gw.finish().await;
 }
 
+/// A REST gateway with these `[rest.rate_limits]` lines.
+async fn with_limits(limits: &str) -> TestGateway {
+    start_gateway(&format!("{REST_ON}\n[rest.rate_limits]\n{limits}")).await
+}
+
 #[tokio::test]
 async fn brute_force_is_slowed_with_429_and_retry_after() {
     let gw = gateway().await;
@@ -585,11 +590,7 @@ async fn brute_force_is_slowed_with_429_and_retry_after() {
 /// refused request's rolled-back transaction.
 #[tokio::test]
 async fn ten_wrong_codes_in_a_row_lock_the_second_factor() {
-    let gw = start_gateway(&format!(
-        "{REST_ON}\n[rest.rate_limits]\nsecond_factor_per_account = 100\n\
-         second_factor_per_ip = 100\n"
-    ))
-    .await;
+    let gw = with_limits("second_factor_per_account = 100\nsecond_factor_per_ip = 100\n").await;
     let player = gw.player_token("player-3").await;
     let setup = data(
         &gw.api(Method::POST, "/api/auth/2fa/setup", Some(&player), None)
@@ -752,10 +753,7 @@ async fn an_oversized_body_is_refused() {
 
 #[tokio::test]
 async fn second_factor_attempts_are_limited_per_address_too() {
-    let gw = start_gateway(&format!(
-        "{REST_ON}\n[rest.rate_limits]\nsecond_factor_per_ip = 3\n"
-    ))
-    .await;
+    let gw = with_limits("second_factor_per_ip = 3\n").await;
     let mut statuses = Vec::new();
     for player in ["player-5", "player-6"] {
         let token = gw.player_token(player).await;
@@ -821,10 +819,7 @@ async fn every_route_that_needs_a_login_refuses_anonymous_and_garbage_tokens() {
 /// and starved the other routes, `/health` included. The flood now waits without one.
 #[tokio::test]
 async fn a_login_flood_leaves_health_and_balances_fast() {
-    let gw = start_gateway(&format!(
-        "{REST_ON}\n[rest.rate_limits]\nlogin_per_ip = 100000\nlogin_per_account = 100000\n"
-    ))
-    .await;
+    let gw = with_limits("login_per_ip = 100000\nlogin_per_account = 100000\n").await;
     let player = gw.player_token("player-1").await;
     let flood = futures_util::future::join_all((0..300).map(|i| {
         let body =

@@ -21,16 +21,12 @@ async fn deposits(gw: &TestGateway) -> (i64, i64) {
 }
 
 async fn ledger_rows(gw: &TestGateway, player: &str, kind: &str) -> i64 {
-    let client = gw.db.connect().await;
-    client
-        .query_one(
-            "SELECT count(*) FROM transactions t JOIN players p ON p.id = t.player_id
+    gw.value(
+        "SELECT count(*) FROM transactions t JOIN players p ON p.id = t.player_id
              WHERE p.external_id = $1 AND t.kind = $2",
-            &[&player, &kind],
-        )
-        .await
-        .unwrap()
-        .get(0)
+        &[&player, &kind],
+    )
+    .await
 }
 
 async fn webhook(

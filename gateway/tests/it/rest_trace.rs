@@ -111,16 +111,12 @@ async fn bets_of_every_dialect(gw: &TestGateway) -> Vec<Sent> {
 
 /// The ledger id of `player`'s one bet.
 async fn bet_id(gw: &TestGateway, player: &str) -> i64 {
-    let client = gw.db.connect().await;
-    client
-        .query_one(
-            "SELECT t.id FROM transactions t JOIN players p ON p.id = t.player_id
+    gw.value(
+        "SELECT t.id FROM transactions t JOIN players p ON p.id = t.player_id
              WHERE p.external_id = $1 AND t.kind = 'bet'",
-            &[&player],
-        )
-        .await
-        .unwrap()
-        .get(0)
+        &[&player],
+    )
+    .await
 }
 
 /// The trace of ledger transaction `id`, as the admin sees it (200 expected).
@@ -169,15 +165,11 @@ async fn ledger_and_balances(gw: &TestGateway) -> (i64, i64) {
 }
 
 async fn audit_count(gw: &TestGateway, action: &str, target: i64) -> i64 {
-    let client = gw.db.connect().await;
-    client
-        .query_one(
-            "SELECT count(*) FROM audit_log WHERE action = $1 AND target_id = $2",
-            &[&action, &target.to_string()],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    gw.value(
+        "SELECT count(*) FROM audit_log WHERE action = $1 AND target_id = $2",
+        &[&action, &target.to_string()],
+    )
+    .await
 }
 
 fn body_of(request: &Value) -> Vec<u8> {
