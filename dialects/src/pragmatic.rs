@@ -96,113 +96,71 @@ impl PpMethod {
     }
 }
 
+/// What every money-moving method of a round names.
+const MONEY: &[&str] = &["gameId", "roundId", "amount", "reference", "timestamp"];
+
 /// The parameters each method is documented with (the Pragmatic Play integration API and its
 /// published derivatives), besides `hash`, `userId`, `providerId`, `token`, `currency` and
-/// `platform`, which any method may carry.
-const PARAMETERS: [(PpMethod, &[&str]); 9] = [
+/// `platform`, which any method may carry; each method's list in parts.
+const PARAMETERS: [(PpMethod, &[&[&str]]); 9] = [
     (
         PpMethod::Authenticate,
-        &[
+        &[&[
             "gameId",
             "ipAddress",
             "chosenBalance",
             "launchingType",
             "previousToken",
-        ],
+        ]],
     ),
     (PpMethod::Balance, &[]),
     (
         PpMethod::Bet,
         &[
-            "gameId",
-            "roundId",
-            "amount",
-            "reference",
-            "timestamp",
-            "roundDetails",
-            "bonusCode",
-            "language",
-            "jackpotContribution",
-            "jackpotDetails",
-            "jackpotId",
-            "ipAddress",
+            MONEY,
+            &[
+                "roundDetails",
+                "bonusCode",
+                "language",
+                "jackpotContribution",
+            ],
+            &["jackpotDetails", "jackpotId", "ipAddress"],
         ],
     ),
     (
         PpMethod::Result,
         &[
-            "gameId",
-            "roundId",
-            "amount",
-            "reference",
-            "timestamp",
-            "roundDetails",
-            "bonusCode",
-            "promoWinAmount",
-            "promoWinReference",
-            "promoCampaignID",
-            "promoCampaignType",
-            "specPrizeAmount",
-            "specPrizeCode",
-            "specPrizeType",
+            MONEY,
+            &[
+                "roundDetails",
+                "bonusCode",
+                "promoWinAmount",
+                "promoWinReference",
+            ],
+            &["promoCampaignID", "promoCampaignType"],
+            &["specPrizeAmount", "specPrizeCode", "specPrizeType"],
         ],
     ),
     (
         PpMethod::BonusWin,
         &[
-            "gameId",
-            "roundId",
-            "amount",
-            "reference",
-            "timestamp",
-            "bonusCode",
-            "requestId",
-            "specPrizeAmount",
-            "specPrizeCode",
-            "specPrizeType",
+            MONEY,
+            &["bonusCode", "requestId"],
+            &["specPrizeAmount", "specPrizeCode", "specPrizeType"],
         ],
     ),
     (
         PpMethod::JackpotWin,
-        &[
-            "gameId",
-            "roundId",
-            "amount",
-            "reference",
-            "timestamp",
-            "jackpotId",
-            "jackpotDetails",
-            "instanceId",
-        ],
+        &[MONEY, &["jackpotId", "jackpotDetails", "instanceId"]],
     ),
     (
         PpMethod::PromoWin,
-        &[
-            "gameId",
-            "roundId",
-            "amount",
-            "reference",
-            "timestamp",
-            "campaignId",
-            "campaignType",
-            "dataType",
-        ],
+        &[MONEY, &["campaignId", "campaignType", "dataType"]],
     ),
-    (
-        PpMethod::Refund,
-        &[
-            "gameId",
-            "roundId",
-            "amount",
-            "reference",
-            "timestamp",
-            "roundDetails",
-            "bonusCode",
-        ],
-    ),
+    (PpMethod::Refund, &[MONEY, &["roundDetails", "bonusCode"]]),
     (
         PpMethod::EndRound,
-        &["gameId", "roundId", "roundDetails", "bonusCode", "win"],
+        &[&["gameId", "roundId", "roundDetails", "bonusCode", "win"]],
     ),
 ];
 
@@ -214,14 +172,14 @@ fn foreign_parameter<'a>(
     let own = PARAMETERS
         .iter()
         .find(|(m, _)| *m == method)
-        .map_or(&[][..], |(_, keys)| *keys);
+        .map_or(&[][..], |(_, parts)| *parts);
     params
         .into_iter()
-        .filter(|key| !own.contains(key))
+        .filter(|key| !own.iter().any(|part| part.contains(key)))
         .find_map(|key| {
             PARAMETERS
                 .iter()
-                .flat_map(|(_, keys)| keys.iter())
+                .flat_map(|(_, parts)| parts.iter().copied().flatten())
                 .find(|known| **known == key)
                 .copied()
         })

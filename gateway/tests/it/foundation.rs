@@ -10,7 +10,7 @@ use gateway::app::{self, Overrides};
 use gateway::config::Config;
 use gateway::test_util::{start_gateway, TEST_PROVIDERS};
 use http::StatusCode;
-use settlement::test_util::{connect, empty_database};
+use settlement::test_util::{connect, empty_database, TestDb};
 
 #[tokio::test]
 async fn health_reports_the_database() {
@@ -145,15 +145,18 @@ async fn unknown_provider_is_404_and_disallowed_ip_is_403() {
     gw.stop().await;
 }
 
+/// The configuration `toml` on database `db`.
+fn config_on(db: &TestDb, toml: &str) -> Config {
+    let mut config = Config::from_toml(toml, &[]).unwrap();
+    config.database.url = db.url();
+    config.database.url_env = String::new();
+    config
+}
+
 #[tokio::test]
 async fn two_gateways_starting_at_once_migrate_once() {
     let db = empty_database().await;
-    let config = || {
-        let mut c = Config::from_toml(TEST_PROVIDERS, &[]).unwrap();
-        c.database.url = db.url();
-        c.database.url_env = String::new();
-        c
-    };
+    let config = || config_on(&db, TEST_PROVIDERS);
     let overrides = || Overrides {
         listen: Some(([127, 0, 0, 1], 0).into()),
         data_dir: None,
@@ -166,14 +169,12 @@ async fn two_gateways_starting_at_once_migrate_once() {
         a.expect("first gateway starts"),
         b.expect("second gateway starts"),
     );
-    let client = db.connect().await;
-    let rows = client
-        .query(
-            "SELECT name, count(*) FROM schema_migrations GROUP BY name",
-            &[],
-        )
-        .await
-        .unwrap();
+    let rows = db.connect().await;
+    let rows = rows.query(
+        "SELECT name, count(*) FROM schema_migrations GROUP BY name",
+        &[],
+    );
+    let rows = rows.await.unwrap();
     assert_eq!(rows.len(), settlement::schema::MIGRATIONS.len());
     for row in rows {
         assert_eq!(
@@ -190,13 +191,10 @@ async fn two_gateways_starting_at_once_migrate_once() {
 #[tokio::test]
 async fn demo_seeding_is_idempotent() {
     let db = empty_database().await;
-    let mut config = Config::from_toml(
+    let config = config_on(
+        &db,
         &format!("[demo]\nenabled = true\nplayers = 25\n{TEST_PROVIDERS}"),
-        &[],
-    )
-    .unwrap();
-    config.database.url = db.url();
-    config.database.url_env = String::new();
+    );
     for _ in 0..2 {
         let running = app::start(config.clone(), Overrides::default_listen())
             .await
@@ -248,13 +246,9 @@ async fn a_production_start_refuses_a_database_the_demo_seeded() {
         .await
         .unwrap();
     running.stop().await.unwrap();
-    let demo = app::start(
-        with("[demo]\nenabled = true\nplayers = 3"),
-        Overrides::default_listen(),
-    )
-    .await
-    .unwrap();
-    demo.stop().await.unwrap();
+    let demo_mode = with("[demo]\nenabled = true\nplayers = 3");
+    let demo = app::start(demo_mode, Overrides::default_listen());
+    demo.await.unwrap().stop().await.unwrap();
     let refused = match app::start(with(""), Overrides::default_listen()).await {
         Ok(running) => {
             running.stop().await.unwrap();
@@ -271,13 +265,9 @@ async fn a_production_start_refuses_a_database_the_demo_seeded() {
         "{refused:#}"
     );
     // The demo itself still starts on it.
-    let demo = app::start(
-        with("[demo]\nenabled = true\nplayers = 3"),
-        Overrides::default_listen(),
-    )
-    .await
-    .unwrap();
-    demo.stop().await.unwrap();
+    let demo_mode = with("[demo]\nenabled = true\nplayers = 3");
+    let demo = app::start(demo_mode, Overrides::default_listen());
+    demo.await.unwrap().stop().await.unwrap();
 }
 
 trait DefaultListen {

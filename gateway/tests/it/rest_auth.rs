@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use base64::Engine;
 use gateway::test_util::{
-    start_gateway, totp_code, TestGateway, ADMIN_PASSWORD, ADMIN_TOTP, JWT_TEST_KEY,
+    start_gateway, totp_code, Answer, TestGateway, ADMIN_PASSWORD, ADMIN_TOTP, JWT_TEST_KEY,
     PLAYER_PASSWORD, REST_ON,
 };
 use hmac::{Hmac, Mac};
@@ -402,24 +402,13 @@ async fn totp_is_required_where_enabled_and_a_code_is_accepted_once() {
     // A player turns 2FA on: set-up, a wrong code, the right code (previous step), then
     // logins need a code (this step), and turning it off needs password and a later code.
     let player = gw.player_token("player-2").await;
-    let setup = data(
-        &gw.api(Method::POST, "/api/auth/2fa/setup", Some(&player), None)
-            .await,
-        StatusCode::OK,
-    );
+    let setup = totp_setup(&gw, &player).await;
     let secret = setup["secret"].as_str().unwrap().to_string();
     assert!(setup["otpauth_uri"]
         .as_str()
         .unwrap()
         .starts_with("otpauth://totp/"));
-    let enable = |code: String| {
-        gw.api(
-            Method::POST,
-            "/api/auth/2fa/enable",
-            Some(&player),
-            Some(json!({"password": PLAYER_PASSWORD, "code": code})),
-        )
-    };
+    let enable = |code: String| totp_enable(&gw, &player, code);
     // Issue 33 (12): enabling asks for the password too (a stolen token alone cannot bind an
     // authenticator to the account).
     let no_password = gw
@@ -511,6 +500,24 @@ async fn staff_need_a_second_factor_login_for_the_back_office() {
     gw.finish().await;
 }
 
+/// Starts 2FA set-up for the holder of `token`: the secret and its `otpauth://` URI.
+async fn totp_setup(gw: &TestGateway, token: &str) -> Value {
+    let a = gw.api(Method::POST, "/api/auth/2fa/setup", Some(token), None);
+    data(&a.await, StatusCode::OK)
+}
+
+/// Turns 2FA on for the player holding `token` with `code` (and the player's password).
+async fn totp_enable(gw: &TestGateway, token: &str, code: String) -> Answer {
+    let body = json!({"password": PLAYER_PASSWORD, "code": code});
+    gw.api(
+        Method::POST,
+        "/api/auth/2fa/enable",
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
 /// A REST gateway with these `[rest.rate_limits]` lines.
 async fn with_limits(limits: &str) -> TestGateway {
     start_gateway(&format!("{REST_ON}\n[rest.rate_limits]\n{limits}")).await
@@ -592,20 +599,9 @@ async fn brute_force_is_slowed_with_429_and_retry_after() {
 async fn ten_wrong_codes_in_a_row_lock_the_second_factor() {
     let gw = with_limits("second_factor_per_account = 100\nsecond_factor_per_ip = 100\n").await;
     let player = gw.player_token("player-3").await;
-    let setup = data(
-        &gw.api(Method::POST, "/api/auth/2fa/setup", Some(&player), None)
-            .await,
-        StatusCode::OK,
-    );
+    let setup = totp_setup(&gw, &player).await;
     let secret = setup["secret"].as_str().unwrap().to_string();
-    let enable = |code: String| {
-        gw.api(
-            Method::POST,
-            "/api/auth/2fa/enable",
-            Some(&player),
-            Some(json!({"password": PLAYER_PASSWORD, "code": code})),
-        )
-    };
+    let enable = |code: String| totp_enable(&gw, &player, code);
     let wrong = (0..100_000)
         .map(|n| format!("{n:06}"))
         .find(|c| (-1..=1).all(|step| totp_code(&secret, step) != *c))

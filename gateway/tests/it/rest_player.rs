@@ -49,6 +49,12 @@ async fn walk(gw: &TestGateway, token: &str, first: &str) -> Vec<Value> {
     }
 }
 
+/// One text field of every item of a page.
+fn column<'a>(page: &'a Value, key: &str) -> Vec<&'a str> {
+    let items = page["items"].as_array().unwrap().iter();
+    items.map(|t| t[key].as_str().unwrap()).collect()
+}
+
 /// Sends a demo call that must be accepted.
 async fn settled(gw: &TestGateway, action: &str, body: Value) {
     assert_eq!(status(gw, action, body).await, "OK", "{action}");
@@ -80,12 +86,7 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
 
     // Newest first: the refused bet, rollback, bet, win, bet, seed deposit.
     let all = data(&get("/api/user/transactions").await);
-    let kinds: Vec<&str> = all["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["kind"].as_str().unwrap())
-        .collect();
+    let kinds = column(&all, "kind");
     assert_eq!(kinds, ["bet", "rollback", "bet", "win", "bet", "deposit"]);
     assert_eq!(all["items"][0]["outcome"], "INSUFFICIENT_FUNDS");
     assert_eq!(all["items"][3]["amount"], "25.50");
@@ -96,12 +97,7 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
     let bets = data(&get("/api/user/transactions?kind=bet").await);
     assert_eq!(bets["items"].as_array().unwrap().len(), 3);
     let round = data(&get("/api/user/transactions?round=r1").await);
-    let ids: Vec<&str> = round["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["provider_tx_id"].as_str().unwrap())
-        .collect();
+    let ids = column(&round, "provider_tx_id");
     assert_eq!(ids, ["w1", "b1"]);
     let future = data(&get("/api/user/transactions?from=2999-01-01T00:00:00Z").await);
     assert_eq!(future["items"], json!([]));

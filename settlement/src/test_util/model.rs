@@ -252,16 +252,11 @@ impl Model {
                 if code == Code::Ok {
                     self.rounds_seen.insert((player, round));
                 }
+                let bet = Recorded::new(Kind::Bet, (tx, player, round), amount, payload, code);
                 self.record(Recorded {
-                    tx,
-                    player,
-                    kind: Kind::Bet,
-                    amount,
-                    round,
-                    payload,
-                    code,
                     delta,
                     state,
+                    ..bet
                 })
             }
             Op::Win {
@@ -286,7 +281,7 @@ impl Model {
                     || (bet.is_none() && self.round_cancelled(player, round));
                 if cancelled {
                     let code = Code::TransactionRolledBack;
-                    return self.refused_win(tx, player, amount, round, payload, code);
+                    return self.refused_win((tx, player, round), amount, payload, code);
                 }
                 if let Some(b) = bet {
                     let seen = self
@@ -294,7 +289,12 @@ impl Model {
                         .get(&b)
                         .is_some_and(|t| t.player == player && t.is_bet && t.code == Code::Ok);
                     if !seen && !self.policy.wins_without_bet_allowed {
-                        return self.refuse_win(tx, player, amount, round, payload, balance);
+                        return self.refused_win(
+                            (tx, player, round),
+                            amount,
+                            payload,
+                            self.no_bet(),
+                        );
                     }
                     if let Some(t) = self.txs.get_mut(&b) {
                         if t.player == player && t.is_bet && t.state == MState::Open {
@@ -305,7 +305,12 @@ impl Model {
                     if !self.rounds_seen.contains(&(player, round))
                         && !self.policy.wins_without_bet_allowed
                     {
-                        return self.refuse_win(tx, player, amount, round, payload, balance);
+                        return self.refused_win(
+                            (tx, player, round),
+                            amount,
+                            payload,
+                            self.no_bet(),
+                        );
                     }
                     for t in self.txs.values_mut() {
                         if t.player == player
@@ -318,16 +323,10 @@ impl Model {
                     }
                 }
                 self.rounds_seen.insert((player, round));
+                let paid = Recorded::new(Kind::Win, (tx, player, round), amount, payload, Code::Ok);
                 self.record(Recorded {
-                    tx,
-                    player,
-                    kind: Kind::Win,
-                    amount,
-                    round,
-                    payload,
-                    code: Code::Ok,
                     delta: amount,
-                    state: MState::Done,
+                    ..paid
                 })
             }
             Op::Rollback { tx, reference, .. } => {
@@ -384,28 +383,14 @@ impl Model {
         }
     }
 
-    /// A win refused because no bet was seen (policy: wins need a bet): for good and stored,
-    /// or (policy: wait for the bet) for now, remembering nothing.
-    fn refuse_win(
-        &mut self,
-        tx: u8,
-        player: u8,
-        amount: i64,
-        round: u8,
-        payload: String,
-        balance: i64,
-    ) -> (Code, i64, bool) {
+    /// What a win whose bet was not seen is answered when wins need a bet: for now (the
+    /// policy waits for the bet), or for good.
+    fn no_bet(&self) -> Code {
         if self.policy.wins_wait_for_bet {
-            return (Code::BetNotSeen, balance, false);
+            Code::BetNotSeen
+        } else {
+            Code::TransactionNotFound
         }
-        self.refused_win(
-            tx,
-            player,
-            amount,
-            round,
-            payload,
-            Code::TransactionNotFound,
-        )
     }
 
     /// A round whose applied bets were all rolled back (none open, none paid) was cancelled: a
@@ -421,59 +406,40 @@ impl Model {
             && !bets.iter().any(|t| t.state == MState::Settled)
     }
 
-    /// A win refused with `code`, stored, moving nothing.
+    /// A win (transaction, player, round) refused with `code`, moving nothing: stored, or
+    /// not remembered at all when it is to be retried (`BET_NOT_SEEN`).
     fn refused_win(
         &mut self,
-        tx: u8,
-        player: u8,
+        key: (u8, u8, u8),
         amount: i64,
-        round: u8,
         payload: String,
         code: Code,
     ) -> (Code, i64, bool) {
-        self.record(Recorded {
-            tx,
-            player,
-            kind: Kind::Win,
-            amount,
-            round,
-            payload,
-            code,
-            delta: 0,
-            state: MState::Done,
-        })
+        if code == Code::BetNotSeen {
+            return (code, self.balance[&key.1], false);
+        }
+        self.record(Recorded::new(Kind::Win, key, amount, payload, code))
     }
 
     fn record(&mut self, r: Recorded) -> (Code, i64, bool) {
-        let Recorded {
-            tx,
-            player,
-            kind,
-            amount,
-            round,
-            payload,
-            code,
-            delta,
-            state,
-        } = r;
-        let balance = self.balance.get_mut(&player).unwrap();
-        *balance += delta;
+        let balance = self.balance.get_mut(&r.player).unwrap();
+        *balance += r.delta;
         let balance_after = *balance;
         self.txs.insert(
-            tx,
+            r.tx,
             MTx {
-                player,
-                is_bet: kind == Kind::Bet,
-                is_win: kind == Kind::Win,
-                amount,
-                round,
-                payload,
-                code,
+                player: r.player,
+                is_bet: r.kind == Kind::Bet,
+                is_win: r.kind == Kind::Win,
+                amount: r.amount,
+                round: r.round,
+                payload: r.payload,
+                code: r.code,
                 balance_after,
-                state,
+                state: r.state,
             },
         );
-        (code, balance_after, false)
+        (r.code, balance_after, false)
     }
 }
 
@@ -488,6 +454,25 @@ struct Recorded {
     code: Code,
     delta: i64,
     state: MState,
+}
+
+impl Recorded {
+    /// A call of `kind` (transaction, player, round) answered with `code`, done, moving
+    /// nothing (yet).
+    fn new(kind: Kind, key: (u8, u8, u8), amount: i64, payload: String, code: Code) -> Recorded {
+        let (tx, player, round) = key;
+        Recorded {
+            tx,
+            player,
+            kind,
+            amount,
+            round,
+            payload,
+            code,
+            delta: 0,
+            state: MState::Done,
+        }
+    }
 }
 
 /// Resolves `Repeat(i)` to the i-th earlier concrete op (or drops it when there is none).

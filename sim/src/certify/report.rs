@@ -92,15 +92,13 @@ pub fn markdown(cert: &Certificate, at: &str) -> String {
     }
     md.push_str("\n## Scenarios\n\n| provider | scenario | mandatory | result | time | what it checks |\n|---|---|---|---|---:|---|\n");
     for o in &cert.outcomes {
+        let (provider, name, checks) = (&o.provider, o.scenario.name, o.scenario.checks);
+        let mandatory = o.scenario.label("yes", "advisory");
+        let result = if o.passed() { "pass" } else { "**FAIL**" };
+        let ms = o.elapsed.as_millis();
         let _ = writeln!(
             md,
-            "| {} | `{}` | {} | {} | {} ms | {} |",
-            o.provider,
-            o.scenario.name,
-            o.scenario.label("yes", "advisory"),
-            if o.passed() { "pass" } else { "**FAIL**" },
-            o.elapsed.as_millis(),
-            o.scenario.checks
+            "| {provider} | `{name}` | {mandatory} | {result} | {ms} ms | {checks} |"
         );
     }
     md.push_str("\n## Money\n\nEach player's balance by the dialect's balance call before the first and after the last scenario played with it (every scenario gives back what it moved).\n\n| provider | player | before | after | change |\n|---|---|---:|---:|---:|\n");
@@ -124,14 +122,10 @@ pub fn markdown(cert: &Certificate, at: &str) -> String {
     if !failed.is_empty() {
         md.push_str("\n## Failed scenarios\n");
         for o in failed {
-            let _ = writeln!(
-                md,
-                "\n### {} · `{}`{}\n\n{}\n",
-                o.provider,
-                o.scenario.name,
-                o.scenario.label("", " (advisory)"),
-                o.result.as_ref().err().map_or("", String::as_str)
-            );
+            let (provider, name) = (&o.provider, o.scenario.name);
+            let advisory = o.scenario.label("", " (advisory)");
+            let why = o.result.as_ref().err().map_or("", String::as_str);
+            let _ = writeln!(md, "\n### {provider} · `{name}`{advisory}\n\n{why}\n");
             for (n, x) in o.exchanges.iter().enumerate() {
                 let status = x.status.map_or("no answer".into(), |s| format!("HTTP {s}"));
                 let _ = writeln!(
