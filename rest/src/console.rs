@@ -16,23 +16,36 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
-/// The console's files: path under [`PREFIX`], media type, contents.
+/// One console file: its path under [`PREFIX`], media type and contents.
+macro_rules! file {
+    ($path:literal, $media:expr) => {
+        ($path, $media, include_str!(concat!("../console/", $path)))
+    };
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// The console's files: path under [`PREFIX`] (the page at the prefix itself), media type,
+/// contents.
 const FILES: &[(&str, &str, &str)] = &[
     (
         "",
         "text/html; charset=utf-8",
         include_str!("../console/index.html"),
     ),
-    (
-        "console.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../console/console.js"),
-    ),
-    (
-        "console.css",
-        "text/css; charset=utf-8",
-        include_str!("../console/console.css"),
-    ),
+    file!("console.css", CSS),
+    file!("js/main.js", JS),
+    file!("js/api.js", JS),
+    file!("js/ui.js", JS),
+    file!("js/players.js", JS),
+    file!("js/transactions.js", JS),
+    file!("js/providers.js", JS),
+    file!("js/queues.js", JS),
+    file!("js/reports.js", JS),
+    file!("js/ops.js", JS),
+    file!("vendor/uPlot.iife.min.js", JS),
+    file!("vendor/uPlot.min.css", CSS),
 ];
 
 /// `true` for the paths the console answers.
@@ -113,6 +126,23 @@ mod tests {
             !page.contains("<script>") && !page.contains("style="),
             "{page}"
         );
-        assert!(page.contains(r#"<script type="module" src="/console/console.js">"#));
+        assert!(page.contains(r#"<script type="module" src="/console/js/main.js">"#));
+    }
+
+    #[test]
+    fn every_module_the_scripts_import_is_served() {
+        for (name, _, body) in FILES.iter().filter(|(n, _, _)| n.starts_with("js/")) {
+            for line in body.lines().filter(|l| l.starts_with("import ")) {
+                let module = line
+                    .rsplit_once("\"./")
+                    .map(|(_, m)| m.trim_end_matches("\";"));
+                let module = module.unwrap_or_else(|| panic!("{name}: {line}"));
+                let path = format!("js/{module}");
+                assert!(
+                    FILES.iter().any(|(n, _, _)| *n == path),
+                    "{name} imports {path}"
+                );
+            }
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! What the back office asks of the callback pipeline, which the gateway owns: decode a stored
-//! callback, and send it through the pipeline again. The gateway hands an implementation in
+//! callback, send it through the pipeline again, and read the gateway's own metrics. The gateway hands an implementation in
 //! after start-up (`Api::attach_desk`); this crate never depends on the gateway.
 
 use std::future::Future;
@@ -51,4 +51,8 @@ pub trait CallbackDesk: Send + Sync + std::fmt::Debug {
     /// arrival, dedup, settlement, rendering); `Err` when it cannot be sent (its provider is
     /// gone, the stored request no longer parses).
     fn replay(&self, stored: StoredCallback) -> Pending<'_, Result<Replayed, String>>;
+
+    /// The gateway's own metrics in the Prometheus text format (what `/metrics` serves), for
+    /// the console's live view.
+    fn metrics(&self) -> String;
 }

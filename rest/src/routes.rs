@@ -86,6 +86,7 @@ table! {
     PUT "/api/admin/players/{id}/status" => admin::set_status, MANAGERS;
     POST "/api/admin/players/{id}/logout" => admin::force_logout, STAFF;
     POST "/api/admin/players/{id}/adjustments" => adjustments::create, MANAGERS;
+    GET "/api/admin/adjustments" => adjustments::list, MANAGERS;
     POST "/api/admin/adjustments/{id}/approve" => adjustments::approve, ADMINS;
     GET "/api/admin/audit-log" => admin::audit_log, ADMINS;
     GET "/api/admin/reconciliation" => admin::reconciliation, MANAGERS;
@@ -93,12 +94,14 @@ table! {
     GET "/api/admin/transactions/{id}/trace" => trace::trace, STAFF;
     POST "/api/admin/transactions/{id}/replay" => trace::replay, MANAGERS;
     GET "/api/admin/reports/{report}" => admin::report, MANAGERS;
+    GET "/api/admin/live" => live::live, STAFF;
     GET "/api/admin/providers" => providers::list, STAFF;
     POST "/api/admin/providers" => providers::create, ADMINS;
     PUT "/api/admin/providers/{code}" => providers::update, ADMINS;
     POST "/api/admin/providers/{code}/rotate-secret" => providers::rotate, ADMINS;
     GET "/api/admin/provider-changes" => provider_changes::list, ADMINS;
     POST "/api/admin/provider-changes/{id}/approve" => provider_changes::approve, ADMINS;
+    GET "/api/admin/withdrawals" => payments::list, MANAGERS;
     POST "/api/admin/withdrawals/{id}/approve" => payments::approve, MANAGERS;
     POST "/api/admin/withdrawals/{id}/reject" => payments::reject, MANAGERS;
 }

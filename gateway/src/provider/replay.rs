@@ -31,6 +31,13 @@ impl CallbackDesk for Desk {
             replay(&state, stored).await
         })
     }
+
+    fn metrics(&self) -> String {
+        self.0
+            .upgrade()
+            .map(|state| state.metrics.render())
+            .unwrap_or_default()
+    }
 }
 
 /// The stored request rebuilt for `dialect`: its credential restored, its headers parsed.

@@ -15,8 +15,8 @@ async fn the_console_is_served_with_a_strict_policy_beside_the_api() {
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(page.headers["x-frame-options"].to_str().unwrap(), "DENY");
     let html = String::from_utf8_lossy(&page.body).to_string();
-    assert!(html.contains("/console/console.js"), "{html}");
-    let script = gw.get("/console/console.js").await;
+    assert!(html.contains("/console/js/main.js"), "{html}");
+    let script = gw.get("/console/js/api.js").await;
     assert_eq!(script.status, StatusCode::OK);
     assert!(script.headers["content-type"]
         .to_str()

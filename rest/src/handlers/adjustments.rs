@@ -1,9 +1,9 @@
-//! `/api/admin/players/{id}/adjustments` and `/api/admin/adjustments/{id}/approve`: credits and
-//! debits by the back office. Each needs a fresh TOTP code (step-up) and an idempotency key;
+//! `/api/admin/players/{id}/adjustments`, `/api/admin/adjustments` (the queue) and
+//! `/api/admin/adjustments/{id}/approve`: credits and debits by the back office. Each needs a fresh TOTP code (step-up) and an idempotency key;
 //! above the currency's approval threshold (`rest.adjustment_approval_above_in`, else
 //! `rest.adjustment_approval_above` whole units), counting what the same staff member moved
 //! alone that day in that currency, a second admin approves before money moves. The
-//! ledger row (through `settlement::adjust`) and the audit row commit together.
+//! ledger row (through `settlement::store::adjust`) and the audit row commit together.
 
 use std::sync::Arc;
 
@@ -11,10 +11,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::audit::{self, Actor};
-use crate::envelope::{ApiError, ApiResult, Body, Code, Ok};
+use crate::envelope::{
+    decode_cursor, ok, page_len, ApiError, ApiResult, Body, Code, Ok, Page, Query,
+};
 use crate::handlers::auth::{accept_code, second_factor_attempt};
 use crate::handlers::{decimal, parse_amount, path_id, reason_of};
 use crate::Rest;
@@ -277,6 +279,45 @@ pub async fn create(
         .await?;
     tx.commit().await?;
     Result::Ok(Ok(status, adjustment_of(&row, false)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentSearch {
+    /// pending_approval (the second admin's queue, the default) or applied.
+    pub state: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/admin/adjustments", tag = "admin", security(("bearer" = [])),
+    params(AdjustmentSearch),
+    responses((status = 200, description = "adjustments in that state, newest first", body = Page<Adjustment>),
+              (status = 400, description = "a bad state or cursor", body = crate::envelope::ErrorBody)))]
+pub async fn list(
+    State(rest): State<Arc<Rest>>,
+    Query(q): Query<AdjustmentSearch>,
+) -> ApiResult<Ok<Page<Adjustment>>> {
+    let state = q.state.as_deref().unwrap_or("pending_approval");
+    if !["pending_approval", "applied"].contains(&state) {
+        return Err(ApiError::field("state", "pending_approval or applied"));
+    }
+    let len = page_len(q.limit)?;
+    let after = decode_cursor(q.cursor.as_deref(), |c| c.parse::<i64>().ok())?;
+    let rows = rest
+        .pool
+        .get()
+        .await?
+        .query(
+            &format!(
+                "{SELECT} WHERE a.state = $1 AND ($2::bigint IS NULL OR a.id < $2)
+                 ORDER BY a.id DESC LIMIT $3"
+            ),
+            &[&state, &after, &(len + 1)],
+        )
+        .await?;
+    let items = rows.iter().map(|r| adjustment_of(r, false)).collect();
+    ok(Page::of(items, len, |a| a.id.to_string()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

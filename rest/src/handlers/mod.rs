@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod games;
 pub mod ledger;
+pub mod live;
 pub mod payments;
 pub mod provider_changes;
 pub mod providers;

@@ -1,8 +1,8 @@
 //! Money in and out: `POST /api/payments/webhook/{psp}` credits a deposit once per payment
 //! provider's payment id (signed like the native dialect: `X-Signature` over the raw body);
 //! `POST /api/user/withdrawals` reserves a player's funds at once; the back office approves or
-//! rejects (a rejection returns the funds). Every movement is a ledger row through
-//! `settlement::adjust`; back-office decisions are audited.
+//! rejects (a rejection returns the funds) from its queue (`GET /api/admin/withdrawals`). Every
+//! movement is a ledger row through `settlement::store::adjust`; back-office decisions are audited.
 
 use std::sync::Arc;
 
@@ -10,11 +10,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::audit::{self, Actor};
 use crate::auth::PlayerCaller;
-use crate::envelope::{decode, ApiError, ApiResult, Body, Code, Ok};
+use crate::envelope::{
+    decode, decode_cursor, ok, page_len, ApiError, ApiResult, Body, Code, Ok, Page, Query,
+};
 use crate::handlers::{decimal, parse_amount, path_id, reason_of};
 use crate::Rest;
 use settlement::adjust::{Kind, Refusal};
@@ -312,6 +314,77 @@ pub async fn request(
             state: "pending".into(),
         },
     ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalSearch {
+    /// pending (the queue, the default), approved or rejected.
+    pub state: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// A withdrawal as the back office sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WithdrawalRow {
+    pub id: i64,
+    pub player_id: i64,
+    pub currency: String,
+    pub amount: String,
+    pub state: String,
+    /// The decision's reason, once decided.
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/admin/withdrawals", tag = "admin", security(("bearer" = [])),
+    params(WithdrawalSearch),
+    responses((status = 200, description = "withdrawals in that state, oldest first", body = Page<WithdrawalRow>),
+              (status = 400, description = "a bad state or cursor", body = crate::envelope::ErrorBody)))]
+pub async fn list(
+    State(rest): State<Arc<Rest>>,
+    Query(q): Query<WithdrawalSearch>,
+) -> ApiResult<Ok<Page<WithdrawalRow>>> {
+    let state = q.state.as_deref().unwrap_or("pending");
+    if !["pending", "approved", "rejected"].contains(&state) {
+        return Err(ApiError::field("state", "pending, approved or rejected"));
+    }
+    let len = page_len(q.limit)?;
+    let after = decode_cursor(q.cursor.as_deref(), |c| c.parse::<i64>().ok())?;
+    let rows = rest
+        .pool
+        .get()
+        .await?
+        .query(
+            &format!(
+                "SELECT id, player_id, currency, amount, state, reason, {}, {}
+                 FROM withdrawals WHERE state = $1 AND ($2::bigint IS NULL OR id > $2)
+                 ORDER BY id LIMIT $3",
+                crate::rfc3339!("created_at"),
+                crate::rfc3339!("decided_at"),
+            ),
+            &[&state, &after, &(len + 1)],
+        )
+        .await?;
+    let items = rows
+        .iter()
+        .map(|r| {
+            let currency: String = r.get(2);
+            WithdrawalRow {
+                id: r.get(0),
+                player_id: r.get(1),
+                amount: decimal(r.get(3), &currency),
+                currency,
+                state: r.get(4),
+                reason: r.get(5),
+                created_at: r.get(6),
+                decided_at: r.get(7),
+            }
+        })
+        .collect();
+    ok(Page::of(items, len, |w| w.id.to_string()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
