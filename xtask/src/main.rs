@@ -1,7 +1,8 @@
 //! Project tasks behind the README's two commands: `cargo xtask run` and `cargo xtask test`.
 //! Both first make sure the PostgreSQL server binaries are there (installing them with apt-get
-//! when running as root on Debian/Ubuntu; `test` also `promtool` and `haproxy`, for the alert
-//! rules' and the balancer rule's tests), then hand over to cargo.
+//! when running as root on Debian/Ubuntu; `test` also `promtool`, `haproxy`, `chromium` and
+//! `chromedriver`, for the alert rules', the balancer rule's and the console's browser tests), then
+//! hand over to cargo.
 
 use std::process::{Command, ExitCode};
 
@@ -215,10 +216,13 @@ fn ensure_postgres() -> anyhow::Result<()> {
 }
 
 /// Programs the tests run beside the gateway: (program, an argument it answers, Debian's
-/// package). `promtool` checks the alert rules; `haproxy` runs the shipped balancer rule.
+/// package). `promtool` checks the alert rules; `haproxy` runs the shipped balancer rule;
+/// Chromium and chromedriver drive the back-office console in a real browser.
 const TEST_TOOLS: &[(&str, &str, &str)] = &[
     ("promtool", "--version", "prometheus"),
     ("haproxy", "-v", "haproxy"),
+    ("chromium", "--version", "chromium"),
+    ("chromedriver", "--version", "chromium-driver"),
 ];
 
 /// Finds each of [`TEST_TOOLS`] (on the PATH or in `/usr/sbin`), or installs its package when

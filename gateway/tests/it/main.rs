@@ -1,6 +1,7 @@
 //! Integration tests of the gateway: the real server over real HTTP against a real PostgreSQL.
 
 mod balancer;
+mod browser;
 mod concurrency;
 mod console;
 mod deploy;

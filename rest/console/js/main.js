@@ -77,6 +77,7 @@ async function show() {
     return;
   }
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("current", a.dataset.screen === path));
+  notice("");
   main.replaceChildren(el("p", {}, "Loading…"));
   if (path === "players" && id) await player(main, id);
   else if (path === "transactions" && id) await trace(main, id);

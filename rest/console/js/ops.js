@@ -132,7 +132,7 @@ export function live(main) {
           {
             width: Math.max(320, holder.clientWidth || 800),
             height: 260,
-            scales: { ms: {}, n: {} },
+            scales: { x: { time: true }, ms: {}, n: {} },
             axes: [{}, { scale: "n", label: "callbacks/s, batch" }, { scale: "ms", side: 1, label: "p99 ms" }],
             series: [
               {},

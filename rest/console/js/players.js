@@ -43,7 +43,7 @@ export function players(main) {
 export async function player(main, id) {
   const p = await load("GET", `/api/admin/players/${encodeURIComponent(id)}`);
   if (!p) return;
-  const s = p.player;
+  const s = p; // the summary is flattened into the detail
   main.replaceChildren(
     el("h2", {}, `Player ${s.username} (#${s.id})`),
     el(

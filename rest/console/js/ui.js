@@ -170,3 +170,4 @@ export function fromMinor(minor, currency) {
   const whole = digits ? `${text.slice(0, -digits)}.${text.slice(-digits)}` : text;
   return `${negative ? "-" : ""}${whole}`;
 }
+
