@@ -27,40 +27,28 @@ launch_url = "https://games.example.com/{game_id}?token={token}&cur={currency}&p
 code = "strict"
 dialect = "native"
 secret = "strict-secret-for-tests"
-[providers.policy]
-session_required = true
-tombstone_answer = "not_found"
-win_rollback_allowed = true
-negative_balance_allowed = true
-wins_without_bet_allowed = false
+policy = { session_required = true, tombstone_answer = "not_found", win_rollback_allowed = true, negative_balance_allowed = true, wins_without_bet_allowed = false }
 
 [[providers]]
 code = "pp"
 dialect = "pragmatic"
 allow_ips = ["127.0.0.1", "::1"]
 secret = "pp-secret-for-tests"
-[providers.policy]
-wins_without_bet_allowed = false
-wins_wait_for_bet = true
+policy = { wins_without_bet_allowed = false, wins_wait_for_bet = true }
 
 [[providers]]
 code = "evo"
 dialect = "evolution"
 allow_ips = ["127.0.0.1", "::1"]
 secret = "evo-token-for-tests"
-[providers.policy]
-tombstone_answer = "not_found"
-wins_without_bet_allowed = false
+policy = { tombstone_answer = "not_found", wins_without_bet_allowed = false }
 
 [[providers]]
 code = "evos"
 dialect = "evolution"
 allow_ips = ["127.0.0.1", "::1"]
 secret = "evo-token-for-tests"
-[providers.policy]
-session_required = true
-tombstone_answer = "not_found"
-wins_without_bet_allowed = false
+policy = { session_required = true, tombstone_answer = "not_found", wins_without_bet_allowed = false }
 
 [[providers]]
 code = "ss"
@@ -83,8 +71,7 @@ allow_ips = ["127.0.0.1", "::1"]
 public_key_file = ""#,
     env!("CARGO_MANIFEST_DIR"),
     r#"/tests/keys/test-hub88-provider.pub.pem"
-[providers.policy]
-session_required = true
+policy = { session_required = true }
 "#
 );
 
@@ -458,32 +445,29 @@ impl TestClient {
     ) -> Answer {
         let body = serde_json::to_vec(body).expect("json");
         let signature = crate::provider::hub88::sign(&body, key);
-        self.request(
-            Method::POST,
-            &format!("/api/provider-callback/{provider}/{path}"),
-            &[
-                ("Content-Type", "application/json".to_string()),
-                ("X-Hub88-Signature", signature),
-            ],
-            body,
-        )
-        .await
+        self.json_call(provider, path, ("X-Hub88-Signature", signature), body)
+            .await
+    }
+
+    /// A JSON body posted to `provider`'s callback `path` with one signature header.
+    async fn json_call(
+        &self,
+        provider: &str,
+        path: &str,
+        signature: (&str, String),
+        body: Vec<u8>,
+    ) -> Answer {
+        let target = format!("/api/provider-callback/{provider}/{path}");
+        let headers = [("Content-Type", "application/json".to_string()), signature];
+        self.request(Method::POST, &target, &headers, body).await
     }
 
     /// A SoftSwiss-style call to provider `ss` at `path` (`play` or `rollback`), signed.
     pub async fn ss(&self, path: &str, body: &serde_json::Value) -> Answer {
         let body = serde_json::to_vec(body).expect("json");
         let signature = crate::provider::softswiss::sign(&body, b"ss-secret-for-tests");
-        self.request(
-            Method::POST,
-            &format!("/api/provider-callback/ss/{path}"),
-            &[
-                ("Content-Type", "application/json".to_string()),
-                ("X-REQUEST-SIGN", signature),
-            ],
-            body,
-        )
-        .await
+        self.json_call("ss", path, ("X-REQUEST-SIGN", signature), body)
+            .await
     }
 
     /// A native callback to provider `demo`, correctly signed now.

@@ -16,37 +16,32 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
-/// One console file: its path under [`PREFIX`], media type and contents.
-macro_rules! file {
-    ($path:literal, $media:expr) => {
-        ($path, $media, include_str!(concat!("../console/", $path)))
+/// The console's files: (path under [`PREFIX`], media type, contents).
+macro_rules! files {
+    ($($media:ident: $($path:literal),*;)*) => {
+        &[$($(($path, $media, include_str!(concat!("../console/", $path))),)*)*]
     };
 }
 
+const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
-/// The console's files: path under [`PREFIX`] (the page at the prefix itself), media type,
-/// contents.
-const FILES: &[(&str, &str, &str)] = &[
-    (
-        "",
-        "text/html; charset=utf-8",
-        include_str!("../console/index.html"),
-    ),
-    file!("console.css", CSS),
-    file!("js/main.js", JS),
-    file!("js/api.js", JS),
-    file!("js/ui.js", JS),
-    file!("js/players.js", JS),
-    file!("js/transactions.js", JS),
-    file!("js/providers.js", JS),
-    file!("js/queues.js", JS),
-    file!("js/reports.js", JS),
-    file!("js/ops.js", JS),
-    file!("vendor/uPlot.iife.min.js", JS),
-    file!("vendor/uPlot.min.css", CSS),
-];
+/// The page, at the prefix itself.
+const PAGE: &[(&str, &str, &str)] = &[("", HTML, include_str!("../console/index.html"))];
+
+/// Every file the page loads.
+#[rustfmt::skip]
+const ASSETS: &[(&str, &str, &str)] = files! {
+    CSS: "console.css", "vendor/uPlot.min.css";
+    JS: "js/main.js", "js/api.js", "js/ui.js", "js/players.js", "js/transactions.js",
+        "js/providers.js", "js/queues.js", "js/reports.js", "js/ops.js", "vendor/uPlot.iife.min.js";
+};
+
+/// Every file of the console, the page first.
+fn all() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    PAGE.iter().chain(ASSETS)
+}
 
 /// `true` for the paths the console answers.
 pub fn owns(path: &str) -> bool {
@@ -67,7 +62,7 @@ pub fn serve(method: &Method, path: &str) -> Response<Bytes> {
         return response;
     }
     let name = path.strip_prefix(PREFIX).unwrap_or_default();
-    match FILES.iter().find(|(n, _, _)| *n == name) {
+    match all().find(|(n, _, _)| *n == name) {
         Some((_, media, body)) => answer(StatusCode::OK, media, body),
         None => answer(StatusCode::NOT_FOUND, "text/plain", "no such file"),
     }
@@ -101,7 +96,7 @@ mod tests {
 
     #[test]
     fn every_file_is_served_with_the_policy_and_nothing_else_is() {
-        for (name, media, _) in FILES {
+        for (name, media, _) in all() {
             let response = serve(&Method::GET, &format!("{PREFIX}{name}"));
             assert_eq!(response.status(), StatusCode::OK, "{name}");
             assert_eq!(response.headers()[header::CONTENT_TYPE], *media);
@@ -121,7 +116,7 @@ mod tests {
 
     #[test]
     fn the_page_has_no_inline_script_or_style() {
-        let page = FILES[0].2;
+        let page = PAGE[0].2;
         assert!(
             !page.contains("<script>") && !page.contains("style="),
             "{page}"
@@ -131,17 +126,14 @@ mod tests {
 
     #[test]
     fn every_module_the_scripts_import_is_served() {
-        for (name, _, body) in FILES.iter().filter(|(n, _, _)| n.starts_with("js/")) {
+        for (name, _, body) in all().filter(|(n, _, _)| n.starts_with("js/")) {
             for line in body.lines().filter(|l| l.starts_with("import ")) {
                 let module = line
                     .rsplit_once("\"./")
                     .map(|(_, m)| m.trim_end_matches("\";"));
                 let module = module.unwrap_or_else(|| panic!("{name}: {line}"));
                 let path = format!("js/{module}");
-                assert!(
-                    FILES.iter().any(|(n, _, _)| *n == path),
-                    "{name} imports {path}"
-                );
+                assert!(all().any(|(n, _, _)| *n == path), "{name} imports {path}");
             }
         }
     }

@@ -6,6 +6,12 @@ import { el, field, form, freshKey, load, money, notice, pagedTable, query, rfc3
 
 const STATUSES = ["", "active", "suspended", "banned"];
 
+/** The columns of the search's results. */
+const COLUMNS = [
+  ["Id", (p) => el("a", { href: `#/players/${p.id}` }, String(p.id))],
+  ...["username", "status", "email", "created_at"].map((key) => [key.replace("_", " "), (p) => p[key]]),
+];
+
 export function players(main) {
   const results = el("div", { id: "player-results" });
   const search = form(
@@ -21,21 +27,7 @@ export function players(main) {
     (v) => show({ ...v, created_from: rfc3339(v.created_from), created_to: rfc3339(v.created_to) }),
     { id: "player-search", role: "search" },
   );
-  function show(v) {
-    results.replaceChildren(
-      pagedTable(
-        [
-          ["Id", (p) => el("a", { href: `#/players/${p.id}` }, String(p.id))],
-          ["Username", (p) => p.username],
-          ["Status", (p) => p.status],
-          ["Email", (p) => p.email],
-          ["Created", (p) => p.created_at],
-        ],
-        `/api/admin/players?${query({ ...v, limit: 25 })}`,
-        { id: "players" },
-      ),
-    );
-  }
+  const show = (v) => results.replaceChildren(pagedTable(COLUMNS, `/api/admin/players?${query({ ...v, limit: 25 })}`, { id: "players" }));
   main.replaceChildren(search, results);
   show({});
 }

@@ -5,6 +5,18 @@
 import { role } from "./api.js";
 import { el, field, form, load, money, notice, pagedTable, query, table } from "./ui.js";
 
+/** The columns of the search's results. */
+const COLUMNS = [
+  ["Id", (t) => el("a", { href: `#/transactions/${t.id}` }, String(t.id))],
+  ["Kind", (t) => t.kind],
+  ["Outcome", (t) => t.outcome],
+  ["State", (t) => t.state],
+  ["Provider", (t) => t.provider],
+  ["Provider tx", (t) => t.provider_tx_id],
+  ["Amount", (t) => money(t.amount, t.currency), { money: true }],
+  ["At", (t) => t.created_at],
+];
+
 export function transactions(main) {
   const results = el("div", { id: "transaction-results" });
   const search = form(
@@ -21,22 +33,7 @@ export function transactions(main) {
       const path = `/api/admin/transactions?${query({ ...v, limit: 50 })}`;
       // Asked once here so a bad search shows its field errors beside the form.
       if (!(await load("GET", path, undefined, node))) return;
-      results.replaceChildren(
-        pagedTable(
-          [
-            ["Id", (t) => el("a", { href: `#/transactions/${t.id}` }, String(t.id))],
-            ["Kind", (t) => t.kind],
-            ["Outcome", (t) => t.outcome],
-            ["State", (t) => t.state],
-            ["Provider", (t) => t.provider],
-            ["Provider tx", (t) => t.provider_tx_id],
-            ["Amount", (t) => money(t.amount, t.currency), { money: true }],
-            ["At", (t) => t.created_at],
-          ],
-          path,
-          { id: "transactions" },
-        ),
-      );
+      results.replaceChildren(pagedTable(COLUMNS, path, { id: "transactions" }));
     },
     { id: "transaction-search", role: "search" },
   );

@@ -11,14 +11,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
-use crate::envelope::{
-    decode_cursor, ok, page_len, ApiError, ApiResult, Body, Code, Ok, Page, Query,
-};
+use crate::envelope::{ok, ApiError, ApiResult, Body, Code, Ok, Page, Query};
 use crate::handlers::auth::{accept_code, second_factor_attempt};
-use crate::handlers::{decimal, parse_amount, path_id, reason_of};
+use crate::handlers::{decimal, parse_amount, path_id, reason_of, QueueSearch};
 use crate::Rest;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -281,33 +279,17 @@ pub async fn create(
     Result::Ok(Ok(status, adjustment_of(&row, false)))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct AdjustmentSearch {
-    /// pending_approval (the second admin's queue, the default) or applied.
-    pub state: Option<String>,
-    pub cursor: Option<String>,
-    pub limit: Option<u32>,
-}
-
 #[utoipa::path(get, path = "/api/admin/adjustments", tag = "admin", security(("bearer" = [])),
-    params(AdjustmentSearch),
+    params(QueueSearch),
     responses((status = 200, description = "adjustments in that state, newest first", body = Page<Adjustment>),
               (status = 400, description = "a bad state or cursor", body = crate::envelope::ErrorBody)))]
 pub async fn list(
     State(rest): State<Arc<Rest>>,
-    Query(q): Query<AdjustmentSearch>,
+    Query(q): Query<QueueSearch>,
 ) -> ApiResult<Ok<Page<Adjustment>>> {
-    let state = q.state.as_deref().unwrap_or("pending_approval");
-    if !["pending_approval", "applied"].contains(&state) {
-        return Err(ApiError::field("state", "pending_approval or applied"));
-    }
-    let len = page_len(q.limit)?;
-    let after = decode_cursor(q.cursor.as_deref(), |c| c.parse::<i64>().ok())?;
-    let rows = rest
-        .pool
-        .get()
-        .await?
+    let (state, len, after) = q.page(&["pending_approval", "applied"])?;
+    let client = rest.pool.get().await?;
+    let rows = client
         .query(
             &format!(
                 "{SELECT} WHERE a.state = $1 AND ($2::bigint IS NULL OR a.id < $2)

@@ -57,6 +57,33 @@ pub fn parse_amount(field: &str, text: &str, currency: &str) -> ApiResult<i64> {
         .map_err(|e| ApiError::field(field, e.to_string()))
 }
 
+/// The query of a back-office queue (adjustments, withdrawals), paged by id.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSearch {
+    /// The items in this state (default: those waiting for a decision).
+    pub state: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+impl QueueSearch {
+    /// The state asked for (the first of `states` when none is), the page length and the last
+    /// id shown.
+    pub fn page(&self, states: &[&str]) -> ApiResult<(String, i64, Option<i64>)> {
+        let state = self.state.as_deref().unwrap_or(states[0]);
+        if !states.contains(&state) {
+            return Err(ApiError::field("state", states.join(", ")));
+        }
+        let after = crate::envelope::decode_cursor(self.cursor.as_deref(), |c| c.parse().ok())?;
+        Result::Ok((
+            state.to_string(),
+            crate::envelope::page_len(self.limit)?,
+            after,
+        ))
+    }
+}
+
 /// A player id in a path.
 pub fn path_id(text: &str) -> ApiResult<i64> {
     text.parse::<i64>()

@@ -10,14 +10,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
 use crate::auth::PlayerCaller;
-use crate::envelope::{
-    decode, decode_cursor, ok, page_len, ApiError, ApiResult, Body, Code, Ok, Page, Query,
-};
-use crate::handlers::{decimal, parse_amount, path_id, reason_of};
+use crate::envelope::{decode, ok, ApiError, ApiResult, Body, Code, Ok, Page, Query};
+use crate::handlers::{decimal, parse_amount, path_id, reason_of, QueueSearch};
 use crate::Rest;
 use settlement::adjust::{Kind, Refusal};
 
@@ -316,15 +314,6 @@ pub async fn request(
     ))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct WithdrawalSearch {
-    /// pending (the queue, the default), approved or rejected.
-    pub state: Option<String>,
-    pub cursor: Option<String>,
-    pub limit: Option<u32>,
-}
-
 /// A withdrawal as the back office sees it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WithdrawalRow {
@@ -340,23 +329,16 @@ pub struct WithdrawalRow {
 }
 
 #[utoipa::path(get, path = "/api/admin/withdrawals", tag = "admin", security(("bearer" = [])),
-    params(WithdrawalSearch),
+    params(QueueSearch),
     responses((status = 200, description = "withdrawals in that state, oldest first", body = Page<WithdrawalRow>),
               (status = 400, description = "a bad state or cursor", body = crate::envelope::ErrorBody)))]
 pub async fn list(
     State(rest): State<Arc<Rest>>,
-    Query(q): Query<WithdrawalSearch>,
+    Query(q): Query<QueueSearch>,
 ) -> ApiResult<Ok<Page<WithdrawalRow>>> {
-    let state = q.state.as_deref().unwrap_or("pending");
-    if !["pending", "approved", "rejected"].contains(&state) {
-        return Err(ApiError::field("state", "pending, approved or rejected"));
-    }
-    let len = page_len(q.limit)?;
-    let after = decode_cursor(q.cursor.as_deref(), |c| c.parse::<i64>().ok())?;
-    let rows = rest
-        .pool
-        .get()
-        .await?
+    let (state, len, after) = q.page(&["pending", "approved", "rejected"])?;
+    let client = rest.pool.get().await?;
+    let rows = client
         .query(
             &format!(
                 "SELECT id, player_id, currency, amount, state, reason, {}, {}

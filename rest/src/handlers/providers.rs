@@ -364,12 +364,15 @@ async fn store(
 pub struct UpdateProvider {
     /// A disabled provider takes no new bets; what it began still settles.
     pub enabled: Option<bool>,
+    /// Changes only while none of the provider's rounds is open (`ROUNDS_OPEN`).
     pub currency: Option<String>,
+    /// Replaces the list (empty: any address, where the dialect allows it).
     #[schema(value_type = Option<Vec<String>>)]
     pub allow_ips: Option<Vec<IpAddr>>,
     /// A new policy waits for a second admin (the rest of the change with it).
     #[schema(value_type = Object)]
     pub policy: Option<Value>,
+    /// 1 to the configuration's `signature_window_s_max` seconds.
     pub signature_window_s: Option<u64>,
     /// Why (kept in the audit log).
     pub reason: String,
