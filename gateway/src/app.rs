@@ -432,6 +432,7 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
             crate::metrics::register_known_series();
             handle
         },
+        callback_metrics: crate::metrics::CallbackHandles::default(),
         ready: std::sync::atomic::AtomicBool::new(true),
         api,
     });

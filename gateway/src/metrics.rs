@@ -1,9 +1,11 @@
 //! Prometheus metrics: the recorder (one per process), bucket choices, and the `/metrics`
 //! rendering, which also samples gauges (queue depths, pool, dedup index) at scrape time.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use settlement::command::ProviderId;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -104,4 +106,76 @@ pub fn render(handle: &PrometheusHandle, gauges: &Gauges) -> String {
     metrics::counter!("wallet_dedup_evicted_total").absolute(d.evicted);
     metrics::gauge!("wallet_dedup_entries").set(d.entries as f64);
     handle.render()
+}
+
+/// The callbacks' metric handles, made once per label set and kept, so a callback neither
+/// builds its labels (the provider's code copied) nor looks them up in the recorder's registry.
+/// The label sets are bounded: providers times their actions times the outcome codes.
+#[derive(Debug, Default)]
+pub struct CallbackHandles {
+    answered: std::sync::RwLock<HashMap<(i32, &'static str, &'static str), metrics::Counter>>,
+    timers: std::sync::RwLock<HashMap<(i32, &'static str), metrics::Histogram>>,
+    dedup_hits: std::sync::RwLock<HashMap<i32, metrics::Histogram>>,
+}
+
+/// What labels a callback's metrics: its provider, dialect and action.
+#[derive(Debug, Clone, Copy)]
+pub struct CallbackLabels<'a> {
+    pub provider: ProviderId,
+    pub code: &'a str,
+    pub dialect: &'static str,
+    pub action: &'static str,
+}
+
+impl CallbackHandles {
+    /// `wallet_callbacks_total` for a callback answered with `outcome`.
+    pub fn answered(&self, labels: CallbackLabels<'_>, outcome: &'static str) -> metrics::Counter {
+        let key = (labels.provider.0, labels.action, outcome);
+        cached(&self.answered, key, || {
+            metrics::counter!(
+                "wallet_callbacks_total",
+                "provider" => labels.code.to_string(),
+                "dialect" => labels.dialect,
+                "action" => labels.action,
+                "outcome" => outcome,
+            )
+        })
+    }
+
+    /// `wallet_callback_seconds` of a callback.
+    pub fn timer(&self, labels: CallbackLabels<'_>) -> metrics::Histogram {
+        cached(&self.timers, (labels.provider.0, labels.action), || {
+            metrics::histogram!(
+                "wallet_callback_seconds",
+                "provider" => labels.code.to_string(),
+                "action" => labels.action,
+            )
+        })
+    }
+}
+
+impl CallbackHandles {
+    /// `wallet_dedup_hit_seconds` of a retry answered from the dedup index.
+    pub fn dedup_hit(&self, labels: CallbackLabels<'_>) -> metrics::Histogram {
+        cached(&self.dedup_hits, labels.provider.0, || {
+            metrics::histogram!(
+                "wallet_dedup_hit_seconds",
+                "provider" => labels.code.to_string(),
+                "dialect" => labels.dialect,
+            )
+        })
+    }
+}
+
+/// The handle under `key`, made by `make` the first time.
+fn cached<K, H>(map: &std::sync::RwLock<HashMap<K, H>>, key: K, make: impl FnOnce() -> H) -> H
+where
+    K: std::hash::Hash + Eq,
+    H: Clone,
+{
+    if let Some(handle) = map.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return handle.clone();
+    }
+    let mut map = map.write().unwrap_or_else(|e| e.into_inner());
+    map.entry(key).or_insert_with(make).clone()
 }

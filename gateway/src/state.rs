@@ -27,6 +27,8 @@ pub struct State {
     /// Callbacks as received and answered, for the back office (see `trace`).
     pub trace: crate::trace::Tracer,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The callbacks' metric handles, made once per label set.
+    pub callback_metrics: crate::metrics::CallbackHandles,
     pub ready: AtomicBool,
     /// The REST module under `/api/`, when `rest.enabled`.
     pub api: Option<rest::Api>,

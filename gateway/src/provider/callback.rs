@@ -14,6 +14,7 @@ use settlement::Code;
 
 use crate::dedup::{self, Lookup};
 use crate::http::{read_body, Body, BodyError};
+use crate::metrics::CallbackLabels;
 use crate::registry::{caller_ip, Provider};
 use crate::state::State;
 use crate::trace::{self, Origin, Via};
@@ -116,21 +117,17 @@ where
             )
         }
     };
-    let action_label = action.map_or("unknown", |a| dialect.action_label(a));
-    metrics::counter!(
-        "wallet_callbacks_total",
-        "provider" => provider.code.clone(),
-        "dialect" => dialect.kind().as_str(),
-        "action" => action_label,
-        "outcome" => outcome,
-    )
-    .increment(1);
-    metrics::histogram!(
-        "wallet_callback_seconds",
-        "provider" => provider.code.clone(),
-        "action" => action_label,
-    )
-    .record(started.elapsed().as_secs_f64());
+    let labels = CallbackLabels {
+        provider: provider.id,
+        code: &provider.code,
+        dialect: dialect.kind().as_str(),
+        action: action.map_or("unknown", |a| dialect.action_label(a)),
+    };
+    let handles = &state.callback_metrics;
+    handles.answered(labels, outcome).increment(1);
+    handles
+        .timer(labels)
+        .record(started.elapsed().as_secs_f64());
     if capture.tx_ids.is_empty() {
         return Handled {
             response,
@@ -407,12 +404,14 @@ async fn settle_unless_known(
     {
         Lookup::Answered(answer) => {
             // The index's promise: a retry costs no database work, from request to answer.
-            metrics::histogram!(
-                "wallet_dedup_hit_seconds",
-                "provider" => seam.provider.to_string(),
-                "dialect" => seam.dialect,
-            )
-            .record(started.elapsed().as_secs_f64());
+            let labels = CallbackLabels {
+                provider: command.provider,
+                code: seam.provider,
+                dialect: seam.dialect,
+                action: "",
+            };
+            let timer = state.callback_metrics.dedup_hit(labels);
+            timer.record(started.elapsed().as_secs_f64());
             Ok((answer, Via::Index))
         }
         Lookup::Wait(_) if !seam.wait_for_twin => Err(None),
