@@ -66,6 +66,16 @@ pub fn correlation_id<B>(request: &Request<B>) -> HeaderValue {
         }
     }
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("gw-{}-{n}", PID.get_or_init(std::process::id)))
-        .unwrap_or_else(|_| HeaderValue::from_static("gw"))
+    // Written on the stack: the header value is then the one allocation.
+    let mut text = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    let written = std::io::Write::write_fmt(
+        &mut cursor,
+        format_args!("gw-{}-{n}", PID.get_or_init(std::process::id)),
+    );
+    let len = usize::try_from(cursor.position()).unwrap_or(0);
+    written
+        .ok()
+        .and_then(|()| HeaderValue::from_bytes(&text[..len]).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("gw"))
 }
