@@ -118,7 +118,8 @@ pub struct CallbackHandles {
     dedup_hits: std::sync::RwLock<HashMap<i32, metrics::Histogram>>,
 }
 
-/// What labels a callback's metrics: its provider, dialect and action.
+/// What labels a callback's metrics: its provider, dialect and action (unused by the dedup
+/// index's timer).
 #[derive(Debug, Clone, Copy)]
 pub struct CallbackLabels<'a> {
     pub provider: ProviderId,
@@ -152,9 +153,7 @@ impl CallbackHandles {
             )
         })
     }
-}
 
-impl CallbackHandles {
     /// `wallet_dedup_hit_seconds` of a retry answered from the dedup index.
     pub fn dedup_hit(&self, labels: CallbackLabels<'_>) -> metrics::Histogram {
         cached(&self.dedup_hits, labels.provider.0, || {
