@@ -118,8 +118,7 @@ pub struct CallbackHandles {
     dedup_hits: std::sync::RwLock<HashMap<i32, metrics::Histogram>>,
 }
 
-/// What labels a callback's metrics: its provider, dialect and action (unused by the dedup
-/// index's timer).
+/// What labels a callback's metrics: its provider, dialect and action.
 #[derive(Debug, Clone, Copy)]
 pub struct CallbackLabels<'a> {
     pub provider: ProviderId,
@@ -155,12 +154,17 @@ impl CallbackHandles {
     }
 
     /// `wallet_dedup_hit_seconds` of a retry answered from the dedup index.
-    pub fn dedup_hit(&self, labels: CallbackLabels<'_>) -> metrics::Histogram {
-        cached(&self.dedup_hits, labels.provider.0, || {
+    pub fn dedup_hit(
+        &self,
+        provider: ProviderId,
+        code: &str,
+        dialect: &'static str,
+    ) -> metrics::Histogram {
+        cached(&self.dedup_hits, provider.0, || {
             metrics::histogram!(
                 "wallet_dedup_hit_seconds",
-                "provider" => labels.code.to_string(),
-                "dialect" => labels.dialect,
+                "provider" => code.to_string(),
+                "dialect" => dialect,
             )
         })
     }

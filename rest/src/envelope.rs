@@ -92,65 +92,6 @@ pub enum Code {
     ValidationError,
 }
 
-impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::AccountBanned => "ACCOUNT_BANNED",
-            Code::BodyRejected => "BODY_REJECTED",
-            Code::Busy => "BUSY",
-            Code::CodeTaken => "CODE_TAKEN",
-            Code::ConfiguredInFile => "CONFIGURED_IN_FILE",
-            Code::CurrencyMismatch => "CURRENCY_MISMATCH",
-            Code::DuplicateMismatch => "DUPLICATE_MISMATCH",
-            Code::EmailTaken => "EMAIL_TAKEN",
-            Code::ExclusionCannotBeShortened => "EXCLUSION_CANNOT_BE_SHORTENED",
-            Code::Forbidden => "FORBIDDEN",
-            Code::FourEyes => "FOUR_EYES",
-            Code::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-            Code::InsufficientFunds => "INSUFFICIENT_FUNDS",
-            Code::InvalidCredentials => "INVALID_CREDENTIALS",
-            Code::InvalidSignature => "INVALID_SIGNATURE",
-            Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            Code::NotFound => "NOT_FOUND",
-            Code::NotPending => "NOT_PENDING",
-            Code::NotTraced => "NOT_TRACED",
-            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
-            Code::PlayersOnly => "PLAYERS_ONLY",
-            Code::PlayerBlocked => "PLAYER_BLOCKED",
-            Code::RateLimited => "RATE_LIMITED",
-            Code::RefreshTokenExpired => "REFRESH_TOKEN_EXPIRED",
-            Code::RefreshTokenInvalid => "REFRESH_TOKEN_INVALID",
-            Code::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
-            Code::ReplayFailed => "REPLAY_FAILED",
-            Code::RequestTimeout => "REQUEST_TIMEOUT",
-            Code::RoundsOpen => "ROUNDS_OPEN",
-            Code::SecondFactorMandatory => "SECOND_FACTOR_MANDATORY",
-            Code::SecondFactorRequired => "SECOND_FACTOR_REQUIRED",
-            Code::ServiceUnavailable => "SERVICE_UNAVAILABLE",
-            Code::SessionRevoked => "SESSION_REVOKED",
-            Code::TokenExpired => "TOKEN_EXPIRED",
-            Code::TokenInvalid => "TOKEN_INVALID",
-            Code::TotpAlreadyEnabled => "TOTP_ALREADY_ENABLED",
-            Code::TotpInvalid => "TOTP_INVALID",
-            Code::TotpLocked => "TOTP_LOCKED",
-            Code::TotpNotEnabled => "TOTP_NOT_ENABLED",
-            Code::TotpNotSetUp => "TOTP_NOT_SET_UP",
-            Code::TotpRequired => "TOTP_REQUIRED",
-            Code::Unauthorized => "UNAUTHORIZED",
-            Code::UnknownPlayer => "UNKNOWN_PLAYER",
-            Code::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
-            Code::UsernameTaken => "USERNAME_TAKEN",
-            Code::ValidationError => "VALIDATION_ERROR",
-        }
-    }
-}
-
-impl std::fmt::Display for Code {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {

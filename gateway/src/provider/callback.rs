@@ -404,13 +404,10 @@ async fn settle_unless_known(
     {
         Lookup::Answered(answer) => {
             // The index's promise: a retry costs no database work, from request to answer.
-            let labels = CallbackLabels {
-                provider: command.provider,
-                code: seam.provider,
-                dialect: seam.dialect,
-                action: "",
-            };
-            let timer = state.callback_metrics.dedup_hit(labels);
+            let timer =
+                state
+                    .callback_metrics
+                    .dedup_hit(command.provider, seam.provider, seam.dialect);
             timer.record(started.elapsed().as_secs_f64());
             Ok((answer, Via::Index))
         }
