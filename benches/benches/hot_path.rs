@@ -37,7 +37,7 @@ fn decoding(c: &mut Criterion) {
         code: "demo".into(),
         dialect: dialects::Kind::Native,
         enabled: true,
-        secrets: vec![b"demo-secret".to_vec()],
+        secrets: vec![b"demo-secret".to_vec().into()],
         public_keys: Vec::new(),
         allow_ips: Vec::new(),
         signature_window_s: 300,

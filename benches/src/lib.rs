@@ -60,12 +60,7 @@ pub fn batch(len: usize, players: usize, run: u64) -> Vec<Command> {
                     bet_tx: ProviderTxId::new(bet_id),
                 }
             };
-            Command {
-                provider: PROVIDER,
-                policy: Policy::default(),
-                player,
-                action,
-            }
+            Command::new(PROVIDER, Policy::default(), player, action)
         })
         .collect()
 }

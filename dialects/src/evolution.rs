@@ -189,7 +189,7 @@ impl Dialect for Evolution {
         let current = provider
             .secrets
             .first()
-            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
             .unwrap_or_default();
         match target.split_once('?') {
             Some((path, query)) if query_has_token(query) => {

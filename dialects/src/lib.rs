@@ -30,6 +30,7 @@ pub use kind::Kind;
 pub use provider::{same_ip, Provider};
 
 use crate::response::Body;
+use crate::signature::Secret;
 use crate::Kind as DialectKind;
 
 /// Why a callback was refused before anything was settled. Each dialect renders every case
@@ -195,8 +196,9 @@ pub(crate) fn any_secret(
         provider
             .secrets
             .iter()
+            .map(Secret::as_bytes)
             .filter(|s| !s.is_empty())
-            .any(|secret| check(secret)),
+            .any(check),
     )
 }
 

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use settlement::command::{Action, Command, PlayerRef, Policy, ProviderId};
 use settlement::money::Currency;
 
+use crate::signature::Secret;
 use crate::Kind as Dialect;
 
 /// One configured provider.
@@ -16,8 +17,8 @@ pub struct Provider {
     pub code: String,
     pub dialect: Dialect,
     pub enabled: bool,
-    /// Current secret first, then the previous one.
-    pub secrets: Vec<Vec<u8>>,
+    /// Current secret first, then the previous one (each keyed once for HMAC).
+    pub secrets: Vec<Secret>,
     /// RSA-SHA256 (PKCS#1 v1.5) verifiers for dialects that check signatures with the
     /// provider's public key (current first); built once, not per callback.
     pub public_keys: Vec<rsa::pkcs1v15::VerifyingKey<sha2::Sha256>>,
@@ -31,12 +32,7 @@ pub struct Provider {
 impl Provider {
     /// A core command of this provider (under its policy) for `player`.
     pub fn command(&self, player: PlayerRef, action: Action) -> Command {
-        Command {
-            provider: self.id,
-            policy: self.policy,
-            player,
-            action,
-        }
+        Command::new(self.id, self.policy, player, action)
     }
 
     /// An empty allowlist allows every source address.

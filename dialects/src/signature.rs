@@ -8,7 +8,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
+pub type HmacSha256 = Hmac<Sha256>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -38,11 +38,76 @@ impl Refusal {
     }
 }
 
+/// A provider's shared secret with its HMAC-SHA256 key schedule made once: the padded key's
+/// two blocks are hashed when the secret is loaded, so a callback's check starts from a copy
+/// of that state instead of hashing them again.
+#[derive(Clone)]
+pub struct Secret {
+    bytes: Vec<u8>,
+    /// `None` for an empty secret, which is public knowledge and never accepted.
+    mac: Option<HmacSha256>,
+}
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Secret {
+        Secret {
+            mac: keyed(&bytes),
+            bytes,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// A fresh HMAC-SHA256 keyed with this secret (none for an empty one).
+    pub fn mac(&self) -> Option<HmacSha256> {
+        self.mac.clone()
+    }
+}
+
+impl From<Vec<u8>> for Secret {
+    fn from(bytes: Vec<u8>) -> Secret {
+        Secret::new(bytes)
+    }
+}
+
+/// Never the secret itself, in logs or panics.
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.bytes.len())
+    }
+}
+
+/// What a native signature can be checked with: a [`Secret`] (keyed once), or raw secret
+/// bytes where the check is rare (payment providers' webhooks).
+pub trait MacKey {
+    /// HMAC-SHA256 keyed with the secret; `None` for an empty one.
+    fn mac(&self) -> Option<HmacSha256>;
+}
+
+impl MacKey for Secret {
+    fn mac(&self) -> Option<HmacSha256> {
+        Secret::mac(self)
+    }
+}
+
+impl MacKey for Vec<u8> {
+    fn mac(&self) -> Option<HmacSha256> {
+        keyed(self)
+    }
+}
+
+fn keyed(secret: &[u8]) -> Option<HmacSha256> {
+    (!secret.is_empty())
+        .then(|| HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length"))
+}
+
 /// Checks a native `X-Signature` header against `body`.
 pub fn verify_native(
     header: Option<&[u8]>,
     body: &[u8],
-    secrets: &[Vec<u8>],
+    secrets: &[impl MacKey],
     now_s: i64,
     window_s: u64,
 ) -> Result<(), Refusal> {
@@ -84,8 +149,8 @@ pub fn verify_native(
         Some(bytes)
     });
     // An empty key is public knowledge: configuration refuses it, and so does this check.
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        let mac = native_mac(secret, timestamp_text, body);
+    for key in secrets.iter().filter_map(MacKey::mac) {
+        let mac = native_mac(key, timestamp_text, body);
         for signature in signatures.clone() {
             if mac.clone().verify_slice(&signature).is_ok() {
                 return Ok(());
@@ -95,8 +160,7 @@ pub fn verify_native(
     Err(Refusal::Mismatch)
 }
 
-fn native_mac(secret: &[u8], timestamp: &str, body: &[u8]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+fn native_mac(mut mac: HmacSha256, timestamp: &str, body: &[u8]) -> HmacSha256 {
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -106,7 +170,8 @@ fn native_mac(secret: &[u8], timestamp: &str, body: &[u8]) -> HmacSha256 {
 /// The native `X-Signature` value for `body` at time `t` (what providers, tests and the
 /// simulator send).
 pub fn sign_native(secret: &[u8], t: i64, body: &[u8]) -> String {
-    let mac = native_mac(secret, &t.to_string(), body);
+    let key = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mac = native_mac(key, &t.to_string(), body);
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
@@ -120,6 +185,24 @@ mod tests {
         let secrets = [b"current".to_vec(), b"previous".to_vec()];
         let got = verify_native(header.map(str::as_bytes), body, &secrets, NOW, 300);
         assert_eq!(got, expect, "header {header:?}");
+    }
+
+    /// A secret keyed once checks exactly as its bytes do; an empty one never matches, and
+    /// neither shows its bytes in a log.
+    #[test]
+    fn a_secret_keyed_once_checks_as_its_bytes_do() {
+        let body = br#"{"a":1}"#;
+        let header = sign_native(b"current-secret", NOW, body);
+        let keyed = [
+            Secret::new(b"other".to_vec()),
+            b"current-secret".to_vec().into(),
+        ];
+        let check =
+            |secrets: &[Secret]| verify_native(Some(header.as_bytes()), body, secrets, NOW, 300);
+        assert_eq!(check(&keyed), Ok(()));
+        assert_eq!(check(&keyed[..1]), Err(Refusal::Mismatch));
+        assert_eq!(check(&[Secret::new(Vec::new())]), Err(Refusal::Mismatch));
+        assert_eq!(format!("{:?}", keyed[1]), "Secret(14 bytes)");
     }
 
     #[test]

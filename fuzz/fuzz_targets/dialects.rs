@@ -38,7 +38,7 @@ fn providers() -> &'static [Provider] {
             code: code.to_string(),
             dialect,
             enabled: true,
-            secrets: vec![b"fuzz-secret-0123456789".to_vec()],
+            secrets: vec![b"fuzz-secret-0123456789".to_vec().into()],
             public_keys: match dialect {
                 Kind::Hub88 => vec![rsa::pkcs1v15::VerifyingKey::new(key.clone())],
                 _ => Vec::new(),

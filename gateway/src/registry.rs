@@ -16,6 +16,7 @@ use settlement::money::Currency;
 use crate::config::Config;
 
 use dialects::same_ip;
+use dialects::signature::Secret;
 pub use dialects::Provider;
 
 /// The address a callback comes from, for allowlists. A connection from a trusted proxy
@@ -67,7 +68,7 @@ impl Registry {
                     .dialect
                     .ok_or_else(|| format!("provider {} has no dialect", p.code))?,
                 enabled: p.enabled,
-                secrets: p.secrets()?,
+                secrets: p.secrets()?.into_iter().map(Secret::new).collect(),
                 public_keys: match p.dialect {
                     Some(d) if d.uses_public_key() => p
                         .public_keys()?
@@ -133,15 +134,15 @@ impl ManagedRow {
             .ok_or_else(|| format!("dialect {:?} cannot be managed here", self.dialect))?;
         let m: ManagedProvider =
             serde_json::from_value(self.managed.clone()).map_err(|e| e.to_string())?;
-        let mut secrets = vec![m.secret.into_bytes()];
+        let mut secrets = vec![Secret::new(m.secret.into_bytes())];
         if let (Some(previous), Some(until)) = (m.previous_secret, m.previous_until) {
             if now < until {
-                secrets.push(previous.into_bytes());
+                secrets.push(Secret::new(previous.into_bytes()));
             }
         }
         if secrets
             .iter()
-            .any(|s| s.len() < crate::config::SECRET_BYTES_MIN)
+            .any(|s| s.as_bytes().len() < crate::config::SECRET_BYTES_MIN)
         {
             return Err("a secret is shorter than 16 bytes".into());
         }

@@ -13,6 +13,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -76,7 +77,12 @@ impl Unavailable {
     }
 }
 
-type Reply = oneshot::Sender<Result<(Vec<Answer>, Settled), Unavailable>>;
+/// A unit's commands, and its answers: most units are one command, kept inline (no heap
+/// buffer between a callback and its lane).
+type UnitCommands = SmallVec<[Command; 1]>;
+type UnitAnswers = SmallVec<[Answer; 1]>;
+
+type Reply = oneshot::Sender<Result<(UnitAnswers, Settled), Unavailable>>;
 
 /// Which commit settled a unit, for traces: the lane, the lane's batch counter (since the
 /// gateway started), how many commands the batch held, how long the unit queued before its
@@ -93,7 +99,7 @@ pub struct Settled {
 /// One caller's unit: a command, or the actions of one multi-action callback (one player's,
 /// applied all or nothing, in one batch).
 struct Job {
-    commands: Vec<Command>,
+    commands: UnitCommands,
     ticket: Ticket,
 }
 
@@ -116,6 +122,9 @@ impl Ticket {
     }
 }
 
+// Nearly every message is a job: boxing it would add back the allocation its inline unit
+// saves, so the queue's slots are the size of a job.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Job(Job),
     /// Settle everything queued before this, then stop.
@@ -210,7 +219,7 @@ impl Settler {
 
     /// [`Settler::settle`], also telling which commit settled it.
     pub async fn settle_traced(&self, command: Command) -> Result<(Answer, Settled), Unavailable> {
-        let (mut answers, settled) = self.settle_unit_traced(vec![command]).await?;
+        let (mut answers, settled) = self.settle_job(smallvec::smallvec![command]).await?;
         Ok((answers.pop().expect("one answer per command"), settled))
     }
 
@@ -225,6 +234,16 @@ impl Settler {
         &self,
         commands: Vec<Command>,
     ) -> Result<(Vec<Answer>, Settled), Unavailable> {
+        let (answers, settled) = self.settle_job(SmallVec::from_vec(commands)).await?;
+        Ok((answers.into_vec(), settled))
+    }
+
+    /// Queues one unit on its player's lane and waits for its batch's commit (or the
+    /// deadline).
+    async fn settle_job(
+        &self,
+        commands: UnitCommands,
+    ) -> Result<(UnitAnswers, Settled), Unavailable> {
         assert!(
             (1..=crate::apply::UNIT_LEN_MAX).contains(&commands.len()),
             "unit size in range"

@@ -139,10 +139,29 @@ pub struct Command {
     pub policy: Policy,
     pub player: PlayerRef,
     pub action: Action,
+    /// Of `player` and `action`, computed once by [`Command::new`]: the dedup index, the lane's
+    /// duplicate check and the ledger row all read it. Private, so no command is built
+    /// without it.
+    fingerprint: Fingerprint,
 }
 
 impl Command {
-    /// The idempotency key's transaction id, for actions that have one.
+    pub fn new(provider: ProviderId, policy: Policy, player: PlayerRef, action: Action) -> Command {
+        Command {
+            fingerprint: fingerprint(&player, &action),
+            provider,
+            policy,
+            player,
+            action,
+        }
+    }
+
+    /// Hash of the semantic payload (kind, player, currency, amount, round, game, referenced
+    /// transaction): a retry must carry the same one, else it is a mismatched duplicate.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
     /// The currency the command names, if any.
     pub fn currency(&self) -> Option<crate::money::Currency> {
         match &self.action {
@@ -152,6 +171,7 @@ impl Command {
         }
     }
 
+    /// The idempotency key's transaction id, for actions that have one.
     pub fn tx(&self) -> Option<&ProviderTxId> {
         match &self.action {
             Action::Bet { money, .. } | Action::Win { money, .. } => Some(&money.tx),
@@ -159,44 +179,42 @@ impl Command {
             Action::EndRound { .. } | Action::Balance { .. } => None,
         }
     }
+}
 
-    /// Hash of the semantic payload (kind, player, currency, amount, round, game, referenced
-    /// transaction): a retry must carry the same one, else it is a mismatched duplicate.
-    pub fn fingerprint(&self) -> Fingerprint {
-        let mut h = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            h.update((bytes.len() as u32).to_le_bytes());
-            h.update(bytes);
-        };
-        field(self.player.as_str().as_bytes());
-        match &self.action {
-            Action::Bet { money, .. } => {
-                field(b"bet");
-                money_fields(&mut field, money);
-            }
-            Action::Win { money, bet_tx } => {
-                field(b"win");
-                money_fields(&mut field, money);
-                field(bet_tx.as_ref().map_or(&b""[..], |t| t.as_str().as_bytes()));
-            }
-            Action::Rollback {
-                reference,
-                round,
-                game,
-                ..
-            } => {
-                field(b"rollback");
-                field(reference.as_str().as_bytes());
-                field(round.as_ref().map_or(&b""[..], |r| r.as_str().as_bytes()));
-                field(game.as_ref().map_or(&b""[..], |g| g.as_str().as_bytes()));
-            }
-            Action::EndRound { .. } | Action::Balance { .. } => field(b"-"),
+fn fingerprint(player: &PlayerRef, action: &Action) -> Fingerprint {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u32).to_le_bytes());
+        h.update(bytes);
+    };
+    field(player.as_str().as_bytes());
+    match action {
+        Action::Bet { money, .. } => {
+            field(b"bet");
+            money_fields(&mut field, money);
         }
-        let digest = h.finalize();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&digest[..16]);
-        Fingerprint(out)
+        Action::Win { money, bet_tx } => {
+            field(b"win");
+            money_fields(&mut field, money);
+            field(bet_tx.as_ref().map_or(&b""[..], |t| t.as_str().as_bytes()));
+        }
+        Action::Rollback {
+            reference,
+            round,
+            game,
+            ..
+        } => {
+            field(b"rollback");
+            field(reference.as_str().as_bytes());
+            field(round.as_ref().map_or(&b""[..], |r| r.as_str().as_bytes()));
+            field(game.as_ref().map_or(&b""[..], |g| g.as_str().as_bytes()));
+        }
+        Action::EndRound { .. } | Action::Balance { .. } => field(b"-"),
     }
+    let digest = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    Fingerprint(out)
 }
 
 fn money_fields(field: &mut impl FnMut(&[u8]), money: &Money) {

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use settlement::command::{Action, Answer, Command};
 use settlement::fault::Plant;
 use settlement::Code;
+use smallvec::{smallvec, SmallVec};
 
 use crate::dedup::{self, Lookup};
 use crate::http::{read_body, Body, BodyError};
@@ -185,6 +186,9 @@ struct To<'a, D> {
     dialect: &'a D,
 }
 
+/// A callback's answers: one for most, kept inline.
+type Answers = SmallVec<[Answer; 1]>;
+
 async fn answer<D: Dialect, B>(
     to: &To<'_, D>,
     action: Option<D::Action>,
@@ -192,7 +196,7 @@ async fn answer<D: Dialect, B>(
     parts: &http::request::Parts,
     body: B,
     capture: &mut Capture,
-) -> Result<(Vec<Answer>, D::Echo), Failure<D::Echo>>
+) -> Result<(Answers, D::Echo), Failure<D::Echo>>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -272,7 +276,7 @@ where
             match settle(state, command, started, seam).await {
                 Ok((answer, via)) => {
                     capture.via = Some(via);
-                    Ok((vec![answer], echo))
+                    Ok((smallvec![answer], echo))
                 }
                 Err(refusal) => Err((refusal, Some(echo))),
             }
@@ -290,14 +294,15 @@ where
             match state.settler.settle_unit_traced(commands).await {
                 Ok((answers, settled)) => {
                     capture.via = Some(Via::Batch(settled));
-                    Ok((answers, echo))
+                    Ok((Answers::from_vec(answers), echo))
                 }
                 Err(unavailable) => Err((Refusal::unsettled(unavailable), Some(echo))),
             }
         }
-        Decoded::UnsupportedCurrency { player, echo } => {
-            Ok((vec![currency_mismatch(state, provider, player).await], echo))
-        }
+        Decoded::UnsupportedCurrency { player, echo } => Ok((
+            smallvec![currency_mismatch(state, provider, player).await],
+            echo,
+        )),
     }
 }
 

@@ -358,11 +358,11 @@ fn bet_fingerprint(player: &str, tx: &str, amount_minor: i64, round: &str) -> St
     use settlement::command::{
         Action, Command, GameId, Money, PlayerRef, ProviderId, ProviderTxId, RoundId,
     };
-    let command = Command {
-        provider: ProviderId(0),
-        policy: settlement::Policy::default(),
-        player: PlayerRef::new(player.to_string()).unwrap(),
-        action: Action::Bet {
+    let command = Command::new(
+        ProviderId(0),
+        settlement::Policy::default(),
+        PlayerRef::new(player.to_string()).unwrap(),
+        Action::Bet {
             money: Money {
                 tx: ProviderTxId::new(tx).unwrap(),
                 currency: settlement::money::Currency::from_code("EUR").unwrap(),
@@ -373,7 +373,7 @@ fn bet_fingerprint(player: &str, tx: &str, amount_minor: i64, round: &str) -> St
             },
             session: None,
         },
-    };
+    );
     command
         .fingerprint()
         .0

@@ -53,12 +53,12 @@ fn money(tx: &str, amount: i64, round: &str) -> Money {
 }
 
 fn command(player: &str, action: Action) -> Command {
-    Command {
-        provider: PROVIDER,
-        policy: Policy::default(),
-        player: PlayerRef::new(player).unwrap(),
+    Command::new(
+        PROVIDER,
+        Policy::default(),
+        PlayerRef::new(player).unwrap(),
         action,
-    }
+    )
 }
 
 fn bet(player: &str, tx: &str, amount: i64, round: &str) -> Command {
@@ -161,22 +161,19 @@ fn a_win_naming_no_bet_settles_only_bets_in_its_currency() {
         needs_reconciliation: false,
         changed: false,
     });
-    let in_usd = |c: Command| match c.action {
-        Action::Bet { mut money, session } => {
-            money.currency = usd;
-            Command {
-                action: Action::Bet { money, session },
-                ..c
+    let in_usd = |c: Command| {
+        let action = match c.action {
+            Action::Bet { mut money, session } => {
+                money.currency = usd;
+                Action::Bet { money, session }
             }
-        }
-        Action::Win { mut money, bet_tx } => {
-            money.currency = usd;
-            Command {
-                action: Action::Win { money, bet_tx },
-                ..c
+            Action::Win { mut money, bet_tx } => {
+                money.currency = usd;
+                Action::Win { money, bet_tx }
             }
-        }
-        _ => c,
+            other => other,
+        };
+        Command::new(c.provider, c.policy, c.player, action)
     };
     let answers = apply(
         &mut w,

@@ -445,7 +445,7 @@ impl Units {
         let mut commands = old.commands.into_iter();
         let mut dropped = 0;
         for (len, ticket) in old.lens.into_iter().zip(old.tickets) {
-            let unit: Vec<Command> = commands.by_ref().take(len).collect();
+            let unit: UnitCommands = commands.by_ref().take(len).collect();
             if ticket.abandoned(now) {
                 let _ = ticket.reply.send(Err(Unavailable::Deadline));
                 dropped += 1;

@@ -104,11 +104,13 @@ pub fn op() -> impl Strategy<Value = Op> {
 
 /// The core command of a (resolved) op, for `provider` under `policy`.
 pub fn to_command(op: &Op, provider: ProviderId, policy: Policy) -> Command {
-    let command = |player: u8, action: Action| Command {
-        provider,
-        policy,
-        player: PlayerRef::new(format!("p{player}")).expect("player id"),
-        action,
+    let command = |player: u8, action: Action| {
+        Command::new(
+            provider,
+            policy,
+            PlayerRef::new(format!("p{player}")).expect("player id"),
+            action,
+        )
     };
     let p = |i: u8| i;
     let t = |i: u8| format!("t{i}");

@@ -66,12 +66,12 @@ impl Fixture {
     }
 
     fn command(&self, player: u32, action: Action) -> Command {
-        Command {
-            provider: self.provider,
-            policy: Policy::default(),
-            player: PlayerRef::new(format!("player-{player}")).expect("player"),
+        Command::new(
+            self.provider,
+            Policy::default(),
+            PlayerRef::new(format!("player-{player}")).expect("player"),
             action,
-        }
+        )
     }
 
     pub fn bet(&self, player: u32, tx: &str, amount_minor: i64) -> Command {

@@ -194,6 +194,12 @@ const SECTIONS: &[Section] = &[
         run: partitions_section,
     },
     Section {
+        name: "rates",
+        title: "Rates over a bounded pool of connections",
+        in_full: false,
+        run: rates_section,
+    },
+    Section {
         name: "mixes",
         title: "Traffic mixes from a fresh database, overload, a day's rollover and a soak",
         in_full: false,
