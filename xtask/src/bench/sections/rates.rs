@@ -10,7 +10,6 @@ use std::path::Path;
 
 use crate::bench::harness::*;
 use crate::bench::ladder::*;
-use crate::bench::probes::*;
 
 /// The pool the ladder and the held run use, and the smaller one.
 const CONNECTIONS: &str = "128";
