@@ -1,7 +1,8 @@
 //! The allocation budget of one callback in the gateway process: a counting global
 //! allocator, a real gateway and database, and raw HTTP/1.1 requests written from prepared
 //! bytes, so the client allocates nothing per call. Each figure is the mean over many calls of
-//! one kind, sent one at a time (each a batch of its own), after a warm-up. The budgets are
+//! one kind, sent one at a time (each a batch of its own), after a warm-up, and the lowest of
+//! three such rounds (a background task lands in one now and then). The budgets are
 //! today's figures as upper bounds (the room is said below); lower them as the path gets leaner,
 //! and a regression fails here.
 
@@ -23,6 +24,8 @@ const PP_OK: &str = r#""error":0"#;
 
 /// Calls of each kind measured (after as many to warm up).
 const CALLS: u64 = 60;
+/// Rounds of each kind; the lowest is its figure.
+const ROUNDS: usize = 3;
 
 /// A keep-alive connection that sends prepared requests and reads each answer into one buffer.
 struct Wire {
@@ -130,19 +133,27 @@ async fn one_callback_stays_within_its_allocation_budget() {
     // Warm-up: statements prepared, metric handles and caches made, players' ids resolved.
     measure(&mut wire, bets("warm", CALLS), NATIVE_OK).await;
     measure(&mut wire, pp_bets("warm", CALLS), PP_OK).await;
-    // The requests are built before each count starts.
-    let native_bets = bets("n", CALLS);
-    let native_figure = measure(&mut wire, native_bets.clone(), NATIVE_OK).await;
-    let pp_figure = measure(&mut wire, pp_bets("p", CALLS), PP_OK).await;
-    // The same bets again: answered from the dedup index (its hits say so).
+    // Three rounds; each kind's figure is its lowest round. A background task of the gateway
+    // (the trace writer's flush, the report fold) lands in one round's count now and then and
+    // adds hundreds of allocations to it; it cannot land in all three.
+    let (mut native_figure, mut pp_figure, mut duplicate_figure) =
+        ((u64::MAX, 0), (u64::MAX, 0), (u64::MAX, 0));
     let hits = || async { dedup_hits(&gw.get("/metrics").await.body) };
-    let hits_before = hits().await;
-    let duplicate_figure = measure(&mut wire, native_bets, NATIVE_OK).await;
-    assert_eq!(
-        hits().await - hits_before,
-        CALLS,
-        "every repeat is a hit of the index"
-    );
+    for round in 0..ROUNDS {
+        // The requests are built before each count starts.
+        let native_bets = bets(&format!("n{round}"), CALLS);
+        native_figure = native_figure.min(measure(&mut wire, native_bets.clone(), NATIVE_OK).await);
+        pp_figure =
+            pp_figure.min(measure(&mut wire, pp_bets(&format!("p{round}"), CALLS), PP_OK).await);
+        // The same bets again: answered from the dedup index (its hits say so).
+        let hits_before = hits().await;
+        duplicate_figure = duplicate_figure.min(measure(&mut wire, native_bets, NATIVE_OK).await);
+        assert_eq!(
+            hits().await - hits_before,
+            CALLS,
+            "every repeat is a hit of the index"
+        );
+    }
     println!(
         "allocations (bytes) per call: native bet {} ({}), Pragmatic-style bet {} ({}), \
          duplicate from the index {} ({})",
