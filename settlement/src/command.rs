@@ -141,7 +141,8 @@ pub struct Command {
     pub action: Action,
     /// Of `player` and `action`, computed once by [`Command::new`]: the dedup index, the lane's
     /// duplicate check and the ledger row all read it. Private, so no command is built
-    /// without it.
+    /// without it; a command with another player or action is a new `Command::new`, never
+    /// an edit of those fields (nothing edits them; `policy` and `provider` are not hashed).
     fingerprint: Fingerprint,
 }
 
