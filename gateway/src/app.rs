@@ -166,6 +166,78 @@ pub async fn preallocate_wal(admin: &tokio_postgres::Client, mb: u64) -> anyhow:
     Ok(missing)
 }
 
+/// How often the embedded cluster's window of WAL ahead is looked at.
+const WAL_AHEAD_EVERY: Duration = Duration::from_secs(1);
+/// Most segments written in one look: 32 MB a second, several times the WAL the lanes write
+/// at full load, without a burst that would hold the disk from their commits' syncs.
+const WAL_AHEAD_PER_LOOK: usize = 2;
+
+/// Keeps `mb` of WAL segments ready ahead of the one being written, for as long as the gateway
+/// runs, by writing the missing ones itself (`pgembed::wal`). The start's preallocation lasts
+/// only minutes under load, and PostgreSQL recycles segments into future ones only when a
+/// checkpoint completes (the first one near minute 28 with the defaults): in between, each new
+/// segment would be zero-filled under the WAL write lock while every commit waits, a stall
+/// every few seconds. Once checkpoints recycle, the window is full and this writes nothing.
+async fn keep_wal_ahead(pool: Pool, pg_wal: PathBuf, mb: u64) {
+    const WHERE: &str = "SELECT pg_size_bytes(current_setting('wal_segment_size')), \
+        pg_walfile_name(pg_current_wal_insert_lsn())";
+    let mut every = tokio::time::interval(WAL_AHEAD_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return; // the gateway stopped
+        }
+        let position = match pool.get().await {
+            Ok(client) => client
+                .query_one(WHERE, &[])
+                .await
+                .map_err(anyhow::Error::from),
+            Err(error) => Err(anyhow::Error::from(error)),
+        };
+        let dir = pg_wal.clone();
+        let written = match position {
+            Ok(row) => {
+                let (segment_bytes, current): (i64, String) = (row.get(0), row.get(1));
+                let segment_bytes = u64::try_from(segment_bytes).unwrap_or(0).max(1);
+                tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
+                    let window = mb * 1024 * 1024 / segment_bytes;
+                    let mut written = 0;
+                    for name in pgembed::wal::names_after(&current, segment_bytes, window) {
+                        if written == WAL_AHEAD_PER_LOOK {
+                            break;
+                        }
+                        if pgembed::wal::write_ahead(&dir, &name, segment_bytes)? {
+                            written += 1;
+                        }
+                    }
+                    Ok(written)
+                })
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r.map_err(anyhow::Error::from))
+            }
+            Err(error) => Err(error),
+        };
+        match written {
+            Ok(n) => {
+                metrics::counter!("wallet_wal_segments_written_ahead_total").increment(n as u64);
+                if failing {
+                    tracing::info!("WAL written ahead again");
+                }
+                failing = false;
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(%error, "writing WAL ahead failed; retrying every second");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
 /// A started gateway: its address, and the handle that stops it.
 pub struct Running {
     pub addr: SocketAddr,
@@ -213,6 +285,9 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let config = Arc::new(config);
     let database = Arc::new(Database::open(&config, data_dir).await?);
     let state = prepare_state(config.clone(), &database).await?;
+    if let (Some(cluster), mb @ 1..) = (&database.embedded, config.embedded.wal_preallocate_mb) {
+        tokio::spawn(keep_wal_ahead(state.pool.clone(), cluster.wal_dir(), mb));
+    }
 
     let listener = TcpListener::bind(config.server.listen)
         .await

@@ -74,6 +74,7 @@ pub fn register_known_series() {
     metrics::counter!("wallet_deadline_expired_total").increment(0);
     metrics::counter!("wallet_busy_wallet_deferrals_total").increment(0);
     metrics::counter!("wallet_trace_records_total").increment(0);
+    metrics::counter!("wallet_wal_segments_written_ahead_total").increment(0);
 }
 
 /// Gauges sampled at scrape time by the caller (so this module needs no handles).

@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Pid, User};
 
+pub mod wal;
+
 /// The port number only names the socket file; nothing listens on TCP.
 const SOCKET_PORT: u16 = 5432;
 /// Unix socket paths are limited to 107 bytes; leave room for `/.s.PGSQL.5432.lock`.
@@ -348,6 +350,8 @@ struct Shared {
     /// Connection details, the same for every incarnation.
     socket_dir: PathBuf,
     superuser: String,
+    /// The data folder (PGDATA), the same for every incarnation.
+    pgdata: PathBuf,
 }
 
 /// How often the watcher looks at the server.
@@ -363,6 +367,7 @@ impl Supervised {
         let shared = std::sync::Arc::new(Shared {
             socket_dir: cluster.socket_dir.clone(),
             superuser: cluster.superuser.clone(),
+            pgdata: cluster.pgdata.clone(),
             options,
             cluster: Mutex::new(Some(cluster)),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -388,6 +393,11 @@ impl Supervised {
             self.shared.superuser,
             dbname
         )
+    }
+
+    /// The server's WAL folder (`pg_wal` in the data folder), for [`wal::write_ahead`].
+    pub fn wal_dir(&self) -> PathBuf {
+        self.shared.pgdata.join("pg_wal")
     }
 
     /// Restarts after the server exited on its own.

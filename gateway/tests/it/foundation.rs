@@ -549,3 +549,82 @@ async fn a_new_embedded_cluster_gets_its_wal_ahead_once() {
     drop(admin);
     running.stop().await.unwrap();
 }
+
+/// Once the load has used the start's reserve, the gateway writes the next segments itself
+/// (no checkpoint runs here to recycle any), and the server writes its WAL into those files in
+/// place, as it does into recycled ones.
+#[tokio::test]
+async fn the_wal_window_is_kept_ahead_after_the_reserve_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_toml(TEST_PROVIDERS, &[]).unwrap();
+    config.database.url_env = String::new();
+    config.embedded.wal_preallocate_mb = 64;
+    let overrides = Overrides {
+        listen: Some(([127, 0, 0, 1], 0).into()),
+        data_dir: Some(dir.path().to_path_buf()),
+    };
+    let running = app::start(config, overrides)
+        .await
+        .expect("embedded gateway");
+    let cluster = running.database().embedded.as_ref().expect("embedded");
+    let admin = connect(&cluster.connection_string("postgres").parse().unwrap()).await;
+    let pg_wal = cluster.wal_dir();
+    const AHEAD: &str = "SELECT name FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' \
+          AND name > pg_walfile_name(pg_current_wal_insert_lsn()) ORDER BY name";
+    let switch = |times: u32| {
+        format!(
+            "DO $$ BEGIN FOR i IN 1..{times} LOOP \
+               PERFORM pg_logical_emit_message(false, 'test', 'use a segment'); \
+               PERFORM pg_switch_wal(); \
+             END LOOP; END $$"
+        )
+    };
+    // Eight segments: the four of the reserve and four more.
+    admin.batch_execute(&switch(8)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let ahead = loop {
+        let ahead: Vec<String> = admin
+            .query(AHEAD, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if ahead.len() >= 4 || std::time::Instant::now() > deadline {
+            break ahead;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        ahead.len() >= 4,
+        "64 MB (four segments) ahead again within 20 s, found {ahead:?}"
+    );
+    let inode = |name: &str| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(pg_wal.join(name)).unwrap().ino()
+    };
+    let before: Vec<u64> = ahead[..2].iter().map(|n| inode(n)).collect();
+    // Right after a switch the insert position is the first byte of the next segment, which
+    // `pg_walfile_name` names as the previous one: three switches write into the first two.
+    admin.batch_execute(&switch(3)).await.unwrap();
+    for (name, before) in ahead[..2].iter().zip(before) {
+        assert_eq!(inode(name), before, "{name} was written in place");
+        let mut head = [0u8; 2];
+        use std::io::Read;
+        std::fs::File::open(pg_wal.join(name))
+            .unwrap()
+            .read_exact(&mut head)
+            .unwrap();
+        assert_ne!(head, [0, 0], "{name} starts with a WAL page header");
+    }
+    let written = running.state.metrics.render();
+    assert!(
+        written
+            .lines()
+            .any(|l| l.starts_with("wallet_wal_segments_written_ahead_total")
+                && !l.ends_with(" 0")),
+        "the segments ahead were written by the gateway:\n{written}"
+    );
+    drop(admin);
+    running.stop().await.unwrap();
+}
