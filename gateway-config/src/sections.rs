@@ -88,12 +88,14 @@ pub struct Embedded {
     pub run_as_user: String,
     /// Extra `postgresql.conf` settings (`name = "value"`, numbers and booleans too).
     pub settings: std::collections::BTreeMap<String, toml::Value>,
-    /// WAL kept ready for writing, in MB (whole 16 MB segments; 0: none). A start that finds
-    /// fewer segments in `pg_wal` (a new cluster) fills the difference and checkpoints, and
-    /// `min_wal_size` (unless `settings` names it) keeps that many for reuse. Without it, every new
-    /// segment is zero-filled while the WAL write lock is held, and each lane's commit waits
-    /// for it: at 7,500 callbacks/s, a 50-100 ms stall every two seconds until PostgreSQL
-    /// recycles segments on its own (after its first checkpoints, minutes later).
+    /// WAL kept ready ahead of the segment being written, in MB (whole 16 MB segments; 0:
+    /// none). A start that finds fewer segments in `pg_wal` (a new cluster) fills the
+    /// difference and checkpoints, and `min_wal_size` (unless `settings` names it) keeps that
+    /// many for reuse; while the gateway runs, it writes each missing segment of the window
+    /// itself, outside the server's WAL write lock. Without it, every new segment is
+    /// zero-filled while the WAL write lock is held, and each lane's commit waits for it: at
+    /// 7,500 callbacks/s, a 50-100 ms stall every two seconds until PostgreSQL's first
+    /// checkpoint completes and recycles segments (near minute 28 with the defaults).
     pub wal_preallocate_mb: u64,
 }
 
