@@ -163,9 +163,10 @@ pub async fn create_ahead(
     Ok(created)
 }
 
-/// Keeps the partitions `ahead` days ahead every hour until the process ends, and every minute
-/// takes statistics of tables that have rows but none yet ([`analyze_new`]); a failure is
-/// logged and tried again the next time (there are `ahead` days of slack).
+/// Keeps the partitions `ahead` days ahead every hour until the process ends (and deletes the
+/// limits' day totals no period reads any more, [`FORGET_OLD_USAGE`]), and every minute takes
+/// statistics of tables that have rows but none yet ([`analyze_new`]); a failure is logged and
+/// tried again the next time (there are `ahead` days of slack).
 pub fn spawn_job(pool: deadpool_postgres::Pool, ahead: u32) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(STATISTICS_EVERY);
@@ -201,9 +202,18 @@ pub fn spawn_job(pool: deadpool_postgres::Pool, ahead: u32) -> tokio::task::Join
                     tracing::warn!(%error, "partitions: creation failed; retrying in an hour")
                 }
             }
+            if let Err(error) = client.execute(FORGET_OLD_USAGE, &[]).await {
+                tracing::warn!(%error, "limits' old day totals not deleted; retrying in an hour");
+            }
         }
     })
 }
+
+/// Day totals of limited players (`rg_usage`) from before the earliest day a limit's period can
+/// start now (this month or this week): no limit reads them again.
+pub const FORGET_OLD_USAGE: &str = "DELETE FROM rg_usage
+     WHERE day < (least(date_trunc('month', now() AT TIME ZONE 'UTC'),
+                        date_trunc('week', now() AT TIME ZONE 'UTC')))::date";
 
 /// How often the job looks for tables without statistics (a new day's partition that began
 /// receiving rows); partitions are created ahead every `CREATE_EVERY_TICKS` of these (an hour).

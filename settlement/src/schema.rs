@@ -73,6 +73,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0017_totp_lockout",
         include_str!("../../migrations/0017_totp_lockout.sql"),
     ),
+    (
+        "0018_rg_usage",
+        include_str!("../../migrations/0018_rg_usage.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

@@ -243,6 +243,59 @@ async fn bets_over_a_responsible_gaming_limit_are_refused_and_stored() {
     gw.finish().await;
 }
 
+/// A wager or loss limit's use is a running total per day that the lanes keep (`rg_usage`),
+/// complete from the moment the limit is written: play before it is counted from the ledger
+/// (the trigger of migration 0018), play after it by the lanes, batch by batch. The lanes'
+/// totals (kept in Rust) and a recount from the ledger (in SQL) are two counts of one rule:
+/// they must agree after every kind of play.
+#[tokio::test]
+async fn a_limits_use_kept_by_the_lanes_matches_a_recount_from_the_ledger() {
+    let gw = gateway().await;
+    // Play before any limit: 20.00 staked, 5.00 won back.
+    answers(&gw, "bet", bet("player-4", "e1", "20.00", "r5"), "OK").await;
+    answers(&gw, "win", win("player-4", "e2", "5.00", "r5"), "OK").await;
+    gw.sql(
+        "INSERT INTO rg_limits (player_id, currency, kind, period, amount)
+         SELECT id, 'EUR', 'loss', 'day', 5000 FROM players WHERE external_id = 'player-4';
+         INSERT INTO rg_limits (player_id, currency, kind, period, amount)
+         SELECT id, 'EUR', 'wager', 'month', 100000 FROM players WHERE external_id = 'player-4';",
+    )
+    .await;
+    // Lost so far 15.00 of 50.00: 35.01 more is refused, 35.00 fits.
+    answers(
+        &gw,
+        "bet",
+        bet("player-4", "e3", "35.01", "r6"),
+        "LIMIT_EXCEEDED",
+    )
+    .await;
+    answers(&gw, "bet", bet("player-4", "e4", "35.00", "r6"), "OK").await;
+    // A bet rolled back gives its stake back to both limits; a win gives room back.
+    answers(&gw, "rollback", rollback("player-4", "e5", "e4"), "OK").await;
+    answers(&gw, "bet", bet("player-4", "e6", "30.00", "r7"), "OK").await;
+    answers(&gw, "win", win("player-4", "e7", "12.00", "r7"), "OK").await;
+    // Lost: 15 + 35 - 35 + 30 - 12 = 33.00 of 50.00: 17.01 more is over.
+    answers(
+        &gw,
+        "bet",
+        bet("player-4", "e8", "17.01", "r8"),
+        "LIMIT_EXCEEDED",
+    )
+    .await;
+    answers(&gw, "bet", bet("player-4", "e9", "17.00", "r8"), "OK").await;
+    let totals = "SELECT coalesce(string_agg(u.day || ' wagered ' || u.wagered || ' lost ' \
+                  || u.lost, ', ' ORDER BY u.day), 'none') \
+                  FROM rg_usage u JOIN players p ON p.id = u.player_id \
+                  WHERE p.external_id = 'player-4' AND u.currency = 'EUR'";
+    let kept: String = gw.value(totals, &[]).await;
+    assert!(kept.contains("wagered 6700 lost 5000"), "{kept}");
+    gw.sql("SELECT rg_usage_recount(id, 'EUR') FROM players WHERE external_id = 'player-4'")
+        .await;
+    let recounted: String = gw.value(totals, &[]).await;
+    assert_eq!(kept, recounted, "the lanes' totals against the ledger's");
+    gw.finish().await;
+}
+
 #[tokio::test]
 async fn bet_over_the_balance_is_insufficient_funds_with_the_balance() {
     let gw = gateway().await;

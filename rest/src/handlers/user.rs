@@ -328,11 +328,15 @@ pub async fn set_limit(
     };
     let mut client = rest.pool.get().await?;
     let tx = client.transaction().await?;
+    // The wallet first, as every writer of a wallet locks it before anything of its player:
+    // writing a wager or loss limit counts the player's play again under that lock (the
+    // trigger of migration 0018), and a lane or a withdrawal holding the wallet may wait for
+    // the player's row.
     let currency: String = tx
         .query_opt(
             "SELECT currency FROM wallets WHERE player_id = $1
                AND ($2::text IS NULL OR currency = $2)
-             ORDER BY created_at, currency LIMIT 1",
+             ORDER BY created_at, currency LIMIT 1 FOR UPDATE",
             &[&who.player, &req.currency],
         )
         .await?

@@ -139,7 +139,10 @@ pub struct Limit {
     pub currency: Currency,
     pub kind: LimitKind,
     pub amount_minor: i64,
+    /// Use in the period, this batch's included.
     pub used_minor: i64,
+    /// This batch's share of `used_minor`, added to the player's day total when it commits.
+    pub added_minor: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,12 +179,43 @@ impl Player {
     /// Counts money staked (`wagered`) and lost (`lost`, negative for money won back).
     pub(super) fn use_limits(&mut self, currency: Currency, wagered: i64, lost: i64) {
         for limit in self.limits.iter_mut().filter(|l| l.currency == currency) {
-            match limit.kind {
-                LimitKind::MaxBet => {}
-                LimitKind::Wager => limit.used_minor = limit.used_minor.saturating_add(wagered),
-                LimitKind::Loss => limit.used_minor = limit.used_minor.saturating_add(lost),
-            }
+            let add = match limit.kind {
+                LimitKind::MaxBet => continue,
+                LimitKind::Wager => wagered,
+                LimitKind::Loss => lost,
+            };
+            limit.used_minor = limit.used_minor.saturating_add(add);
+            limit.added_minor = limit.added_minor.saturating_add(add);
         }
+    }
+
+    /// This batch's (wagered, lost) in each currency where the player has a wager or loss
+    /// limit, to add to the day's totals (`rg_usage`); a kind without a limit counts 0 (its
+    /// totals are counted again from the ledger when such a limit is written).
+    pub fn limit_use(&self) -> impl Iterator<Item = (&Currency, i64, i64)> + '_ {
+        let added = |currency: Currency, kind: LimitKind| {
+            self.limits
+                .iter()
+                .find(|l| l.currency == currency && l.kind == kind)
+                .map_or(0, |l| l.added_minor)
+        };
+        self.limits
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| {
+                l.kind != LimitKind::MaxBet
+                    && !self.limits[..*i]
+                        .iter()
+                        .any(|e| e.currency == l.currency && e.kind != LimitKind::MaxBet)
+            })
+            .map(move |(_, l)| {
+                (
+                    &l.currency,
+                    added(l.currency, LimitKind::Wager),
+                    added(l.currency, LimitKind::Loss),
+                )
+            })
+            .filter(|(_, wagered, lost)| *wagered != 0 || *lost != 0)
     }
 }
 
@@ -231,7 +265,50 @@ pub struct World {
 
 #[cfg(test)]
 mod tests {
-    use super::TxKind;
+    use super::{Limit, LimitKind, Player, TxKind};
+    use crate::money::Currency;
+
+    /// One row of day totals per currency with a wager or loss limit, however many limits
+    /// (a day's and a month's) count it; none where the batch moved nothing, or only a
+    /// maximum bet limits the player.
+    #[test]
+    fn a_batchs_limit_use_is_one_row_per_limited_currency() {
+        let eur = Currency::from_code("EUR").unwrap();
+        let usd = Currency::from_code("USD").unwrap();
+        let gbp = Currency::from_code("GBP").unwrap();
+        let limit = |currency, kind| Limit {
+            currency,
+            kind,
+            amount_minor: 1_000_000,
+            used_minor: 100,
+            added_minor: 0,
+        };
+        let mut player = Player {
+            id: 7,
+            blocked: false,
+            wallets: Vec::new(),
+            limits: vec![
+                limit(eur, LimitKind::MaxBet),
+                limit(eur, LimitKind::Wager),
+                limit(eur, LimitKind::Wager),
+                limit(eur, LimitKind::Loss),
+                limit(usd, LimitKind::Loss),
+                limit(gbp, LimitKind::MaxBet),
+            ],
+        };
+        assert_eq!(player.limit_use().count(), 0, "nothing played");
+        player.use_limits(eur, 500, 500);
+        player.use_limits(eur, 0, -200);
+        player.use_limits(usd, 300, 300);
+        player.use_limits(gbp, 50, 50);
+        let rows: Vec<_> = player.limit_use().collect();
+        assert_eq!(rows, [(&eur, 500, 300), (&usd, 0, 300)]);
+        assert!(player
+            .limits
+            .iter()
+            .filter(|l| l.kind == LimitKind::Wager)
+            .all(|l| l.used_minor == 600));
+    }
 
     /// A stored kind the code does not know is refused, never taken for a non-provider row.
     #[test]

@@ -1,5 +1,6 @@
 //! The batch's writes, in one pipeline before COMMIT: the new ledger rows with their keys, the
-//! changed wallets, the state of stored rows the batch changed, new rounds and closed ones.
+//! changed wallets, the state of stored rows the batch changed, new rounds and closed ones, and
+//! the day's totals of players with a wager or loss limit.
 //! Stored rows are changed by the address the batch's prefetch read them at (`ctid`), never by
 //! a join of the batch's keys with the table, which a generic plan made on empty statistics
 //! would invert into a scan.
@@ -222,12 +223,41 @@ pub const CLOSE_ROUNDS: &str =
     "UPDATE rounds SET closed = true, closed_at = coalesce(closed_at, now())
      WHERE ctid = ANY($1::text[]::tid[])";
 
+/// This batch's play of the players with a wager or loss limit, added to their totals of the
+/// day (the transaction's, as the ledger rows' `created_at`): an insert by key, or an update of
+/// the row that key finds. One row per (player, currency) in a batch.
+pub const ADD_USAGE: &str = "INSERT INTO rg_usage (player_id, currency, day, wagered, lost)
+     SELECT player_id, currency, (now() AT TIME ZONE 'UTC')::date, wagered, lost
+     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])
+          AS u(player_id, currency, wagered, lost)
+     ON CONFLICT (player_id, currency, day) DO UPDATE
+     SET wagered = rg_usage.wagered + excluded.wagered, lost = rg_usage.lost + excluded.lost";
+
+/// The parameters of [`ADD_USAGE`].
+#[derive(Default)]
+struct UsageRows<'a> {
+    player_id: Vec<i64>,
+    currency: Vec<&'a str>,
+    wagered: Vec<i64>,
+    lost: Vec<i64>,
+}
+
+impl UsageRows<'_> {
+    #[cfg(test)]
+    const COLUMNS: &'static [&'static str] = &["player_id", "currency", "wagered", "lost"];
+
+    fn params(&self) -> Params<'_> {
+        vec![&self.player_id, &self.currency, &self.wagered, &self.lost]
+    }
+}
+
 /// The wallet path's writes, prepared once per connection.
 pub struct Writes {
     insert_ledger: Statement,
     update_wallets: Statement,
     insert_rounds: Statement,
     close_rounds: Statement,
+    add_usage: Statement,
     /// [`update_states`] by partition, prepared when the lane first changes a row there.
     update_states: Mutex<HashMap<String, Statement>>,
 }
@@ -238,17 +268,19 @@ const PARTITION_STATEMENTS_MAX: usize = 512;
 
 impl Writes {
     pub(super) async fn prepare(client: &Client) -> Result<Writes, tokio_postgres::Error> {
-        let (insert_ledger, update_wallets, insert_rounds, close_rounds) = tokio::try_join!(
+        let (insert_ledger, update_wallets, insert_rounds, close_rounds, add_usage) = tokio::try_join!(
             client.prepare(INSERT_LEDGER),
             client.prepare(UPDATE_WALLETS),
             client.prepare(INSERT_ROUNDS),
             client.prepare(CLOSE_ROUNDS),
+            client.prepare(ADD_USAGE),
         )?;
         Ok(Writes {
             insert_ledger,
             update_wallets,
             insert_rounds,
             close_rounds,
+            add_usage,
             update_states: Mutex::new(HashMap::new()),
         })
     }
@@ -298,6 +330,7 @@ pub(super) struct Planned<'w> {
     states: StateChanges<'w>,
     new_rounds: NewRounds<'w>,
     closed_rounds: Vec<&'w str>,
+    usage: UsageRows<'w>,
 }
 
 impl<'w> Planned<'w> {
@@ -322,7 +355,14 @@ impl<'w> Planned<'w> {
         }
 
         let mut wallets = WalletRows::default();
+        let mut usage = UsageRows::default();
         for player in world.players.values() {
+            for (currency, wagered, lost) in player.limit_use() {
+                usage.player_id.push(player.id);
+                usage.currency.push(currency.code());
+                usage.wagered.push(wagered);
+                usage.lost.push(lost);
+            }
             for wallet in player.wallets.iter().filter(|w| w.changed) {
                 let ctid = addresses
                     .wallets
@@ -365,6 +405,7 @@ impl<'w> Planned<'w> {
             states,
             new_rounds,
             closed_rounds,
+            usage,
         })
     }
 }
@@ -411,6 +452,7 @@ pub(super) async fn send(
     let (ledger_params, wallet_params, new_round_params) =
         (p.ledger.params(), p.wallets.params(), p.new_rounds.params());
     let closed_round_params: Params<'_> = vec![&p.closed_rounds];
+    let usage_params = p.usage.params();
     let state_params: Vec<Params<'_>> = p
         .states
         .iter()
@@ -439,6 +481,7 @@ pub(super) async fn send(
             &s.close_rounds,
             &closed_round_params
         ),
+        execute_unless(tx, p.usage.player_id.is_empty(), &s.add_usage, &usage_params),
     )?;
     Ok(())
 }
@@ -463,6 +506,7 @@ mod tests {
             (INSERT_LEDGER, LedgerRows::COLUMNS),
             (UPDATE_WALLETS, WalletRows::COLUMNS),
             (INSERT_ROUNDS, NewRounds::COLUMNS),
+            (ADD_USAGE, UsageRows::COLUMNS),
         ] {
             assert_eq!(unnest_columns(statement), columns, "{statement}");
             // One `$n` parameter per column, in order.

@@ -19,6 +19,7 @@ const WATCHED: &[&str] = &[
     "players",
     "game_sessions",
     "rg_limits",
+    "rg_usage",
 ];
 
 fn watched(relation: &str) -> bool {

@@ -178,6 +178,7 @@ fn limits(world: &mut World, plan: &Plan<'_>, rows: &Rows) -> Result<(), Error> 
             kind,
             amount_minor: row.get(limit::amount),
             used_minor: row.get(limit::used),
+            added_minor: 0,
         });
     }
     Ok(())

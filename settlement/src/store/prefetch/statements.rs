@@ -222,26 +222,15 @@ pub const SESSIONS: &str = "SELECT token, player_id, currency, game_id, expires_
      FROM game_sessions WHERE token = ANY($1::text[])";
 
 /// A limit's amount in force (a raised one only once its cooling-off is over, `rg::in_force`,
-/// the same rule in Rust) and its use in the current period. The second bound on
-/// `created_at` is the earliest any period can start (this month or this week): implied by
-/// the first, but free of the row's period, so the ledger's older partitions are pruned when
-/// the statement starts instead of opened for every batch.
+/// the same rule in Rust) and its use in the current period: a sum of the player's daily
+/// totals (`rg_usage`, at most 31 rows by its key), kept by the lanes and counted again from the
+/// ledger whenever a limit is written (migration 0018), never a sum over the period's ledger.
 pub const LIMITS: &str = "SELECT l.player_id, l.currency, l.kind, l.amount,
             CASE WHEN l.kind = 'max_bet' THEN 0 ELSE coalesce((
-                SELECT sum(CASE
-                    WHEN l.kind = 'wager' AND t.kind = 'bet' THEN t.amount
-                    WHEN l.kind = 'wager' AND t.kind = 'rollback'
-                         AND t.real_delta + t.bonus_delta > 0 THEN -t.amount
-                    WHEN l.kind = 'loss' THEN -(t.real_delta + t.bonus_delta)
-                    ELSE 0 END)
-                FROM transactions t
-                WHERE t.player_id = l.player_id AND t.currency = l.currency
-                  AND t.kind IN ('bet', 'win', 'rollback') AND t.outcome = 'OK'
-                  AND t.created_at >= date_trunc(l.period, now() AT TIME ZONE 'UTC')
-                                      AT TIME ZONE 'UTC'
-                  AND t.created_at >= least(date_trunc('month', now() AT TIME ZONE 'UTC'),
-                                            date_trunc('week', now() AT TIME ZONE 'UTC'))
-                                      AT TIME ZONE 'UTC'
+                SELECT sum(CASE WHEN l.kind = 'wager' THEN u.wagered ELSE u.lost END)
+                FROM rg_usage u
+                WHERE u.player_id = l.player_id AND u.currency = l.currency
+                  AND u.day >= (date_trunc(l.period, now() AT TIME ZONE 'UTC'))::date
             ), 0) END::bigint AS used
      FROM (SELECT player_id, currency, kind, period,
                   CASE WHEN next_from <= now() THEN next_amount ELSE amount END AS amount
