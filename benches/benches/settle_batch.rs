@@ -29,7 +29,6 @@ fn settle_batch(c: &mut Criterion) {
             deadline: std::time::Duration::from_secs(30),
             busy_patience: std::time::Duration::from_millis(50),
             transaction_timeout: std::time::Duration::from_secs(20),
-            commit_pipelining: false,
         };
         (
             Settler::start(db.config.clone(), options)

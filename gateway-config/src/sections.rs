@@ -145,10 +145,6 @@ pub struct Settlement {
     /// waits for the wallet. 0: every batch waits for its wallets (one gateway alone never
     /// needs more).
     pub busy_wallet_patience_ms: u64,
-    /// Each lane keeps a second connection and settles its next batch there while the
-    /// previous batch's COMMIT waits for its flush (units of that batch's players wait for the
-    /// batch after).
-    pub commit_pipelining: bool,
 }
 
 impl Default for Settlement {
@@ -161,7 +157,6 @@ impl Default for Settlement {
             queue_len_max: 8_192,
             callback_deadline_ms: 2_000,
             busy_wallet_patience_ms: 50,
-            commit_pipelining: false,
         }
     }
 }

@@ -480,7 +480,6 @@ async fn prepare_state(config: Arc<Config>, database: &Database) -> anyhow::Resu
             queue_len_max: st.queue_len_max,
             deadline: Duration::from_millis(st.callback_deadline_ms),
             busy_patience: Duration::from_millis(st.busy_wallet_patience_ms),
-            commit_pipelining: st.commit_pipelining,
             // Below the reports' settle time (the configuration keeps it at 2 s or more).
             transaction_timeout: Duration::from_secs(
                 (config.rest.report_settle_s / 2)

@@ -45,9 +45,6 @@ pub struct Options {
     /// transaction (`statement_timeout`, `idle_in_transaction_session_timeout`); at most
     /// [`store::LANE_TRANSACTION_S_MAX`] seconds. The report rollups count on it (see there).
     pub transaction_timeout: Duration,
-    /// Each lane settles its next batch on a second connection while the previous batch's
-    /// COMMIT waits for its flush (see `lane`).
-    pub commit_pipelining: bool,
 }
 
 /// Why a command got no business answer; every case but `Unstorable` is retryable for the
@@ -181,12 +178,6 @@ impl Settler {
                 deferred: Vec::new(),
                 busy_patience: options.busy_patience,
                 transaction_timeout,
-                pipelined: options.commit_pipelining,
-                spare: None,
-                slot: 0,
-                in_flight: [None, None],
-                held: Vec::new(),
-                answering: Vec::new(),
             };
             tasks.push(tokio::spawn(lane.run(rx)));
             lanes.push(tx);

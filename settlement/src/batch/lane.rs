@@ -2,13 +2,6 @@
 //! queued, linger when the load is steady, settle), and what it does when a batch fails:
 //! retry whole on conflicts, fail whole on a lost connection and reconnect, split in halves
 //! otherwise until the failing command is alone. `Units` is a batch as the lane settles it.
-//!
-//! With commit pipelining (`Options::commit_pipelining`) a lane has two connections and uses
-//! them in turn: once a batch's writes succeeded and its COMMIT is on the wire, a task waits
-//! for the COMMIT and answers, while the lane settles the next batch on the other connection.
-//! Order per player stays: a batch leaves out the units of players whose batch is still
-//! committing on the other connection (they wait for a batch on that batch's connection, behind
-//! its COMMIT, or for the COMMIT's outcome); statements on one connection run in order.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,8 +16,7 @@ use crate::fault::{Faults, Plant};
 use crate::store::{self, PlayerIds, Statements};
 
 pub(super) struct Connection {
-    /// Shared with the task that waits for a pipelined batch's COMMIT.
-    pub(super) client: Arc<tokio_postgres::Client>,
+    pub(super) client: tokio_postgres::Client,
     pub(super) statements: Statements,
     pub(super) player_ids: PlayerIds,
 }
@@ -51,7 +43,7 @@ impl Connection {
         let mut player_ids = PlayerIds::default();
         player_ids.warm(&client).await?;
         Ok(Connection {
-            client: Arc::new(client),
+            client,
             statements,
             player_ids,
         })
@@ -75,40 +67,6 @@ pub(super) struct Lane {
     pub(super) deferred: Vec<Job>,
     pub(super) busy_patience: Duration,
     pub(super) transaction_timeout: Duration,
-    /// Commit pipelining: the next batch is settled on `spare` while this one's COMMIT is in
-    /// flight on `connection` (then they swap, and `slot` names the one now in use: 0 or 1).
-    pub(super) pipelined: bool,
-    pub(super) spare: Option<Connection>,
-    pub(super) slot: usize,
-    /// The last pipelined batch of each connection slot: its players, and whether its COMMIT
-    /// has returned.
-    pub(super) in_flight: [Option<InFlight>; 2],
-    /// Units of players whose batch is committing on the other connection, for a later batch
-    /// (in arrival order).
-    pub(super) held: Vec<Job>,
-    /// Whether each pipelined batch not yet known to be answered is (drain waits for all).
-    pub(super) answering: Vec<tokio::sync::watch::Receiver<bool>>,
-}
-
-/// A pipelined batch whose COMMIT a task waits for: its players (by hash: a collision only
-/// holds a unit back one batch) and whether its COMMIT has returned and its units are answered.
-pub(super) struct InFlight {
-    players: HashSet<u64>,
-    committed: tokio::sync::watch::Receiver<bool>,
-}
-
-impl InFlight {
-    fn committing(&self) -> bool {
-        !*self.committed.borrow()
-    }
-}
-
-/// A player's key in [`InFlight::players`].
-fn player_key(player: &str) -> u64 {
-    use std::hash::BuildHasher;
-    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    KEYS.get_or_init(Default::default).hash_one(player)
 }
 
 /// Pause between connection attempts while the database is unreachable.
@@ -128,17 +86,14 @@ impl Lane {
         let mut jobs = Vec::new();
         'lanes: loop {
             let mut drain = None;
-            let first = if self.deferred.is_empty() && self.held.is_empty() {
+            let first = if self.deferred.is_empty() {
                 let Some(first) = rx.recv().await else { break };
                 Some(first)
             } else {
                 // What was left for later goes first, ahead of anything that arrived since;
-                // alone, it waits a moment for its wallets' holder to commit (held units need
-                // not: their batch runs behind the COMMIT they wait for).
-                let busy = !self.deferred.is_empty();
-                jobs.append(&mut self.held);
+                // alone, it waits a moment for its wallets' holder to commit.
                 jobs.append(&mut self.deferred);
-                match rx.is_empty() && busy {
+                match rx.is_empty() {
                     true => tokio::time::timeout(BUSY_PAUSE, rx.recv())
                         .await
                         .ok()
@@ -149,7 +104,6 @@ impl Lane {
             match first {
                 Some(Message::Job(job)) => jobs.push(job),
                 Some(Message::Drain(done)) if jobs.is_empty() => {
-                    self.committed().await;
                     let _ = done.send(());
                     break;
                 }
@@ -215,23 +169,10 @@ impl Lane {
     /// Before the lane stops: units left for later are settled too (waited for once their
     /// patience is over, so this ends).
     async fn drain(&mut self, jobs: &mut Vec<Job>) {
-        while !self.deferred.is_empty() || !self.held.is_empty() {
-            self.committed().await;
-            if !self.deferred.is_empty() {
-                tokio::time::sleep(BUSY_PAUSE).await;
-            }
-            jobs.append(&mut self.held);
+        while !self.deferred.is_empty() {
+            tokio::time::sleep(BUSY_PAUSE).await;
             jobs.append(&mut self.deferred);
             self.settle(jobs).await;
-        }
-        self.committed().await;
-    }
-
-    /// Waits until every pipelined batch has its COMMIT's outcome and its answers sent.
-    async fn committed(&mut self) {
-        self.in_flight = [None, None];
-        for mut answered in self.answering.drain(..) {
-            let _ = answered.wait_for(|done| *done).await;
         }
     }
 
@@ -252,18 +193,7 @@ impl Lane {
         let now = Instant::now();
         let queue_wait = metrics::histogram!("wallet_queue_wait_seconds");
         let mut units = Units::default();
-        let committing = self.in_flight[1 - self.slot]
-            .as_ref()
-            .filter(|f| f.committing())
-            .map(|f| &f.players);
         for job in jobs.drain(..) {
-            if committing.is_some_and(|players| {
-                players.contains(&player_key(job.commands[0].player.as_str()))
-            }) {
-                // Behind its player's batch still committing, on that batch's connection.
-                self.held.push(job);
-                continue;
-            }
             queue_wait.record(now.duration_since(job.ticket.queued_at).as_secs_f64());
             if self.faults.planted(Plant::WinsUnavailable)
                 && job
@@ -278,13 +208,6 @@ impl Lane {
         }
         if self.faults.planted(Plant::LaneReorder) {
             units.reverse();
-        }
-        if units.is_empty() && !self.held.is_empty() {
-            // Everything waits for the other connection's COMMIT: wait for it too.
-            if let Some(other) = self.in_flight[1 - self.slot].as_mut() {
-                let _ = other.committed.wait_for(|done| *done).await;
-            }
-            return;
         }
         self.settle_or_split(units, false).await;
     }
@@ -314,84 +237,24 @@ impl Lane {
     /// A committed batch: its units left out as busy go to the deferred list, the others
     /// are answered.
     fn answer(&mut self, mut units: Units, outcome: store::Outcome, started: Instant) {
-        let settled = self.counted(&mut units, &outcome.busy);
-        units.answer(
-            outcome.answers,
-            Settled {
-                commit: started.elapsed(),
-                ..settled
-            },
-            started,
-        );
-    }
-
-    /// Counts a batch that reached its COMMIT, moves its units left out as busy to the
-    /// deferred list, and returns its mark.
-    fn counted(&mut self, units: &mut Units, busy: &[usize]) -> Settled {
         self.batches += 1;
-        if !busy.is_empty() {
-            metrics::counter!("wallet_busy_wallet_deferrals_total").increment(busy.len() as u64);
+        if !outcome.busy.is_empty() {
+            metrics::counter!("wallet_busy_wallet_deferrals_total")
+                .increment(outcome.busy.len() as u64);
             let now = Instant::now();
-            for mut job in units.take(busy) {
+            for mut job in units.take(&outcome.busy) {
                 job.ticket.deferred_at.get_or_insert(now);
                 self.deferred.push(job);
             }
         }
-        Settled {
+        let settled = Settled {
             lane: self.index as u16,
             batch: self.batches,
             batch_len: units.commands.len() as u32,
             queued: Duration::ZERO,
-            commit: Duration::ZERO,
-        }
-    }
-
-    /// A pipelined batch whose COMMIT is on the wire: a task waits for it and answers (or, if
-    /// it fails, refuses with a retryable answer: the outcome is unknown, and the provider's
-    /// retry finds what committed); the lane notes its players and turns to its other
-    /// connection.
-    fn answer_after_commit(
-        &mut self,
-        mut units: Units,
-        outcome: store::Outcome,
-        started: Instant,
-        commit: store::Commit,
-    ) {
-        let settled = self.counted(&mut units, &outcome.busy);
-        let mut players = HashSet::with_capacity(units.lens.len());
-        let mut at = 0;
-        for &len in &units.lens {
-            players.insert(player_key(units.commands[at].player.as_str()));
-            at += len;
-        }
-        let (answered, committed) = tokio::sync::watch::channel(false);
-        let lane = self.index;
-        let answers = outcome.answers;
-        tokio::spawn(async move {
-            match commit.await {
-                Ok(()) => {
-                    let took = started.elapsed();
-                    metrics::histogram!("wallet_batch_commit_seconds").record(took.as_secs_f64());
-                    let settled = Settled {
-                        commit: took,
-                        ..settled
-                    };
-                    units.answer(answers, settled, started);
-                }
-                Err(error) => {
-                    metrics::counter!("wallet_batch_failures_total", "kind" => error.kind())
-                        .increment(1);
-                    tracing::warn!(lane, %error, "COMMIT failed; batch not settled");
-                    units.refuse(Unavailable::Storage);
-                }
-            }
-            let _ = answered.send(true);
-        });
-        self.answering.retain(|a| !*a.borrow());
-        self.answering.push(committed.clone());
-        self.in_flight[self.slot] = Some(InFlight { players, committed });
-        std::mem::swap(&mut self.connection, &mut self.spare);
-        self.slot = 1 - self.slot;
+            commit: started.elapsed(),
+        };
+        units.answer(outcome.answers, settled, started);
     }
 
     pub(super) async fn settle_or_split(&mut self, mut units: Units, split_retry: bool) {
@@ -406,23 +269,16 @@ impl Lane {
                 return;
             }
             let started = Instant::now();
-            // Halves of a failed batch settle one after the other: one player's units may be
-            // in both.
-            let pipelined = self.pipelined && !split_retry;
             let error = match self
                 .settle_once(
                     &units.commands,
                     &units.lens,
                     &units.patient(Instant::now(), self.busy_patience),
                     split_retry,
-                    pipelined,
                 )
                 .await
             {
-                Ok((outcome, None)) => return self.answer(units, outcome, started),
-                Ok((outcome, Some(commit))) => {
-                    return self.answer_after_commit(units, outcome, started, commit)
-                }
+                Ok(outcome) => return self.answer(units, outcome, started),
                 Err(error) => error,
             };
             if error.is_connection() {
@@ -490,8 +346,7 @@ impl Lane {
         units: &[usize],
         patient: &[bool],
         split_retry: bool,
-        pipelined: bool,
-    ) -> Result<(store::Outcome, Option<store::Commit>), store::Error> {
+    ) -> Result<store::Outcome, store::Error> {
         self.connect().await?;
         let connection = self.connection.as_mut().expect("connected above");
         let started = Instant::now();
@@ -502,21 +357,18 @@ impl Lane {
             split_retry,
         };
         let result = store::settle(
-            &connection.client,
+            &mut connection.client,
             &connection.statements,
             &mut connection.player_ids,
             batch,
             &self.faults,
-            pipelined,
         )
         .await;
         match &result {
-            Ok((_, commit)) => {
+            Ok(_) => {
                 metrics::histogram!("wallet_batch_size").record(commands.len() as f64);
-                if commit.is_none() {
-                    metrics::histogram!("wallet_batch_commit_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                }
+                metrics::histogram!("wallet_batch_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
             }
             Err(e) => {
                 metrics::counter!("wallet_batch_failures_total", "kind" => e.kind()).increment(1)

@@ -89,7 +89,6 @@ pub const STATEMENTS: &[(&str, &str)] = &[
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use tokio_postgres::{Client, Row, Statement};
 
@@ -213,32 +212,23 @@ pub struct Batch<'a> {
     pub split_retry: bool,
 }
 
-/// A batch's COMMIT, on the wire and not yet answered (commit pipelining): the batch's answers
-/// are valid only once this resolves `Ok`. It owns its connection's handle, so the lane can
-/// send its next batch on another connection meanwhile.
-pub type Commit = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send>>;
-
-/// Runs one batch as one transaction. Without `pipelined`, returns after the commit (the
-/// answers are valid only because this returned `Ok`); with it, returns once the writes have
-/// succeeded and COMMIT is on the wire, with the [`Commit`] to wait for before answering. A
-/// unit's wallets are locked without waiting (held elsewhere: the unit is `busy`, left for a
-/// later batch) unless the unit is `patient`, whose wallets are waited for, before any other
-/// lock.
+/// Runs one batch as one transaction; the answers are valid only because this returned `Ok`
+/// after the commit. A unit's wallets are locked without waiting (held elsewhere: the unit is
+/// `busy`, left for a later batch) unless the unit is `patient`, whose wallets are waited for,
+/// before any other lock.
 pub async fn settle(
-    client: &Arc<Client>,
+    client: &mut Client,
     statements: &Statements,
     player_ids: &mut PlayerIds,
     batch: Batch<'_>,
     faults: &Faults,
-    pipelined: bool,
-) -> Result<(Outcome, Option<Commit>), Error> {
+) -> Result<Outcome, Error> {
     let n = batch.commands.len();
     player_ids
         .resolve(client, &statements.reads, batch.commands)
         .await
         .map_err(Error::database(n))?;
-    let result =
-        settle_in_transaction(client, statements, player_ids, batch, faults, pipelined).await;
+    let result = settle_in_transaction(client, statements, player_ids, batch, faults).await;
     if result.is_err() && !client.is_closed() {
         // Ends the failed transaction (a no-op if COMMIT already turned into a rollback).
         client
@@ -260,13 +250,12 @@ pub async fn settle(
 /// the lock's previous holder committed; an error in any statement aborts the transaction and
 /// the COMMIT behind it becomes a rollback, so nothing is acknowledged.
 async fn settle_in_transaction(
-    client: &Arc<Client>,
+    client: &Client,
     statements: &Statements,
     player_ids: &PlayerIds,
     batch: Batch<'_>,
     faults: &Faults,
-    pipelined: bool,
-) -> Result<(Outcome, Option<Commit>), Error> {
+) -> Result<Outcome, Error> {
     let prefetch::Fetched {
         mut world,
         busy: busy_players,
@@ -278,9 +267,8 @@ async fn settle_in_transaction(
     let answers = apply_guarded(&mut world, commands, units)?;
     let n = batch.commands.len();
     let planned = plan_writes(client, statements, &world, &addresses, no_dedup, n).await?;
-    let commit =
-        write_and_commit(client, statements, &planned, faults, commands, n, pipelined).await?;
-    Ok((Outcome { answers, busy }, commit))
+    write_and_commit(client, statements, &planned, faults, commands, n).await?;
+    Ok(Outcome { answers, busy })
 }
 
 /// BEGIN and the prefetch in one pipeline, with the test builds' failpoint (and the planted
@@ -382,53 +370,17 @@ async fn plan_writes<'w>(
 
 /// The writes and COMMIT in one pipeline, with the test builds' failpoints before and after
 /// COMMIT. Returns once COMMIT's outcome is known (or, under the planted
-/// `AnswerBeforeCommit`, once everything is on the wire); `pipelined`, once the writes'
-/// outcome is known, with COMMIT sent behind them and returned unanswered.
+/// `AnswerBeforeCommit`, once everything is on the wire).
 async fn write_and_commit(
-    client: &Arc<Client>,
+    client: &Client,
     statements: &Statements,
     planned: &write::Planned<'_>,
     faults: &Faults,
     commands: &[Command],
     n: usize,
-    pipelined: bool,
-) -> Result<Option<Commit>, Error> {
+) -> Result<(), Error> {
     let write_fault = faults.sql(Point::Write, commands);
     let after_commit_fault = faults.sql(Point::AfterCommit, commands);
-    if pipelined && !faults.planted(Plant::AnswerBeforeCommit) {
-        let owned = Arc::clone(client);
-        let mut commit: Commit = Box::pin(async move {
-            let (committed, after_commit) = tokio::join!(
-                biased;
-                owned.batch_execute("COMMIT"),
-                failpoint(&owned, after_commit_fault.as_deref())
-            );
-            committed.map_err(Error::database(n))?;
-            after_commit.map_err(Error::database(n))
-        });
-        // The writes are sent first (`biased`), then COMMIT by one poll of its future; the
-        // writes' outcome is awaited, COMMIT's is the caller's to await.
-        let mut early = None;
-        let send_commit = std::future::poll_fn(|cx| {
-            if let std::task::Poll::Ready(result) = std::future::Future::poll(commit.as_mut(), cx) {
-                early = Some(result);
-            }
-            std::task::Poll::Ready(())
-        });
-        let (written, fault, ()) = tokio::join!(
-            biased;
-            write::send(client, &statements.writes, planned),
-            failpoint(client, write_fault.as_deref()),
-            send_commit
-        );
-        written.map_err(Error::database(n))?;
-        fault.map_err(Error::database(n))?;
-        let pending: Commit = match early {
-            Some(result) => Box::pin(std::future::ready(result)),
-            None => commit,
-        };
-        return Ok(Some(pending));
-    }
     let finish = async {
         tokio::join!(
             biased;
@@ -446,14 +398,14 @@ async fn write_and_commit(
             std::task::Poll::Ready(())
         })
         .await;
-        return Ok(None);
+        return Ok(());
     }
     let (written, fault, committed, after_commit) = finish.await;
     written.map_err(Error::database(n))?;
     fault.map_err(Error::database(n))?;
     committed.map_err(Error::database(n))?;
     after_commit.map_err(Error::database(n))?;
-    Ok(None)
+    Ok(())
 }
 
 /// The batch without the units of `busy` players (whose wallets another transaction holds),

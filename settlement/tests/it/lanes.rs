@@ -7,7 +7,7 @@ use std::time::Duration;
 use settlement::batch::{Options, Settler, Unavailable};
 use settlement::fault::{Effect, Point, Trigger};
 
-use crate::{fixture, futures_join_in_order, ok, options, Fixture, OPENING_MINOR, PLAYERS};
+use crate::{fixture, ok, options, Fixture, OPENING_MINOR, PLAYERS};
 
 #[tokio::test]
 async fn lanes_commit_synchronously_whatever_the_role_and_database_say() {
@@ -299,38 +299,4 @@ async fn a_lane_lingers_only_after_a_batch_of_linger_from_commands() {
         }
         settler.drain().await;
     }
-}
-
-/// With commit pipelining a lane settles its next batch on its second connection while the
-/// previous batch's COMMIT is in flight; each player's commands still apply in arrival order.
-/// 400 one-cent bets of four players, queued at once, settled in batches of at most 8: each
-/// must answer the balance after exactly the bets queued before it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pipelined_batches_keep_each_players_order() {
-    let f = fixture().await;
-    let settler = f
-        .settler(Options {
-            lanes: 1,
-            batch_len_max: 8,
-            commit_pipelining: true,
-            ..options()
-        })
-        .await;
-    let mut calls = Vec::new();
-    let mut expected = Vec::new();
-    for n in 0..100i64 {
-        for player in 1..=4u32 {
-            calls.push(settler.settle(f.bet(player, &format!("p{player}-{n}"), 1)));
-            expected.push((player, OPENING_MINOR - (n + 1)));
-        }
-    }
-    let answers = futures_join_in_order(calls).await;
-    for (answer, (player, balance)) in answers.iter().zip(expected) {
-        assert_eq!(ok(answer), balance, "player-{player}");
-    }
-    for player in 1..=4 {
-        assert_eq!(f.wallet(player).await.0, OPENING_MINOR - 100);
-    }
-    f.assert_no_drift().await;
-    settler.drain().await;
 }

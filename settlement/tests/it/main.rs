@@ -55,7 +55,6 @@ pub fn options() -> Options {
         deadline: Duration::from_secs(10),
         busy_patience: Duration::from_millis(50),
         transaction_timeout: Duration::from_secs(20),
-        commit_pipelining: false,
     }
 }
 
@@ -179,29 +178,4 @@ pub async fn behind_a_stalled_batch(
         answers.push(task.await.expect("task"));
     }
     (first, answers)
-}
-
-/// Polls every future from the start (so all are queued before the lane takes its batch) and
-/// returns their outputs in order.
-pub async fn futures_join_in_order<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.expect("ready")).collect()
 }

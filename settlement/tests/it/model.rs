@@ -8,7 +8,7 @@ use settlement::command::{Command, ProviderId};
 use settlement::test_util::fresh_database;
 use settlement::test_util::model::{op, policy, resolve, seed, to_command, Model};
 
-use crate::{futures_join_in_order, options};
+use crate::options;
 
 const OPENING: i64 = 1_000;
 
@@ -101,4 +101,29 @@ fn settle_through_sql_agrees_with_the_reference_model() {
     if let Err(e) = result {
         panic!("seed {seed}: {e}");
     }
+}
+
+/// Polls every future from the start (so all are queued before the lane takes its batch) and
+/// returns their outputs in order.
+async fn futures_join_in_order<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("ready")).collect()
 }
