@@ -225,6 +225,18 @@ impl Browser {
 }
 
 /// A staff account with the demo admin's TOTP secret.
+/// The previous step's TOTP code for a login (so that a later step-up, with the current
+/// step's code, is a newer step), computed with at least 10 s left in the current step: the
+/// gateway accepts one step either way, so a code computed in a step's last seconds would be two
+/// steps old by the time the browser submits it.
+async fn login_code() -> String {
+    let into_step = gateway::test_util::now_s().rem_euclid(30);
+    if into_step >= 20 {
+        tokio::time::sleep(Duration::from_secs((31 - into_step) as u64)).await;
+    }
+    totp_code(ADMIN_TOTP, -1)
+}
+
 async fn staff(gw: &TestGateway, username: &str, role: &str) {
     let hash = rest::auth::password::hash_now("staff-password-long");
     gw.sql(&format!(
@@ -273,8 +285,7 @@ async fn an_admin_and_a_second_admin_work_through_every_screen() {
     let b = Browser::start(&gw, "tour").await;
 
     // Log in with password and TOTP; find a player.
-    b.login("admin", ADMIN_PASSWORD, &totp_code(ADMIN_TOTP, -1))
-        .await;
+    b.login("admin", ADMIN_PASSWORD, &login_code().await).await;
     b.shot("01-players").await;
     b.fill("#player-search", "username", "player-1").await;
     b.submit("#player-search").await;
@@ -302,7 +313,7 @@ async fn an_admin_and_a_second_admin_work_through_every_screen() {
     b.logout().await;
 
     // The second admin approves it.
-    b.login("admin-2", "staff-password-long", &totp_code(ADMIN_TOTP, -1))
+    b.login("admin-2", "staff-password-long", &login_code().await)
         .await;
     b.open("#/adjustments").await;
     b.text("#adjustment-queue", "goodwill after outage").await;
@@ -392,12 +403,8 @@ async fn support_staff_see_no_adjustments_and_the_api_refuses_them() {
     let gw = gateway().await;
     staff(&gw, "support-1", "support").await;
     let b = Browser::start(&gw, "support").await;
-    b.login(
-        "support-1",
-        "staff-password-long",
-        &totp_code(ADMIN_TOTP, -1),
-    )
-    .await;
+    b.login("support-1", "staff-password-long", &login_code().await)
+        .await;
     let links: Vec<String> = {
         let mut names = Vec::new();
         for a in b.client.find_all(Locator::Css("#nav a")).await.unwrap() {
