@@ -71,7 +71,9 @@ pub fn write_ahead(pg_wal: &Path, name: &str, segment_bytes: u64) -> std::io::Re
     let removed = fs::remove_file(&temporary);
     let written = written?;
     removed?;
-    fs::File::open(pg_wal)?.sync_all()?;
+    if written {
+        fs::File::open(pg_wal)?.sync_all()?;
+    }
     Ok(written)
 }
 

@@ -190,32 +190,28 @@ impl Player {
     }
 
     /// This batch's (wagered, lost) in each currency where the player has a wager or loss
-    /// limit, to add to the day's totals (`rg_usage`); a kind without a limit counts 0 (its
-    /// totals are counted again from the ledger when such a limit is written).
-    pub fn limit_use(&self) -> impl Iterator<Item = (&Currency, i64, i64)> + '_ {
-        let added = |currency: Currency, kind: LimitKind| {
-            self.limits
-                .iter()
-                .find(|l| l.currency == currency && l.kind == kind)
-                .map_or(0, |l| l.added_minor)
-        };
-        self.limits
-            .iter()
-            .enumerate()
-            .filter(|(i, l)| {
-                l.kind != LimitKind::MaxBet
-                    && !self.limits[..*i]
-                        .iter()
-                        .any(|e| e.currency == l.currency && e.kind != LimitKind::MaxBet)
-            })
-            .map(move |(_, l)| {
-                (
-                    &l.currency,
-                    added(l.currency, LimitKind::Wager),
-                    added(l.currency, LimitKind::Loss),
-                )
-            })
-            .filter(|(_, wagered, lost)| *wagered != 0 || *lost != 0)
+    /// limit and the batch moved either, to add to the day's totals (`rg_usage`); a kind
+    /// without a limit counts 0 (its totals are counted again from the ledger when such a limit
+    /// is written). Limits of one kind (a day's and a month's) share their batch's share.
+    pub fn limit_use(&self) -> Vec<(&Currency, i64, i64)> {
+        let mut rows: Vec<(&Currency, i64, i64)> = Vec::new();
+        for limit in &self.limits {
+            let at = match rows.iter().position(|r| *r.0 == limit.currency) {
+                Some(at) => at,
+                None if limit.kind == LimitKind::MaxBet => continue,
+                None => {
+                    rows.push((&limit.currency, 0, 0));
+                    rows.len() - 1
+                }
+            };
+            match limit.kind {
+                LimitKind::MaxBet => {}
+                LimitKind::Wager => rows[at].1 = limit.added_minor,
+                LimitKind::Loss => rows[at].2 = limit.added_minor,
+            }
+        }
+        rows.retain(|&(_, wagered, lost)| wagered != 0 || lost != 0);
+        rows
     }
 }
 
@@ -296,12 +292,12 @@ mod tests {
                 limit(gbp, LimitKind::MaxBet),
             ],
         };
-        assert_eq!(player.limit_use().count(), 0, "nothing played");
+        assert!(player.limit_use().is_empty(), "nothing played");
         player.use_limits(eur, 500, 500);
         player.use_limits(eur, 0, -200);
         player.use_limits(usd, 300, 300);
         player.use_limits(gbp, 50, 50);
-        let rows: Vec<_> = player.limit_use().collect();
+        let rows = player.limit_use();
         assert_eq!(rows, [(&eur, 500, 300), (&usd, 0, 300)]);
         assert!(player
             .limits
