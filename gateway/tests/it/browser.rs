@@ -224,7 +224,6 @@ impl Browser {
     }
 }
 
-/// A staff account with the demo admin's TOTP secret.
 /// The previous step's TOTP code for a login (so that a later step-up, with the current
 /// step's code, is a newer step), computed with at least 10 s left in the current step: the
 /// gateway accepts one step either way, so a code computed in a step's last seconds would be two
@@ -237,6 +236,7 @@ async fn login_code() -> String {
     totp_code(ADMIN_TOTP, -1)
 }
 
+/// A staff account with the demo admin's TOTP secret.
 async fn staff(gw: &TestGateway, username: &str, role: &str) {
     let hash = rest::auth::password::hash_now("staff-password-long");
     gw.sql(&format!(
