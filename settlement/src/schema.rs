@@ -77,6 +77,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0018_rg_usage",
         include_str!("../../migrations/0018_rg_usage.sql"),
     ),
+    (
+        "0019_ledger_round_index_order",
+        include_str!("../../migrations/0019_ledger_round_index_order.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.
