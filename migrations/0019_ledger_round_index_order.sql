@@ -6,7 +6,7 @@
 -- the left halves never fill again (54 % full after nine minutes at 2,500 callbacks/s), and the
 -- lanes' inserts touch one hot page per active player; led by the round, the round ids a
 -- provider hands out in sequence share one insertion point (85 % full, a fifth smaller, the same
--- run). Provider ids that are random land at random in either order. Rebuilds the index on every
+-- run). Round ids that are random land at random in either order. Rebuilds the index on every
 -- ledger partition inside the migration: on a large ledger, a start-up that takes longer once.
 DROP INDEX IF EXISTS transactions_round;
 CREATE INDEX transactions_round ON transactions (provider_id, round_id, player_id)
