@@ -81,6 +81,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0019_ledger_round_index_order",
         include_str!("../../migrations/0019_ledger_round_index_order.sql"),
     ),
+    (
+        "0020_rounds_key_round_first",
+        include_str!("../../migrations/0020_rounds_key_round_first.sql"),
+    ),
 ];
 
 /// Taken with `pg_advisory_xact_lock` so two gateways starting at once apply in turn.

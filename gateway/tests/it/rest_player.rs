@@ -166,6 +166,72 @@ async fn balance_history_and_rounds_with_filters_and_cursors() {
     gw.finish().await;
 }
 
+/// A player's rounds are found through the player's ledger rows (migration 0020: `rounds` has
+/// no index led by the player), each listed once, at its opening, whatever rows follow it:
+/// several bets, a win that closes it, two rows written by one call.
+#[tokio::test]
+async fn rounds_are_listed_once_each_newest_first_whatever_their_rows() {
+    let gw = gateway().await;
+    settled(&gw, "bet", bet("player-2", "a1", "1.00", "ra")).await;
+    settled(&gw, "bet", bet("player-2", "a2", "2.00", "ra")).await;
+    let mut closing = win("player-2", "a3", "7.00", "ra");
+    closing["round_closed"] = json!(true);
+    settled(&gw, "win", closing).await;
+    // One SoftSwiss-style call: a bet and its win, two ledger rows of one transaction.
+    let both = json!({"user_id": "player-2", "currency": "EUR", "game": "ss-slot",
+                      "game_id": "rb", "finished": false,
+                      "actions": [{"action": "bet", "action_id": "b1", "amount": 300},
+                                  {"action": "win", "action_id": "b2", "amount": 100}]});
+    let a = gw.ss("play", &both).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    settled(&gw, "bet", bet("player-2", "c1", "4.00", "rc")).await;
+    // Another player's round in between is not the caller's.
+    settled(&gw, "bet", bet("player-3", "d1", "1.00", "rd")).await;
+
+    let token = gw.player_token("player-2").await;
+    let get = |path: &str| {
+        let path = path.to_string();
+        let (gw, token) = (&gw, &token);
+        async move { data(&gw.api(Method::GET, &path, Some(token), None).await) }
+    };
+    let all = get("/api/user/rounds").await;
+    assert_eq!(column(&all, "round_id"), ["rc", "rb", "ra"]);
+    let ra = &all["items"][2];
+    assert_eq!(
+        (&ra["bet"], &ra["win"], &ra["closed"]),
+        (&json!("3.00"), &json!("7.00"), &json!(true))
+    );
+    let rb = &all["items"][1];
+    assert_eq!((&rb["bet"], &rb["win"]), (&json!("3.00"), &json!("1.00")));
+    assert_eq!(
+        column(&get("/api/user/rounds?closed=true").await, "round_id"),
+        ["ra"]
+    );
+    assert_eq!(
+        column(&get("/api/user/rounds?closed=false").await, "round_id"),
+        ["rc", "rb"]
+    );
+    // From a round's start on: it and the newer ones.
+    let from = all["items"][1]["created_at"]
+        .as_str()
+        .unwrap()
+        .replace('+', "%2B");
+    assert_eq!(
+        column(
+            &get(&format!("/api/user/rounds?from={from}")).await,
+            "round_id"
+        ),
+        ["rc", "rb"]
+    );
+    let walked: Vec<String> = walk(&gw, &token, "/api/user/rounds?limit=1")
+        .await
+        .iter()
+        .map(|r| r["round_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(walked, ["rc", "rb", "ra"]);
+    gw.finish().await;
+}
+
 #[tokio::test]
 async fn no_player_can_reach_another_players_data() {
     let gw = gateway().await;

@@ -161,15 +161,31 @@ pub async fn rounds(
         None => (None, None, None),
     };
     let client = rest.pool.get().await?;
-    // `provider_id = ANY(...)` lets the primary key (provider, player, round) serve a
-    // player's rounds without an index of its own on the hot table.
+    // Walked through the player's ledger rows by time (`transactions_player_time`), newest
+    // first: a round is listed at the rows written with it, in the transaction that opened it
+    // (the same `now()` as its `rounds` row), and found by its key. `rounds` itself has no
+    // index led by the player (its key leads with the round: migration 0020), so a page reads
+    // the player's newest rows until it has its rounds, however many rounds the player has.
     let rows = client
         .query(
             &format!(
                 "SELECT p.code, r.round_id, r.game_id, r.closed, {}, {}, r.provider_id,
                         s.currency, coalesce(s.bet, 0)::bigint, coalesce(s.win, 0)::bigint,
                         coalesce(s.refunded, 0)::bigint
-                 FROM rounds r JOIN providers p ON p.id = r.provider_id
+                 FROM (SELECT DISTINCT ON (t.created_at, t.provider_id, t.round_id)
+                              t.created_at, t.provider_id, t.round_id
+                       FROM transactions t
+                       WHERE t.player_id = $1 AND t.round_id IS NOT NULL
+                         AND t.provider_id IS NOT NULL
+                         AND ($2::text IS NULL OR t.created_at >= $2::timestamptz)
+                         AND ($3::text IS NULL OR t.created_at < $3::timestamptz)
+                         AND ($5::text IS NULL OR t.created_at <= $5::timestamptz)
+                         AND ($5::text IS NULL OR (t.created_at, t.provider_id, t.round_id)
+                                                   < ($5::timestamptz, $6::int, $7::text))
+                       ORDER BY t.created_at DESC, t.provider_id DESC, t.round_id DESC) c
+                 JOIN rounds r ON r.provider_id = c.provider_id AND r.round_id = c.round_id
+                              AND r.player_id = $1 AND r.created_at = c.created_at
+                 JOIN providers p ON p.id = r.provider_id
                  CROSS JOIN LATERAL (
                      SELECT min(t.currency) AS currency,
                             sum(t.amount) FILTER (WHERE t.kind = 'bet') AS bet,
@@ -178,13 +194,8 @@ pub async fn rounds(
                      FROM transactions t
                      WHERE t.provider_id = r.provider_id AND t.player_id = r.player_id
                        AND t.round_id = r.round_id AND t.outcome = 'OK') s
-                 WHERE r.provider_id = ANY(ARRAY(SELECT id FROM providers)) AND r.player_id = $1
-                   AND ($2::text IS NULL OR r.created_at >= $2::timestamptz)
-                   AND ($3::text IS NULL OR r.created_at < $3::timestamptz)
-                   AND ($4::bool IS NULL OR r.closed = $4)
-                   AND ($5::text IS NULL OR (r.created_at, r.provider_id, r.round_id)
-                                             < ($5::timestamptz, $6::int, $7::text))
-                 ORDER BY r.created_at DESC, r.provider_id DESC, r.round_id DESC
+                 WHERE ($4::bool IS NULL OR r.closed = $4)
+                 ORDER BY c.created_at DESC, c.provider_id DESC, c.round_id DESC
                  LIMIT $8",
                 crate::rfc3339!("r.created_at"),
                 crate::rfc3339!("r.closed_at"),
