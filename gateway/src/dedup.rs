@@ -1,16 +1,20 @@
 //! The in-memory dedup index: answers provider retries without touching the database, and
 //! coalesces concurrent duplicates onto the first one's settlement.
 //!
-//! Lock-striped: keys hash to one of `SHARDS` small maps, each behind its own `std` mutex that
-//! is held only for a map operation, never across an `.await` (waiters park on a `watch`
-//! channel instead). Bounded in entries and in bytes: the oldest finished entries are evicted
-//! first. A miss proves nothing: the database's `UNIQUE (provider_id, provider_tx_id)` stays the
+//! Lock-striped: keys hash to one of `SHARDS` small tables, each behind its own `std` mutex that
+//! is held only for a table operation, never across an `.await` (waiters park on a `watch`
+//! channel instead). A key is hashed once per call (the claim keeps its hash for `finish`), and
+//! a new one is copied once (the table, the eviction queue and the claim share it). Bounded in
+//! entries and in bytes: the oldest finished entries are evicted first. A miss proves nothing: the database's `UNIQUE (provider_id, provider_tx_id)` stays the
 //! judge, and the stored answer it replays is exactly what this index would have given.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use hashbrown::HashTable;
 
 use settlement::batch::Unavailable;
 use settlement::command::{Fingerprint, ProviderId};
@@ -21,7 +25,7 @@ const SHARDS: usize = 64;
 /// Bytes an entry costs beyond its key: the answer, map and queue overhead (an estimate).
 const ENTRY_OVERHEAD_BYTES: usize = 160;
 
-type Key = (ProviderId, Box<str>);
+type Key = (ProviderId, Arc<str>);
 type Outcome = Option<Result<Answer, Unavailable>>;
 
 enum Entry {
@@ -39,10 +43,31 @@ enum Entry {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Key, Entry>,
-    /// Insertion order of finished entries, for eviction.
-    order: VecDeque<Key>,
+    table: HashTable<(Key, Entry)>,
+    /// Insertion order of finished entries (with their hashes), for eviction.
+    order: VecDeque<(u64, Key)>,
     bytes: usize,
+}
+
+impl Shard {
+    /// The entry of `provider`'s `tx` under `hash`.
+    fn find(&self, hash: u64, provider: ProviderId, tx: &str) -> Option<&Entry> {
+        let found = self
+            .table
+            .find(hash, |(k, _)| k.0 == provider && *k.1 == *tx);
+        found.map(|(_, entry)| entry)
+    }
+
+    /// Removes the entry of `key` under `hash` if `keep` says no to it.
+    fn remove_unless(&mut self, hash: u64, key: &Key, keep: impl Fn(&Entry) -> bool) -> bool {
+        match self.table.find_entry(hash, |(k, _)| *k == *key) {
+            Ok(found) if !keep(&found.get().1) => {
+                found.remove();
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Counters the metrics endpoint reports.
@@ -66,7 +91,7 @@ pub struct Snapshot {
 
 pub struct Index {
     shards: Vec<Mutex<Shard>>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: RandomState,
     entries_max_per_shard: usize,
     bytes_max_per_shard: usize,
     pub counters: Counters,
@@ -86,6 +111,7 @@ pub enum Lookup<'a> {
 pub struct Claim<'a> {
     index: &'a Index,
     key: Option<Key>,
+    hash: u64,
     done: Option<watch::Sender<Outcome>>,
     fingerprint: Fingerprint,
 }
@@ -101,12 +127,20 @@ impl Index {
         }
     }
 
-    fn shard(&self, key: &Key) -> &Mutex<Shard> {
-        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    /// The hash of a key, as its table stores it (`Arc<str>` hashes as its `str`).
+    fn hash(&self, provider: ProviderId, tx: &str) -> u64 {
+        self.hasher.hash_one((provider, tx))
+    }
+
+    /// The shard of a hash: bits the tables' own bucket index and tags leave alone (the low
+    /// bits pick a bucket, the top seven are tags), so one shard's keys still spread over its
+    /// table.
+    fn shard(&self, hash: u64) -> &Mutex<Shard> {
+        &self.shards[(hash >> 32) as usize % SHARDS]
     }
 
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).map.len()).sum()
+        self.shards.iter().map(|s| lock(s).table.len()).sum()
     }
 
     /// Counters and size now.
@@ -127,9 +161,9 @@ impl Index {
 
     /// Looks `key` up, claiming it when nobody is settling it.
     pub fn begin(&self, provider: ProviderId, tx: &str, fingerprint: Fingerprint) -> Lookup<'_> {
-        let key: Key = (provider, tx.into());
-        let mut shard = lock(self.shard(&key));
-        match shard.map.get(&key) {
+        let hash = self.hash(provider, tx);
+        let mut shard = lock(self.shard(hash));
+        match shard.find(hash, provider, tx) {
             Some(Entry::Done {
                 fingerprint: f,
                 answer,
@@ -152,6 +186,7 @@ impl Index {
                 return Lookup::Settle(Claim {
                     index: self,
                     key: None,
+                    hash,
                     done: None,
                     fingerprint,
                 });
@@ -159,18 +194,20 @@ impl Index {
             None => {}
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = watch::channel(None);
-        shard.map.insert(
-            key.clone(),
-            Entry::InFlight {
-                fingerprint,
-                done: rx,
-            },
-        );
+        let (done, rx) = watch::channel(None);
+        let key: Key = (provider, tx.into());
+        let entry = Entry::InFlight {
+            fingerprint,
+            done: rx,
+        };
+        shard
+            .table
+            .insert_unique(hash, (key.clone(), entry), |(k, _)| self.hash(k.0, &k.1));
         Lookup::Settle(Claim {
             index: self,
             key: Some(key),
-            done: Some(tx),
+            hash,
+            done: Some(done),
             fingerprint,
         })
     }
@@ -179,14 +216,14 @@ impl Index {
         while shard.order.len() > self.entries_max_per_shard
             || shard.bytes > self.bytes_max_per_shard
         {
-            let Some(oldest) = shard.order.pop_front() else {
+            let Some((hash, oldest)) = shard.order.pop_front() else {
                 break;
             };
             shard.bytes = shard
                 .bytes
                 .saturating_sub(oldest.1.len() + ENTRY_OVERHEAD_BYTES);
-            if matches!(shard.map.get(&oldest), Some(Entry::Done { .. })) {
-                shard.map.remove(&oldest);
+            let in_flight = |e: &Entry| matches!(e, Entry::InFlight { .. });
+            if shard.remove_unless(hash, &oldest, in_flight) {
                 self.counters.evicted.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -210,24 +247,30 @@ impl Claim<'_> {
             _ => None,
         };
         {
-            let mut shard = lock(index.shard(&key));
+            let hash = self.hash;
+            let mut shard = lock(index.shard(hash));
             match stored {
                 Some(answer) => {
                     let mut answer = answer.clone();
                     answer.duplicate = false;
                     shard.bytes += key.1.len() + ENTRY_OVERHEAD_BYTES;
-                    shard.map.insert(
-                        key.clone(),
-                        Entry::Done {
-                            fingerprint: self.fingerprint,
-                            answer,
-                        },
-                    );
-                    shard.order.push_back(key);
+                    let done = Entry::Done {
+                        fingerprint: self.fingerprint,
+                        answer,
+                    };
+                    // The claim's own in-flight entry becomes the finished one, in place.
+                    match shard.table.find_mut(hash, |(k, _)| *k == key) {
+                        Some(slot) => slot.1 = done,
+                        None => {
+                            let rehash = |(k, _): &(Key, Entry)| index.hash(k.0, &k.1);
+                            shard.table.insert_unique(hash, (key.clone(), done), rehash);
+                        }
+                    }
+                    shard.order.push_back((hash, key));
                     index.evict(&mut shard);
                 }
                 None => {
-                    shard.map.remove(&key);
+                    shard.remove_unless(hash, &key, |_| false);
                 }
             }
         }
@@ -242,7 +285,7 @@ impl Drop for Claim<'_> {
     /// the waiters with a retryable outcome; the provider's retry settles afresh.
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            lock(self.index.shard(&key)).map.remove(&key);
+            lock(self.index.shard(self.hash)).remove_unless(self.hash, &key, |_| false);
         }
         if let Some(done) = self.done.take() {
             let _ = done.send(Some(Err(Unavailable::Deadline)));

@@ -118,3 +118,20 @@ fn entries_and_bytes_are_bounded_oldest_first() {
     }
     assert!(small.len() <= SHARDS * 2, "{} entries", small.len());
 }
+
+/// Every key is found again after its shard's table has grown many times over (a table that
+/// rehashed an entry differently from the lookup's hash would lose it here).
+#[test]
+fn keys_survive_the_tables_growing() {
+    let index = Index::new(1_000_000, 1 << 30);
+    for n in 0..20_000 {
+        claim(&index, &format!("tx-{n}"), fp(1)).finish(&Ok(answer(n)));
+    }
+    assert_eq!(index.len(), 20_000);
+    for n in 0..20_000 {
+        match index.begin(P, &format!("tx-{n}"), fp(1)) {
+            Lookup::Answered(a) => assert_eq!(a.operator_tx_id, Some(n)),
+            _ => panic!("tx-{n} lost"),
+        }
+    }
+}
