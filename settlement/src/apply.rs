@@ -8,7 +8,8 @@ mod rollback;
 mod world;
 
 pub use world::{
-    Limit, LimitKind, Player, Round, RoundKey, Session, Tx, TxKey, TxKind, TxState, Wallet, World,
+    BatchMap, BatchSet, Limit, LimitKind, Player, Round, RoundKey, Session, Tx, TxKey, TxKind,
+    TxState, Wallet, World,
 };
 
 use crate::command::{

@@ -4,6 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+/// A map that lives for one batch. Hashed with foldhash (seeded per process) rather than std's
+/// SipHash: its keys are bounded by the batch, so ids crafted to collide could cost at most a
+/// batch's worth of probes, and the batch's look-ups are on every callback's path.
+pub type BatchMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// A set that lives for one batch ([`BatchMap`]'s hasher).
+pub type BatchSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
 use crate::command::{
     Answer, Code, Fingerprint, GameId, PlayerRef, ProviderId, ProviderTxId, RoundId, SessionToken,
 };
@@ -244,15 +251,15 @@ pub struct Session {
 /// Everything a batch reads, prefetched (and locked) in one transaction, then changed by `apply`.
 #[derive(Debug, Default, Clone)]
 pub struct World {
-    pub players: HashMap<PlayerRef, Player>,
-    pub txs: HashMap<TxKey, Tx>,
+    pub players: BatchMap<PlayerRef, Player>,
+    pub txs: BatchMap<TxKey, Tx>,
     /// Ids named by a rollback that arrived before them.
-    pub tombstones: HashSet<TxKey>,
+    pub tombstones: BatchSet<TxKey>,
     /// Ids whose ledger rows were pruned with their day (their keys are kept): never settled
     /// again, whatever comes with them.
-    pub pruned: HashSet<TxKey>,
-    pub rounds: HashMap<RoundKey, Round>,
-    pub sessions: HashMap<SessionToken, Session>,
+    pub pruned: BatchSet<TxKey>,
+    pub rounds: BatchMap<RoundKey, Round>,
+    pub sessions: BatchMap<SessionToken, Session>,
     /// Ledger row ids reserved for this batch, used from the back.
     pub ids: Vec<i64>,
     /// Keys of the rows this batch created, in creation order.

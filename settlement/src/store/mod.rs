@@ -413,7 +413,7 @@ async fn write_and_commit(
 fn without_busy<'c>(
     commands: &'c [Command],
     units: &'c [usize],
-    busy: &HashSet<&str>,
+    busy: &apply::BatchSet<&str>,
 ) -> (Cow<'c, [Command]>, Cow<'c, [usize]>, Vec<usize>) {
     if busy.is_empty() {
         return (Cow::Borrowed(commands), Cow::Borrowed(units), Vec::new());

@@ -3,7 +3,6 @@
 //! rounds with their open bets, and sessions. A value the database should never hold (an
 //! unknown transaction kind, limit kind or outcome) is an invariant error, never a guess.
 
-use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use tokio_postgres::Row;
@@ -12,7 +11,8 @@ use super::plan::Plan;
 use super::statements::{key, limit, player, round, session, tombstone, tx, wallet};
 use super::{Addresses, Fetched, Rows, TxAddress};
 use crate::apply::{
-    self, Limit, LimitKind, Player, Round, Session, Tx, TxKind, TxState, Wallet, World,
+    self, BatchMap, BatchSet, Limit, LimitKind, Player, Round, Session, Tx, TxKind, TxState,
+    Wallet, World,
 };
 use crate::command::{Code, Fingerprint, GameId, ProviderId, ProviderTxId, RoundId, SessionToken};
 use crate::money::Currency;
@@ -44,7 +44,7 @@ pub(super) fn world<'c>(plan: &Plan<'c>, rows: &Rows) -> Result<Fetched<'c>, Err
 
 /// Keys whose ledger row is in no partition any more: pruned with their day.
 fn pruned(world: &mut World, rows: &Rows) {
-    let found_old: HashSet<i64> = rows
+    let found_old: BatchSet<i64> = rows
         .old_txs
         .iter()
         .map(|r| r.get::<_, i64>(tx::id))
@@ -84,8 +84,8 @@ fn players(world: &mut World, plan: &Plan<'_>, rows: &Rows) -> Result<(), Error>
 }
 
 /// Players with a wallet another transaction holds (listed, not locked).
-fn busy<'c>(plan: &Plan<'c>, rows: &Rows) -> HashSet<&'c str> {
-    let locked: HashSet<(i64, &str)> = rows
+fn busy<'c>(plan: &Plan<'c>, rows: &Rows) -> BatchSet<&'c str> {
+    let locked: BatchSet<(i64, &str)> = rows
         .skipped
         .iter()
         .map(|row| (row.get(wallet::player_id), row.get(wallet::currency)))
@@ -106,7 +106,7 @@ fn wallets(
     plan: &Plan<'_>,
     rows: &Rows,
 ) -> Result<(), Error> {
-    let mut created_at = HashMap::new();
+    let mut created_at = BatchMap::default();
     for row in rows.waited.iter().chain(&rows.skipped) {
         let player_id: i64 = row.get(wallet::player_id);
         let player = plan

@@ -12,15 +12,13 @@ mod assemble;
 mod plan;
 mod statements;
 
-use std::collections::{HashMap, HashSet};
-
 use tokio_postgres::{Client, Row};
 
 pub use plan::PlayerIds;
 pub use statements::*;
 
 use super::{query_unless, Batch, Error, Params};
-use crate::apply::{self, World};
+use crate::apply::{self, BatchMap, BatchSet, World};
 use crate::money::Currency;
 use plan::Plan;
 
@@ -121,10 +119,10 @@ async fn read(tx: &Client, s: &Reads, plan: &Plan<'_>) -> Result<Rows, tokio_pos
 #[derive(Debug, Default)]
 pub(super) struct Addresses {
     /// Ledger rows by id.
-    pub(super) txs: HashMap<i64, TxAddress>,
+    pub(super) txs: BatchMap<i64, TxAddress>,
     /// Locked wallets by (player id, currency).
-    pub(super) wallets: HashMap<(i64, Currency), String>,
-    pub(super) rounds: HashMap<apply::RoundKey, String>,
+    pub(super) wallets: BatchMap<(i64, Currency), String>,
+    pub(super) rounds: BatchMap<apply::RoundKey, String>,
 }
 
 /// A stored ledger row's partition (its name, as `regclass` writes it) and address there.
@@ -138,6 +136,6 @@ pub(super) struct TxAddress {
 /// it may change lie.
 pub(super) struct Fetched<'c> {
     pub(super) world: World,
-    pub(super) busy: HashSet<&'c str>,
+    pub(super) busy: BatchSet<&'c str>,
     pub(super) addresses: Addresses,
 }

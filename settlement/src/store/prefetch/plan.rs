@@ -2,7 +2,7 @@
 //! the players (waited for or skipped when busy), the keys of stored transactions, tombstones,
 //! rounds and sessions, as the query arrays the statements take.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::SystemTime;
 
 use tokio_postgres::{Client, Row};
@@ -15,7 +15,7 @@ use crate::command::{Action, Command, PlayerRef};
 pub(super) struct Plan<'c> {
     pub(super) want: Wanted<'c>,
     /// Players that exist, by id; unknown ones stay out of the world (UNKNOWN_PLAYER).
-    pub(super) id_to_ref: HashMap<i64, PlayerRef>,
+    pub(super) id_to_ref: apply::BatchMap<i64, PlayerRef>,
     pub(super) players: Vec<i64>,
     /// Players with a patient unit: their wallets are waited for.
     pub(super) waited: Vec<i64>,
@@ -38,7 +38,7 @@ impl<'c> Plan<'c> {
         patient: &[bool],
     ) -> Plan<'c> {
         let want = wanted(commands);
-        let mut id_to_ref: HashMap<i64, PlayerRef> = HashMap::new();
+        let mut id_to_ref = apply::BatchMap::default();
         for external in &want.players {
             if let Some(id) = player_ids.get(external) {
                 if let Some(r) = PlayerRef::stored(external.to_string()) {
@@ -86,7 +86,7 @@ impl<'c> Plan<'c> {
         &self,
         round_rows: &'r [Row],
     ) -> (Vec<i32>, Vec<i64>, Vec<&'r str>) {
-        let open_keys: HashSet<(i32, i64, &str)> = self
+        let open_keys: apply::BatchSet<(i32, i64, &str)> = self
             .open
             .0
             .iter()
