@@ -4,17 +4,17 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::command::{
+    Answer, Code, Fingerprint, GameId, PlayerRef, ProviderId, ProviderTxId, RoundId, SessionToken,
+};
+use crate::money::Currency;
+
 /// A map that lives for one batch. Hashed with foldhash (seeded per process) rather than std's
 /// SipHash: its keys are bounded by the batch, so ids crafted to collide could cost at most a
 /// batch's worth of probes, and the batch's look-ups are on every callback's path.
 pub type BatchMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// A set that lives for one batch ([`BatchMap`]'s hasher).
 pub type BatchSet<K> = HashSet<K, foldhash::fast::RandomState>;
-
-use crate::command::{
-    Answer, Code, Fingerprint, GameId, PlayerRef, ProviderId, ProviderTxId, RoundId, SessionToken,
-};
-use crate::money::Currency;
 
 pub type TxKey = (ProviderId, ProviderTxId);
 pub type RoundKey = (ProviderId, i64, RoundId);
