@@ -252,23 +252,19 @@ impl Claim<'_> {
             let mut shard = lock(index.shard(hash));
             match stored {
                 Some(answer) => {
-                    let mut answer = answer.clone();
-                    answer.duplicate = false;
-                    shard.bytes += key.1.len() + ENTRY_OVERHEAD_BYTES;
-                    let done = Entry::Done {
-                        fingerprint: self.fingerprint,
-                        answer,
-                    };
-                    // The claim's own in-flight entry becomes the finished one, in place.
-                    match shard.table.find_mut(hash, |(k, _)| *k == key) {
-                        Some(slot) => slot.1 = done,
-                        None => {
-                            let rehash = |(k, _): &(Key, Entry)| index.hash(k.0, &k.1);
-                            shard.table.insert_unique(hash, (key.clone(), done), rehash);
-                        }
+                    // The claim's own in-flight entry becomes the finished one, in place: only
+                    // the claim removes an in-flight entry (eviction skips them), so it is there.
+                    if let Some(slot) = shard.table.find_mut(hash, |(k, _)| *k == key) {
+                        let mut answer = answer.clone();
+                        answer.duplicate = false;
+                        slot.1 = Entry::Done {
+                            fingerprint: self.fingerprint,
+                            answer,
+                        };
+                        shard.bytes += key.1.len() + ENTRY_OVERHEAD_BYTES;
+                        shard.order.push_back((hash, key));
+                        index.evict(&mut shard);
                     }
-                    shard.order.push_back((hash, key));
-                    index.evict(&mut shard);
                 }
                 None => {
                     shard.remove_unless(hash, &key, |_| false);

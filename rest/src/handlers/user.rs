@@ -164,8 +164,9 @@ pub async fn rounds(
     // Walked through the player's ledger rows by time (`transactions_player_time`), newest
     // first: a round is listed at the rows written with it, in the transaction that opened it
     // (the same `now()` as its `rounds` row), and found by its key. `rounds` itself has no
-    // index led by the player (its key leads with the round: migration 0020), so a page reads
-    // the player's newest rows until it has its rounds, however many rounds the player has.
+    // index led by the player (its key leads with the round: migration 0020). The player's rows
+    // are read by that index (walked by time under the page's limit, or read whole and sorted
+    // for a player with few) and each candidate round is probed by its full key.
     let rows = client
         .query(
             &format!(
