@@ -3,7 +3,8 @@
 //!
 //! Lock-striped: keys hash to one of `SHARDS` small tables, each behind its own `std` mutex that
 //! is held only for a table operation, never across an `.await` (waiters park on a `watch`
-//! channel instead). A key is hashed once per call (the claim keeps its hash for `finish`), and
+//! channel instead, made by the first twin that waits: most keys never have one). A key is
+//! hashed once per call (the claim keeps its hash for `finish`), and
 //! a new one is copied once (the table, the eviction queue and the claim share it). Bounded in
 //! entries and in bytes: the oldest finished entries are evicted first. A miss proves nothing:
 //! the database's `UNIQUE (provider_id, provider_tx_id)` stays the judge, and the stored answer
@@ -30,10 +31,11 @@ type Key = (ProviderId, Arc<str>);
 type Outcome = Option<Result<Answer, Unavailable>>;
 
 enum Entry {
-    /// Being settled now; later arrivals with the same fingerprint wait for its outcome.
+    /// Being settled now; later arrivals with the same fingerprint wait for its outcome on
+    /// `done`, which the first of them makes (the claim's `finish` sends on it).
     InFlight {
         fingerprint: Fingerprint,
-        done: watch::Receiver<Outcome>,
+        done: Option<watch::Sender<Outcome>>,
     },
     /// Committed: the stored answer, replayed to retries.
     Done {
@@ -52,21 +54,23 @@ struct Shard {
 
 impl Shard {
     /// The entry of `provider`'s `tx` under `hash`.
-    fn find(&self, hash: u64, provider: ProviderId, tx: &str) -> Option<&Entry> {
+    fn find_mut(&mut self, hash: u64, provider: ProviderId, tx: &str) -> Option<&mut Entry> {
         let found = self
             .table
-            .find(hash, |(k, _)| k.0 == provider && *k.1 == *tx);
+            .find_mut(hash, |(k, _)| k.0 == provider && *k.1 == *tx);
         found.map(|(_, entry)| entry)
     }
 
-    /// Removes the entry of `key` under `hash` if `keep` says no to it.
-    fn remove_unless(&mut self, hash: u64, key: &Key, keep: impl Fn(&Entry) -> bool) -> bool {
+    /// Removes the entry of `key` under `hash` if `keep` says no to it, returning it.
+    fn remove_unless(
+        &mut self,
+        hash: u64,
+        key: &Key,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> Option<Entry> {
         match self.table.find_entry(hash, |(k, _)| *k == *key) {
-            Ok(found) if !keep(&found.get().1) => {
-                found.remove();
-                true
-            }
-            _ => false,
+            Ok(found) if !keep(&found.get().1) => Some(found.remove().0 .1),
+            _ => None,
         }
     }
 }
@@ -113,7 +117,6 @@ pub struct Claim<'a> {
     index: &'a Index,
     key: Option<Key>,
     hash: u64,
-    done: Option<watch::Sender<Outcome>>,
     fingerprint: Fingerprint,
 }
 
@@ -164,7 +167,7 @@ impl Index {
     pub fn begin(&self, provider: ProviderId, tx: &str, fingerprint: Fingerprint) -> Lookup<'_> {
         let hash = self.hash(provider, tx);
         let mut shard = lock(self.shard(hash));
-        match shard.find(hash, provider, tx) {
+        match shard.find_mut(hash, provider, tx) {
             Some(Entry::Done {
                 fingerprint: f,
                 answer,
@@ -179,7 +182,8 @@ impl Index {
                 done,
             }) if *f == fingerprint => {
                 self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
-                return Lookup::Wait(done.clone());
+                let done = done.get_or_insert_with(|| watch::channel(None).0);
+                return Lookup::Wait(done.subscribe());
             }
             // A different payload under a known id: the database answers the mismatch.
             Some(_) => {
@@ -188,18 +192,16 @@ impl Index {
                     index: self,
                     key: None,
                     hash,
-                    done: None,
                     fingerprint,
                 });
             }
             None => {}
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        let (done, rx) = watch::channel(None);
         let key: Key = (provider, tx.into());
         let entry = Entry::InFlight {
             fingerprint,
-            done: rx,
+            done: None,
         };
         shard
             .table
@@ -208,7 +210,6 @@ impl Index {
             index: self,
             key: Some(key),
             hash,
-            done: Some(done),
             fingerprint,
         })
     }
@@ -224,7 +225,7 @@ impl Index {
                 .bytes
                 .saturating_sub(oldest.1.len() + ENTRY_OVERHEAD_BYTES);
             let in_flight = |e: &Entry| matches!(e, Entry::InFlight { .. });
-            if shard.remove_unless(hash, &oldest, in_flight) {
+            if shard.remove_unless(hash, &oldest, in_flight).is_some() {
                 self.counters.evicted.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -247,33 +248,34 @@ impl Claim<'_> {
             }
             _ => None,
         };
-        {
-            let hash = self.hash;
+        let hash = self.hash;
+        let waiters = {
             let mut shard = lock(index.shard(hash));
             match stored {
                 Some(answer) => {
                     // The claim's own in-flight entry becomes the finished one, in place: only
                     // the claim removes an in-flight entry (eviction skips them), so it is there.
-                    if let Some(slot) = shard.table.find_mut(hash, |(k, _)| *k == key) {
+                    let slot = shard.table.find_mut(hash, |(k, _)| *k == key);
+                    let waiters = slot.map(|slot| {
                         let mut answer = answer.clone();
                         answer.duplicate = false;
-                        slot.1 = Entry::Done {
+                        let done = Entry::Done {
                             fingerprint: self.fingerprint,
                             answer,
                         };
+                        std::mem::replace(&mut slot.1, done)
+                    });
+                    if waiters.is_some() {
                         shard.bytes += key.1.len() + ENTRY_OVERHEAD_BYTES;
                         shard.order.push_back((hash, key));
                         index.evict(&mut shard);
                     }
+                    waiters
                 }
-                None => {
-                    shard.remove_unless(hash, &key, |_| false);
-                }
+                None => shard.remove_unless(hash, &key, |_| false),
             }
-        }
-        if let Some(done) = self.done.take() {
-            let _ = done.send(Some(outcome.clone()));
-        }
+        };
+        release(waiters, Some(outcome.clone()));
     }
 }
 
@@ -282,11 +284,20 @@ impl Drop for Claim<'_> {
     /// the waiters with a retryable outcome; the provider's retry settles afresh.
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            lock(self.index.shard(self.hash)).remove_unless(self.hash, &key, |_| false);
+            let waiters =
+                lock(self.index.shard(self.hash)).remove_unless(self.hash, &key, |_| false);
+            release(waiters, Some(Err(Unavailable::Deadline)));
         }
-        if let Some(done) = self.done.take() {
-            let _ = done.send(Some(Err(Unavailable::Deadline)));
-        }
+    }
+}
+
+/// Sends `outcome` to the twins waiting on a claim's in-flight entry, if any wait.
+fn release(entry: Option<Entry>, outcome: Outcome) {
+    if let Some(Entry::InFlight {
+        done: Some(done), ..
+    }) = entry
+    {
+        let _ = done.send(outcome);
     }
 }
 

@@ -8,6 +8,7 @@
 //! ledger stays the record of what happened.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
@@ -307,8 +308,13 @@ impl Writer {
 
     /// Writes `records` as one segment (one row, one statement).
     async fn write(&mut self, records: &[Box<Record>]) -> Result<(), tokio_postgres::Error> {
+        // Two buffers for the batch's addresses as text, not two strings a record.
+        let (mut peer, mut caller) = (String::new(), String::new());
         for r in records {
-            let (peer, caller) = (r.peer.to_string(), r.caller_ip.to_string());
+            peer.clear();
+            caller.clear();
+            write!(peer, "{}", r.peer).expect("a String takes any text");
+            write!(caller, "{}", r.caller_ip).expect("a String takes any text");
             self.segment.push(&traced(r, &peer, &caller));
         }
         let segment = match self.segment.finish() {

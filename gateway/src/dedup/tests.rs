@@ -87,6 +87,26 @@ async fn concurrent_duplicates_wait_for_the_first() {
     assert_eq!(index.counters.coalesced.load(Ordering::Relaxed), 1);
 }
 
+/// Twins share the one channel the first of them made, and hear an outcome that is not kept
+/// (the key is forgotten) as well as a stored one.
+#[tokio::test]
+async fn every_twin_hears_an_outcome_that_is_not_kept() {
+    let index = Index::new(1000, 1 << 20);
+    let first = claim(&index, "t1", fp(1));
+    let twins: Vec<_> = (0..2)
+        .map(|_| match index.begin(P, "t1", fp(1)) {
+            Lookup::Wait(rx) => tokio::spawn(wait(rx)),
+            _ => panic!("expected to coalesce"),
+        })
+        .collect();
+    first.finish(&Err(Unavailable::Storage));
+    for twin in twins {
+        assert_eq!(twin.await.unwrap(), Err(Unavailable::Storage));
+    }
+    assert!(index.is_empty());
+    assert_eq!(index.counters.coalesced.load(Ordering::Relaxed), 2);
+}
+
 #[tokio::test]
 async fn a_cancelled_claim_releases_its_waiters_and_the_key() {
     let index = Index::new(1000, 1 << 20);
