@@ -382,3 +382,16 @@ fn durability_settings_cannot_be_overridden() {
     assert!(!all.contains("work_mem"), "{all}");
     assert_eq!(problems.len(), 3, "{all}");
 }
+
+#[test]
+fn the_runtime_leaves_the_embedded_cluster_half_the_cores_unless_told() {
+    let mut server = Server::default();
+    assert_eq!(server.runtime_threads(2, true), 1);
+    assert_eq!(server.runtime_threads(1, true), 1);
+    assert_eq!(server.runtime_threads(8, true), 4);
+    assert_eq!(server.runtime_threads(2, false), 2);
+    assert_eq!(server.runtime_threads(8, false), 8);
+    server.worker_threads = 3;
+    assert_eq!(server.runtime_threads(2, true), 3);
+    assert_eq!(server.runtime_threads(8, false), 3);
+}

@@ -73,10 +73,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let embedded = matches!(config.database.resolve_url(), Ok(None));
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.server.worker_threads > 0 {
-        runtime.worker_threads(config.server.worker_threads);
-    }
+    runtime.worker_threads(config.server.runtime_threads(cores, embedded));
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

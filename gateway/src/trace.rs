@@ -70,17 +70,20 @@ impl Via {
     }
 }
 
+/// A kept callback's transaction ids: one for most, inline.
+pub type TxIds = smallvec::SmallVec<[String; 1]>;
+
 /// One callback that named transaction ids, as received and as answered.
 #[derive(Debug)]
 pub struct Record {
     pub provider_id: i32,
     /// Every transaction id the request named (each a key of the segment that stores it).
-    pub tx_ids: Vec<String>,
+    pub tx_ids: TxIds,
     pub received_at: SystemTime,
     pub origin: Origin,
     pub peer: SocketAddr,
     pub caller_ip: IpAddr,
-    pub method: String,
+    pub method: http::Method,
     /// Path and query, with any credential the dialect carries in it redacted.
     pub target: String,
     /// "name: value" lines (see [`header_lines`]).
@@ -231,7 +234,7 @@ fn traced<'r>(r: &'r Record, peer: &'r str, caller: &'r str) -> segments::Traced
         origin: Cow::Borrowed(r.origin.as_str()),
         peer: Cow::Borrowed(peer),
         caller_ip: Cow::Borrowed(caller),
-        method: Cow::Borrowed(&r.method),
+        method: Cow::Borrowed(r.method.as_str()),
         target: Cow::Borrowed(&r.target),
         headers: Cow::Borrowed(&r.headers),
         body: Cow::Borrowed(&r.body),
@@ -252,6 +255,23 @@ fn traced<'r>(r: &'r Record, peer: &'r str, caller: &'r str) -> segments::Traced
     }
 }
 
+/// Encodes `records` into `builder` and compresses them into a segment.
+fn encode(
+    builder: &mut segments::Builder,
+    records: &[Record],
+) -> std::io::Result<Option<segments::Segment>> {
+    // Two buffers for the batch's addresses as text, not two strings a record.
+    let (mut peer, mut caller) = (String::new(), String::new());
+    for r in records {
+        peer.clear();
+        caller.clear();
+        write!(peer, "{}", r.peer).expect("a String takes any text");
+        write!(caller, "{}", r.caller_ip).expect("a String takes any text");
+        builder.push(&traced(r, &peer, &caller));
+    }
+    builder.finish()
+}
+
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let mut records = Vec::with_capacity(self.batch_len_max);
@@ -267,7 +287,7 @@ impl Writer {
             loop {
                 for message in arrived.drain(..) {
                     match message {
-                        Message::Record(record) => records.push(record),
+                        Message::Record(record) => records.push(*record),
                         Message::Flush(done) => flushes.push(done),
                     }
                 }
@@ -291,7 +311,7 @@ impl Writer {
             }
             if !records.is_empty() {
                 let n = records.len();
-                if let Err(e) = self.write(&records).await {
+                if let Err(e) = self.write(&mut records).await {
                     tracing::warn!(error = %e, records = n, "trace records not written");
                     metrics::counter!("wallet_trace_dropped_total", "reason" => "storage")
                         .increment(n as u64);
@@ -306,24 +326,32 @@ impl Writer {
         }
     }
 
-    /// Writes `records` as one segment (one row, one statement).
-    async fn write(&mut self, records: &[Box<Record>]) -> Result<(), tokio_postgres::Error> {
-        // Two buffers for the batch's addresses as text, not two strings a record.
-        let (mut peer, mut caller) = (String::new(), String::new());
-        for r in records {
-            peer.clear();
-            caller.clear();
-            write!(peer, "{}", r.peer).expect("a String takes any text");
-            write!(caller, "{}", r.caller_ip).expect("a String takes any text");
-            self.segment.push(&traced(r, &peer, &caller));
-        }
-        let segment = match self.segment.finish() {
+    /// Writes `records` as one segment (one row, one statement). They are encoded and
+    /// compressed on the blocking pool: a segment of thousands of records is milliseconds of
+    /// CPU, which would hold up a runtime thread (beside the embedded cluster on two cores, the
+    /// only one) and every callback waiting for it.
+    async fn write(&mut self, records: &mut Vec<Record>) -> Result<(), tokio_postgres::Error> {
+        let n = records.len();
+        let (mut builder, batch) = (std::mem::take(&mut self.segment), std::mem::take(records));
+        let encoded = tokio::task::spawn_blocking(move || {
+            let finished = encode(&mut builder, &batch);
+            (finished, builder, batch)
+        })
+        .await;
+        let finished = match encoded {
+            Ok((finished, builder, batch)) => {
+                (self.segment, *records) = (builder, batch);
+                finished
+            }
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        let segment = match finished {
             Ok(Some(segment)) => segment,
             Ok(None) => return Ok(()),
             Err(e) => {
-                tracing::warn!(error = %e, records = records.len(), "trace segment not compressed");
+                tracing::warn!(error = %e, records = n, "trace segment not compressed");
                 metrics::counter!("wallet_trace_dropped_total", "reason" => "storage")
-                    .increment(records.len() as u64);
+                    .increment(n as u64);
                 return Ok(());
             }
         };

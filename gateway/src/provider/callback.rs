@@ -49,7 +49,7 @@ struct Capture {
     body: Bytes,
     read: Duration,
     verify: Duration,
-    tx_ids: Vec<String>,
+    tx_ids: trace::TxIds,
     via: Option<Via>,
 }
 
@@ -152,7 +152,7 @@ where
         origin: arrival.origin,
         peer: arrival.peer,
         caller_ip: capture.caller.unwrap_or(arrival.peer.ip()),
-        method: parts.method.to_string(),
+        method: parts.method.clone(),
         target: dialect
             .redact_target(parts.uri.path_and_query().map_or("", |p| p.as_str()))
             .into_owned(),
