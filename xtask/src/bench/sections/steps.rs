@@ -60,9 +60,10 @@ pub(crate) const WRITE_STEPS: &[Step] = &[
     },
     Step {
         name: "one runtime worker thread beside the embedded PostgreSQL \
-               (`server.worker_threads` 1, against the default of one per core: 2 here)",
+               (`server.worker_threads` 1, the default here: half the cores; against 2, \
+               one per core here)",
         undo_sql: "",
-        before_env: &[("GATEWAY__SERVER__WORKER_THREADS", "0")],
+        before_env: &[("GATEWAY__SERVER__WORKER_THREADS", "2")],
         after_env: &[("GATEWAY__SERVER__WORKER_THREADS", "1")],
     },
     Step {
