@@ -37,7 +37,7 @@ impl Server {
     /// The async runtime's threads on a box of `cores`: `worker_threads` when set; else one per
     /// core, but half the cores (at least one) when the embedded cluster runs beside the
     /// gateway, whose backends spend more CPU per callback than the gateway does. On two
-    /// shared cores one thread cost the gateway 15-18 % less CPU per callback than two, at the
+    /// shared cores one thread cost the gateway 12-18 % less CPU per callback than two, at the
     /// same service time, for 6 % less throughput when saturated (docs/performance-budget.md).
     pub fn runtime_threads(&self, cores: usize, embedded_database: bool) -> usize {
         match self.worker_threads {

@@ -4,11 +4,11 @@
 //! Lock-striped: keys hash to one of `SHARDS` small tables, each behind its own `std` mutex that
 //! is held only for a table operation, never across an `.await` (waiters park on a `watch`
 //! channel instead, made by the first twin that waits: most keys never have one). A key is
-//! hashed once per call (the claim keeps its hash for `finish`), and
-//! a new one is copied once (the table, the eviction queue and the claim share it). Bounded in
-//! entries and in bytes: the oldest finished entries are evicted first. A miss proves nothing:
-//! the database's `UNIQUE (provider_id, provider_tx_id)` stays the judge, and the stored answer
-//! it replays is exactly what this index would have given.
+//! hashed once per call (the claim keeps its hash for `finish`), and a new one is copied once
+//! (the table, the eviction queue and the claim share it). Bounded in entries and in bytes: the
+//! oldest finished entries are evicted first. A miss proves nothing: the database's
+//! `UNIQUE (provider_id, provider_tx_id)` stays the judge, and the stored answer it replays is
+//! exactly what this index would have given.
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
